@@ -1,0 +1,321 @@
+"""The command line: ``scripts/fit.py`` runs :func:`fit_main`, ``scripts/predict.py`` runs :func:`predict_main`.
+
+Only the standard library is imported at the top: ``--help`` and flag errors answer at once, before torch
+and Lightning take their seconds to load. Bad input gets one line ``error: ...`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    import lightning as L
+    import torch
+
+    from lr_lightning.data import RegressionDataModule
+    from lr_lightning.module import RegressionModule
+
+
+class UsageError(ValueError):
+    """Bad input found by the CLI itself (a flag, a file, the machine): reported as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line ``error: ...`` (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------------- flags
+def fit_parser() -> Parser:
+    p = Parser(prog="fit.py", description="Train linear regression with PyTorch Lightning. With no arguments: "
+               "the classic tutorial (x = 1, 2, 3, 4; y = 2x) on the best available device.",
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", type=Path, help="YAML file with the same keys as the flags (max_epochs: 50 or "
+                   "max-epochs: 50); flags given on the command line override it")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", default="tutorial", help="tutorial | synthetic | path to a .csv or .npy file")
+    d.add_argument("--target", help="target column: a CSV column name or a .npy column index (default: the last)")
+    d.add_argument("--n-samples", type=int, default=1000, help="synthetic data: number of samples")
+    d.add_argument("--n-features", type=int, default=1, help="synthetic data: number of features")
+    d.add_argument("--noise", type=float, default=0.1, help="synthetic data: standard deviation of the noise")
+    d.add_argument("--val-fraction", type=float, help="fraction held out for validation "
+                   "(default: 0.2; 0 for the 4-point tutorial data)")
+    d.add_argument("--test-fraction", type=float, default=0.0, help="fraction held out for a final test")
+    d.add_argument("--batch-size", type=int, help="default: 32; the whole set (full batch) for the tutorial data")
+    t = p.add_argument_group("training")
+    t.add_argument("--bias", action=argparse.BooleanOptionalAction, help="fit an intercept "
+                   "(default: yes; no for the tutorial data, whose model is y = w·x)")
+    t.add_argument("--max-epochs", type=int, default=100)
+    t.add_argument("--lr", type=float, default=0.01, help="learning rate")
+    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    t.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--seed", type=int, default=0, help="seeds the split, the shuffle and the initial weights")
+    t.add_argument("--stop-below", type=float, metavar="LOSS", help="stop once the epoch's train loss is below LOSS")
+    h = p.add_argument_group("hardware")
+    h.add_argument("--accelerator", default="auto", help="auto | cpu | gpu | cuda | mps | ...")
+    h.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto")
+    h.add_argument("--precision", default="32-true", help="32-true | 64-true (float64) | 16-mixed | bf16-mixed")
+    o = p.add_argument_group("output")
+    o.add_argument("--log-dir", default="lightning_logs", help="TensorBoard logs and checkpoints go under here")
+    o.add_argument("--progress-bar", action=argparse.BooleanOptionalAction,
+                   help="show a progress bar (default: when the output is a terminal, not in log files)")
+    return p
+
+
+def parse_fit_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags over the ``--config`` YAML over the defaults."""
+    parser = fit_parser()
+    pre_parser = argparse.ArgumentParser(add_help=False)  # reads --config alone; errors come from `parser`
+    pre_parser.add_argument("--config", type=Path)
+    pre, _ = pre_parser.parse_known_args(argv)
+    if pre.config is not None:
+        parser.set_defaults(**load_config(pre.config, parser))
+    return parser.parse_args(argv)
+
+
+def load_config(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The YAML file as flag defaults; keys are the flags' names, with ``-`` or ``_``."""
+    import yaml  # small; only needed with --config
+
+    if not path.is_file():
+        parser.error(f"--config {path}: no such file")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        parser.error(f"--config {path}: not valid YAML" + (f" (line {where.line + 1})" if where else ""))
+    if not isinstance(config, dict):
+        parser.error(f"--config {path}: expected a mapping of flag names to values, got {type(config).__name__}")
+    known = {a.dest for a in parser._actions} - {"help", "config"}
+    values = {}
+    for key, value in config.items():
+        dest = str(key).lstrip("-").replace("-", "_")
+        if dest not in known:
+            parser.error(f"--config {path}: unknown key {key!r}; keys are the flags' names, e.g. max_epochs")
+        values[dest] = value
+    return values
+
+
+# ------------------------------------------------------------------------------------------------ fit
+def fit_main(argv: list[str] | None = None) -> int:
+    args = parse_fit_args(argv)
+    quiet_lightning()
+    try:
+        dm, module, trainer = build_fit(args)
+    except (UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import torch
+
+    x5 = torch.tensor([[5.0]])
+    before = predict_one(module, x5) if dm.n_features == 1 else None
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    seconds = time.perf_counter() - start
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # trainer.test replaces them
+    if dm.n_test:
+        metrics |= trainer.test(module, datamodule=dm, ckpt_path="best", verbose=False)[0]
+    print_summary(args, dm, module, trainer, seconds, before, metrics)
+    return 0
+
+
+def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, RegressionModule, L.Trainer]:
+    """Data, model and Trainer from the flags; every bad flag or file raises here, before any training."""
+    import lightning as L
+    import torch
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lr_lightning.data import RegressionDataModule
+    from lr_lightning.model import LinearRegression
+    from lr_lightning.module import RegressionModule
+
+    has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+    if args.accelerator in ("gpu", "cuda") and not has_gpu:
+        raise UsageError(f"--accelerator {args.accelerator}: no GPU is visible to torch on this machine; "
+                         "use --accelerator cpu (or auto)")
+    if args.max_epochs < -1:
+        raise UsageError(f"--max-epochs must be >= 0 (or -1 for no limit), got {args.max_epochs}")
+    L.seed_everything(args.seed, verbose=False)
+    dtype = torch.float64 if str(args.precision).startswith("64") else torch.float32
+    data_kwargs: dict[str, Any] = {"seed": args.seed, "dtype": dtype, "test_fraction": args.test_fraction}
+    if args.val_fraction is not None:
+        data_kwargs["val_fraction"] = args.val_fraction
+    if args.batch_size is not None:
+        data_kwargs["batch_size"] = args.batch_size
+    if args.data == "tutorial":
+        dm = RegressionDataModule.tutorial(**data_kwargs)
+    elif args.data == "synthetic":
+        dm = RegressionDataModule.synthetic(n_samples=args.n_samples, n_features=args.n_features,
+                                            noise=args.noise, **data_kwargs)
+    else:
+        dm = RegressionDataModule.from_path(args.data, args.target, **data_kwargs)
+
+    bias = args.data != "tutorial" if args.bias is None else args.bias
+    module = RegressionModule(LinearRegression(dm.n_features, dm.n_outputs, bias), lr=args.lr, optimizer=args.optimizer,
+                              momentum=args.momentum, weight_decay=args.weight_decay)
+    monitor = "val/loss" if dm.n_val else "train/loss"
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(monitor=monitor, mode="min", save_last=True, filename="best", auto_insert_metric_name=False)
+    ]
+    if args.stop_below is not None:
+        # EarlyStopping's threshold is the tutorial's `if loss < 0.001: break`; patience is not wanted here.
+        callbacks.append(EarlyStopping("train/loss", mode="min", stopping_threshold=args.stop_below,
+                                       patience=sys.maxsize, check_on_train_epoch_end=True))
+    progress_bar = sys.stderr.isatty() if args.progress_bar is None else args.progress_bar
+    try:
+        trainer = L.Trainer(
+            accelerator=args.accelerator, devices=_devices(args.devices), precision=args.precision,
+            max_epochs=args.max_epochs, logger=TensorBoardLogger(args.log_dir, name=""), callbacks=callbacks,
+            enable_progress_bar=progress_bar, enable_model_summary=False, **dm.trainer_defaults(),
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as e:
+        raise UsageError(f"--accelerator {args.accelerator} --devices {args.devices} --precision {args.precision}: "
+                         f"{str(e).splitlines()[0]}") from None
+    return dm, module, trainer
+
+
+def _devices(value: Any) -> Any:
+    """``--devices`` as Lightning takes it: ``auto``, a count, or a list ``0,1``."""
+    text = str(value)
+    if text == "auto":
+        return text
+    try:
+        return [int(v) for v in text.split(",") if v] if "," in text else int(text)
+    except ValueError:
+        raise UsageError(f"--devices {value}: expected auto, a number or a list like 0,1") from None
+
+
+def predict_one(module: torch.nn.Module, x: torch.Tensor) -> list[float]:
+    """The module's prediction for one input row, wherever the module now lives."""
+    import torch
+
+    p = next(module.parameters())
+    with torch.no_grad():
+        return module(x.to(device=p.device, dtype=p.dtype)).flatten().tolist()
+
+
+def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: RegressionModule, trainer: L.Trainer,
+                  seconds: float, before: list[float] | None, metrics: dict[str, float]) -> None:
+    import torch
+
+    source = args.data if args.data in ("tutorial", "synthetic") else Path(args.data).name
+    device = trainer.strategy.root_device
+    print(f"\nTrained {type(module.model).__name__} on {source} data ({dm.n_train} train, {dm.n_val} val, "
+          f"{dm.n_test} test samples) for {trainer.current_epoch} epochs on {device.type} in {seconds:.1f} s")
+    if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
+        print(f"  stopped early: train/loss fell below {args.stop_below}")
+    linear = getattr(module.model, "linear", None)
+    if isinstance(linear, torch.nn.Linear):
+        w = linear.weight.detach().cpu().double()
+        b = linear.bias.detach().cpu().double() if linear.bias is not None else None
+        for j, target in enumerate(dm.target_names):
+            terms = " ".join(f"{w[j, i]:+.4f}·{name}" for i, name in enumerate(dm.feature_names[:8]))
+            more = f" … ({dm.n_features - 8} more)" if dm.n_features > 8 else ""
+            intercept = f" {b[j]:+.4f}" if b is not None else "   (no bias: --bias fits one)"
+            print(f"  {target} = {terms}{more}{intercept}")
+        if hasattr(dm, "true_weight"):
+            true = " ".join(f"{v:+.4f}" for v in dm.true_weight[0, :8].tolist())
+            print(f"  true weights {true}{' …' if dm.n_features > 8 else ''}, true bias {dm.true_bias.item():+.4f}")
+    shown = ["train/loss_epoch", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
+    print("  " + ", ".join(f"{k.removesuffix('_epoch')} {metrics[k]:.6g}" for k in shown if k in metrics))
+    if before is not None:
+        after = predict_one(module, torch.tensor([[5.0]]))
+        print(f"  prediction for x = 5: {before[0]:.4f} before training, {after[0]:.4f} after")
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and ckpt.last_model_path:
+        best = f", best ({ckpt.monitor}) {ckpt.best_model_path}" if ckpt.best_model_path else ""
+        print(f"Checkpoints: last {ckpt.last_model_path}{best}")
+    if trainer.logger is not None:
+        print(f"Logs: {trainer.logger.log_dir}")
+        print(f"View the curves: tensorboard --logdir {args.log_dir}")
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's output to what a user can act on; our summary says which device ran and why it stopped."""
+    # Start-up banners (GPU/TPU available, a litlogger advert, "`max_epochs` reached") are INFO messages.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # Lightning 2.6 uses a torch._pytree API that torch 2.13 deprecates: nothing a user of ours can change.
+    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
+
+
+# -------------------------------------------------------------------------------------------- predict
+def predict_parser() -> Parser:
+    p = Parser(prog="predict.py", description="Predict with a checkpoint written by fit.py.")
+    p.add_argument("--ckpt", type=Path, required=True, help="a .ckpt file (e.g. .../checkpoints/last.ckpt)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--x", type=float, nargs="+", metavar="V", help="input values, row after row")
+    src.add_argument("--csv", type=Path, help="a CSV with a header row naming the feature columns")
+    return p
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    args = predict_parser().parse_args(argv)
+    quiet_lightning()
+    try:
+        module, features, targets = load_for_prediction(args.ckpt)
+        x = _predict_inputs(args, features)
+    except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import torch
+
+    with torch.no_grad():
+        preds = module(torch.as_tensor(x, dtype=next(module.parameters()).dtype))
+    print(",".join(features + [f"predicted_{t}" for t in targets]))
+    for row, pred in zip(x.tolist(), preds.tolist(), strict=True):
+        print(",".join(f"{v:.6g}" for v in row + pred))
+    return 0
+
+
+def load_for_prediction(path: Path) -> tuple[RegressionModule, list[str], list[str]]:
+    """The module from a checkpoint, and the feature and target names of the data it was trained on."""
+    import torch
+
+    from lr_lightning.module import RegressionModule
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt {path}: no such file")
+    try:
+        # weights_only: a checkpoint from someone else must not run code while it is unpickled.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        module = RegressionModule(**ckpt["hyper_parameters"])
+        module.load_state_dict(ckpt["state_dict"])
+    except Exception as e:  # a truncated file, another program's pickle, a checkpoint of some other model
+        raise UsageError(f"--ckpt {path}: not a checkpoint written by fit.py ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    module.eval()
+    data = ckpt.get("datamodule_hyper_parameters", {})
+    n_in = next(module.parameters()).shape[-1]
+    features = data.get("feature_names") or [f"x{i}" for i in range(n_in)]
+    return module, list(features), list(data.get("target_names") or ["y"])
+
+
+def _predict_inputs(args: argparse.Namespace, features: list[str]) -> Any:
+    import numpy as np
+
+    from lr_lightning.data import read_csv_table
+
+    if args.x is not None:
+        if len(args.x) % len(features):
+            raise UsageError(f"--x: {len(args.x)} values do not make rows of {len(features)} features "
+                             f"({', '.join(features)})")
+        return np.asarray(args.x).reshape(-1, len(features))
+    names, data = read_csv_table(args.csv)
+    if all(f in names for f in features):
+        return data[:, [names.index(f) for f in features]]
+    if len(names) == len(features):
+        return data
+    raise UsageError(f"{args.csv}: expected the columns {', '.join(features)} (the checkpoint's features), "
+                     f"found {', '.join(names)}")

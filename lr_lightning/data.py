@@ -1,0 +1,342 @@
+"""The data: where samples come from, how they are split, and how batches are served.
+
+``RegressionDataModule`` owns the whole data side of training, as Lightning intends: the sources (the
+tutorial's four points, synthetic data with known weights, CSV and ``.npy`` files), the deterministic
+train/val/test split, and the loaders. Everything else (model, loss, optimizer) lives in the module.
+
+Batches are sliced out of in-memory tensors by :class:`TensorBatches` instead of going through
+``DataLoader(TensorDataset(...))``, which fetches and collates one sample at a time: for a linear model
+that bookkeeping costs more than the math.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``values`` as a 2-D ``(n_samples, n_columns)`` tensor of ``dtype``; a 1-D input becomes one column.
+
+    The column matters: a ``(B, 1)`` prediction against a ``(B,)`` target broadcasts to ``(B, B)`` in the
+    loss and silently trains the wrong model.
+
+    >>> as_columns([1.0, 2.0, 3.0], "y").shape
+    torch.Size([3, 1])
+    """
+    try:
+        t = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+    except (TypeError, ValueError) as e:  # strings, ragged lists, objects
+        raise ValueError(f"{name}: expected an array of real numbers ({e})") from None
+    if t.is_complex():
+        raise ValueError(f"{name}: expected real numbers, got {t.dtype}")
+    if t.ndim == 1:
+        t = t.unsqueeze(1)
+    if t.ndim != 2:
+        raise ValueError(f"{name}: expected a 1-D or 2-D array (n_samples, n_columns), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name}: no samples (shape {tuple(t.shape)})")
+    t = t.to(dtype)
+    if not torch.isfinite(t).all():
+        row, col = (~torch.isfinite(t)).nonzero()[0].tolist()
+        raise ValueError(f"{name}: non-finite value {t[row, col].item()} at row {row}, column {col}")
+    return t
+
+
+def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """Read a CSV with a header row: ``(x, y, feature_names, target_name)``; the target defaults to the last column."""
+    names, data = read_csv_table(path)
+    target = names[-1] if target is None else target
+    if target not in names:
+        raise ValueError(f"{path}: no column {target!r} for --target; the columns are {', '.join(names)}")
+    if len(names) < 2:
+        raise ValueError(f"{path}: only one column ({names[0]!r}); need at least one feature column besides the target")
+    t = names.index(target)
+    return np.delete(data, t, axis=1), data[:, t], [n for i, n in enumerate(names) if i != t], target
+
+
+def read_csv_table(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Read a CSV with a header row into ``(column_names, float64 array)``.
+
+    Errors name the file, and the row (1-based, as an editor shows it) and column of the bad cell.
+    """
+    path = _existing_file(path)
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: the file is empty; expected a header row, then rows of numbers")
+        names = [h.strip() for h in header]
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue  # blank lines, e.g. a trailing newline
+            if len(row) != len(names):
+                raise ValueError(f"{path}: row {line} has {len(row)} values, the header has {len(names)} columns")
+            try:
+                rows.append([float(cell) for cell in row])
+            except ValueError:
+                col = next(i for i, cell in enumerate(row) if not _is_float(cell))
+                raise ValueError(f"{path}: row {line}, column {names[col]!r}: {row[col]!r} is not a number") from None
+    if not rows:
+        raise ValueError(f"{path}: only a header row; no data rows")
+    return names, np.asarray(rows, dtype=np.float64)
+
+
+def read_npy(path: str | Path, target: int | str | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """Read a 2-D ``.npy`` array whose columns are features and one target (default: the last column)."""
+    path = _existing_file(path)
+    try:
+        data = np.load(path, allow_pickle=False)  # never unpickle objects from a data file
+    except ValueError as e:
+        raise ValueError(f"{path}: not a numeric .npy array ({e})") from None
+    if data.ndim != 2 or data.shape[1] < 2:
+        raise ValueError(f"{path}: expected a 2-D array of features and a target column, got shape {data.shape}")
+    names = [f"x{i}" for i in range(data.shape[1])]
+    t = data.shape[1] - 1 if target is None else int(target)
+    if not -data.shape[1] <= t < data.shape[1]:
+        raise ValueError(f"{path}: no column {target!r} for --target; columns are 0..{data.shape[1] - 1}")
+    t %= data.shape[1]
+    return np.delete(data, t, axis=1), data[:, t], [n for i, n in enumerate(names) if i != t], names[t]
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, expected a file")
+    return path
+
+
+def _is_float(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+# -------------------------------------------------------------------------------------------- batches
+class EpochSampler:
+    """The order in which one epoch visits ``n`` samples: a fresh permutation per epoch, or ``0..n-1``.
+
+    The permutation is a pure function of ``(seed, epoch)``, so two runs with one seed see the same batches,
+    and a resumed run sees the order the interrupted one would have. Lightning calls ``set_epoch`` on a
+    loader's ``sampler`` at the start of every epoch, as it does for a ``DistributedSampler``.
+    """
+
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0) -> None:
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> torch.Tensor | None:
+        """This epoch's permutation, or ``None`` for the natural order (then batches are views, not copies)."""
+        if not self.shuffle:
+            return None
+        # SeedSequence mixes (seed, epoch) properly: seed + epoch would give seed 1/epoch 0 the order of seed 0/epoch 1.
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        return torch.randperm(self.n, generator=g)
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.order()
+        return iter(range(self.n) if order is None else order.tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class TensorBatches:
+    """Mini-batches ``(x[idx], y[idx])`` sliced out of in-memory tensors, in the order of ``sampler``.
+
+    Lightning accepts any iterable as a loader; this one yields what ``DataLoader(TensorDataset(x, y))``
+    would, at the cost of one index per batch instead of one ``__getitem__`` per sample plus a collate.
+    Like a ``DataLoader`` it has a ``sampler`` (Lightning calls its ``set_epoch``) and no ``batch_sampler``.
+    """
+
+    batch_sampler = None
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 drop_last: bool = False) -> None:
+        self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
+        self.sampler = EpochSampler(len(x), shuffle, seed)
+
+    def __len__(self) -> int:
+        n, b = len(self.x), self.batch_size
+        return n // b if self.drop_last else math.ceil(n / b)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self.sampler.order()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            if order is None:
+                yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            else:
+                idx = order[start:start + self.batch_size]
+                yield self.x[idx], self.y[idx]
+
+
+# ---------------------------------------------------------------------------------------- datamodule
+class RegressionDataModule(L.LightningDataModule):
+    """Serves ``(n_samples, n_features)`` inputs and ``(n_samples, n_outputs)`` targets, split into train/val/test.
+
+    The split is a seeded random permutation cut into test, validation and training parts, so it is the
+    same on every run (and on every DDP rank) for one ``seed``. ``val_fraction=0`` means no validation loop;
+    ``batch_size >= n`` is full-batch gradient descent.
+
+    >>> dm = RegressionDataModule.tutorial()
+    >>> dm.setup("fit")
+    >>> x, y = next(iter(dm.train_dataloader()))
+    >>> x.shape, y.shape
+    (torch.Size([4, 1]), torch.Size([4, 1]))
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any,
+        batch_size: int = 32,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        shuffle: bool = True,
+        seed: int = 0,
+        *,
+        drop_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        feature_names: list[str] | None = None,
+        target_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["x", "y", "dtype"])
+        self.hparams["dtype"] = str(dtype).removeprefix("torch.")  # a string: hparams.yaml cannot hold a torch.dtype
+        self.x, self.y = as_columns(x, "x", dtype), as_columns(y, "y", dtype)
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)}; they must match row for row")
+        if not (isinstance(batch_size, int) and batch_size > 0):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.n_val = self._split_size(val_fraction, "val_fraction")
+        self.n_test = self._split_size(test_fraction, "test_fraction")
+        self.n_train = self.n_samples - self.n_val - self.n_test
+        if self.n_train < 1:
+            raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} leave no training "
+                             f"samples out of {self.n_samples}; lower them")
+        self.feature_names = feature_names or [f"x{i}" for i in range(self.n_features)]
+        self.target_names = target_names or (["y"] if self.n_outputs == 1 else [f"y{i}" for i in range(self.n_outputs)])
+        self.splits: dict[str, Batch] = {}
+
+    def _split_size(self, fraction: float, name: str) -> int:
+        if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
+            raise ValueError(f"{name} must be in [0, 1), got {fraction!r}")
+        k = round(self.n_samples * fraction)
+        if fraction > 0 and k < 2:
+            # R² (and any variance) needs two samples; one held-out point would make val/r2 undefined.
+            raise ValueError(f"{name}={fraction} of {self.n_samples} samples holds out {k}; need at least 2 "
+                             f"(use a larger fraction, more data, or 0 to skip that split)")
+        return k
+
+    # ---- sizes, taken from the data so nobody types them twice
+    @property
+    def n_samples(self) -> int:
+        return len(self.x)
+
+    @property
+    def n_features(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.y.shape[1]
+
+    def trainer_defaults(self) -> dict[str, Any]:
+        """Trainer settings this data implies; pass them on as ``L.Trainer(**dm.trainer_defaults(), ...)``.
+
+        Without a validation split, ``limit_val_batches=0`` is Lightning's own way to switch the loop off
+        (anything else warns); ``log_every_n_steps`` above the number of batches per epoch would warn and log
+        no step at all on small data.
+        """
+        n_batches = self.n_train // self.batch_size if self.drop_last else math.ceil(self.n_train / self.batch_size)
+        return {"log_every_n_steps": max(1, min(50, n_batches)), "limit_val_batches": 1.0 if self.n_val else 0}
+
+    # ---- Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        # Shuffle once and cut: the splits are views of one permuted copy, not three gathers.
+        g = torch.Generator().manual_seed(self.seed)
+        perm = torch.randperm(self.n_samples, generator=g)
+        x, y = self.x[perm], self.y[perm]
+        a, b = self.n_test, self.n_test + self.n_val
+        self.splits = {"test": (x[:a], y[:a]), "val": (x[a:b], y[a:b]), "train": (x[b:], y[b:])}
+
+    def train_dataloader(self) -> TensorBatches:
+        return TensorBatches(*self.splits["train"], self.batch_size, self.shuffle, self.seed, self.drop_last)
+
+    def val_dataloader(self) -> TensorBatches | list:
+        # No split, no loop: an empty list (with `limit_val_batches=0`, see `trainer_defaults`).
+        return TensorBatches(*self.splits["val"], self.batch_size) if self.n_val else []
+
+    def test_dataloader(self) -> TensorBatches | list:
+        return TensorBatches(*self.splits["test"], self.batch_size) if self.n_test else []
+
+    def predict_dataloader(self) -> TensorBatches:
+        # Every sample in its original row order, so predictions line up with the input file.
+        return TensorBatches(self.x, self.y, self.batch_size)
+
+    # ---- data sources
+    @classmethod
+    def tutorial(cls, **kwargs: Any) -> RegressionDataModule:
+        """The classic tutorial's data, ``x = 1, 2, 3, 4`` and ``y = 2x``: full batch, no validation split."""
+        x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+        return cls(x, 2 * x, **{"batch_size": 4, "val_fraction": 0.0, **kwargs})
+
+    @classmethod
+    def synthetic(cls, n_samples: int = 1000, n_features: int = 1, noise: float = 0.1, seed: int = 0,
+                  weight: Any = None, bias: float | None = None, **kwargs: Any) -> RegressionDataModule:
+        """``y = x @ w + b + noise * N(0, 1)`` with ``x ~ N(0, 1)``; the true ``w`` and ``b`` are drawn from
+        ``seed`` unless given, and kept as ``true_weight`` ``(1, n_features)`` and ``true_bias`` ``(1,)``."""
+        if n_samples < 1 or n_features < 1:
+            raise ValueError(f"n_samples and n_features must be >= 1, got {n_samples} and {n_features}")
+        if not (math.isfinite(noise) and noise >= 0):
+            raise ValueError(f"noise must be a finite number >= 0, got {noise}")
+        rng = np.random.default_rng(seed)
+        w = rng.uniform(-2, 2, n_features) if weight is None else np.broadcast_to(np.asarray(weight, float), n_features)
+        b = float(rng.uniform(-1, 1)) if bias is None else float(bias)
+        x = rng.standard_normal((n_samples, n_features))
+        y = x @ w + b + noise * rng.standard_normal(n_samples)
+        dm = cls(x, y, seed=seed, **kwargs)
+        dm.true_weight, dm.true_bias = torch.tensor(w).reshape(1, -1), torch.tensor([b])
+        return dm
+
+    @classmethod
+    def from_csv(cls, path: str | Path, target: str | None = None, **kwargs: Any) -> RegressionDataModule:
+        """A CSV file with a header row; ``target`` names the target column (default: the last one)."""
+        x, y, features, target = read_csv(path, target)
+        return cls(x, y, feature_names=features, target_names=[target], **kwargs)
+
+    @classmethod
+    def from_npy(cls, path: str | Path, target: int | str | None = None, **kwargs: Any) -> RegressionDataModule:
+        """A 2-D ``.npy`` array; ``target`` is the index of the target column (default: the last one)."""
+        x, y, features, target = read_npy(path, target)
+        return cls(x, y, feature_names=features, target_names=[target], **kwargs)
+
+    @classmethod
+    def from_path(cls, path: str | Path, target: str | None = None, **kwargs: Any) -> RegressionDataModule:
+        """A ``.csv`` or ``.npy`` file, by its suffix."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".csv":
+            return cls.from_csv(path, target, **kwargs)
+        if suffix == ".npy":
+            return cls.from_npy(path, target, **kwargs)
+        raise ValueError(f"{path}: unknown data format {suffix or '(no suffix)'!r}; expected a .csv or .npy file")

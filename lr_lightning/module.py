@@ -1,0 +1,177 @@
+"""The LightningModule: loss, optimizer and metrics around any regression network.
+
+``RegressionModule`` is stage 5 of the tutorial. It owns what the hand-written loop did (MSE loss, the
+SGD update) plus what Lightning adds: metrics, logging, checkpoints that rebuild the network by
+themselves. The network is passed in, so the same module trains a ``LinearRegression``, an MLP, or
+your own ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+from torchmetrics.regression import R2Score
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+OPTIMIZERS = ("sgd", "adam")
+
+
+# --------------------------------------------------------------------------- rebuilding the network
+def model_spec(model: nn.Module) -> dict[str, Any] | None:
+    """How to rebuild ``model``: ``{"class_path": ..., "init_args": {...}}`` (LightningCLI's form), or ``None``.
+
+    Lightning can only save a network's weights, not how to construct it (lightning#19906), so a checkpoint
+    of a module that takes a network could not be loaded without passing the network again. We recover the
+    init arguments the scikit-learn way, from attributes named like the ``__init__`` parameters, and keep
+    them only if a rebuild from them has exactly the same parameter shapes.
+    """
+    cls = type(model)
+    if "<locals>" in cls.__qualname__:
+        return None  # a class defined inside a function cannot be imported again
+    init_args: dict[str, Any] = {}
+    for name, p in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        value = getattr(model, name, p.default)
+        if value is p.empty or not _is_plain(value):
+            return None
+        init_args[name] = value
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            clone = cls(**init_args)
+    except Exception:  # any failure just means the recipe is not trustworthy
+        return None
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    if {k: v.shape for k, v in clone.state_dict().items()} != shapes:
+        return None
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+
+
+def build_model(spec: Mapping[str, Any]) -> nn.Module:
+    """Construct the network described by :func:`model_spec`."""
+    path = spec.get("class_path", "")
+    module_name, _, qualname = path.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"cannot import model class {path!r} ({e}); pass the network as model=...") from None
+    return obj(**spec.get("init_args", {}))
+
+
+def _is_plain(value: Any) -> bool:
+    """Values that a checkpoint can hold without pickling code (and that ``weights_only`` loading accepts)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+# ------------------------------------------------------------------------------------------- module
+class RegressionModule(L.LightningModule):
+    """Trains any regression ``nn.Module`` ``(N, in) -> (N, out)`` with MSE loss.
+
+    The default optimizer is plain ``torch.optim.SGD`` with exactly ``lr`` (no momentum, no weight decay), so
+    a full-batch fit reproduces the hand-written tutorial step for step. Logged: ``train/loss`` (per step and
+    per epoch), ``val/loss``, ``val/mae``, ``val/r2`` and the same for ``test/``.
+
+    >>> from lr_lightning import LinearRegression
+    >>> module = RegressionModule(LinearRegression(2), lr=0.1)
+    >>> module(torch.zeros(5, 2)).shape
+    torch.Size([5, 1])
+    >>> module.hparams.model["class_path"]
+    'lr_lightning.model.LinearRegression'
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Mapping[str, Any],
+        lr: float = 0.01,
+        optimizer: str = "sgd",
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if momentum and optimizer != "sgd":
+            raise ValueError(f"momentum applies to sgd only; {optimizer} has its own (got momentum={momentum})")
+        if model is None:
+            raise ValueError("this checkpoint does not record how to build its network; "
+                             "pass it: RegressionModule.load_from_checkpoint(path, model=...)")
+        # From a checkpoint, `model` is the recipe that was recorded below.
+        self.model = build_model(model) if isinstance(model, Mapping) else model
+        spec = model_spec(self.model)
+        if spec is None:
+            rank_zero_warn(f"cannot record how to rebuild {type(self.model).__qualname__}: store each __init__ "
+                           "argument as an attribute of the same name, or pass model= to load_from_checkpoint.")
+        # The recipe, not the network, goes into hparams: checkpoints then rebuild it by themselves.
+        self.save_hyperparameters({"model": spec, "lr": lr, "optimizer": optimizer, "momentum": momentum,
+                                   "weight_decay": weight_decay})
+        self.loss_fn = nn.MSELoss()
+        metrics = MetricCollection({"loss": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step shared by train, val and test: ``(loss, predictions, targets)``."""
+        x, y = batch
+        preds = self(x)
+        if preds.shape != y.shape:
+            # (B, 1) against (B,) would broadcast to (B, B) in the loss and train the wrong model without a word.
+            raise ValueError(f"prediction shape {tuple(preds.shape)} != target shape {tuple(y.shape)}; "
+                             "targets must be (n_samples, n_outputs), a 1-D target one column")
+        return self.loss_fn(preds, y), preds, y
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss, _, _ = self.model_step(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics)
+
+    def _eval_step(self, batch: Batch, metrics: MetricCollection) -> None:
+        # Metric objects accumulate over the whole epoch (exact, whatever the batch sizes) and sync across
+        # devices; Lightning computes and logs them once at the epoch's end.
+        _, preds, y = self.model_step(batch)
+        metrics.update(preds, y)
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
+
+    def predict_step(self, batch: Batch | torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        if hp.optimizer == "adam":
+            return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+    def on_fit_end(self) -> None:
+        # TensorBoard's HPARAMS tab shows `hp_metric` beside the hyperparameters; Lightning writes -1 there
+        # until told otherwise. Make it the final validation loss (the training loss without validation).
+        metrics = self.trainer.callback_metrics
+        key = "val/loss" if "val/loss" in metrics else "train/loss_epoch"
+        if self.logger is not None and key in metrics:
+            self.logger.log_metrics({"hp_metric": float(metrics[key])}, step=self.global_step)

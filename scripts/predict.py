@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""Predict with a checkpoint written by fit.py: `python scripts/predict.py --ckpt PATH --x 5 6 7`."""
+
+import sys
+
+from lr_lightning.cli import predict_main
+
+if __name__ == "__main__":
+    sys.exit(predict_main())
