@@ -7,10 +7,13 @@ and Lightning take their seconds to load. Bad input gets one line ``error: ...``
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -32,6 +35,23 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
+
+
+def entry_point(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """``fit.py | head`` closes the pipe early: that is the reader's choice, not a crash to show a traceback for."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            code = main(argv)
+            sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's final flush
+            return code
+        except BrokenPipeError:
+            # Python's documented remedy: point stdout at devnull so the interpreter's final flush stays quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+
+    return run
 
 
 # ---------------------------------------------------------------------------------------------- flags
@@ -107,6 +127,7 @@ def load_config(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ fit
+@entry_point
 def fit_main(argv: list[str] | None = None) -> int:
     args = parse_fit_args(argv)
     quiet_lightning()
@@ -260,6 +281,7 @@ def predict_parser() -> Parser:
     return p
 
 
+@entry_point
 def predict_main(argv: list[str] | None = None) -> int:
     args = predict_parser().parse_args(argv)
     quiet_lightning()

@@ -305,7 +305,7 @@ class RegressionDataModule(L.LightningDataModule):
     def synthetic(cls, n_samples: int = 1000, n_features: int = 1, noise: float = 0.1, seed: int = 0,
                   weight: Any = None, bias: float | None = None, **kwargs: Any) -> RegressionDataModule:
         """``y = x @ w + b + noise * N(0, 1)`` with ``x ~ N(0, 1)``; the true ``w`` and ``b`` are drawn from
-        ``seed`` unless given, and kept as ``true_weight`` ``(1, n_features)`` and ``true_bias`` ``(1,)``."""
+        ``seed`` unless given, and kept (float64) as ``true_weight`` ``(1, n_features)`` and ``true_bias`` ``(1,)``."""
         if n_samples < 1 or n_features < 1:
             raise ValueError(f"n_samples and n_features must be >= 1, got {n_samples} and {n_features}")
         if not (math.isfinite(noise) and noise >= 0):
@@ -316,7 +316,7 @@ class RegressionDataModule(L.LightningDataModule):
         x = rng.standard_normal((n_samples, n_features))
         y = x @ w + b + noise * rng.standard_normal(n_samples)
         dm = cls(x, y, seed=seed, **kwargs)
-        dm.true_weight, dm.true_bias = torch.tensor(w).reshape(1, -1), torch.tensor([b])
+        dm.true_weight, dm.true_bias = torch.tensor(w).reshape(1, -1), torch.tensor([b], dtype=torch.float64)
         return dm
 
     @classmethod

@@ -1,0 +1,114 @@
+"""scripts/fit.py and scripts/predict.py, run as a user runs them: in a subprocess."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from .conftest import ROOT, run_script
+
+
+def _one_error_line(result, *words):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+def test_default_run_reproduces_the_tutorial_quietly(tmp_path):
+    result = run_script("fit.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "on tutorial data (4 train, 0 val, 0 test samples) for 100 epochs on cpu" in out
+    assert "y = +2.0000·x0" in out
+    assert "10.0000 after" in out  # f(5)
+    assert "tensorboard --logdir lightning_logs" in out
+    assert (tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt").is_file()
+    # No warning noise, no banners, no progress-bar spam in a log file.
+    assert result.stderr == "", result.stderr
+
+
+def test_csv_run_then_predict_from_values_and_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(size=200)
+    rows = "\n".join(f"{u:.6f},{3 * u - 2 * v + 1:.6f},{v:.6f}" for u, v in zip(a, b, strict=True))
+    (tmp_path / "data.csv").write_text("a,price,b\n" + rows + "\n")
+    result = run_script("fit.py", "--data", "data.csv", "--target", "price", "--max-epochs", "40", "--lr", "0.1",
+                        "--log-dir", "logs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "price = +3.0000·a -2.0000·b +1.0000" in result.stdout
+    ckpt = tmp_path / "logs/version_0/checkpoints/last.ckpt"
+
+    pred = run_script("predict.py", "--ckpt", str(ckpt), "--x", "1", "1", "0", "2", cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+    lines = pred.stdout.strip().splitlines()
+    assert lines[0] == "a,b,predicted_price"
+    assert [float(v) for v in lines[1].split(",")] == pytest.approx([1, 1, 2], abs=1e-3)
+    assert [float(v) for v in lines[2].split(",")] == pytest.approx([0, 2, -3], abs=1e-3)
+
+    (tmp_path / "new.csv").write_text("b,a,price\n0,1,0\n1,0,0\n")  # any column order; extra columns ignored
+    pred = run_script("predict.py", "--ckpt", str(ckpt), "--csv", "new.csv", cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+    assert [float(r.split(",")[-1]) for r in pred.stdout.strip().splitlines()[1:]] == pytest.approx([4, -1], abs=1e-3)
+
+    bad = run_script("predict.py", "--ckpt", str(ckpt), "--x", "1", "2", "3", cwd=tmp_path)
+    _one_error_line(bad, "--x: 3 values do not make rows of 2 features (a, b)")
+
+
+def test_help_answers_without_importing_torch_or_lightning():
+    code = ("import sys\nfrom lr_lightning.cli import fit_main\ntry:\n    fit_main(['--help'])\n"
+            "except SystemExit as e:\n    assert e.code == 0\n"
+            "print(sorted(m for m in ('torch', 'lightning', 'numpy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "--accelerator" in result.stdout and "--stop-below" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_requested_without_gpu_is_one_clear_line(tmp_path):
+    _one_error_line(run_script("fit.py", "--accelerator", "gpu", cwd=tmp_path), "--accelerator gpu", "no GPU")
+    assert not (tmp_path / "lightning_logs").exists()  # nothing half-written
+
+
+def test_flag_errors_are_one_line(tmp_path):
+    _one_error_line(run_script("fit.py", "--optimizer", "lbfgz", cwd=tmp_path), "--optimizer", "invalid choice")
+    _one_error_line(run_script("fit.py", "--data", "missing.csv", cwd=tmp_path), "missing.csv: no such file")
+    _one_error_line(run_script("fit.py", "--lr", "-1", cwd=tmp_path), "lr must be a finite number > 0")
+
+
+def test_config_file_with_flags_overriding_it(tmp_path):
+    (tmp_path / "run.yaml").write_text("data: synthetic\nmax-epochs: 5\nn_samples: 120\nlr: 0.1\n")
+    result = run_script("fit.py", "--config", "run.yaml", "--max-epochs", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "on synthetic data (96 train, 24 val, 0 test samples) for 3 epochs" in result.stdout
+    (tmp_path / "bad.yaml").write_text("max_epoch: 5\n")
+    _one_error_line(run_script("fit.py", "--config", "bad.yaml", cwd=tmp_path), "bad.yaml", "unknown key 'max_epoch'")
+
+
+def test_stop_below_ends_training_like_the_tutorial(tmp_path):
+    result = run_script("fit.py", "--stop-below", "0.001", "--max-epochs", "1000", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "stopped early: train/loss fell below 0.001" in result.stdout
+    epochs = int(result.stdout.split(" for ")[1].split(" epochs")[0])
+    loss = float(re.search(r"train/loss ([0-9.e+-]+)", result.stdout).group(1))
+    assert epochs < 100 and loss < 0.001
+
+
+def test_closed_pipe_is_not_a_crash(tmp_path):
+    code = f"{sys.executable} {ROOT / 'scripts/fit.py'} --max-epochs 2 | true"  # the reader is gone at once
+    result = subprocess.run(code, shell=True, cwd=tmp_path, capture_output=True, text=True)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_precision_64_trains_in_float64(tmp_path):
+    result = run_script("fit.py", "--precision", "64-true", "--max-epochs", "5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    ckpt = torch.load(next(Path(tmp_path).glob("lightning_logs/*/checkpoints/last.ckpt")), weights_only=True)
+    assert ckpt["state_dict"]["model.linear.weight"].dtype == torch.float64

@@ -1,0 +1,208 @@
+import numpy as np
+import pytest
+import torch
+
+from lr_lightning import RegressionDataModule
+from lr_lightning.data import EpochSampler, TensorBatches, as_columns, read_csv
+
+from .conftest import make_trainer
+
+
+def _all(loader):
+    xs, ys = zip(*loader, strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_one_dimensional_inputs_become_float32_columns():
+    dm = RegressionDataModule(np.arange(10), np.arange(10) * 2.0, val_fraction=0.0)
+    assert dm.x.shape == (10, 1) and dm.y.shape == (10, 1)
+    assert dm.x.dtype == dm.y.dtype == torch.float32
+    assert (dm.n_features, dm.n_outputs, dm.n_samples) == (1, 1, 10)
+
+
+def test_float64_on_request():
+    dm = RegressionDataModule(np.arange(10), np.arange(10), dtype=torch.float64, val_fraction=0.0)
+    assert dm.x.dtype == dm.y.dtype == torch.float64
+    assert dm.hparams["dtype"] == "float64"
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    x = torch.arange(100.0)
+
+    def split(seed):
+        dm = RegressionDataModule(x, x, val_fraction=0.2, test_fraction=0.1, seed=seed)
+        dm.setup("fit")
+        return {k: set(v[0].flatten().tolist()) for k, v in dm.splits.items()}
+
+    a, b, c = split(0), split(0), split(1)
+    assert a == b and a != c
+    assert [len(a[k]) for k in ("train", "val", "test")] == [70, 20, 10]
+    assert a["train"] | a["val"] | a["test"] == set(x.tolist())
+    assert not (a["train"] & a["val"]) and not (a["train"] & a["test"]) and not (a["val"] & a["test"])
+
+
+def test_rows_stay_paired_through_split_and_shuffle():
+    x = torch.arange(50.0)
+    dm = RegressionDataModule(x, 3 * x + 1, batch_size=7, val_fraction=0.2)
+    dm.setup("fit")
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.predict_dataloader()):
+        xb, yb = _all(loader)
+        torch.testing.assert_close(yb, 3 * xb + 1)
+
+
+def test_each_sample_once_per_epoch_new_order_each_epoch_same_for_same_seed():
+    x = torch.arange(103.0)
+    loader = TensorBatches(x[:, None], x[:, None], batch_size=10, shuffle=True, seed=5)
+    orders = []
+    for epoch in range(3):
+        loader.sampler.set_epoch(epoch)
+        xb, _ = _all(loader)
+        assert sorted(xb.flatten().tolist()) == x.tolist()  # every sample exactly once
+        orders.append(xb.flatten().tolist())
+    assert orders[0] != orders[1] != orders[2]
+    again = TensorBatches(x[:, None], x[:, None], batch_size=10, shuffle=True, seed=5)
+    again.sampler.set_epoch(1)
+    assert _all(again)[0].flatten().tolist() == orders[1]
+
+
+class RecordInputs(torch.nn.Module):
+    """A linear model that remembers the inputs of every forward pass."""
+
+    seen: list[list[float]] = []
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(1, 1)
+
+    def forward(self, x):
+        self.seen.append(x.flatten().tolist())
+        return self.linear(x)
+
+
+def test_lightning_sets_the_epoch_so_each_epoch_is_shuffled_anew():
+    from lr_lightning import RegressionModule
+
+    RecordInputs.seen = []
+    dm = RegressionDataModule(torch.arange(16.0), torch.arange(16.0), batch_size=16, val_fraction=0.0)
+    make_trainer(max_epochs=3, **dm.trainer_defaults()).fit(RegressionModule(RecordInputs()), datamodule=dm)
+    seen = RecordInputs.seen
+    assert len(seen) == 3 and len({tuple(s) for s in seen}) == 3
+    sampler = EpochSampler(16, shuffle=True, seed=0)
+    sampler.set_epoch(2)
+    assert seen[2] == dm.splits["train"][0][list(sampler)].flatten().tolist()
+
+
+def test_partial_last_batch_and_drop_last():
+    x = torch.arange(10.0)[:, None]
+    sizes = [len(b[0]) for b in TensorBatches(x, x, batch_size=4)]
+    assert sizes == [4, 4, 2]
+    sizes = [len(b[0]) for b in TensorBatches(x, x, batch_size=4, drop_last=True)]
+    assert sizes == [4, 4] and len(TensorBatches(x, x, batch_size=4, drop_last=True)) == 2
+
+
+def test_val_and_test_are_not_shuffled():
+    x = torch.arange(40.0)
+    dm = RegressionDataModule(x, x, batch_size=4, val_fraction=0.25, test_fraction=0.25)
+    dm.setup("fit")
+    for name, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            torch.testing.assert_close(_all(loader)[0], dm.splits[name][0])
+
+
+def test_batch_size_at_least_n_is_full_batch():
+    dm = RegressionDataModule(torch.arange(10.0), torch.arange(10.0), batch_size=100, val_fraction=0.0)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 1 and batches[0][0].shape == (10, 1)
+
+
+def test_no_validation_split_means_no_validation_loop():
+    from lr_lightning import LinearRegression, RegressionModule
+
+    dm = RegressionDataModule.tutorial()
+    assert dm.trainer_defaults()["limit_val_batches"] == 0
+    trainer = make_trainer(max_epochs=1, **dm.trainer_defaults())
+    trainer.fit(RegressionModule(LinearRegression(1)), datamodule=dm)
+    assert not any(k.startswith("val/") for k in trainer.callback_metrics)
+    assert "train/loss" in trainer.callback_metrics
+
+
+def test_tutorial_data():
+    dm = RegressionDataModule.tutorial()
+    assert dm.x.flatten().tolist() == [1, 2, 3, 4] and dm.y.flatten().tolist() == [2, 4, 6, 8]
+    assert (dm.n_train, dm.n_val, dm.batch_size) == (4, 0, 4)
+
+
+def test_synthetic_exposes_true_weights_that_generate_y():
+    dm = RegressionDataModule.synthetic(n_samples=200, n_features=3, noise=0.0, seed=3)
+    assert dm.true_weight.shape == (1, 3) and dm.true_bias.shape == (1,)
+    expected = dm.x.double() @ dm.true_weight.T + dm.true_bias
+    torch.testing.assert_close(dm.y.double(), expected, atol=1e-5, rtol=1e-5)
+    other = RegressionDataModule.synthetic(n_samples=200, n_features=3, seed=4)
+    assert not torch.equal(other.true_weight, dm.true_weight)
+
+
+def test_csv_default_and_named_target(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,price\n1,2,3\n4,5,6\n\n")
+    x, y, features, target = read_csv(path)
+    assert features == ["a", "b"] and target == "price" and x.tolist() == [[1, 2], [4, 5]] and y.tolist() == [3, 6]
+    dm = RegressionDataModule.from_csv(path, target="a", val_fraction=0.0)
+    assert dm.feature_names == ["b", "price"] and dm.target_names == ["a"] and dm.y.flatten().tolist() == [1, 4]
+
+
+def test_npy_last_column_is_target(tmp_path):
+    data = np.column_stack([np.arange(10.0), np.arange(10.0) * 2, np.arange(10.0) * 3])
+    np.save(tmp_path / "d.npy", data)
+    dm = RegressionDataModule.from_path(tmp_path / "d.npy", val_fraction=0.0)
+    assert dm.n_features == 2 and dm.y.flatten().tolist() == (np.arange(10.0) * 3).tolist()
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("", "the file is empty"),
+        ("a,b\n", "only a header row"),
+        ("a,b\n1,2\n3,x\n", "row 3, column 'b': 'x' is not a number"),
+        ("a,b\n1,2\n3\n", "row 3 has 1 values, the header has 2 columns"),
+        ("y\n1\n2\n", "only one column"),
+    ],
+)
+def test_csv_errors_name_file_row_and_column(tmp_path, content, words):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="bad.csv") as e:
+        RegressionDataModule.from_csv(path)
+    assert words in str(e.value)
+
+
+def test_missing_file_and_unknown_target(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.csv: no such file"):
+        RegressionDataModule.from_path(tmp_path / "nope.csv")
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="no column 'c' for --target; the columns are a, b"):
+        RegressionDataModule.from_csv(tmp_path / "d.csv", target="c")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"x": np.zeros((5, 2, 2)), "y": np.zeros(5)}, "expected a 1-D or 2-D array"),
+        ({"x": np.zeros(5), "y": np.zeros(4)}, "x has 5 samples but y has 4"),
+        ({"x": [0, 1, float("nan")], "y": [0, 1, 2]}, "non-finite value nan at row 2, column 0"),
+        ({"x": np.zeros(10), "y": np.zeros(10), "batch_size": 0}, "batch_size must be a positive integer"),
+        ({"x": np.zeros(10), "y": np.zeros(10), "val_fraction": 1.0}, "val_fraction must be in [0, 1)"),
+        ({"x": np.zeros(10), "y": np.zeros(10), "val_fraction": 0.5, "test_fraction": 0.5}, "leave no training"),
+        ({"x": np.zeros(4), "y": np.zeros(4), "val_fraction": 0.2}, "need at least 2"),
+    ],
+)
+def test_bad_arrays_and_settings_raise_value_error(kwargs, words):
+    with pytest.raises(ValueError) as e:
+        RegressionDataModule(**kwargs)
+    assert words in str(e.value)
+
+
+def test_as_columns_never_leaves_a_1d_target():
+    assert as_columns(torch.arange(3.0), "y").shape == (3, 1)
+    assert as_columns(np.ones((3, 2)), "y").shape == (3, 2)

@@ -1,0 +1,65 @@
+"""TensorBoard logs and checkpoints, as fit.py configures them."""
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lr_lightning import RegressionModule
+from lr_lightning.cli import build_fit, parse_fit_args
+
+
+def _fit(tmp_path, *flags):
+    args = parse_fit_args(["--log-dir", str(tmp_path / "logs"), "--no-progress-bar", *flags])
+    dm, module, trainer = build_fit(args)
+    trainer.fit(module, datamodule=dm)
+    return dm, module, trainer
+
+
+def _scalars(log_dir: Path) -> dict[str, list[float]]:
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_has_falling_loss_curves_and_a_real_hp_metric(tmp_path):
+    _, _, trainer = _fit(tmp_path, "--data", "synthetic", "--n-samples", "500", "--max-epochs", "8",
+                         "--batch-size", "50")
+    scalars = _scalars(Path(trainer.logger.log_dir))
+    assert {"train/loss_step", "train/loss_epoch", "val/loss", "val/mae", "val/r2", "hp_metric"} <= set(scalars)
+    per_step, per_epoch = scalars["train/loss_step"], scalars["train/loss_epoch"]
+    # 320 training samples in batches of 50: 7 steps an epoch, so log_every_n_steps drops from 50 to 7.
+    assert len(per_epoch) == 8 and len(per_step) == 8
+    assert all(a > b for a, b in itertools.pairwise(per_epoch)) and per_epoch[-1] < per_epoch[0] / 5
+    assert per_step[-1] < per_step[0] / 5
+    assert len(scalars["val/loss"]) == 8 and scalars["val/loss"][-1] < scalars["val/loss"][0]
+    # hp_metric: the final validation loss, not Lightning's placeholder -1.
+    assert scalars["hp_metric"][-1] == pytest.approx(scalars["val/loss"][-1]) and scalars["hp_metric"][-1] > 0
+
+
+def test_hparams_of_module_and_data_reach_tensorboard(tmp_path):
+    _, _, trainer = _fit(tmp_path, "--max-epochs", "2", "--lr", "0.02")
+    text = (Path(trainer.logger.log_dir) / "hparams.yaml").read_text()
+    assert "lr: 0.02" in text and "class_path: lr_lightning.model.LinearRegression" in text and "val_fraction" in text
+
+
+def test_checkpoints_last_and_best_by_val_loss(tmp_path):
+    dm, module, trainer = _fit(tmp_path, "--data", "synthetic", "--n-samples", "300", "--max-epochs", "4")
+    ckpt = trainer.checkpoint_callback
+    assert ckpt.monitor == "val/loss"
+    assert Path(ckpt.last_model_path).name == "last.ckpt" and Path(ckpt.best_model_path).name == "best.ckpt"
+    assert Path(ckpt.last_model_path).is_file() and Path(ckpt.best_model_path).is_file()
+    assert ckpt.best_model_score == pytest.approx(min(trainer.callback_metrics["val/loss"].item(),
+                                                      ckpt.best_model_score.item()))
+    loaded = RegressionModule.load_from_checkpoint(ckpt.last_model_path)
+    x = torch.randn(6, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), module(x))
+
+
+def test_without_validation_best_is_by_train_loss(tmp_path):
+    _, _, trainer = _fit(tmp_path, "--max-epochs", "3")
+    assert trainer.checkpoint_callback.monitor == "train/loss"
+    assert Path(trainer.checkpoint_callback.best_model_path).is_file()
