@@ -341,3 +341,71 @@ def _predict_inputs(args: argparse.Namespace, features: list[str]) -> Any:
         return data
     raise UsageError(f"{args.csv}: expected the columns {', '.join(features)} (the checkpoint's features), "
                      f"found {', '.join(names)}")
+
+
+# --------------------------------------------------------------------------------------- from scratch
+def from_scratch_parser() -> Parser:
+    p = Parser(prog="from_scratch.py", description="The tutorial's stages, from numpy by hand to Lightning, on the "
+               "same data: one table of w and loss per epoch, and a check that all stages agree.",
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--x", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.0], metavar="V", help="input values")
+    p.add_argument("--true-w", type=float, default=2.0, help="the data is y = true_w·x + true_b")
+    p.add_argument("--true-b", type=float, default=0.0)
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--print-every", type=int, help="print every N-th epoch (default: about 10 rows)")
+    p.add_argument("--bias", action="store_true", help="fit y = w·x + b instead of y = w·x")
+    p.add_argument("--stop-below", type=float, metavar="LOSS", help="stop every stage once the loss is below LOSS")
+    p.add_argument("--buggy-gradient", action="store_true", help="add a column for the tutorial video's "
+                   "np.dot(2*x, y_pred - y).mean(), which is n times too large")
+    p.add_argument("--predict-at", type=float, default=5.0, help="x to predict before and after training")
+    return p
+
+
+@entry_point
+def from_scratch_main(argv: list[str] | None = None) -> int:
+    args = from_scratch_parser().parse_args(argv)
+    problems = [f"--lr must be > 0, got {args.lr}" if not args.lr > 0 else "",
+                f"--epochs must be >= 1, got {args.epochs}" if args.epochs < 1 else "",
+                f"--print-every must be >= 1, got {args.print_every}" if (args.print_every or 1) < 1 else ""]
+    if any(problems):
+        print(f"error: {next(p for p in problems if p)}", file=sys.stderr)
+        return 2
+    quiet_lightning()
+    from lr_lightning.from_scratch import STAGES, first_disagreement, numpy_stage, run_stages
+
+    x = args.x
+    y = [args.true_w * v + args.true_b for v in x]
+    runs = run_stages(x, y, lr=args.lr, epochs=args.epochs, bias=args.bias, stop_below=args.stop_below)
+    columns = dict(runs)
+    if args.buggy_gradient:
+        columns["numpy, buggy gradient"] = numpy_stage(x, y, lr=args.lr, epochs=args.epochs, bias=args.bias,
+                                                       stop_below=args.stop_below, buggy_gradient=True)
+    model = "y = w·x + b" if args.bias else "y = w·x"
+    print(f"Fitting {model} to x = {' '.join(f'{v:g}' for v in x)}, y = {args.true_w:g}·x"
+          + (f" {args.true_b:+g}" if args.true_b else "") + f"; lr {args.lr:g}, full batch, float32, from w = 0\n")
+    print("epoch | " + " | ".join(f"{name:^21}" for name in columns))
+    print("      | " + " | ".join(f"{'w':>9} {'loss':>11}" for _ in columns))
+    n = max(len(steps) for steps in columns.values())
+    every = args.print_every or max(1, n // 10)
+    for epoch in range(1, n + 1):
+        if epoch % every and epoch != n and epoch != 1:
+            continue
+        cells = [f"{s[epoch - 1].w:9.5f} {s[epoch - 1].loss:11.6g}" if epoch <= len(s) else f"{'(stopped)':^21}"
+                 for s in columns.values()]
+        print(f"{epoch:5d} | " + " | ".join(cells))
+
+    final = runs["numpy"][-1]
+    print(f"\nPrediction for x = {args.predict_at:g}: 0.000 before training (w = 0), "
+          f"{final.w * args.predict_at + final.b:.3f} after (w = {final.w:.6g}" +
+          (f", b = {final.b:.6g})" if args.bias else ")"))
+    if args.buggy_gradient:
+        buggy, right = columns["numpy, buggy gradient"][0].w, runs["numpy"][0].w
+        print(f"Buggy gradient: np.dot(2*x, y_pred - y) already sums over the {len(x)} samples, so .mean() averages "
+              f"one number; the step is {len(x)}x too large: w = {buggy:.3f} after epoch 1, not {right:.3f}.")
+    problem = first_disagreement(runs, rtol=1e-5)
+    if problem:
+        print(f"error: the stages disagree by more than 1e-5 (relative) at {problem}", file=sys.stderr)
+        return 1
+    print(f"All {len(STAGES)} stages agree to 1e-5 (relative) at every epoch.")
+    return 0

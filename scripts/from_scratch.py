@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""The tutorial's stages from numpy to Lightning, side by side: `python scripts/from_scratch.py --help`."""
+
+import sys
+
+from lr_lightning.cli import from_scratch_main
+
+if __name__ == "__main__":
+    sys.exit(from_scratch_main())
