@@ -155,7 +155,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     import lightning as L
     import torch
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from lr_lightning.data import RegressionDataModule
@@ -195,6 +195,10 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         callbacks.append(EarlyStopping("train/loss", mode="min", stopping_threshold=args.stop_below,
                                        patience=sys.maxsize, check_on_train_epoch_end=True))
     progress_bar = sys.stderr.isatty() if args.progress_bar is None else args.progress_bar
+    if progress_bar:
+        # Redraw when the numbers it shows change (every log_every_n_steps), not every step: a redraw formats
+        # the metrics, which on a GPU also waits for them.
+        callbacks.append(TQDMProgressBar(refresh_rate=dm.trainer_defaults()["log_every_n_steps"]))
     try:
         trainer = L.Trainer(
             accelerator=args.accelerator, devices=_devices(args.devices), precision=args.precision,
@@ -249,8 +253,8 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
         if hasattr(dm, "true_weight"):
             true = " ".join(f"{v:+.4f}" for v in dm.true_weight[0, :8].tolist())
             print(f"  true weights {true}{' …' if dm.n_features > 8 else ''}, true bias {dm.true_bias.item():+.4f}")
-    shown = ["train/loss_epoch", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
-    print("  " + ", ".join(f"{k.removesuffix('_epoch')} {metrics[k]:.6g}" for k in shown if k in metrics))
+    shown = ["train/loss", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
+    print("  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
     if before is not None:
         after = predict_one(module, torch.tensor([[5.0]]))
         print(f"  prediction for x = 5: {before[0]:.4f} before training, {after[0]:.4f} after")
@@ -408,4 +412,60 @@ def from_scratch_main(argv: list[str] | None = None) -> int:
         print(f"error: the stages disagree by more than 1e-5 (relative) at {problem}", file=sys.stderr)
         return 1
     print(f"All {len(STAGES)} stages agree to 1e-5 (relative) at every epoch.")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ benchmark
+def benchmark_parser() -> Parser:
+    p = Parser(prog="benchmark.py", description="Seconds per epoch of (a) a hand-written slicing loop, "
+               "(b) Lightning over DataLoader(TensorDataset), (c) this package, on the same data, in one process.",
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--n-samples", type=int, default=1_000_000)
+    p.add_argument("--n-features", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--epochs", type=int, default=3, help="per path; the first is a warm-up, the median of the rest "
+                   "counts")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--paths", nargs="+", default=["loop", "dataloader", "package"],
+                   choices=["loop", "dataloader", "package", "barebones"],
+                   help="barebones: Lightning's floor, a minimal module under Trainer(barebones=True)")
+    return p
+
+
+@entry_point
+def benchmark_main(argv: list[str] | None = None) -> int:
+    args = benchmark_parser().parse_args(argv)
+    quiet_lightning()
+    import platform
+
+    import torch
+
+    from lr_lightning import benchmark
+
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        print("error: --accelerator gpu: no CUDA GPU is visible to torch on this machine", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if args.accelerator == "gpu" else "cpu"
+    x, y = benchmark.make_data(args.n_samples, args.n_features)
+    common = {"batch_size": args.batch_size, "lr": args.lr}
+    runners = {
+        "loop": lambda: benchmark.run_loop(x, y, epochs=args.epochs, device=device, **common),
+        "dataloader": lambda: benchmark.run_dataloader(x, y, epochs=args.epochs, accelerator=args.accelerator,
+                                                       **common),
+        "package": lambda: benchmark.run_package(x, y, epochs=args.epochs, accelerator=args.accelerator, **common),
+        "barebones": lambda: benchmark.run_barebones(x, y, epochs=args.epochs, accelerator=args.accelerator,
+                                                     **common),
+    }
+    machine = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    print(f"{args.n_samples:,} samples x {args.n_features} features, batch {args.batch_size}, "
+          f"{torch.get_num_threads()} threads, {machine}, torch {torch.__version__}")
+    results = []
+    for path in args.paths:
+        results.append(runners[path]())
+        print(f"  {path}: {results[-1].seconds:.3f} s/epoch", file=sys.stderr)
+    print(benchmark.format_table(results, args.n_samples))
     return 0

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.regression import R2Score
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -124,6 +124,9 @@ class RegressionModule(L.LightningModule):
         self.save_hyperparameters({"model": spec, "lr": lr, "optimizer": optimizer, "momentum": momentum,
                                    "weight_decay": weight_decay})
         self.loss_fn = nn.MSELoss()
+        # The epoch's mean train loss, weighted by batch size and accumulated on the device. No NaN check: on a GPU
+        # it is a host sync every step, and a NaN loss shows up in the mean anyway.
+        self.train_loss = MeanMetric(nan_strategy="disable")
         metrics = MetricCollection({"loss": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -143,7 +146,17 @@ class RegressionModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        # `self.log` costs more than a whole linear-regression step, so it is not called on every step. The epoch
+        # mean accumulates on the device; logging the metric object once per epoch is enough for Lightning to
+        # compute it at the epoch's end, before any callback reads `train/loss`. The step value is logged only
+        # on the steps the logger writes (Lightning's own rule for log_every_n_steps).
+        # Weighted by batch size as the loss counted once per sample (a view, no copy): torchmetrics 1.9 drops the
+        # `weight` argument when nan_strategy="disable" (torchmetrics#3434).
+        self.train_loss.update(loss.detach().expand(len(batch[0])))
+        if batch_idx == 0:
+            self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -172,6 +185,6 @@ class RegressionModule(L.LightningModule):
         # TensorBoard's HPARAMS tab shows `hp_metric` beside the hyperparameters; Lightning writes -1 there
         # until told otherwise. Make it the final validation loss (the training loss without validation).
         metrics = self.trainer.callback_metrics
-        key = "val/loss" if "val/loss" in metrics else "train/loss_epoch"
+        key = "val/loss" if "val/loss" in metrics else "train/loss"
         if self.logger is not None and key in metrics:
             self.logger.log_metrics({"hp_metric": float(metrics[key])}, step=self.global_step)

@@ -25,3 +25,41 @@ def test_cli_trains_on_the_gpu(tmp_path):
     result = run_script("fit.py", "--accelerator", "gpu", "--max-epochs", "20", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "on cuda" in result.stdout and "10.0000 after" in result.stdout
+
+
+def test_no_host_sync_inside_training_steps_or_batch_slicing():
+    """Data lives on the GPU, batches are sliced there, and our per-step code never waits for the device."""
+    import lightning as L
+
+    from lr_lightning.data import TensorBatches
+
+    dm = RegressionDataModule.synthetic(n_samples=4096, n_features=8, batch_size=256, val_fraction=0.0)
+    module = RegressionModule(LinearRegression(dm.n_features))
+    step, next_batch = RegressionModule.training_step, TensorBatches.__iter__
+
+    def guarded_step(self, batch, batch_idx):
+        torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+        try:
+            return step(self, batch, batch_idx)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    def guarded_iter(self):
+        it = next_batch(self)
+        while True:
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            assert batch[0].device.type == "cuda"  # already on the device: nothing to transfer
+            yield batch
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RegressionModule, "training_step", guarded_step)
+        mp.setattr(TensorBatches, "__iter__", guarded_iter)
+        L.Trainer(accelerator="gpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1000,
+                  limit_val_batches=0).fit(module, datamodule=dm)

@@ -28,8 +28,8 @@ def test_tensorboard_has_falling_loss_curves_and_a_real_hp_metric(tmp_path):
     _, _, trainer = _fit(tmp_path, "--data", "synthetic", "--n-samples", "500", "--max-epochs", "8",
                          "--batch-size", "50")
     scalars = _scalars(Path(trainer.logger.log_dir))
-    assert {"train/loss_step", "train/loss_epoch", "val/loss", "val/mae", "val/r2", "hp_metric"} <= set(scalars)
-    per_step, per_epoch = scalars["train/loss_step"], scalars["train/loss_epoch"]
+    assert {"train/loss_step", "train/loss", "val/loss", "val/mae", "val/r2", "hp_metric"} <= set(scalars)
+    per_step, per_epoch = scalars["train/loss_step"], scalars["train/loss"]
     # 320 training samples in batches of 50: 7 steps an epoch, so log_every_n_steps drops from 50 to 7.
     assert len(per_epoch) == 8 and len(per_step) == 8
     assert all(a > b for a, b in itertools.pairwise(per_epoch)) and per_epoch[-1] < per_epoch[0] / 5

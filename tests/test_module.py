@@ -15,7 +15,7 @@ class RecordEpochs(L.Callback):
         self.rows = []
 
     def on_train_epoch_end(self, trainer, module):
-        self.rows.append((module.model.linear.weight.item(), trainer.callback_metrics["train/loss_epoch"].item()))
+        self.rows.append((module.model.linear.weight.item(), trainer.callback_metrics["train/loss"].item()))
 
 
 def test_tutorial_parity_through_lightning():
@@ -81,7 +81,7 @@ def test_logged_keys_and_exact_epoch_metrics():
     module = RegressionModule(LinearRegression(1), lr=0.1)
     trainer = make_trainer(max_epochs=3, **dm.trainer_defaults())
     trainer.fit(module, datamodule=dm)
-    assert {"train/loss", "train/loss_step", "train/loss_epoch", "val/loss", "val/mae", "val/r2"} <= set(
+    assert {"train/loss", "train/loss_step", "val/loss", "val/mae", "val/r2"} <= set(
         trainer.callback_metrics)
     # val metrics are over the whole split (46 samples, a partial last batch), not a mean of batch means.
     x, y = dm.splits["val"]
@@ -94,6 +94,32 @@ def test_logged_keys_and_exact_epoch_metrics():
     assert m["val/r2"].item() == pytest.approx(r2.item(), rel=1e-5)
     result = trainer.test(module, datamodule=dm, verbose=False)[0]
     assert set(result) == {"test/loss", "test/mae", "test/r2"}
+
+
+class RecordSteps(L.Callback):
+    """Every step's loss and batch size, and train/loss as callbacks see it at each epoch's end."""
+
+    def __init__(self):
+        self.steps, self.epochs = [[]], []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.steps[-1].append((outputs["loss"].item(), len(batch[0])))
+
+    def on_train_epoch_end(self, trainer, module):
+        self.epochs.append(trainer.callback_metrics["train/loss"].item())
+        self.steps.append([])
+
+
+def test_epoch_train_loss_is_the_weighted_mean_of_that_epochs_steps():
+    dm = RegressionDataModule.synthetic(n_samples=100, noise=0.5, batch_size=32, val_fraction=0.0)  # 32, 32, 32, 4
+    record = RecordSteps()
+    make_trainer(max_epochs=3, callbacks=[record], **dm.trainer_defaults()).fit(
+        RegressionModule(LinearRegression(1), lr=0.1), datamodule=dm)
+    for steps, epoch_loss in zip(record.steps, record.epochs, strict=False):
+        assert [n for _, n in steps] == [32, 32, 32, 4]
+        expected = sum(loss * n for loss, n in steps) / 100
+        assert epoch_loss == pytest.approx(expected, rel=1e-6)  # this epoch's steps only: reset in between
+    assert record.epochs[0] > record.epochs[1] > record.epochs[2]
 
 
 def test_predict_step_returns_predictions_in_row_order():

@@ -1,0 +1,178 @@
+"""Side-by-side timing of one training problem on three paths, in one process.
+
+(a) ``loop``: a hand-written loop slicing a per-epoch permutation of in-memory tensors, the fastest
+    honest baseline;
+(b) ``dataloader``: Lightning over ``DataLoader(TensorDataset(x, y))``, which fetches and collates one
+    sample at a time (what lightning-bolts' SklearnDataModule does);
+(c) ``package``: ``RegressionModule`` + ``RegressionDataModule`` with their defaults and logging on;
+(d) ``barebones`` (optional): Lightning's floor, a minimal LightningModule (loss and SGD, nothing else) on the
+    same sliced batches under ``Trainer(barebones=True)``, which turns off logging, checkpoints and callbacks.
+
+All three train the same ``LinearRegression`` from the same initial weights with plain SGD on the same data,
+with the same threads and the same number of optimizer steps. Seconds per epoch are the median over the
+epochs after the first (warm-up), so start-up costs are not counted.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from lr_lightning.data import RegressionDataModule
+from lr_lightning.model import LinearRegression
+from lr_lightning.module import RegressionModule
+
+
+@dataclass
+class Result:
+    path: str
+    epoch_seconds: list[float]
+    final_loss: float
+
+    @property
+    def seconds(self) -> float:
+        """Median seconds per epoch, the first (warm-up) epoch left out when there are more."""
+        timed = self.epoch_seconds[1:] or self.epoch_seconds
+        return statistics.median(timed)
+
+
+def make_data(n_samples: int, n_features: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_samples, n_features, generator=g)
+    w = torch.randn(n_features, 1, generator=g)
+    return x, x @ w + 0.1 * torch.randn(n_samples, 1, generator=g)
+
+
+def initial_model(n_features: int, seed: int = 0) -> LinearRegression:
+    torch.manual_seed(seed)
+    return LinearRegression(n_features)
+
+
+def full_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        p = next(model.parameters())
+        return torch.nn.functional.mse_loss(model(x.to(p.device)), y.to(p.device)).item()
+
+
+def run_loop(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float, device: str,
+             seed: int = 0) -> Result:
+    """(a) The hand-written loop: data on the device once, batches sliced out of a per-epoch permutation."""
+    model = initial_model(x.shape[1], seed).to(device)
+    x, y = x.to(device), y.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = torch.nn.MSELoss()
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        perm = torch.randperm(len(x), device=device)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = loss_fn(model(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return Result("loop", times, full_loss(model, x, y))
+
+
+class EpochTimer(L.Callback):
+    """Wall time of every training epoch, synchronised with the device so queued kernels are counted."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        _sync(module.device.type)
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        _sync(module.device.type)
+        self.times.append(time.perf_counter() - self.start)
+
+
+def _trainer(epochs: int, accelerator: str, log_dir: str, timer: EpochTimer, **kwargs: Any) -> L.Trainer:
+    return L.Trainer(accelerator=accelerator, devices=1, max_epochs=epochs, logger=TensorBoardLogger(log_dir, name=""),
+                     callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, num_sanity_val_steps=0, **kwargs)
+
+
+def run_dataloader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float, accelerator: str,
+                   seed: int = 0) -> Result:
+    """(b) Lightning over DataLoader(TensorDataset): one __getitem__ per sample, then a collate per batch."""
+    module = RegressionModule(initial_model(x.shape[1], seed), lr=lr)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, num_workers=0)
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as log_dir:
+        steps = len(loader)
+        trainer = _trainer(epochs, accelerator, log_dir, timer, log_every_n_steps=min(50, steps), limit_val_batches=0)
+        trainer.fit(module, loader, val_dataloaders=[])  # no validation, said explicitly
+    return Result("dataloader", timer.times, full_loss(module, x, y))
+
+
+def run_package(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float, accelerator: str,
+                seed: int = 0) -> Result:
+    """(c) This package: RegressionModule + RegressionDataModule, their defaults, TensorBoard logging on."""
+    module = RegressionModule(initial_model(x.shape[1], seed), lr=lr)
+    # The whole set trains (no validation split), so all three paths take the same number of steps.
+    dm = RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.0, seed=seed)
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as log_dir:
+        _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults()).fit(module, datamodule=dm)
+    return Result("package", timer.times, full_loss(module, x, y))
+
+
+class _Minimal(L.LightningModule):
+    """The least a LightningModule can be: forward, loss, optimizer."""
+
+    def __init__(self, model: torch.nn.Module, lr: float) -> None:
+        super().__init__()
+        self.model, self.lr = model, lr
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(self.model(batch[0]), batch[1])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def run_barebones(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float, accelerator: str,
+                  seed: int = 0) -> Result:
+    """(d) Lightning's own per-step cost: no logging, metrics, checkpoints or callbacks (barebones=True)."""
+    module = _Minimal(initial_model(x.shape[1], seed), lr)
+    dm = RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.0, seed=seed)
+    dm.setup("fit")
+    # barebones allows no callbacks, so the epochs are timed by hand around single-epoch fits.
+    times = []
+    trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=0, barebones=True)
+    for epoch in range(epochs):
+        trainer.fit_loop.max_epochs = epoch + 1
+        _sync(trainer.strategy.root_device.type)
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=dm)
+        _sync(trainer.strategy.root_device.type)
+        times.append(time.perf_counter() - start)
+    return Result("barebones", times, full_loss(module.model, x, y))
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def format_table(results: list[Result], n_samples: int) -> str:
+    base = results[0].seconds
+    lines = [f"{'path':<12} {'s/epoch':>9} {'samples/s':>12} {'vs loop':>8} {'final loss':>11}"]
+    for r in results:
+        lines.append(f"{r.path:<12} {r.seconds:9.3f} {n_samples / r.seconds:12,.0f} {r.seconds / base:7.2f}x "
+                     f"{r.final_loss:11.5f}")
+    return "\n".join(lines)

@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""Time a hand-written loop, Lightning + DataLoader, and this package side by side: `--help` for flags."""
+
+import sys
+
+from lr_lightning.cli import benchmark_main
+
+if __name__ == "__main__":
+    sys.exit(benchmark_main())
