@@ -15,6 +15,8 @@ epochs after the first (warm-up), so start-up costs are not counted.
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import tempfile
 import time
@@ -34,14 +36,23 @@ from lr_lightning.module import RegressionModule
 @dataclass
 class Result:
     path: str
-    epoch_seconds: list[float]
+    epoch_seconds: list[float]  # of one run; the first epoch is a warm-up
     final_loss: float
 
     @property
+    def timed(self) -> list[float]:
+        return self.epoch_seconds[1:] or self.epoch_seconds
+
+    @property
     def seconds(self) -> float:
-        """Median seconds per epoch, the first (warm-up) epoch left out when there are more."""
-        timed = self.epoch_seconds[1:] or self.epoch_seconds
-        return statistics.median(timed)
+        """Median seconds per epoch, warm-up left out."""
+        return statistics.median(self.timed)
+
+
+def merge(runs: list[Result]) -> Result:
+    """Several runs of one path as one: the timed epochs of all (after a dummy warm-up), the last final loss."""
+    timed = [t for r in runs for t in r.timed]
+    return Result(runs[0].path, [float("nan"), *timed], runs[-1].final_loss)
 
 
 def make_data(n_samples: int, n_features: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,6 +162,7 @@ def run_barebones(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: 
     module = _Minimal(initial_model(x.shape[1], seed), lr)
     dm = RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.0, seed=seed)
     dm.setup("fit")
+    loader = dm.train_dataloader()  # the loader alone: this module has no validation_step for dm's val loader
     # barebones allows no callbacks, so the epochs are timed by hand around single-epoch fits.
     times = []
     trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=0, barebones=True)
@@ -158,7 +170,7 @@ def run_barebones(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: 
         trainer.fit_loop.max_epochs = epoch + 1
         _sync(trainer.strategy.root_device.type)
         start = time.perf_counter()
-        trainer.fit(module, datamodule=dm)
+        trainer.fit(module, loader)
         _sync(trainer.strategy.root_device.type)
         times.append(time.perf_counter() - start)
     return Result("barebones", times, full_loss(module.model, x, y))
@@ -167,6 +179,18 @@ def run_barebones(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: 
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def machine_name(device: str) -> str:
+    """The GPU's name, or the CPU model (from /proc/cpuinfo where there is one) and its core count."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def format_table(results: list[Result], n_samples: int) -> str:

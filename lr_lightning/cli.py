@@ -425,6 +425,8 @@ def benchmark_parser() -> Parser:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--epochs", type=int, default=3, help="per path; the first is a warm-up, the median of the rest "
                    "counts")
+    p.add_argument("--repeats", type=int, default=3, help="rounds through all paths, interleaved so that a machine "
+                   "that speeds up or slows down meanwhile affects every path alike")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
@@ -438,8 +440,6 @@ def benchmark_parser() -> Parser:
 def benchmark_main(argv: list[str] | None = None) -> int:
     args = benchmark_parser().parse_args(argv)
     quiet_lightning()
-    import platform
-
     import torch
 
     from lr_lightning import benchmark
@@ -460,12 +460,15 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         "barebones": lambda: benchmark.run_barebones(x, y, epochs=args.epochs, accelerator=args.accelerator,
                                                      **common),
     }
-    machine = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    import lightning
+
     print(f"{args.n_samples:,} samples x {args.n_features} features, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads, {machine}, torch {torch.__version__}")
-    results = []
-    for path in args.paths:
-        results.append(runners[path]())
-        print(f"  {path}: {results[-1].seconds:.3f} s/epoch", file=sys.stderr)
-    print(benchmark.format_table(results, args.n_samples))
+          f"{torch.get_num_threads()} threads, {benchmark.machine_name(device)}, torch {torch.__version__}, "
+          f"lightning {lightning.__version__}")
+    runs: dict[str, list] = {path: [] for path in args.paths}
+    for round_ in range(1, args.repeats + 1):
+        for path in args.paths:
+            runs[path].append(runners[path]())
+            print(f"  round {round_}, {path}: {runs[path][-1].seconds:.3f} s/epoch", file=sys.stderr)
+    print(benchmark.format_table([benchmark.merge(r) for r in runs.values()], args.n_samples))
     return 0

@@ -43,8 +43,8 @@ def test_same_seed_same_parameters_bitwise_and_another_seed_differs():
 
 def test_benchmark_prints_one_table_with_every_path(tmp_path):
     result = run_script("benchmark.py", "--n-samples", "4096", "--n-features", "4", "--batch-size", "256",
-                        "--epochs", "3", "--threads", "1", "--paths", "loop", "dataloader", "package", "barebones",
-                        cwd=tmp_path)
+                        "--epochs", "3", "--repeats", "2", "--threads", "1",
+                        "--paths", "loop", "dataloader", "package", "barebones", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
         r"^(loop|dataloader|package|barebones)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)x\s+([\d.]+)$", result.stdout, re.M)}
