@@ -21,6 +21,9 @@ import lightning as L
 import numpy as np
 import torch
 
+from lr_lightning.features import FeatureMap
+from lr_lightning.least_squares import least_squares, polynomial_features
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -198,6 +201,11 @@ class RegressionDataModule(L.LightningDataModule):
     same on every run (and on every DDP rank) for one ``seed``. ``val_fraction=0`` means no validation loop;
     ``batch_size >= n`` is full-batch gradient descent.
 
+    ``standardize`` and ``polynomial_degree`` fit a :class:`~lr_lightning.features.FeatureMap` on the training
+    split only; the loaders serve mapped features and targets, ``RegressionModule`` adopts the map, and its
+    predictions come back in original units. ``bias=False`` says the model has no intercept: then features and
+    targets are scaled but never centred.
+
     >>> dm = RegressionDataModule.tutorial()
     >>> dm.setup("fit")
     >>> x, y = next(iter(dm.train_dataloader()))
@@ -214,7 +222,10 @@ class RegressionDataModule(L.LightningDataModule):
         test_fraction: float = 0.0,
         shuffle: bool = True,
         seed: int = 0,
+        standardize: bool = False,
+        polynomial_degree: int | None = None,
         *,
+        bias: bool = True,
         drop_last: bool = False,
         dtype: torch.dtype = torch.float32,
         feature_names: list[str] | None = None,
@@ -229,6 +240,10 @@ class RegressionDataModule(L.LightningDataModule):
         if not (isinstance(batch_size, int) and batch_size > 0):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        if polynomial_degree is not None and not (isinstance(polynomial_degree, int) and polynomial_degree >= 1):
+            raise ValueError(f"polynomial_degree must be an integer >= 1, got {polynomial_degree!r}")
+        self.standardize, self.polynomial_degree, self.bias = standardize, polynomial_degree, bias
+        self.feature_map: FeatureMap | None = None
         self.n_val = self._split_size(val_fraction, "val_fraction")
         self.n_test = self._split_size(test_fraction, "test_fraction")
         self.n_train = self.n_samples - self.n_val - self.n_test
@@ -255,8 +270,14 @@ class RegressionDataModule(L.LightningDataModule):
         return len(self.x)
 
     @property
-    def n_features(self) -> int:
+    def n_inputs(self) -> int:
+        """Columns of the raw inputs."""
         return self.x.shape[1]
+
+    @property
+    def n_features(self) -> int:
+        """Inputs of the model: the raw columns, times the polynomial degree if there is one."""
+        return self.n_inputs * (self.polynomial_degree or 1)
 
     @property
     def n_outputs(self) -> int:
@@ -280,7 +301,15 @@ class RegressionDataModule(L.LightningDataModule):
             perm = torch.randperm(self.n_samples, generator=g)
             x, y = self.x[perm], self.y[perm]
             a, b = self.n_test, self.n_test + self.n_val
-            self.splits = {"test": (x[:a], y[:a]), "val": (x[a:b], y[a:b]), "train": (x[b:], y[b:])}
+            self.raw_splits = {"test": (x[:a], y[:a]), "val": (x[a:b], y[a:b]), "train": (x[b:], y[b:])}
+            self.splits = self.raw_splits
+            if self.standardize or self.polynomial_degree:
+                # Statistics from the training rows only: validation and test rows must not leak into training.
+                self.feature_map = FeatureMap.fit(*self.raw_splits["train"], polynomial_degree=self.polynomial_degree,
+                                                  standardize=self.standardize, bias=self.bias)
+                fm = self.feature_map
+                self.splits = {k: (fm.features(x.double()).to(x.dtype), fm.targets(y.double()).to(y.dtype))
+                               for k, (x, y) in self.raw_splits.items()}
         # On an accelerator the data moves to the device once, here; batches are then sliced there, and
         # transfer_batch_to_device has nothing left to copy.
         device = self.trainer.strategy.root_device if self.trainer is not None else None
@@ -298,8 +327,23 @@ class RegressionDataModule(L.LightningDataModule):
         return TensorBatches(*self.splits["test"], self.batch_size) if self.n_test else []
 
     def predict_dataloader(self) -> TensorBatches:
-        # Every sample in its original row order, so predictions line up with the input file.
+        # Every sample, raw and in its original row order, so predictions line up with the input file (the
+        # module applies the feature map itself).
         return TensorBatches(self.x, self.y, self.batch_size)
+
+    def optimum(self) -> dict[str, Any]:
+        """The least-squares fit on the training split (raw inputs, the same model) and its MSE on each split."""
+        if not hasattr(self, "_optimum"):
+            self.setup()
+            x, y = (t.double().numpy() for t in self.raw_splits["train"])
+            weight, bias = least_squares(x, y, bias=self.bias, polynomial_degree=self.polynomial_degree)
+            mse = {}
+            for name, (xs, ys) in self.raw_splits.items():
+                if len(xs):
+                    pred = polynomial_features(xs.double().numpy(), self.polynomial_degree) @ weight.T
+                    mse[name] = float(((pred + (bias if bias is not None else 0) - ys.double().numpy()) ** 2).mean())
+            self._optimum = {"weight": weight, "bias": bias, "mse": mse}
+        return self._optimum
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # Our batches are a tuple of tensors: move them directly instead of Lightning's generic walk through any

@@ -122,45 +122,54 @@ def _with_intercept(features: np.ndarray, bias: bool) -> np.ndarray:
 def _conditioned_basis(x: np.ndarray, degree: int, bias: bool) -> tuple[np.ndarray, np.ndarray]:
     """A well-conditioned float64 basis, and the exact matrix T with raw coefficients = T @ basis coefficients."""
     n, k = x.shape
-    p = bias + k * degree
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    # With an intercept, centre on the midrange; without one, only scale: centring would smuggle an
+    # intercept into a model that must not have one.
+    centre = (lo + hi) / 2 if bias else np.zeros(k)
+    scale = (hi - lo) / 2 if bias else np.maximum(np.abs(lo), np.abs(hi))
+    scale = np.where(scale > 0, scale, 1.0)
+    t = (x - centre) / scale
     columns = [np.ones(n)] if bias else []
+    for j in range(k):
+        # With an intercept, Chebyshev polynomials T1..Td of t; without, the powers t..t^d (T2 has a constant).
+        prev, cur = np.ones(n), t[:, j]
+        for m in range(1, degree + 1):
+            columns.append(cur if bias else t[:, j] ** m)
+            prev, cur = cur, 2 * t[:, j] * cur - prev
+    return np.stack(columns, axis=1), basis_to_raw(centre.tolist(), scale.tolist(), k, degree, bias)
+
+
+def basis_to_raw(centre: list[float], scale: list[float], k: int, degree: int, bias: bool,
+                 chebyshev: bool = True) -> np.ndarray:
+    """The exact (long double) matrix T with raw coefficients = T @ basis coefficients.
+
+    The basis is, per input column j, ``P_m((x_j - centre_j) / scale_j)`` for m = 1..degree, with P_m the
+    Chebyshev polynomial T_m when there is an intercept (and ``chebyshev``), else the power t^m; an intercept,
+    if any, comes first. Raw coefficients are [intercept, x1, x1², …, x1^d, x2, …].
+    """
+    p = bias + k * degree
     to_raw = [[Fraction(0)] * p for _ in range(p)]  # T[raw index][basis index]
     if bias:
         to_raw[0][0] = Fraction(1)
+    polys = _chebyshev(degree) if bias and chebyshev else [[0] * m + [1] for m in range(degree + 1)]
     for j in range(k):
-        lo, hi = float(x[:, j].min()), float(x[:, j].max())
-        # With an intercept, centre on the midrange; without one, only scale: centring would smuggle an
-        # intercept into a model that must not have one.
-        centre = (lo + hi) / 2 if bias else 0.0
-        scale = (hi - lo) / 2 if bias else max(abs(lo), abs(hi))
-        scale = scale or 1.0
-        t = (x[:, j] - centre) / scale
-        # With an intercept, Chebyshev polynomials T1..Td of t; without, the powers t..t^d (T_k has a constant).
-        polys = _chebyshev(degree) if bias else [[0] * m + [1] for m in range(degree + 1)]
-        cheb = [np.ones(n), t]
-        for _ in range(2, degree + 1):
-            cheb.append(2 * t * cheb[-1] - cheb[-2])
+        c, s = Fraction(centre[j]), Fraction(scale[j])
         for m in range(1, degree + 1):
             col = bias + j * degree + (m - 1)
-            columns.append(cheb[m] if bias else t**m)
-            # Expand the basis polynomial sum_a coef_a ((x - c)/s)^a into raw powers of x.
-            c, s = Fraction(centre), Fraction(scale)
+            # Expand sum_a coef_a ((x - c)/s)^a into raw powers x^i.
             for a, coef in enumerate(polys[m]):
-                if coef == 0:
-                    continue
-                for i in range(a + 1):
+                for i in range(a + 1) if coef else ():
                     value = coef * comb(a, i) * (-c) ** (a - i) / s**a
-                    if i == 0:
-                        if bias:
-                            to_raw[0][col] += value
-                    else:
+                    if i > 0:
                         to_raw[bias + j * degree + (i - 1)][col] += value
-    exact = np.empty((p, p), dtype=LD)
+                    elif bias:
+                        to_raw[0][col] += value
+    exact = np.zeros((p, p), dtype=LD)
     for a in range(p):
         for b in range(p):
-            v = to_raw[a][b]
-            exact[a, b] = LD(v.numerator) / LD(v.denominator) if v else LD(0)
-    return np.stack(columns, axis=1), exact
+            if v := to_raw[a][b]:
+                exact[a, b] = LD(v.numerator) / LD(v.denominator)
+    return exact
 
 
 def _chebyshev(degree: int) -> list[list[int]]:

@@ -92,3 +92,25 @@ def lre(estimate: float, certified: float) -> float:
 def min_lre(estimates: np.ndarray, certified: np.ndarray) -> float:
     """The smallest LRE over all parameters: a fit is as good as its worst coefficient."""
     return min(lre(float(e), float(c)) for e, c in zip(np.ravel(estimates), np.ravel(certified), strict=True))
+
+
+def train(d: StRD, *, optimizer: str, precision: str, epochs: int, lr: float) -> np.ndarray:
+    """Fit ``d`` with the package (standardized, full batch), return its coefficients as NIST orders them."""
+    import lightning as L
+    import torch
+
+    from lr_lightning.data import RegressionDataModule
+    from lr_lightning.model import LinearRegression
+    from lr_lightning.module import RegressionModule
+
+    dtype = torch.float64 if precision.startswith("64") else torch.float32
+    dm = RegressionDataModule(d.x, d.y, batch_size=len(d.y), val_fraction=0.0, shuffle=False, standardize=True,
+                              polynomial_degree=d.polynomial_degree, bias=d.bias, dtype=dtype)
+    torch.manual_seed(0)
+    module = RegressionModule(LinearRegression(dm.n_features, bias=d.bias), lr=lr, optimizer=optimizer)
+    trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=epochs, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        **dm.trainer_defaults())
+    trainer.fit(module, datamodule=dm)
+    weight, bias = module.coefficients()
+    return np.concatenate([bias, weight[0]]) if bias is not None else weight[0]

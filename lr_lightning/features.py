@@ -1,0 +1,118 @@
+"""Feature maps: polynomial expansion and standardization, fitted on the training split, carried by the model.
+
+A ``FeatureMap`` turns raw inputs into the features the network trains on, and raw targets into training
+units and back. ``RegressionDataModule(standardize=..., polynomial_degree=...)`` fits one on its training split
+(and only there: statistics of validation or test rows would leak into training); ``RegressionModule`` adopts
+it, stores it in its hyperparameters and applies it in ``forward``, so ``module(x_raw)`` predicts in original
+units and checkpoints carry it.
+
+``polynomial_degree=d`` expands each input column into d features spanning its powers ``x, x², …, x^d`` (no
+cross terms; columns ordered by input, then degree). They are not the raw powers: ``x¹⁰`` of Filip's ``x ≈ -9``
+is 3·10⁹ and nearly parallel to ``x⁹``, which no optimizer handles well. Each column is first scaled to
+[-1, 1] and the features are its Chebyshev polynomials T1..Td, an equally expressive, well-conditioned basis.
+Without an intercept the columns are only scaled (not centred) and the features are plain powers of the
+scaled x: centring, or T2's constant term, would smuggle an intercept in. ``RegressionModule.coefficients()``
+maps a linear model back to raw powers exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lr_lightning.least_squares import basis_to_raw
+
+
+class FeatureMap(nn.Module):
+    """``features = (basis(x) - feature_mean) / feature_scale`` and ``y_train = (y - y_mean) / y_scale``.
+
+    Built from :meth:`spec` (plain lists, so it lives in hyperparameters and loads with ``weights_only``).
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.spec = spec
+        self.degree, self.bias = spec["polynomial_degree"], spec["bias"]
+        for name in ("centre", "scale", "feature_mean", "feature_scale", "y_mean", "y_scale"):
+            self.register_buffer(name, torch.tensor(spec[name], dtype=torch.float64), persistent=False)
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, y: torch.Tensor, *, polynomial_degree: int | None, standardize: bool,
+            bias: bool = True) -> FeatureMap:
+        """Statistics from these (training) rows only."""
+        x64, y64 = x.double(), y.double()
+        degree = polynomial_degree or 1
+        if polynomial_degree is not None:
+            lo, hi = x64.min(0).values, x64.max(0).values
+            centre = (lo + hi) / 2 if bias else torch.zeros_like(lo)
+            scale = (hi - lo) / 2 if bias else torch.maximum(lo.abs(), hi.abs())
+        else:
+            centre, scale = torch.zeros(x.shape[1], dtype=torch.float64), torch.ones(x.shape[1], dtype=torch.float64)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        spec = {"polynomial_degree": polynomial_degree, "bias": bias, "centre": centre.tolist(),
+                "scale": scale.tolist(), "feature_mean": [0.0] * (x.shape[1] * degree),
+                "feature_scale": [1.0] * (x.shape[1] * degree), "y_mean": [0.0] * y.shape[1],
+                "y_scale": [1.0] * y.shape[1]}
+        if standardize:
+            features = cls(spec).basis(x64)
+            # Without an intercept, scale by the root mean square and never centre: a shift is an intercept.
+            f_std = features.std(0) if bias else features.pow(2).mean(0).sqrt()
+            y_std = y64.std(0) if bias else y64.pow(2).mean(0).sqrt()
+            spec["feature_mean"] = (features.mean(0) if bias else torch.zeros(features.shape[1])).tolist()
+            spec["feature_scale"] = torch.where(f_std > 0, f_std, torch.ones_like(f_std)).tolist()
+            spec["y_mean"] = (y64.mean(0) if bias else torch.zeros(y.shape[1])).tolist()
+            spec["y_scale"] = torch.where(y_std > 0, y_std, torch.ones_like(y_std)).tolist()
+        return cls(spec)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.spec["feature_mean"])
+
+    def basis(self, x: torch.Tensor) -> torch.Tensor:
+        """Polynomial expansion of scaled columns (identity without a degree)."""
+        t = (x - self.centre.to(x.dtype)) / self.scale.to(x.dtype)
+        if self.degree is None:
+            return t
+        if not self.bias:
+            return torch.cat([t[:, [j]] ** torch.arange(1, self.degree + 1, device=x.device) for j in
+                              range(t.shape[1])], dim=1)
+        columns = []
+        for j in range(t.shape[1]):
+            prev, cur = torch.ones_like(t[:, j]), t[:, j]
+            columns.append(cur)
+            for _ in range(2, self.degree + 1):
+                prev, cur = cur, 2 * t[:, j] * cur - prev
+                columns.append(cur)
+        return torch.stack(columns, dim=1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.basis(x) - self.feature_mean.to(x.dtype)) / self.feature_scale.to(x.dtype)
+
+    def targets(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.y_mean.to(y.dtype)) / self.y_scale.to(y.dtype)
+
+    def untarget(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.y_scale.to(y.dtype) + self.y_mean.to(y.dtype)
+
+    def to_raw(self, weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """A linear model on these features as a linear model on raw powers of the raw inputs (float64)."""
+        k = len(self.spec["centre"])
+        degree = self.degree or 1
+        # features = D (basis - m) with D = diag(1/feature_scale); basis coefficients -> raw ones via T.
+        w = np.asarray(weight, np.float64) / np.asarray(self.spec["feature_scale"])
+        b = (np.zeros(w.shape[0]) if bias is None else np.asarray(bias, np.float64)) - w @ np.asarray(
+            self.spec["feature_mean"])
+        t = basis_to_raw(self.spec["centre"], self.spec["scale"], k, degree, self.bias,
+                         chebyshev=self.degree is not None)  # (1 + k d, 1 + k d) with an intercept row/column
+        full = np.concatenate([b[:, None], w], axis=1) if self.bias else w
+        raw = full @ t.T.astype(np.float64)
+        y_scale, y_mean = np.asarray(self.spec["y_scale"]), np.asarray(self.spec["y_mean"])
+        raw = raw * y_scale[:, None]
+        if self.bias:
+            return raw[:, 1:], raw[:, 0] + y_mean
+        if bias is not None:
+            raise ValueError("a model with a bias needs a feature map fitted with bias=True")
+        return raw, None
