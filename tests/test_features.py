@@ -1,0 +1,127 @@
+"""Standardization and polynomial features: fitted on training rows only, carried by the model, exact."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule, nist
+
+from .conftest import make_trainer
+from .test_least_squares import NIST_DIR, needs_nist
+
+
+def _fit(dm, epochs=40, optimizer="lbfgs", lr=1.0, precision="64-true", bias=True):
+    module = RegressionModule(LinearRegression(dm.n_features, bias=bias), lr=lr, optimizer=optimizer)
+    trainer = make_trainer(max_epochs=epochs, precision=precision, **dm.trainer_defaults())
+    trainer.fit(module, datamodule=dm)
+    return module, trainer
+
+
+def test_statistics_come_from_the_training_split_only():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 2))
+    x[:40] += 50  # rows that, if they leaked into the statistics, would move the mean far
+    y = x @ [1.0, -2.0] + 3
+    dm = RegressionDataModule(x, y, val_fraction=0.2, test_fraction=0.2, standardize=True)
+    dm.setup()
+    before = dict(dm.feature_map.spec)
+    train_x, train_y = dm.raw_splits["train"]
+    assert before["feature_mean"] == pytest.approx(train_x.double().mean(0).tolist(), rel=1e-6)
+    assert before["feature_scale"] == pytest.approx(train_x.double().std(0).tolist(), rel=1e-6)
+    assert before["y_mean"] == pytest.approx([train_y.double().mean().item()], rel=1e-6)
+    assert before["feature_mean"] != pytest.approx(dm.x.double().mean(0).tolist(), rel=1e-3)  # not all rows
+    # The served training features are standardized: mean 0, standard deviation 1.
+    xs, ys = dm.splits["train"]
+    assert xs.double().mean(0).abs().max() < 1e-6 and (xs.double().std(0) - 1).abs().max() < 1e-5
+    assert abs(ys.double().mean().item()) < 1e-6
+
+
+def test_known_polynomial_is_recovered_in_raw_powers_and_forward_agrees_with_coefficients():
+    x = np.linspace(-3.0, 5.0, 60)
+    y = 2.0 - 1.5 * x + 0.5 * x**2 - 0.1 * x**3
+    dm = RegressionDataModule(x, y, batch_size=60, val_fraction=0.0, standardize=True, polynomial_degree=3,
+                              dtype=torch.float64)
+    assert dm.n_features == 3
+    module, _ = _fit(dm)
+    weight, bias = module.coefficients()
+    np.testing.assert_allclose(weight, [[-1.5, 0.5, -0.1]], rtol=1e-8)
+    np.testing.assert_allclose(bias, [2.0], rtol=1e-8)
+    # module(x_raw) is in original units and is the affine map coefficients() reports.
+    probe = np.array([-2.5, 0.0, 1.0, 4.2])
+    with torch.no_grad():
+        pred = module(torch.tensor(probe[:, None])).numpy()[:, 0]
+    np.testing.assert_allclose(pred, np.stack([probe, probe**2, probe**3], 1) @ weight[0] + bias[0], rtol=1e-10)
+
+
+def test_without_intercept_stays_without_one():
+    x = np.array([1.0, 2.0, 3.0, 5.0, 8.0, 13.0])
+    y = 3 * x + 4  # has an intercept the model must not take
+    dm = RegressionDataModule(x, y, batch_size=6, val_fraction=0.0, standardize=True, bias=False,
+                              dtype=torch.float64)
+    module, _ = _fit(dm, bias=False)
+    weight, bias = module.coefficients()
+    assert bias is None
+    assert weight[0, 0] == pytest.approx((x * y).sum() / (x * x).sum(), rel=1e-10)  # through the origin
+    with torch.no_grad():
+        assert module(torch.zeros(1, 1, dtype=torch.float64)).item() == 0.0
+
+
+def test_checkpoint_round_trip_keeps_the_normalization(tmp_path):
+    x = np.linspace(0, 10, 50)
+    dm = RegressionDataModule(x, 100 + 5 * x - 0.3 * x**2, val_fraction=0.2, standardize=True,
+                              polynomial_degree=2, dtype=torch.float64)
+    module, trainer = _fit(dm, epochs=10)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = RegressionModule.load_from_checkpoint(path, weights_only=True)
+    raw = torch.tensor([[0.5], [7.25]], dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.double()(raw), module(raw))
+    assert loaded.hparams.normalization == dm.feature_map.spec
+    np.testing.assert_allclose(loaded.coefficients()[0], module.coefficients()[0])
+
+
+def test_val_excess_mse_is_the_gap_to_the_least_squares_optimum():
+    dm = RegressionDataModule.synthetic(n_samples=300, n_features=2, noise=0.3, val_fraction=0.3, batch_size=32)
+    module, trainer = _fit(dm, epochs=3, optimizer="sgd", lr=0.05, precision="32-true")
+    m = trainer.callback_metrics
+    optimum = dm.optimum()
+    assert m["val/excess_mse"].item() == pytest.approx(m["val/loss"].item() - optimum["mse"]["val"], abs=1e-6)
+    assert m["val/loss"].item() > optimum["mse"]["val"]  # three epochs of SGD are not the optimum yet
+
+
+def test_coefficients_refuses_a_network_that_is_not_linear():
+    class Bent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 1)
+
+        def forward(self, x):
+            return torch.tanh(self.linear(x))
+
+    with pytest.warns(UserWarning):
+        module = RegressionModule(Bent())
+    with pytest.raises(ValueError, match="coefficients\\(\\) needs a linear model; Bent is not affine"):
+        module.coefficients()
+    with pytest.warns(UserWarning, match="cannot record how to rebuild Sequential"):
+        two_layers = RegressionModule(nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1)))
+    with pytest.raises(ValueError, match="one nn.Linear holding all parameters"):
+        two_layers.coefficients()
+
+
+@needs_nist
+@pytest.mark.parametrize("name", nist.NAMES)
+def test_trained_lbfgs_float64_meets_the_nist_goals(name):
+    d = nist.load(NIST_DIR / f"{name}.dat")
+    goal = 7 if name in ("Norris", "Pontius", "NoInt1", "NoInt2", "Longley") else 5
+    estimate = nist.train(d, optimizer="lbfgs", precision="64-true", epochs=50, lr=1.0)
+    assert nist.min_lre(estimate, d.certified) >= goal
+
+
+@needs_nist
+@pytest.mark.parametrize("name", ["Norris", "NoInt1", "NoInt2", "Pontius"])
+def test_trained_sgd_float32_meets_the_nist_goals(name):
+    d = nist.load(NIST_DIR / f"{name}.dat")
+    estimate = nist.train(d, optimizer="sgd", precision="32-true", epochs=500, lr=0.1)
+    assert nist.min_lre(estimate, d.certified) >= 4
