@@ -70,13 +70,19 @@ def fit_parser() -> Parser:
     d.add_argument("--val-fraction", type=float, help="fraction held out for validation "
                    "(default: 0.2; 0 for the 4-point tutorial data)")
     d.add_argument("--test-fraction", type=float, default=0.0, help="fraction held out for a final test")
-    d.add_argument("--batch-size", type=int, help="default: 32; the whole set (full batch) for the tutorial data")
+    d.add_argument("--batch-size", type=int, help="default: 32; the whole set (full batch) for the tutorial data "
+                   "and for lbfgs")
+    d.add_argument("--standardize", action="store_true", help="centre and scale features and targets with "
+                   "training-split statistics; predictions and checkpoints stay in original units")
+    d.add_argument("--polynomial-degree", type=int, metavar="D", help="expand each input column into its powers "
+                   "up to D (a well-conditioned basis of them); the model stays linear")
     t = p.add_argument_group("training")
     t.add_argument("--bias", action=argparse.BooleanOptionalAction, help="fit an intercept "
                    "(default: yes; no for the tutorial data, whose model is y = w·x)")
     t.add_argument("--max-epochs", type=int, default=100)
-    t.add_argument("--lr", type=float, default=0.01, help="learning rate")
-    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    t.add_argument("--lr", type=float, help="learning rate (default: 0.01; 1.0 for lbfgs)")
+    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "lbfgs"],
+                   help="lbfgs: full batch, strong-Wolfe line search, for float64 accuracy")
     t.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     t.add_argument("--weight-decay", type=float, default=0.0)
     t.add_argument("--seed", type=int, default=0, help="seeds the split, the shuffle and the initial weights")
@@ -139,7 +145,7 @@ def fit_main(argv: list[str] | None = None) -> int:
     import torch
 
     x5 = torch.tensor([[5.0]])
-    before = predict_one(module, x5) if dm.n_features == 1 else None
+    before = predict_one(module, x5) if dm.n_inputs == 1 else None
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     seconds = time.perf_counter() - start
@@ -175,6 +181,8 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         data_kwargs["val_fraction"] = args.val_fraction
     if args.batch_size is not None:
         data_kwargs["batch_size"] = args.batch_size
+    bias = args.data != "tutorial" if args.bias is None else args.bias
+    data_kwargs |= {"standardize": args.standardize, "polynomial_degree": args.polynomial_degree, "bias": bias}
     if args.data == "tutorial":
         dm = RegressionDataModule.tutorial(**data_kwargs)
     elif args.data == "synthetic":
@@ -182,9 +190,14 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
                                             noise=args.noise, **data_kwargs)
     else:
         dm = RegressionDataModule.from_path(args.data, args.target, **data_kwargs)
+    if args.optimizer == "lbfgs" and args.batch_size is None:
+        dm.batch_size = dm.n_samples  # LBFGS's line search needs the same (full-batch) loss at every evaluation
+    lr = args.lr if args.lr is not None else (1.0 if args.optimizer == "lbfgs" else 0.01)
 
-    bias = args.data != "tutorial" if args.bias is None else args.bias
-    module = RegressionModule(LinearRegression(dm.n_features, dm.n_outputs, bias), lr=args.lr, optimizer=args.optimizer,
+    dm.setup("fit")  # fits the feature map (if any) on the training split, so the module has it from the start
+    normalization = dm.feature_map.spec if dm.feature_map is not None else None
+    model = LinearRegression(dm.n_features, dm.n_outputs, bias)
+    module = RegressionModule(model, normalization=normalization, lr=lr, optimizer=args.optimizer,
                               momentum=args.momentum, weight_decay=args.weight_decay)
     monitor = "val/loss" if dm.n_val else "train/loss"
     callbacks: list[L.Callback] = [
@@ -241,20 +254,34 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
           f"{dm.n_test} test samples) for {trainer.current_epoch} epochs on {device.type} in {seconds:.1f} s")
     if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
         print(f"  stopped early: train/loss fell below {args.stop_below}")
-    linear = getattr(module.model, "linear", None)
-    if isinstance(linear, torch.nn.Linear):
-        w = linear.weight.detach().cpu().double()
-        b = linear.bias.detach().cpu().double() if linear.bias is not None else None
+    try:
+        w, b = module.coefficients()  # in raw units and raw powers, whatever the feature map
+    except ValueError:
+        w = b = None
+    names = [f"{name}^{p}" if p > 1 else name for name in dm.feature_names for p in range(1, (dm.polynomial_degree
+                                                                                              or 1) + 1)]
+    if w is not None:
         for j, target in enumerate(dm.target_names):
-            terms = " ".join(f"{w[j, i]:+.4f}·{name}" for i, name in enumerate(dm.feature_names[:8]))
-            more = f" … ({dm.n_features - 8} more)" if dm.n_features > 8 else ""
-            intercept = f" {b[j]:+.4f}" if b is not None else "   (no bias: --bias fits one)"
+            terms = " ".join(f"{w[j, i]:+.6g}·{name}" for i, name in enumerate(names[:8]))
+            more = f" … ({len(names) - 8} more)" if len(names) > 8 else ""
+            intercept = f" {b[j]:+.6g}" if b is not None else "   (no bias: --bias fits one)"
             print(f"  {target} = {terms}{more}{intercept}")
         if hasattr(dm, "true_weight"):
             true = " ".join(f"{v:+.4f}" for v in dm.true_weight[0, :8].tolist())
             print(f"  true weights {true}{' …' if dm.n_features > 8 else ''}, true bias {dm.true_bias.item():+.4f}")
     shown = ["train/loss", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
     print("  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
+    if w is not None and dm.n_samples <= 10_000_000:
+        # The best linear fit on the same training rows: how far did training get?
+        opt = dm.optimum()
+        split = "val" if "val" in opt["mse"] else "train"
+        ours = metrics.get("val/loss", metrics.get("train/loss"))
+        if split == "train" and dm.feature_map is not None:
+            ours = None  # train/loss is in standardized units; compare in original units below instead
+        terms = " ".join(f"{opt['weight'][0, i]:+.6g}·{name}" for i, name in enumerate(names[:8]))
+        intercept = f" {opt['bias'][0]:+.6g}" if opt["bias"] is not None else ""
+        print(f"  least squares: {dm.target_names[0]} = {terms}{intercept}, {split} MSE {opt['mse'][split]:.6g}"
+              + (f"; gap {ours - opt['mse'][split]:+.3g}" if ours is not None else ""))
     if before is not None:
         after = predict_one(module, torch.tensor([[5.0]]))
         print(f"  prediction for x = 5: {before[0]:.4f} before training, {after[0]:.4f} after")
@@ -471,4 +498,50 @@ def benchmark_main(argv: list[str] | None = None) -> int:
             runs[path].append(runners[path]())
             print(f"  round {round_}, {path}: {runs[path][-1].seconds:.3f} s/epoch", file=sys.stderr)
     print(benchmark.format_table([benchmark.merge(r) for r in runs.values()], args.n_samples))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- nist
+def nist_parser() -> Parser:
+    default = Path(__file__).resolve().parents[2] / "shared" / "nist-strd"
+    p = Parser(prog="nist.py", description="LRE (correct significant digits) of this package on NIST's linear "
+               "least-squares reference datasets, NIST-style, with numpy.linalg.lstsq as the well-known reference.",
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=default, help="folder of the NIST .dat files")
+    p.add_argument("--lbfgs-epochs", type=int, default=50)
+    p.add_argument("--sgd-epochs", type=int, default=500)
+    return p
+
+
+@entry_point
+def nist_main(argv: list[str] | None = None) -> int:
+    args = nist_parser().parse_args(argv)
+    if not args.data_dir.is_dir():
+        print(f"error: --data-dir {args.data_dir}: no such folder (the NIST StRD .dat files)", file=sys.stderr)
+        return 2
+    quiet_lightning()
+    import numpy as np
+
+    from lr_lightning import nist
+    from lr_lightning.least_squares import fit_statistics, least_squares, polynomial_features
+
+    print(f"{'dataset':<9} {'difficulty':<10} {'lstsq raw':>9} {'least_sq':>9} {'resid SD':>9} {'R²':>6} "
+          f"{'lbfgs f64':>9} {'sgd f32':>8}")
+    for d in nist.load_all(args.data_dir):
+        design = polynomial_features(d.x, d.polynomial_degree)
+        design = np.column_stack([np.ones(len(design)), design]) if d.bias else design
+        reference = np.linalg.lstsq(design, d.y, rcond=None)[0]
+        weight, bias = least_squares(d.x, d.y, bias=d.bias, polynomial_degree=d.polynomial_degree)
+        ours = np.concatenate([bias, weight[0]]) if d.bias else weight[0]
+        sd, r2 = fit_statistics(d.x, d.y, weight, bias, d.polynomial_degree)
+        lbfgs = nist.train(d, optimizer="lbfgs", precision="64-true", epochs=args.lbfgs_epochs, lr=1.0)
+        sgd = nist.train(d, optimizer="sgd", precision="32-true", epochs=args.sgd_epochs, lr=0.1)
+        print(f"{d.name:<9} {d.difficulty:<10} {nist.min_lre(reference, d.certified):9.1f} "
+              f"{nist.min_lre(ours, d.certified):9.1f} {nist.lre(sd[0], d.residual_sd):9.1f} "
+              f"{nist.lre(r2[0], d.r_squared):6.1f} {nist.min_lre(lbfgs, d.certified):9.1f} "
+              f"{nist.min_lre(sgd, d.certified):8.1f}")
+    print("LRE: the smallest number of correct significant digits over all certified parameters (15 = all).\n"
+          "lstsq raw: numpy.linalg.lstsq on the raw design; least_sq: lr_lightning.least_squares (resid SD, R²: its "
+          "residual standard deviation and R²);\nlbfgs f64 / sgd f32: RegressionModule trained with --standardize, "
+          "full batch, in float64 with lbfgs / float32 with sgd (lr 0.1).")
     return 0

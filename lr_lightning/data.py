@@ -250,7 +250,7 @@ class RegressionDataModule(L.LightningDataModule):
         if self.n_train < 1:
             raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} leave no training "
                              f"samples out of {self.n_samples}; lower them")
-        self.feature_names = feature_names or [f"x{i}" for i in range(self.n_features)]
+        self.feature_names = feature_names or [f"x{i}" for i in range(self.n_inputs)]
         self.target_names = target_names or (["y"] if self.n_outputs == 1 else [f"y{i}" for i in range(self.n_outputs)])
         self.splits: dict[str, Batch] = {}
 

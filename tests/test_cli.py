@@ -112,3 +112,29 @@ def test_precision_64_trains_in_float64(tmp_path):
     assert result.returncode == 0, result.stderr
     ckpt = torch.load(next(Path(tmp_path).glob("lightning_logs/*/checkpoints/last.ckpt")), weights_only=True)
     assert ckpt["state_dict"]["model.linear.weight"].dtype == torch.float64
+
+
+def test_standardized_polynomial_fit_predicts_from_raw_inputs(tmp_path):
+    x = np.linspace(-2, 4, 80)
+    rows = "\n".join(f"{v:.6f},{1 + 2 * v - 0.5 * v * v:.6f}" for v in x)
+    (tmp_path / "curve.csv").write_text("x,y\n" + rows + "\n")
+    result = run_script("fit.py", "--data", "curve.csv", "--standardize", "--polynomial-degree", "2",
+                        "--optimizer", "lbfgs", "--precision", "64-true", "--max-epochs", "20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "y = +2·x -0.5·x^2 +1" in result.stdout  # the raw-power coefficients
+    assert "least squares: y = +2·x -0.5·x^2 +1" in result.stdout and "gap" in result.stdout
+    ckpt = next(tmp_path.glob("lightning_logs/*/checkpoints/last.ckpt"))
+    pred = run_script("predict.py", "--ckpt", str(ckpt), "--x", "0", "3", cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+    values = [float(line.split(",")[1]) for line in pred.stdout.strip().splitlines()[1:]]
+    assert values == pytest.approx([1.0, 2.5], abs=1e-6)  # raw x in, original units out
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "nist-strd").is_dir(), reason="NIST StRD data not found")
+def test_nist_script_prints_a_row_per_dataset(tmp_path):
+    result = run_script("nist.py", "--lbfgs-epochs", "3", "--sgd-epochs", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] and line.split()[0] in
+            ("Norris", "Pontius", "NoInt1", "NoInt2", "Longley", "Filip", "Wampler1", "Wampler2", "Wampler3",
+             "Wampler4", "Wampler5")]
+    assert len(rows) == 11 and all(float(r[3]) >= 9 for r in rows)  # least_squares column
