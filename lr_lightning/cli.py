@@ -172,6 +172,13 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     if args.accelerator in ("gpu", "cuda") and not has_gpu:
         raise UsageError(f"--accelerator {args.accelerator}: no GPU is visible to torch on this machine; "
                          "use --accelerator cpu (or auto)")
+    devices = _devices(args.devices)
+    if isinstance(devices, int):
+        on_gpu = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available())
+        available = torch.cuda.device_count() if on_gpu else os.cpu_count() or 1
+        if not 1 <= devices <= available:
+            kind = "GPUs" if on_gpu else "CPU cores"
+            raise UsageError(f"--devices {devices}: this machine has {available} {kind}; use at most {available}")
     if args.max_epochs < -1:
         raise UsageError(f"--max-epochs must be >= 0 (or -1 for no limit), got {args.max_epochs}")
     L.seed_everything(args.seed, verbose=False)
@@ -214,7 +221,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         callbacks.append(TQDMProgressBar(refresh_rate=dm.trainer_defaults()["log_every_n_steps"]))
     try:
         trainer = L.Trainer(
-            accelerator=args.accelerator, devices=_devices(args.devices), precision=args.precision,
+            accelerator=args.accelerator, devices=devices, precision=args.precision,
             max_epochs=args.max_epochs, logger=TensorBoardLogger(args.log_dir, name=""), callbacks=callbacks,
             enable_progress_bar=progress_bar, enable_model_summary=False, **dm.trainer_defaults(),
         )

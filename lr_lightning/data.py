@@ -74,23 +74,36 @@ def read_csv_table(path: str | Path) -> tuple[list[str], np.ndarray]:
     Errors name the file, and the row (1-based, as an editor shows it) and column of the bad cell.
     """
     path = _existing_file(path)
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: the file is empty; expected a header row, then rows of numbers")
-        names = [h.strip() for h in header]
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue  # blank lines, e.g. a trailing newline
-            if len(row) != len(names):
-                raise ValueError(f"{path}: row {line} has {len(row)} values, the header has {len(names)} columns")
-            try:
-                rows.append([float(cell) for cell in row])
-            except ValueError:
-                col = next(i for i, cell in enumerate(row) if not _is_float(cell))
-                raise ValueError(f"{path}: row {line}, column {names[col]!r}: {row[col]!r} is not a number") from None
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return _parse_csv(path, csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text CSV file (byte {e.start} is not UTF-8 text)") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
+
+
+def _parse_csv(path: Path, reader: Iterator[list[str]]) -> tuple[list[str], np.ndarray]:
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path}: the file is empty; expected a header row, then rows of numbers")
+    names = [h.strip() for h in header]
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue  # blank lines, e.g. a trailing newline
+        if len(row) != len(names):
+            raise ValueError(f"{path}: row {line} has {len(row)} values, the header has {len(names)} columns")
+        try:
+            values = [float(cell) for cell in row]
+        except ValueError:
+            col = next(i for i, cell in enumerate(row) if not _is_float(cell))
+            raise ValueError(f"{path}: row {line}, column {names[col]!r}: {row[col]!r} is not a number") from None
+        if not all(map(math.isfinite, values)):
+            col = next(i for i, v in enumerate(values) if not math.isfinite(v))
+            raise ValueError(f"{path}: row {line}, column {names[col]!r}: {row[col].strip()!r} is not a finite "
+                             "number; remove or fill the row")
+        rows.append(values)
     if not rows:
         raise ValueError(f"{path}: only a header row; no data rows")
     return names, np.asarray(rows, dtype=np.float64)
@@ -101,8 +114,10 @@ def read_npy(path: str | Path, target: int | str | None = None) -> tuple[np.ndar
     path = _existing_file(path)
     try:
         data = np.load(path, allow_pickle=False)  # never unpickle objects from a data file
-    except ValueError as e:
+    except (ValueError, EOFError) as e:
         raise ValueError(f"{path}: not a numeric .npy array ({e})") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
     if data.ndim != 2 or data.shape[1] < 2:
         raise ValueError(f"{path}: expected a 2-D array of features and a target column, got shape {data.shape}")
     names = [f"x{i}" for i in range(data.shape[1])]
