@@ -93,6 +93,10 @@ def fit_parser() -> Parser:
     h.add_argument("--precision", default="32-true", help="32-true | 64-true (float64) | 16-mixed | bf16-mixed")
     o = p.add_argument_group("output")
     o.add_argument("--log-dir", default="lightning_logs", help="TensorBoard logs and checkpoints go under here")
+    o.add_argument("--checkpoint-every", type=int, metavar="N", help="also write last.ckpt every N training steps, "
+                   "so an interrupted run loses little (default: about four times an epoch)")
+    o.add_argument("--resume", nargs="?", const="last", metavar="PATH", help="continue the newest run under "
+                   "--log-dir from its last.ckpt, or from the checkpoint PATH (same flags as the first run)")
     o.add_argument("--progress-bar", action=argparse.BooleanOptionalAction,
                    help="show a progress bar (default: when the output is a terminal, not in log files)")
     return p
@@ -146,8 +150,16 @@ def fit_main(argv: list[str] | None = None) -> int:
 
     x5 = torch.tensor([[5.0]])
     before = predict_one(module, x5) if dm.n_inputs == 1 else None
+    from lr_lightning.reliability import DivergenceError
+
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    try:
+        # weights_only: resuming from a checkpoint must not run code hidden in it.
+        trainer.fit(module, datamodule=dm, ckpt_path=args.resume_path, weights_only=True)
+    except DivergenceError as e:
+        last = _last_checkpoint(trainer)
+        print(f"error: {e}" + (f" (last finite weights: {_show(last)})" if last else ""), file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # trainer.test replaces them
     if dm.n_test:
@@ -167,7 +179,15 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     from lr_lightning.data import RegressionDataModule
     from lr_lightning.model import LinearRegression
     from lr_lightning.module import RegressionModule
+    from lr_lightning.reliability import AtomicCheckpointIO, DivergenceGuard, SaveLast, find_last_checkpoint
 
+    args.resume_path = None
+    if args.resume is not None:
+        found = find_last_checkpoint(args.log_dir) if args.resume == "last" else Path(args.resume)
+        if found is None or not found.is_file():
+            where = f"no last.ckpt under --log-dir {args.log_dir}" if args.resume == "last" else "no such file"
+            raise UsageError(f"--resume {args.resume}: {where}")
+        args.resume_path = found
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
     if args.accelerator in ("gpu", "cuda") and not has_gpu:
         raise UsageError(f"--accelerator {args.accelerator}: no GPU is visible to torch on this machine; "
@@ -207,8 +227,21 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     module = RegressionModule(model, normalization=normalization, lr=lr, optimizer=args.optimizer,
                               momentum=args.momentum, weight_decay=args.weight_decay)
     monitor = "val/loss" if dm.n_val else "train/loss"
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    every = args.checkpoint_every or max(1, len(dm.train_dataloader()) // 4)
+    plain_sgd = args.optimizer == "sgd" and not args.momentum
+    # A resumed run logs into the same version folder, so its curves continue where they stopped.
+    version = args.resume_path.parent.parent.name if args.resume_path and args.resume == "last" else None
+    logger = TensorBoardLogger(args.log_dir, name="", version=version)
+    checkpoints = Path(logger.log_dir) / "checkpoints"
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(monitor=monitor, mode="min", save_last=True, filename="best", auto_insert_metric_name=False)
+        ModelCheckpoint(checkpoints, monitor=monitor, mode="min", filename="best", auto_insert_metric_name=False,
+                        enable_version_counter=False),
+        # last.ckpt every `every` steps and at each epoch's end, so that a killed run resumes close to where it
+        # stopped; the guard runs first and refuses to let broken weights into it.
+        DivergenceGuard(stable_lr=dm.stable_lr(bias) if plain_sgd else None),
+        SaveLast(checkpoints, every_n_steps=every),
     ]
     if args.stop_below is not None:
         # EarlyStopping's threshold is the tutorial's `if loss < 0.001: break`; patience is not wanted here.
@@ -222,13 +255,26 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     try:
         trainer = L.Trainer(
             accelerator=args.accelerator, devices=devices, precision=args.precision,
-            max_epochs=args.max_epochs, logger=TensorBoardLogger(args.log_dir, name=""), callbacks=callbacks,
+            max_epochs=args.max_epochs, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
             enable_progress_bar=progress_bar, enable_model_summary=False, **dm.trainer_defaults(),
         )
     except (MisconfigurationException, ValueError, RuntimeError) as e:
         raise UsageError(f"--accelerator {args.accelerator} --devices {args.devices} --precision {args.precision}: "
                          f"{str(e).splitlines()[0]}") from None
     return dm, module, trainer
+
+
+def _show(path: str | Path) -> str:
+    """A path as short as it can be said: relative to the working directory when it is below it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _last_checkpoint(trainer: L.Trainer) -> str:
+    from lr_lightning.reliability import SaveLast
+
+    saver = next((c for c in trainer.callbacks if isinstance(c, SaveLast)), None)
+    return str(saver.path) if saver is not None and saver.path.is_file() else ""
 
 
 def _devices(value: Any) -> Any:
@@ -292,10 +338,10 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
     if before is not None:
         after = predict_one(module, torch.tensor([[5.0]]))
         print(f"  prediction for x = 5: {before[0]:.4f} before training, {after[0]:.4f} after")
-    ckpt = trainer.checkpoint_callback
-    if ckpt is not None and ckpt.last_model_path:
-        best = f", best ({ckpt.monitor}) {ckpt.best_model_path}" if ckpt.best_model_path else ""
-        print(f"Checkpoints: last {ckpt.last_model_path}{best}")
+    ckpt, last = trainer.checkpoint_callback, _last_checkpoint(trainer)
+    if last:
+        best = f", best ({ckpt.monitor}) {_show(ckpt.best_model_path)}" if ckpt and ckpt.best_model_path else ""
+        print(f"Checkpoints: last {_show(last)}{best}")
     if trainer.logger is not None:
         print(f"Logs: {trainer.logger.log_dir}")
         print(f"View the curves: tensorboard --logdir {args.log_dir}")

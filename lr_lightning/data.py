@@ -190,6 +190,7 @@ class TensorBatches:
                  drop_last: bool = False) -> None:
         self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
         self.sampler = EpochSampler(len(x), shuffle, seed)
+        self._served, self._resume_at = 0, (-1, 0)  # (epoch, batches already trained on), from load_state_dict
 
     def __len__(self) -> int:
         n, b = len(self.x), self.batch_size
@@ -204,8 +205,25 @@ class TensorBatches:
             # batches equal x[order[i:i + b]]; a batch someone keeps holds on to its own epoch's copy.
             order = order.to(x.device)
             x, y = x.index_select(0, order), y.index_select(0, order)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        # A resumed run skips the batches it already trained on, in the epoch it was interrupted in only: when
+        # that epoch was complete, Lightning goes straight on to the next one.
+        epoch, trained = self._resume_at
+        skip = trained if epoch == self.sampler.epoch else 0
+        self._resume_at, self._served = (-1, 0), skip
+        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            self._served += 1
             yield x[start:start + self.batch_size], y[start:start + self.batch_size]
+
+    # Lightning saves these in checkpoints and restores them when it resumes in the middle of an epoch: with the
+    # order a function of (seed, epoch), skipping the batches already trained on makes the resumed run exact.
+    def state_dict(self) -> dict[str, int]:
+        # Lightning fetches ahead only from loaders without a length; ours has one, so every batch served by the
+        # time a checkpoint is written has been trained on.
+        return {"epoch": self.sampler.epoch, "consumed": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.set_epoch(state["epoch"])
+        self._resume_at = (state["epoch"], state["consumed"])
 
 
 # ---------------------------------------------------------------------------------------- datamodule
@@ -345,6 +363,18 @@ class RegressionDataModule(L.LightningDataModule):
         # Every sample, raw and in its original row order, so predictions line up with the input file (the
         # module applies the feature map itself).
         return TensorBatches(self.x, self.y, self.batch_size)
+
+    def stable_lr(self, bias: bool | None = None) -> float:
+        """A learning rate at which plain SGD on MSE trains a linear model on these features without diverging.
+
+        Full-batch gradient descent converges below ``1 / λmax(XᵀX / n)`` (X: the training features, with a column
+        of ones for the bias); mini-batches wobble around that, so this returns half of it.
+        """
+        self.setup()
+        x = self.splits["train"][0].double().cpu()
+        if self.bias if bias is None else bias:
+            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+        return 0.5 / torch.linalg.eigvalsh(x.T @ x / len(x))[-1].item()
 
     def optimum(self) -> dict[str, Any]:
         """The least-squares fit on the training split (raw inputs, the same model) and its MSE on each split."""

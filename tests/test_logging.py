@@ -49,11 +49,13 @@ def test_checkpoints_last_and_best_by_val_loss(tmp_path):
     dm, module, trainer = _fit(tmp_path, "--data", "synthetic", "--n-samples", "300", "--max-epochs", "4")
     ckpt = trainer.checkpoint_callback
     assert ckpt.monitor == "val/loss"
-    assert Path(ckpt.last_model_path).name == "last.ckpt" and Path(ckpt.best_model_path).name == "best.ckpt"
-    assert Path(ckpt.last_model_path).is_file() and Path(ckpt.best_model_path).is_file()
+    last = Path(trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
+    assert Path(ckpt.best_model_path).name == "best.ckpt" and Path(ckpt.best_model_path).is_file()
+    # last.ckpt is the newest state, whether or not val/loss improved in the last epoch.
+    assert torch.load(last, weights_only=True)["global_step"] == trainer.global_step
     assert ckpt.best_model_score == pytest.approx(min(trainer.callback_metrics["val/loss"].item(),
                                                       ckpt.best_model_score.item()))
-    loaded = RegressionModule.load_from_checkpoint(ckpt.last_model_path)
+    loaded = RegressionModule.load_from_checkpoint(last)
     x = torch.randn(6, 1)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), module(x))

@@ -1,0 +1,118 @@
+"""Training that survives its users: divergence caught, checkpoints written atomically, runs resumed.
+
+- :class:`DivergenceGuard` stops training at the first non-finite loss (with a learning rate to try), before
+  any checkpoint can be written with the broken weights.
+- :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file and renames it into place, so a
+  kill in the middle of a write leaves the previous ``last.ckpt`` intact.
+- :class:`SaveLast` writes ``last.ckpt`` every N steps and at every epoch's end: what a resumed run continues from.
+- :func:`find_last_checkpoint` finds the ``last.ckpt`` of the newest run under a log directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or weights."""
+
+
+class DivergenceGuard(L.Callback):
+    """Stop at once when the loss or the weights stop being finite, suggesting a learning rate.
+
+    ``stable_lr`` is a learning rate known to be stable for this problem (see
+    :meth:`~lr_lightning.data.RegressionDataModule.stable_lr`); without it, a tenth of the current one is
+    suggested. On a GPU the loss is checked only every ``log_every_n_steps`` steps, because each check waits for
+    the device; the message still names the step where it first became non-finite.
+    """
+
+    def __init__(self, stable_lr: float | None = None) -> None:
+        self.stable_lr = stable_lr
+        self.first_bad_step: torch.Tensor | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        step = torch.tensor(trainer.global_step, device=loss.device)
+        bad = ~torch.isfinite(loss.detach())
+        if self.first_bad_step is None:
+            self.first_bad_step = torch.full((), -1, device=loss.device, dtype=torch.long)
+        # Remember the first bad step on the device (no sync), and look at it when a sync is cheap.
+        self.first_bad_step = torch.where(bad & (self.first_bad_step < 0), step, self.first_bad_step)
+        if loss.device.type == "cpu" or trainer.global_step % trainer.log_every_n_steps == 0:
+            self.check(trainer, module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Never let a checkpoint hold broken weights, even if the loss of the step that broke them was finite.
+        self.check(trainer, module)
+        if not all(torch.isfinite(p).all() for p in module.parameters()):
+            raise DivergenceError(self._message(trainer, module, trainer.global_step))
+
+    def check(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.first_bad_step is not None and (step := int(self.first_bad_step)) >= 0:
+            raise DivergenceError(self._message(trainer, module, step))
+
+    def _message(self, trainer: L.Trainer, module: L.LightningModule, step: int) -> str:
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        suggestion = self.stable_lr if self.stable_lr is not None else (lr / 10 if lr else None)
+        steps_per_epoch = max(1, trainer.num_training_batches) if trainer.num_training_batches != float("inf") else 0
+        epoch = step // steps_per_epoch if steps_per_epoch else trainer.current_epoch
+        text = f"loss became inf/nan at epoch {epoch}, step {step}"
+        return text + (f"; try --lr ≤ {_round_down(suggestion)}" if suggestion else "")
+
+
+def _round_down(value: float) -> str:
+    """One significant digit, rounded down: a suggestion must not land above the limit."""
+    exponent = math.floor(math.log10(value))
+    return f"{math.floor(value / 10**exponent) * 10.0**exponent:.{max(0, -exponent)}f}"
+
+
+class SaveLast(L.Callback):
+    """``last.ckpt``, always the newest state: every ``every_n_steps`` steps and at the end of every epoch.
+
+    Lightning 2.6's ``ModelCheckpoint(save_last=True)`` rewrites ``last.ckpt`` at an epoch's end only when a
+    top-k checkpoint was saved too, i.e. only while the monitored metric improves; resuming needs the newest
+    state whatever the metric did.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int) -> None:
+        self.path, self.every_n_steps = Path(dirpath) / "last.ckpt", every_n_steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.path, weights_only=False)  # the optimizer and loops too: resumable
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # After the epoch's validation, which runs before this hook.
+        trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to a temporary file beside the target, fsync, then ``os.replace``: all or nothing."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def find_last_checkpoint(log_dir: str | Path) -> Path | None:
+    """The ``last.ckpt`` written most recently under ``log_dir`` (one TensorBoard version folder per run)."""
+    candidates = list(Path(log_dir).glob("*/checkpoints/last.ckpt"))
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None

@@ -1,0 +1,148 @@
+"""Interrupted runs resume exactly, checkpoints are written atomically, divergence is caught, runs repeat."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lr_lightning.reliability import AtomicCheckpointIO
+
+from .conftest import ROOT, run_script
+
+# 16,000 training samples in batches of 64: 250 steps an epoch; last.ckpt every 35 steps lands mid-epoch.
+RUN = ["--data", "synthetic", "--n-samples", "20000", "--n-features", "4", "--batch-size", "64",
+       "--max-epochs", "6", "--lr", "0.05", "--momentum", "0.9", "--seed", "7", "--checkpoint-every", "35"]
+STEPS_PER_EPOCH = 250
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_a_run_killed_mid_epoch_resumes_to_bitwise_equal_parameters(tmp_path):
+    assert run_script("fit.py", *RUN, "--log-dir", "whole", cwd=tmp_path).returncode == 0
+    whole = _state(tmp_path / "whole/version_0/checkpoints/last.ckpt")
+
+    last = tmp_path / "killed/version_0/checkpoints/last.ckpt"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *RUN, "--log-dir", "killed"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if last.exists():
+                step = _state(last)["global_step"]  # atomic writes: never a half-written file
+                if step >= 300 and step % STEPS_PER_EPOCH:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+            time.sleep(0.01)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    interrupted = _state(last)
+    assert interrupted["global_step"] % STEPS_PER_EPOCH, "the kill must land in the middle of an epoch"
+    assert interrupted["global_step"] < 6 * STEPS_PER_EPOCH
+
+    resumed = run_script("fit.py", *RUN, "--log-dir", "killed", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "not resumable" not in resumed.stderr
+    final = _state(last)
+    assert final["global_step"] == whole["global_step"] == 6 * STEPS_PER_EPOCH
+    for key, value in whole["state_dict"].items():
+        assert torch.equal(final["state_dict"][key], value), key  # bitwise, not approximately
+
+
+def test_resume_from_an_explicit_path_and_bad_paths(tmp_path):
+    assert run_script("fit.py", "--max-epochs", "2", "--log-dir", "a", cwd=tmp_path).returncode == 0
+    ckpt = tmp_path / "a/version_0/checkpoints/last.ckpt"
+    result = run_script("fit.py", "--max-epochs", "4", "--log-dir", "b", "--resume", str(ckpt), cwd=tmp_path)
+    assert result.returncode == 0 and "for 4 epochs" in result.stdout
+    bad = run_script("fit.py", "--log-dir", "empty", "--resume", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --resume last: no last.ckpt under --log-dir empty"
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")  # what a kill in mid-write leaves behind
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    assert torch.equal(_state(path)["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+
+
+def test_divergence_stops_at_once_with_a_suggestion_and_keeps_finite_weights(tmp_path):
+    result = run_script("fit.py", "--data", "synthetic", "--lr", "3", "--max-epochs", "50", "--log-dir", "logs",
+                        cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("error: loss became inf/nan at epoch 1, step 29; try --lr ≤ 0.4")
+    ckpt = _state(tmp_path / "logs/version_0/checkpoints/last.ckpt")
+    assert ckpt["global_step"] < 29
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    # and the suggestion works
+    again = run_script("fit.py", "--data", "synthetic", "--lr", "0.4", "--max-epochs", "5", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+
+
+def test_same_seed_same_parameters_bitwise_and_the_seed_is_recorded(tmp_path):
+    args = ["--data", "synthetic", "--n-features", "3", "--max-epochs", "3", "--seed", "11"]
+    for folder in ("one", "two"):
+        assert run_script("fit.py", *args, "--log-dir", folder, cwd=tmp_path).returncode == 0
+    one, two = (_state(tmp_path / f / "version_0/checkpoints/last.ckpt") for f in ("one", "two"))
+    assert all(torch.equal(one["state_dict"][k], two["state_dict"][k]) for k in one["state_dict"])
+    assert one["datamodule_hyper_parameters"]["seed"] == 11
+
+
+class _Stop(Exception):
+    pass
+
+
+def _fit_saving(ckpt_path=None, hook=None, at=None, path=None):
+    """Three epochs of 8 steps with momentum SGD; optionally save at a hook and stop there, like a kill."""
+    import lightning as L
+
+    from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+
+    from .conftest import make_trainer
+
+    class SaveAndStop(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if hook == "batch" and trainer.global_step == at:
+                trainer.save_checkpoint(path, weights_only=False)
+                raise _Stop
+
+        def on_train_epoch_end(self, trainer, module):
+            if hook == "epoch" and trainer.current_epoch == at:
+                trainer.save_checkpoint(path, weights_only=False)
+                raise _Stop
+
+    dm = RegressionDataModule.synthetic(n_samples=1000, n_features=2, batch_size=100, val_fraction=0.2, seed=7)
+    torch.manual_seed(0)
+    module = RegressionModule(LinearRegression(2), lr=0.05, momentum=0.9)
+    trainer = make_trainer(max_epochs=3, callbacks=[SaveAndStop()], **dm.trainer_defaults())
+    with contextlib.suppress(_Stop):
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    return module.model.linear.weight.detach().clone(), trainer.global_step
+
+
+@pytest.mark.parametrize(("hook", "at"), [("batch", 3), ("batch", 8), ("batch", 11), ("batch", 23),
+                                          ("epoch", 0), ("epoch", 1)])
+def test_resume_is_exact_from_any_point(tmp_path, hook, at):
+    """Mid-epoch, an epoch's last batch (before its end hooks), and an epoch's end: all resume bitwise."""
+    whole, steps = _fit_saving()
+    _fit_saving(hook=hook, at=at, path=tmp_path / "cut.ckpt")
+    resumed, resumed_steps = _fit_saving(ckpt_path=tmp_path / "cut.ckpt")
+    assert resumed_steps == steps == 24
+    assert torch.equal(resumed, whole)
