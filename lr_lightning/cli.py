@@ -179,7 +179,13 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     from lr_lightning.data import RegressionDataModule
     from lr_lightning.model import LinearRegression
     from lr_lightning.module import RegressionModule
-    from lr_lightning.reliability import AtomicCheckpointIO, DivergenceGuard, SaveLast, find_last_checkpoint
+    from lr_lightning.reliability import (
+        AtomicCheckpointIO,
+        DivergenceGuard,
+        ProgressLines,
+        SaveLast,
+        find_last_checkpoint,
+    )
 
     args.resume_path = None
     if args.resume is not None:
@@ -252,6 +258,8 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         # Redraw when the numbers it shows change (every log_every_n_steps), not every step: a redraw formats
         # the metrics, which on a GPU also waits for them.
         callbacks.append(TQDMProgressBar(refresh_rate=dm.trainer_defaults()["log_every_n_steps"]))
+    else:
+        callbacks.append(ProgressLines())
     try:
         trainer = L.Trainer(
             accelerator=args.accelerator, devices=devices, precision=args.precision,

@@ -113,7 +113,9 @@ def read_npy(path: str | Path, target: int | str | None = None) -> tuple[np.ndar
     """Read a 2-D ``.npy`` array whose columns are features and one target (default: the last column)."""
     path = _existing_file(path)
     try:
-        data = np.load(path, allow_pickle=False)  # never unpickle objects from a data file
+        # Memory-mapped, and never unpickling objects from a data file: only the copies below are made, in the
+        # file's own dtype (a float32 file is not widened to float64 on the way).
+        data = np.load(path, allow_pickle=False, mmap_mode="r")
     except (ValueError, EOFError) as e:
         raise ValueError(f"{path}: not a numeric .npy array ({e})") from None
     except OSError as e:
@@ -125,7 +127,10 @@ def read_npy(path: str | Path, target: int | str | None = None) -> tuple[np.ndar
     if not -data.shape[1] <= t < data.shape[1]:
         raise ValueError(f"{path}: no column {target!r} for --target; columns are 0..{data.shape[1] - 1}")
     t %= data.shape[1]
-    return np.delete(data, t, axis=1), data[:, t], [n for i, n in enumerate(names) if i != t], names[t]
+    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        raise ValueError(f"{path}: expected real numbers, found dtype {data.dtype}")
+    x, y = np.delete(data, t, axis=1), np.ascontiguousarray(data[:, t])
+    return x, y, [n for i, n in enumerate(names) if i != t], names[t]
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -371,10 +376,15 @@ class RegressionDataModule(L.LightningDataModule):
         of ones for the bias); mini-batches wobble around that, so this returns half of it.
         """
         self.setup()
-        x = self.splits["train"][0].double().cpu()
-        if self.bias if bias is None else bias:
-            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
-        return 0.5 / torch.linalg.eigvalsh(x.T @ x / len(x))[-1].item()
+        x = self.splits["train"][0]
+        with_bias = self.bias if bias is None else bias
+        gram = torch.zeros(x.shape[1] + with_bias, x.shape[1] + with_bias, dtype=torch.float64)
+        for i in range(0, len(x), 1 << 16):  # in chunks: no float64 copy of the whole training set
+            chunk = x[i:i + (1 << 16)].double().cpu()
+            if with_bias:
+                chunk = torch.cat([chunk, torch.ones(len(chunk), 1, dtype=chunk.dtype)], dim=1)
+            gram += chunk.T @ chunk
+        return 0.5 / torch.linalg.eigvalsh(gram / len(x))[-1].item()
 
     def optimum(self) -> dict[str, Any]:
         """The least-squares fit on the training split (raw inputs, the same model) and its MSE on each split."""
@@ -384,9 +394,12 @@ class RegressionDataModule(L.LightningDataModule):
             weight, bias = least_squares(x, y, bias=self.bias, polynomial_degree=self.polynomial_degree)
             mse = {}
             for name, (xs, ys) in self.raw_splits.items():
-                if len(xs):
-                    pred = polynomial_features(xs.double().numpy(), self.polynomial_degree) @ weight.T
-                    mse[name] = float(((pred + (bias if bias is not None else 0) - ys.double().numpy()) ** 2).mean())
+                if len(xs):  # in chunks: no float64 copy of a whole split
+                    sse = sum(float(((polynomial_features(xs[i:i + 65536].double().numpy(), self.polynomial_degree)
+                                      @ weight.T + (bias if bias is not None else 0)
+                                      - ys[i:i + 65536].double().numpy()) ** 2).sum())
+                              for i in range(0, len(xs), 65536))
+                    mse[name] = sse / (len(xs) * ys.shape[1])
             self._optimum = {"weight": weight, "bias": bias, "mse": mse}
         return self._optimum
 

@@ -50,16 +50,21 @@ def polynomial_features(x: Any, degree: int | None) -> np.ndarray:
 
 
 def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | None = None,
-                  max_refinements: int = 10) -> tuple[np.ndarray, np.ndarray | None]:
+                  max_refinements: int = 10, chunk_rows: int = 1 << 16) -> tuple[np.ndarray, np.ndarray | None]:
     """The least-squares fit ``y ≈ features(x) @ weight.T + bias``, in float64.
 
     ``features`` is the identity, or the polynomial expansion of :func:`polynomial_features`. Returns
     ``weight`` of shape ``(n_outputs, n_features)`` (in raw powers of the raw inputs) and ``bias`` of shape
-    ``(n_outputs,)``, or ``None`` when ``bias=False``.
+    ``(n_outputs,)``, or ``None`` when ``bias=False``. Problems larger than ``chunk_rows`` rows are streamed
+    in chunks of that many rows (memory stays O(chunk_rows × features)).
     """
     x, y = _columns(x), _columns(y)
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    if len(x) > chunk_rows:
+        # At this size the float64 solve of the well-conditioned basis is already good to ~1e-14, and each round
+        # of refinement is a pass over all the data: two rounds at most.
+        return _streamed(x, y, bias, polynomial_degree or 1, polynomial_degree, min(2, max_refinements), chunk_rows)
     degree = polynomial_degree or 1
     raw = _with_intercept(polynomial_features(x.astype(LD), polynomial_degree), bias)  # the model, exactly
     basis, to_raw = _conditioned_basis(x, degree, bias)
@@ -71,6 +76,7 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     y_ld = y.astype(LD)
     beta = t @ np.linalg.solve(r, q.T @ y).astype(LD)  # raw coefficients, (p, m)
     resid = y_ld - raw @ beta
+    history: list[float] = []
     for _ in range(max_refinements):
         # Björck: correct (resid, beta) so that resid + X beta = y and Xᵀ resid = 0, with the errors of both
         # equations measured in extended precision and the corrections solved in float64 through the QR.
@@ -81,12 +87,69 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
         d_beta = t @ np.linalg.solve(r, d1 - u).astype(LD)
         d_resid = (q @ (u - d1) + f.astype(np.float64)).astype(LD)
         beta, resid = beta + d_beta, resid + d_resid
-        if np.all(np.abs(d_beta) <= 4 * np.finfo(LD).eps * np.abs(beta)):
+        if _converged(d_beta, beta, history):
             break
     beta64 = beta.astype(np.float64)
     if bias:
         return beta64[1:].T.copy(), beta64[0].copy()
     return beta64.T.copy(), None
+
+
+def _streamed(x: np.ndarray, y: np.ndarray, bias: bool, degree: int, polynomial_degree: int | None,
+              max_refinements: int, chunk: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Large problems, chunk by chunk: the Gram matrix of the well-conditioned basis (never raw columns, whose
+    squared condition number would lose every digit), then the same extended-precision refinement."""
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    centre = (lo + hi) / 2 if bias else np.zeros(x.shape[1])
+    scale = (hi - lo) / 2 if bias else np.maximum(np.abs(lo), np.abs(hi))
+    scale = np.where(scale > 0, scale, 1.0)
+    t = basis_to_raw(centre.tolist(), scale.tolist(), x.shape[1], degree, bias)
+
+    def basis(rows: slice) -> np.ndarray:
+        return _basis_columns((x[rows] - centre) / scale, degree, bias)
+
+    def raw(rows: slice) -> np.ndarray:
+        return _with_intercept(polynomial_features(x[rows].astype(LD), polynomial_degree), bias)
+
+    chunks = [slice(i, i + chunk) for i in range(0, len(x), chunk)]
+    gram = sum(b.T @ b for b in map(basis, chunks))
+    cholesky = np.linalg.cholesky(gram)
+
+    def solve(rhs: np.ndarray) -> np.ndarray:  # gram⁻¹ rhs through its Cholesky factor
+        return np.linalg.solve(cholesky.T, np.linalg.solve(cholesky, rhs))
+
+    beta = t @ solve(sum(basis(c).T @ y[c] for c in chunks)).astype(LD)
+    history: list[float] = []
+    for _ in range(max_refinements):
+        # Residuals of the raw design in extended precision, projected on the basis: the correction.
+        rhs = sum(basis(c).T @ (y[c].astype(LD) - raw(c) @ beta).astype(np.float64) for c in chunks)
+        d_beta = t @ solve(rhs).astype(LD)
+        beta = beta + d_beta
+        if _converged(d_beta, beta, history):
+            break
+    beta64 = beta.astype(np.float64)
+    return (beta64[1:].T.copy(), beta64[0].copy()) if bias else (beta64.T.copy(), None)
+
+
+def _converged(d_beta: np.ndarray, beta: np.ndarray, history: list[float]) -> bool:
+    """Done when the correction is below extended precision, or stops shrinking (then rounding, not the method,
+    is what is left: more rounds only cost time)."""
+    size = float(np.max(np.abs(d_beta) / np.maximum(np.abs(beta), np.finfo(np.float64).tiny)))
+    stalled = bool(history) and size > 0.5 * history[-1]
+    history.append(size)
+    return size <= 4 * float(np.finfo(LD).eps) or stalled
+
+
+def _basis_columns(t: np.ndarray, degree: int, bias: bool) -> np.ndarray:
+    """Chebyshev polynomials T1..Td of each scaled column (powers without an intercept), and a column of ones."""
+    n, k = t.shape
+    columns = [np.ones(n)] if bias else []
+    for j in range(k):
+        prev, cur = np.ones(n), t[:, j]
+        for m in range(1, degree + 1):
+            columns.append(cur if bias else t[:, j] ** m)
+            prev, cur = cur, 2 * t[:, j] * cur - prev
+    return np.stack(columns, axis=1)
 
 
 def fit_statistics(x: Any, y: Any, weight: np.ndarray, bias: np.ndarray | None,
@@ -128,15 +191,9 @@ def _conditioned_basis(x: np.ndarray, degree: int, bias: bool) -> tuple[np.ndarr
     centre = (lo + hi) / 2 if bias else np.zeros(k)
     scale = (hi - lo) / 2 if bias else np.maximum(np.abs(lo), np.abs(hi))
     scale = np.where(scale > 0, scale, 1.0)
-    t = (x - centre) / scale
-    columns = [np.ones(n)] if bias else []
-    for j in range(k):
-        # With an intercept, Chebyshev polynomials T1..Td of t; without, the powers t..t^d (T2 has a constant).
-        prev, cur = np.ones(n), t[:, j]
-        for m in range(1, degree + 1):
-            columns.append(cur if bias else t[:, j] ** m)
-            prev, cur = cur, 2 * t[:, j] * cur - prev
-    return np.stack(columns, axis=1), basis_to_raw(centre.tolist(), scale.tolist(), k, degree, bias)
+    # With an intercept, Chebyshev polynomials T1..Td of t; without, the powers t..t^d (T2 has a constant).
+    return _basis_columns((x - centre) / scale, degree, bias), basis_to_raw(centre.tolist(), scale.tolist(), k,
+                                                                             degree, bias)
 
 
 def basis_to_raw(centre: list[float], scale: list[float], k: int, degree: int, bias: bool,

@@ -5,6 +5,7 @@
 - :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file and renames it into place, so a
   kill in the middle of a write leaves the previous ``last.ckpt`` intact.
 - :class:`SaveLast` writes ``last.ckpt`` every N steps and at every epoch's end: what a resumed run continues from.
+- :class:`ProgressLines` says how far a long run is when there is no progress bar (a log file, a pipe).
 - :func:`find_last_checkpoint` finds the ``last.ckpt`` of the newest run under a log directory.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +96,30 @@ class SaveLast(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # After the epoch's validation, which runs before this hook.
         trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class ProgressLines(L.Callback):
+    """A plain line on stderr every ``every_seconds`` of training: progress for logs, where a bar is noise."""
+
+    def __init__(self, every_seconds: float = 5.0) -> None:
+        self.every_seconds = every_seconds
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.start = self.last = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_seconds:
+            return
+        self.last = now
+        total = trainer.num_training_batches
+        loss = trainer.callback_metrics.get("train/loss_step")
+        line = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: step {batch_idx + 1}/{total} " \
+               f"({100 * (batch_idx + 1) / total:.0f}%)"
+        if loss is not None:
+            line += f", train/loss_step {float(loss):.6g}"
+        print(f"{line}, {now - self.start:.0f} s", file=sys.stderr, flush=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

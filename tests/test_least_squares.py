@@ -80,3 +80,15 @@ def test_matches_numpy_on_a_well_conditioned_problem():
     weight, bias = least_squares(x, y)
     reference = np.linalg.lstsq(np.column_stack([np.ones(100), x]), y, rcond=None)[0]
     np.testing.assert_allclose(np.concatenate([bias, weight[0]]), reference, rtol=1e-12, atol=1e-14)
+
+
+def test_large_problems_are_streamed_in_chunks_to_the_same_answer():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-2, 5, size=(5000, 2))
+    y = 1 + x @ [0.5, -1.5] + 0.2 * x[:, 0] ** 2 + 0.01 * rng.normal(size=5000)
+    whole = least_squares(x, y, polynomial_degree=2)
+    streamed = least_squares(x, y, polynomial_degree=2, chunk_rows=700)
+    np.testing.assert_allclose(streamed[0], whole[0], rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(streamed[1], whole[1], rtol=1e-11)
+    no_intercept = least_squares(x, y, bias=False, chunk_rows=700)
+    np.testing.assert_allclose(no_intercept[0], least_squares(x, y, bias=False)[0], rtol=1e-11)
