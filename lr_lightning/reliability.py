@@ -90,7 +90,8 @@ class SaveLast(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_steps == 0:
+        # The epoch's last batch is saved by on_train_epoch_end, once its validation is done.
+        if trainer.global_step % self.every_n_steps == 0 and batch_idx + 1 < trainer.num_training_batches:
             trainer.save_checkpoint(self.path, weights_only=False)  # the optimizer and loops too: resumable
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
