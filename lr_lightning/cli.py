@@ -193,6 +193,12 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         if found is None or not found.is_file():
             where = f"no last.ckpt under --log-dir {args.log_dir}" if args.resume == "last" else "no such file"
             raise UsageError(f"--resume {args.resume}: {where}")
+        try:  # refuse what is not one of our checkpoints (or would run code when unpickled) before training
+            if "loops" not in torch.load(found, map_location="cpu", weights_only=True):
+                raise ValueError("it holds no training state (was it saved with weights only?)")
+        except Exception as e:
+            raise UsageError(f"--resume {found}: not a checkpoint written by fit.py ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
         args.resume_path = found
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
     if args.accelerator in ("gpu", "cuda") and not has_gpu:
@@ -224,7 +230,8 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     else:
         dm = RegressionDataModule.from_path(args.data, args.target, **data_kwargs)
     if args.optimizer == "lbfgs" and args.batch_size is None:
-        dm.batch_size = dm.n_samples  # LBFGS's line search needs the same (full-batch) loss at every evaluation
+        # LBFGS's line search needs the same (full-batch) loss at every evaluation; hparams record what ran.
+        dm.batch_size = dm.hparams["batch_size"] = dm.n_samples
     lr = args.lr if args.lr is not None else (1.0 if args.optimizer == "lbfgs" else 0.01)
 
     dm.setup("fit")  # fits the feature map (if any) on the training split, so the module has it from the start

@@ -148,7 +148,7 @@ class RegressionModule(L.LightningModule):
             raise ValueError("the datamodule's feature map (standardize/polynomial_degree statistics) differs from "
                              "the one this module was trained with; use the same data settings")
         optimum = getattr(self.trainer.datamodule, "optimum", None) if self.trainer is not None else None
-        if optimum is not None and "val/excess_mse" not in self.val_metrics and self.trainer.datamodule.n_val:
+        if optimum is not None and "excess_mse" not in self.val_metrics and self.trainer.datamodule.n_val:
             # How far from the best linear fit: the model's val MSE minus the least-squares fit's, both in
             # original units, the least-squares fit made on the same training split.
             self.val_metrics.add_metrics({"excess_mse": ExcessMSE(optimum()["mse"]["val"])})

@@ -52,6 +52,9 @@ CASES = [
     (["--data", "synthetic", "--noise", "-1"], "noise must be a finite number >= 0"),
     (["--config", "{d}/missing.yaml"], "--config {d}/missing.yaml: no such file"),
     (["--max-epochs", "three"], "argument --max-epochs: invalid int value: 'three'"),
+    (["--resume", "{d}/good.csv"], "--resume {d}/good.csv: not a checkpoint written by fit.py"),
+    (["--resume", "{d}/nope.ckpt"], "--resume {d}/nope.ckpt: no such file"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1, got 0"),
 ]
 
 
@@ -146,6 +149,9 @@ def test_a_crafted_checkpoint_cannot_run_code(folder, capsys):
     assert not marker.exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a checkpoint written by fit.py" in err[0]
+    # Resuming from it is refused the same way, before anything trains.
+    assert _exit_code(fit_main, ["--resume", str(evil), "--log-dir", str(folder / "logs")]) == 2
+    assert not marker.exists() and "not a checkpoint written by fit.py" in capsys.readouterr().err
     # The same with the API: Lightning's loader refuses the unknown global under weights_only.
     with pytest.raises(pickle.UnpicklingError):
         RegressionModule.load_from_checkpoint(evil, weights_only=True, model=LinearRegression(1))

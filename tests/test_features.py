@@ -89,6 +89,10 @@ def test_val_excess_mse_is_the_gap_to_the_least_squares_optimum():
     optimum = dm.optimum()
     assert m["val/excess_mse"].item() == pytest.approx(m["val/loss"].item() - optimum["mse"]["val"], abs=1e-6)
     assert m["val/loss"].item() > optimum["mse"]["val"]  # three epochs of SGD are not the optimum yet
+    excess = module.val_metrics["excess_mse"]
+    trainer.validate(module, datamodule=dm, verbose=False)  # setup runs again: the metric is kept, not replaced
+    assert module.val_metrics["excess_mse"] is excess
+    assert trainer.callback_metrics["val/excess_mse"].item() == pytest.approx(m["val/excess_mse"].item(), abs=1e-6)
 
 
 def test_coefficients_refuses_a_network_that_is_not_linear():
