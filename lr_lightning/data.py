@@ -390,7 +390,7 @@ class RegressionDataModule(L.LightningDataModule):
         """The least-squares fit on the training split (raw inputs, the same model) and its MSE on each split."""
         if not hasattr(self, "_optimum"):
             self.setup()
-            x, y = (t.double().numpy() for t in self.raw_splits["train"])
+            x, y = (t.numpy() for t in self.raw_splits["train"])  # views: least_squares widens chunk by chunk
             weight, bias = least_squares(x, y, bias=self.bias, polynomial_degree=self.polynomial_degree)
             mse = {}
             for name, (xs, ys) in self.raw_splits.items():

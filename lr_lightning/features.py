@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lr_lightning.least_squares import basis_to_raw
+from lr_lightning.least_squares import basis_to_raw, scaling
 
 
 class FeatureMap(nn.Module):
@@ -45,13 +45,10 @@ class FeatureMap(nn.Module):
         """Statistics from these (training) rows only."""
         x64, y64 = x.double(), y.double()
         degree = polynomial_degree or 1
-        if polynomial_degree is not None:
-            lo, hi = x64.min(0).values, x64.max(0).values
-            centre = (lo + hi) / 2 if bias else torch.zeros_like(lo)
-            scale = (hi - lo) / 2 if bias else torch.maximum(lo.abs(), hi.abs())
+        if polynomial_degree is not None:  # the same scaling onto [-1, 1] as least_squares uses
+            centre, scale = scaling(x64.cpu().numpy(), bias)
         else:
-            centre, scale = torch.zeros(x.shape[1], dtype=torch.float64), torch.ones(x.shape[1], dtype=torch.float64)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            centre, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
         spec = {"polynomial_degree": polynomial_degree, "bias": bias, "centre": centre.tolist(),
                 "scale": scale.tolist(), "feature_mean": [0.0] * (x.shape[1] * degree),
                 "feature_scale": [1.0] * (x.shape[1] * degree), "y_mean": [0.0] * y.shape[1],
@@ -66,10 +63,6 @@ class FeatureMap(nn.Module):
             spec["y_mean"] = (y64.mean(0) if bias else torch.zeros(y.shape[1])).tolist()
             spec["y_scale"] = torch.where(y_std > 0, y_std, torch.ones_like(y_std)).tolist()
         return cls(spec)
-
-    @property
-    def n_features(self) -> int:
-        return len(self.spec["feature_mean"])
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """Polynomial expansion of scaled columns (identity without a degree)."""
@@ -99,6 +92,8 @@ class FeatureMap(nn.Module):
 
     def to_raw(self, weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """A linear model on these features as a linear model on raw powers of the raw inputs (float64)."""
+        if bias is not None and not self.bias:
+            raise ValueError("a model with a bias needs a feature map fitted with bias=True")
         k = len(self.spec["centre"])
         degree = self.degree or 1
         # features = D (basis - m) with D = diag(1/feature_scale); basis coefficients -> raw ones via T.
@@ -113,6 +108,4 @@ class FeatureMap(nn.Module):
         raw = raw * y_scale[:, None]
         if self.bias:
             return raw[:, 1:], raw[:, 0] + y_mean
-        if bias is not None:
-            raise ValueError("a model with a bias needs a feature map fitted with bias=True")
         return raw, None

@@ -71,7 +71,7 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     if len(x) < basis.shape[1]:
         raise ValueError(f"{len(x)} samples cannot determine {basis.shape[1]} coefficients")
     q, r = np.linalg.qr(basis)
-    t = to_raw.astype(LD)
+    t = to_raw
 
     y_ld = y.astype(LD)
     beta = t @ np.linalg.solve(r, q.T @ y).astype(LD)  # raw coefficients, (p, m)
@@ -95,14 +95,23 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     return beta64.T.copy(), None
 
 
+def scaling(x: np.ndarray, bias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(centre, scale)`` per column (float64) that map the data onto [-1, 1].
+
+    With an intercept, the midrange and half the range; without one, no centre and the largest magnitude:
+    centring would smuggle an intercept into a model that must not have one.
+    """
+    lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+    centre = (lo + hi) / 2 if bias else np.zeros(x.shape[1])
+    scale = (hi - lo) / 2 if bias else np.maximum(np.abs(lo), np.abs(hi))
+    return centre, np.where(scale > 0, scale, 1.0)
+
+
 def _streamed(x: np.ndarray, y: np.ndarray, bias: bool, degree: int, polynomial_degree: int | None,
               max_refinements: int, chunk: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Large problems, chunk by chunk: the Gram matrix of the well-conditioned basis (never raw columns, whose
     squared condition number would lose every digit), then the same extended-precision refinement."""
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    centre = (lo + hi) / 2 if bias else np.zeros(x.shape[1])
-    scale = (hi - lo) / 2 if bias else np.maximum(np.abs(lo), np.abs(hi))
-    scale = np.where(scale > 0, scale, 1.0)
+    centre, scale = scaling(x, bias)
     t = basis_to_raw(centre.tolist(), scale.tolist(), x.shape[1], degree, bias)
 
     def basis(rows: slice) -> np.ndarray:
@@ -170,7 +179,11 @@ def fit_statistics(x: Any, y: Any, weight: np.ndarray, bias: np.ndarray | None,
 
 
 def _columns(a: Any) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64) if not isinstance(a, np.ndarray) or a.dtype != LD else a
+    # Floating data is used as it comes (float32 is exact in float64; chunks are widened where they are used):
+    # no copy of a large training set. Anything else becomes float64.
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float64)
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2:
@@ -184,16 +197,10 @@ def _with_intercept(features: np.ndarray, bias: bool) -> np.ndarray:
 
 def _conditioned_basis(x: np.ndarray, degree: int, bias: bool) -> tuple[np.ndarray, np.ndarray]:
     """A well-conditioned float64 basis, and the exact matrix T with raw coefficients = T @ basis coefficients."""
-    n, k = x.shape
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    # With an intercept, centre on the midrange; without one, only scale: centring would smuggle an
-    # intercept into a model that must not have one.
-    centre = (lo + hi) / 2 if bias else np.zeros(k)
-    scale = (hi - lo) / 2 if bias else np.maximum(np.abs(lo), np.abs(hi))
-    scale = np.where(scale > 0, scale, 1.0)
+    centre, scale = scaling(x, bias)
     # With an intercept, Chebyshev polynomials T1..Td of t; without, the powers t..t^d (T2 has a constant).
-    return _basis_columns((x - centre) / scale, degree, bias), basis_to_raw(centre.tolist(), scale.tolist(), k,
-                                                                             degree, bias)
+    return _basis_columns((x - centre) / scale, degree, bias), basis_to_raw(centre.tolist(), scale.tolist(),
+                                                                             x.shape[1], degree, bias)
 
 
 def basis_to_raw(centre: list[float], scale: list[float], k: int, degree: int, bias: bool,
