@@ -247,7 +247,8 @@ class RegressionModule(L.LightningModule):
         if not np.isfinite(weight).all() or (bias is not None and not np.isfinite(bias).all()):
             raise ValueError("coefficients(): the weights are not finite (training diverged)")
         # Check the whole network really is that affine map (no activation or scaling around the layer).
-        probe = torch.randn(8, layer.in_features, dtype=layer.weight.dtype, device=layer.weight.device)
+        # Its own generator: asking for the coefficients must not move the global random state.
+        probe = torch.randn(8, layer.in_features, generator=torch.Generator().manual_seed(0)).to(layer.weight)
         with torch.no_grad():
             expected = probe.double().cpu().numpy() @ weight.T + (bias if bias is not None else 0)
             if not np.allclose(self.model(probe).double().cpu().numpy(), expected, rtol=1e-4, atol=1e-4):

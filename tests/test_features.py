@@ -44,7 +44,9 @@ def test_known_polynomial_is_recovered_in_raw_powers_and_forward_agrees_with_coe
                               dtype=torch.float64)
     assert dm.n_features == 3
     module, _ = _fit(dm)
+    state = torch.random.get_rng_state()
     weight, bias = module.coefficients()
+    assert torch.equal(torch.random.get_rng_state(), state)  # no side effect on the global random state
     np.testing.assert_allclose(weight, [[-1.5, 0.5, -0.1]], rtol=1e-8)
     np.testing.assert_allclose(bias, [2.0], rtol=1e-8)
     # module(x_raw) is in original units and is the affine map coefficients() reports.
