@@ -279,6 +279,13 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     return dm, module, trainer
 
 
+def _equation(weight: Any, bias: float | None, names: list[str], shown: int = 8) -> str:
+    """``+0.5·x0 -1.2·x1 … (24 more) +0.3``: the first ``shown`` terms of a fitted linear model."""
+    terms = " ".join(f"{w:+.6g}·{name}" for w, name in zip(weight[:shown], names[:shown], strict=True))
+    more = f" … ({len(names) - shown} more)" if len(names) > shown else ""
+    return terms + more + (f" {bias:+.6g}" if bias is not None else "")
+
+
 def _show(path: str | Path) -> str:
     """A path as short as it can be said: relative to the working directory when it is below it."""
     path = Path(path).resolve()
@@ -330,25 +337,23 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
                                                                                               or 1) + 1)]
     if w is not None:
         for j, target in enumerate(dm.target_names):
-            terms = " ".join(f"{w[j, i]:+.6g}·{name}" for i, name in enumerate(names[:8]))
-            more = f" … ({len(names) - 8} more)" if len(names) > 8 else ""
-            intercept = f" {b[j]:+.6g}" if b is not None else "   (no bias: --bias fits one)"
-            print(f"  {target} = {terms}{more}{intercept}")
+            print(f"  {target} = {_equation(w[j], b[j] if b is not None else None, names)}"
+                  + ("   (no bias: --bias fits one)" if b is None else ""))
         if hasattr(dm, "true_weight"):
             true = " ".join(f"{v:+.4f}" for v in dm.true_weight[0, :8].tolist())
-            print(f"  true weights {true}{' …' if dm.n_features > 8 else ''}, true bias {dm.true_bias.item():+.4f}")
+            more = " …" if dm.true_weight.shape[1] > 8 else ""
+            print(f"  true weights {true}{more}, true bias {dm.true_bias.item():+.4f}")
     shown = ["train/loss", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
     print("  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
-    if w is not None and dm.n_samples <= 10_000_000:
+    if w is not None:
         # The best linear fit on the same training rows: how far did training get?
         opt = dm.optimum()
         split = "val" if "val" in opt["mse"] else "train"
         ours = metrics.get("val/loss", metrics.get("train/loss"))
         if split == "train" and dm.feature_map is not None:
-            ours = None  # train/loss is in standardized units; compare in original units below instead
-        terms = " ".join(f"{opt['weight'][0, i]:+.6g}·{name}" for i, name in enumerate(names[:8]))
-        intercept = f" {opt['bias'][0]:+.6g}" if opt["bias"] is not None else ""
-        print(f"  least squares: {dm.target_names[0]} = {terms}{intercept}, {split} MSE {opt['mse'][split]:.6g}"
+            ours = None  # train/loss is in standardized units then: no gap in original units to show
+        equation = _equation(opt["weight"][0], opt["bias"][0] if opt["bias"] is not None else None, names)
+        print(f"  least squares: {dm.target_names[0]} = {equation}, {split} MSE {opt['mse'][split]:.6g}"
               + (f"; gap {ours - opt['mse'][split]:+.3g}" if ours is not None else ""))
     if before is not None:
         after = predict_one(module, torch.tensor([[5.0]]))
