@@ -36,12 +36,13 @@ from lr_lightning.module import RegressionModule
 @dataclass
 class Result:
     path: str
-    epoch_seconds: list[float]  # of one run; the first epoch is a warm-up
+    epoch_seconds: list[float]
     final_loss: float
+    warmup: int = 1  # leading epochs left out of the timing
 
     @property
     def timed(self) -> list[float]:
-        return self.epoch_seconds[1:] or self.epoch_seconds
+        return self.epoch_seconds[self.warmup:] or self.epoch_seconds
 
     @property
     def seconds(self) -> float:
@@ -50,9 +51,8 @@ class Result:
 
 
 def merge(runs: list[Result]) -> Result:
-    """Several runs of one path as one: the timed epochs of all (after a dummy warm-up), the last final loss."""
-    timed = [t for r in runs for t in r.timed]
-    return Result(runs[0].path, [float("nan"), *timed], runs[-1].final_loss)
+    """Several runs of one path as one: the timed epochs of all of them, the last final loss."""
+    return Result(runs[0].path, [t for r in runs for t in r.timed], runs[-1].final_loss, warmup=0)
 
 
 def make_data(n_samples: int, n_features: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -605,7 +605,7 @@ def nist_main(argv: list[str] | None = None) -> int:
         design = np.column_stack([np.ones(len(design)), design]) if d.bias else design
         reference = np.linalg.lstsq(design, d.y, rcond=None)[0]
         weight, bias = least_squares(d.x, d.y, bias=d.bias, polynomial_degree=d.polynomial_degree)
-        ours = np.concatenate([bias, weight[0]]) if d.bias else weight[0]
+        ours = nist.in_nist_order(weight, bias)
         sd, r2 = fit_statistics(d.x, d.y, weight, bias, d.polynomial_degree)
         lbfgs = nist.train(d, optimizer="lbfgs", precision="64-true", epochs=args.lbfgs_epochs, lr=1.0)
         sgd = nist.train(d, optimizer="sgd", precision="32-true", epochs=args.sgd_epochs, lr=0.1)

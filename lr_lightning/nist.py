@@ -94,6 +94,11 @@ def min_lre(estimates: np.ndarray, certified: np.ndarray) -> float:
     return min(lre(float(e), float(c)) for e, c in zip(np.ravel(estimates), np.ravel(certified), strict=True))
 
 
+def in_nist_order(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """A single-output fit as NIST lists its parameters: B0 (the intercept, if any), then B1, B2, …"""
+    return np.concatenate([bias, weight[0]]) if bias is not None else weight[0]
+
+
 def train(d: StRD, *, optimizer: str, precision: str, epochs: int, lr: float) -> np.ndarray:
     """Fit ``d`` with the package (standardized, full batch), return its coefficients as NIST orders them."""
     import lightning as L
@@ -112,5 +117,4 @@ def train(d: StRD, *, optimizer: str, precision: str, epochs: int, lr: float) ->
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         **dm.trainer_defaults())
     trainer.fit(module, datamodule=dm)
-    weight, bias = module.coefficients()
-    return np.concatenate([bias, weight[0]]) if bias is not None else weight[0]
+    return in_nist_order(*module.coefficients())

@@ -56,13 +56,13 @@ class DivergenceGuard(L.Callback):
         # Never let a checkpoint hold broken weights, even if the loss of the step that broke them was finite.
         self.check(trainer, module)
         if not all(torch.isfinite(p).all() for p in module.parameters()):
-            raise DivergenceError(self._message(trainer, module, trainer.global_step))
+            raise DivergenceError(self._message(trainer, trainer.global_step))
 
     def check(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.first_bad_step is not None and (step := int(self.first_bad_step)) >= 0:
-            raise DivergenceError(self._message(trainer, module, step))
+            raise DivergenceError(self._message(trainer, step))
 
-    def _message(self, trainer: L.Trainer, module: L.LightningModule, step: int) -> str:
+    def _message(self, trainer: L.Trainer, step: int) -> str:
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         suggestion = self.stable_lr if self.stable_lr is not None else (lr / 10 if lr else None)
         steps_per_epoch = max(1, trainer.num_training_batches) if trainer.num_training_batches != float("inf") else 0
