@@ -62,16 +62,19 @@ def fit_parser() -> Parser:
     p.add_argument("--config", type=Path, help="YAML file with the same keys as the flags (max_epochs: 50 or "
                    "max-epochs: 50); flags given on the command line override it")
     d = p.add_argument_group("data")
-    d.add_argument("--data", default="tutorial", help="tutorial | synthetic | path to a .csv or .npy file")
+    d.add_argument("--data", default="tutorial", help="tutorial | synthetic | a .csv file | a .npy file or a "
+                   "directory of .npy shards (memory-mapped, read block by block; see scripts/make_data.py)")
     d.add_argument("--target", help="target column: a CSV column name or a .npy column index (default: the last)")
+    d.add_argument("--in-memory", action="store_true", help="load .npy data into memory (on the GPU with "
+                   "--accelerator gpu) instead of memory-mapping it: faster when it fits")
     d.add_argument("--n-samples", type=int, default=1000, help="synthetic data: number of samples")
     d.add_argument("--n-features", type=int, default=1, help="synthetic data: number of features")
     d.add_argument("--noise", type=float, default=0.1, help="synthetic data: standard deviation of the noise")
     d.add_argument("--val-fraction", type=float, help="fraction held out for validation "
                    "(default: 0.2; 0 for the 4-point tutorial data)")
     d.add_argument("--test-fraction", type=float, default=0.0, help="fraction held out for a final test")
-    d.add_argument("--batch-size", type=int, help="default: 32; the whole set (full batch) for the tutorial data "
-                   "and for lbfgs")
+    d.add_argument("--batch-size", type=int, help="per device (DDP: each step trains on batch size × devices × "
+                   "nodes samples); default: 32; the whole set (full batch) for the tutorial data and for lbfgs")
     d.add_argument("--standardize", action="store_true", help="centre and scale features and targets with "
                    "training-split statistics; predictions and checkpoints stay in original units")
     d.add_argument("--polynomial-degree", type=int, metavar="D", help="expand each input column into its powers "
@@ -89,7 +92,10 @@ def fit_parser() -> Parser:
     t.add_argument("--stop-below", type=float, metavar="LOSS", help="stop once the epoch's train loss is below LOSS")
     h = p.add_argument_group("hardware")
     h.add_argument("--accelerator", default="auto", help="auto | cpu | gpu | cuda | mps | ...")
-    h.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto")
+    h.add_argument("--devices", default="auto", help="number of devices (per node), a list like 0,1, or auto")
+    h.add_argument("--strategy", default="auto", help="auto | ddp (one process per device; on CPU each device is a "
+                   "process) | ddp_spawn | ...")
+    h.add_argument("--num-nodes", type=int, default=1, help="machines training together (with torchrun or SLURM)")
     h.add_argument("--precision", default="32-true", help="32-true | 64-true (float64) | 16-mixed | bf16-mixed")
     o = p.add_argument_group("output")
     o.add_argument("--log-dir", default="lightning_logs", help="TensorBoard logs and checkpoints go under here")
@@ -164,7 +170,8 @@ def fit_main(argv: list[str] | None = None) -> int:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # trainer.test replaces them
     if dm.n_test:
         metrics |= trainer.test(module, datamodule=dm, ckpt_path="best", verbose=False)[0]
-    print_summary(args, dm, module, trainer, seconds, before, metrics)
+    if trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
+        print_summary(args, dm, module, trainer, seconds, before, metrics)
     return 0
 
 
@@ -211,6 +218,8 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         if not 1 <= devices <= available:
             kind = "GPUs" if on_gpu else "CPU cores"
             raise UsageError(f"--devices {devices}: this machine has {available} {kind}; use at most {available}")
+    if args.num_nodes < 1:
+        raise UsageError(f"--num-nodes must be >= 1, got {args.num_nodes}")
     if args.max_epochs < -1:
         raise UsageError(f"--max-epochs must be >= 0 (or -1 for no limit), got {args.max_epochs}")
     L.seed_everything(args.seed, verbose=False)
@@ -228,7 +237,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         dm = RegressionDataModule.synthetic(n_samples=args.n_samples, n_features=args.n_features,
                                             noise=args.noise, **data_kwargs)
     else:
-        dm = RegressionDataModule.from_path(args.data, args.target, **data_kwargs)
+        dm = RegressionDataModule.from_path(args.data, args.target, in_memory=args.in_memory, **data_kwargs)
     if args.optimizer == "lbfgs" and args.batch_size is None:
         # LBFGS's line search needs the same (full-batch) loss at every evaluation; hparams record what ran.
         dm.batch_size = dm.hparams["batch_size"] = dm.n_samples
@@ -253,7 +262,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
                         enable_version_counter=False),
         # last.ckpt every `every` steps and at each epoch's end, so that a killed run resumes close to where it
         # stopped; the guard runs first and refuses to let broken weights into it.
-        DivergenceGuard(stable_lr=dm.stable_lr(bias) if plain_sgd else None),
+        DivergenceGuard(stable_lr=functools.partial(dm.stable_lr, bias) if plain_sgd else None),
         SaveLast(checkpoints, every_n_steps=every),
     ]
     if args.stop_below is not None:
@@ -269,13 +278,17 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         callbacks.append(ProgressLines())
     try:
         trainer = L.Trainer(
-            accelerator=args.accelerator, devices=devices, precision=args.precision,
-            max_epochs=args.max_epochs, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-            enable_progress_bar=progress_bar, enable_model_summary=False, **dm.trainer_defaults(),
+            accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes, strategy=args.strategy,
+            precision=args.precision, max_epochs=args.max_epochs, logger=logger, callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()], enable_progress_bar=progress_bar, enable_model_summary=False,
+            **dm.trainer_defaults(),
         )
     except (MisconfigurationException, ValueError, RuntimeError) as e:
-        raise UsageError(f"--accelerator {args.accelerator} --devices {args.devices} --precision {args.precision}: "
+        raise UsageError(f"--accelerator {args.accelerator} --devices {args.devices} --strategy {args.strategy} "
+                         f"--num-nodes {args.num_nodes} --precision {args.precision}: "
                          f"{str(e).splitlines()[0]}") from None
+    # Steps per epoch shrink with the number of processes, and log_every_n_steps with them.
+    trainer.log_every_n_steps = dm.trainer_defaults(trainer.world_size)["log_every_n_steps"]
     return dm, module, trainer
 
 
@@ -327,6 +340,10 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
     device = trainer.strategy.root_device
     print(f"\nTrained {type(module.model).__name__} on {source} data ({dm.n_train} train, {dm.n_val} val, "
           f"{dm.n_test} test samples) for {trainer.current_epoch} epochs on {device.type} in {seconds:.1f} s")
+    if trainer.world_size > 1:
+        print(f"  {trainer.world_size} processes ({trainer.num_nodes} node(s) × {trainer.num_devices} devices, "
+              f"{trainer.strategy.__class__.__name__}): batch size {dm.batch_size} per device, "
+              f"{dm.batch_size * trainer.world_size} per step")
     if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
         print(f"  stopped early: train/loss fell below {args.stop_below}")
     try:
@@ -345,7 +362,7 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
             print(f"  true weights {true}{more}, true bias {dm.true_bias.item():+.4f}")
     shown = ["train/loss", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
     print("  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
-    if w is not None:
+    if w is not None and dm.optimum is not None:
         # The best linear fit on the same training rows: how far did training get?
         opt = dm.optimum()
         split = "val" if "val" in opt["mse"] else "train"

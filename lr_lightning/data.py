@@ -181,46 +181,83 @@ class EpochSampler:
         return self.n
 
 
+def rank_slices(n: int, batch_size: int, world_size: int = 1, rank: int = 0,
+                drop_last: bool = False) -> list[tuple[int, int]]:
+    """This rank's ``(start, stop)`` in each global batch of ``batch_size * world_size`` positions of ``0..n-1``.
+
+    Every position lands in exactly one rank's slice: no padding, no sample seen twice (a
+    ``DistributedSampler`` pads by repeating samples, which skews small validation sets, lightning#5060).
+    Every rank gets the same number of slices, as DDP needs (each step all-reduces gradients); in the last,
+    shorter global batch the slices differ by at most one row, and a rank may get an empty one.
+
+    >>> rank_slices(10, 2, world_size=2, rank=1)
+    [(2, 4), (6, 8), (9, 10)]
+    """
+    g = batch_size * world_size
+    n_batches = n // g if drop_last else math.ceil(n / g)
+    slices = []
+    for start in range(0, n_batches * g, g):
+        q, extra = divmod(min(g, n - start), world_size)  # a full batch: q = batch_size, extra = 0
+        a = start + rank * q + min(rank, extra)
+        slices.append((a, a + q + (rank < extra)))
+    return slices
+
+
 class TensorBatches:
     """Mini-batches ``(x[idx], y[idx])`` sliced out of in-memory tensors, in the order of ``sampler``.
 
     Lightning accepts any iterable as a loader; this one yields what ``DataLoader(TensorDataset(x, y))``
     would, at the cost of one index per batch instead of one ``__getitem__`` per sample plus a collate.
     Like a ``DataLoader`` it has a ``sampler`` (Lightning calls its ``set_epoch``) and no ``batch_sampler``.
+
+    Under DDP (``world_size`` ranks) each rank serves its slice of every global batch of
+    ``batch_size * world_size`` samples (:func:`rank_slices`): the ranks together see the same batches as one
+    process with the global batch size, whatever the number of devices.
     """
 
     batch_sampler = None
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, *, rank: int = 0, world_size: int = 1,
+                 sampler: EpochSampler | None = None) -> None:
         self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
-        self.sampler = EpochSampler(len(x), shuffle, seed)
+        self.rank, self.world_size = rank, world_size
+        self.sampler = sampler if sampler is not None else EpochSampler(len(x), shuffle, seed)
         self._served, self._resume_at = 0, (-1, 0)  # (epoch, batches already trained on), from load_state_dict
 
     def __len__(self) -> int:
-        n, b = len(self.x), self.batch_size
-        return n // b if self.drop_last else math.ceil(n / b)
+        g = self.batch_size * self.world_size
+        return len(self.sampler) // g if self.drop_last else math.ceil(len(self.sampler) / g)
 
     def __iter__(self) -> Iterator[Batch]:
         x, y = self.x, self.y
+        slices = rank_slices(len(self.sampler), self.batch_size, self.world_size, self.rank, self.drop_last)
         order = self.sampler.order()
         if order is not None:
-            # One gather per epoch into fresh tensors, then every batch is a view: no allocation or gather per step
-            # (fresh memory for every batch costs page faults that, at large batches, outweigh the math). The
-            # batches equal x[order[i:i + b]]; a batch someone keeps holds on to its own epoch's copy.
+            # One gather per epoch (of this rank's rows only) into fresh tensors, then every batch is a view: no
+            # allocation or gather per step (fresh memory for every batch costs page faults that, at large
+            # batches, outweigh the math). A batch someone keeps holds on to its own epoch's copy.
+            if self.world_size > 1:
+                order = torch.cat([order[a:b] for a, b in slices])
+                offsets = np.cumsum([0] + [b - a for a, b in slices]).tolist()
+                slices = list(zip(offsets[:-1], offsets[1:], strict=True))
             order = order.to(x.device)
             x, y = x.index_select(0, order), y.index_select(0, order)
-        # A resumed run skips the batches it already trained on, in the epoch it was interrupted in only: when
-        # that epoch was complete, Lightning goes straight on to the next one.
+        for a, b in slices[self._skip():]:
+            self._served += 1
+            yield x[a:b], y[a:b]
+
+    def _skip(self) -> int:
+        """Batches to skip at the start of this epoch. A resumed run skips the batches it already trained on, in
+        the epoch it was interrupted in only: when that epoch was complete, Lightning goes on to the next one."""
         epoch, trained = self._resume_at
         skip = trained if epoch == self.sampler.epoch else 0
         self._resume_at, self._served = (-1, 0), skip
-        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
-            self._served += 1
-            yield x[start:start + self.batch_size], y[start:start + self.batch_size]
+        return skip
 
     # Lightning saves these in checkpoints and restores them when it resumes in the middle of an epoch: with the
     # order a function of (seed, epoch), skipping the batches already trained on makes the resumed run exact.
+    # Batches are counted globally, so the state is the same on every rank.
     def state_dict(self) -> dict[str, int]:
         # Lightning fetches ahead only from loaders without a length; ours has one, so every batch served by the
         # time a checkpoint is written has been trained on.
@@ -272,9 +309,7 @@ class RegressionDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters(ignore=["x", "y", "dtype"])
         self.hparams["dtype"] = str(dtype).removeprefix("torch.")  # a string: hparams.yaml cannot hold a torch.dtype
-        self.x, self.y = as_columns(x, "x", dtype), as_columns(y, "y", dtype)
-        if len(self.x) != len(self.y):
-            raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)}; they must match row for row")
+        self.x, self.y = self._take_data(x, y, dtype)
         if not (isinstance(batch_size, int) and batch_size > 0):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
@@ -291,6 +326,13 @@ class RegressionDataModule(L.LightningDataModule):
         self.feature_names = feature_names or [f"x{i}" for i in range(self.n_inputs)]
         self.target_names = target_names or (["y"] if self.n_outputs == 1 else [f"y{i}" for i in range(self.n_outputs)])
         self.splits: dict[str, Batch] = {}
+
+    @staticmethod
+    def _take_data(x: Any, y: Any, dtype: torch.dtype) -> Batch:
+        x, y = as_columns(x, "x", dtype), as_columns(y, "y", dtype)
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y)}; they must match row for row")
+        return x, y
 
     def _split_size(self, fraction: float, name: str) -> int:
         if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
@@ -321,14 +363,20 @@ class RegressionDataModule(L.LightningDataModule):
     def n_outputs(self) -> int:
         return self.y.shape[1]
 
-    def trainer_defaults(self) -> dict[str, Any]:
+    @property
+    def world_size(self) -> int:
+        """Processes training together (DDP ranks); 1 until a Trainer is attached."""
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def trainer_defaults(self, world_size: int = 1) -> dict[str, Any]:
         """Trainer settings this data implies; pass them on as ``L.Trainer(**dm.trainer_defaults(), ...)``.
 
         Without a validation split, ``limit_val_batches=0`` is Lightning's own way to switch the loop off
         (anything else warns); ``log_every_n_steps`` above the number of batches per epoch would warn and log
-        no step at all on small data.
+        no step at all on small data. ``world_size``: the number of DDP processes (devices × nodes).
         """
-        n_batches = self.n_train // self.batch_size if self.drop_last else math.ceil(self.n_train / self.batch_size)
+        g = self.batch_size * world_size
+        n_batches = self.n_train // g if self.drop_last else math.ceil(self.n_train / g)
         return {"log_every_n_steps": max(1, min(50, n_batches)), "limit_val_batches": 1.0 if self.n_val else 0}
 
     # ---- Lightning hooks
@@ -354,15 +402,21 @@ class RegressionDataModule(L.LightningDataModule):
         if device is not None and device.type != "cpu":
             self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
+    # `batch_size` is per device: under DDP each of the `world_size` ranks gets its slice of every global batch of
+    # batch_size * world_size samples, and validation and test count every sample exactly once across ranks.
     def train_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.splits["train"], self.batch_size, self.shuffle, self.seed, self.drop_last)
+        return TensorBatches(*self.splits["train"], self.batch_size, self.shuffle, self.seed, self.drop_last,
+                             **self._rank())
 
     def val_dataloader(self) -> TensorBatches | list:
         # No split, no loop: an empty list (with `limit_val_batches=0`, see `trainer_defaults`).
-        return TensorBatches(*self.splits["val"], self.batch_size) if self.n_val else []
+        return TensorBatches(*self.splits["val"], self.batch_size, **self._rank()) if self.n_val else []
 
     def test_dataloader(self) -> TensorBatches | list:
-        return TensorBatches(*self.splits["test"], self.batch_size) if self.n_test else []
+        return TensorBatches(*self.splits["test"], self.batch_size, **self._rank()) if self.n_test else []
+
+    def _rank(self) -> dict[str, int]:
+        return {"rank": self.trainer.global_rank if self.trainer is not None else 0, "world_size": self.world_size}
 
     def predict_dataloader(self) -> TensorBatches:
         # Every sample, raw and in its original row order, so predictions line up with the input file (the
@@ -448,11 +502,21 @@ class RegressionDataModule(L.LightningDataModule):
         return cls(x, y, feature_names=features, target_names=[target], **kwargs)
 
     @classmethod
-    def from_path(cls, path: str | Path, target: str | None = None, **kwargs: Any) -> RegressionDataModule:
-        """A ``.csv`` or ``.npy`` file, by its suffix."""
-        suffix = Path(path).suffix.lower()
+    def from_path(cls, path: str | Path, target: str | None = None, in_memory: bool = False,
+                  **kwargs: Any) -> RegressionDataModule:
+        """A ``.csv`` file (read into memory), or a ``.npy`` file or a directory of ``.npy`` shards, memory-mapped
+        (:class:`~lr_lightning.memmap.MemmapDataModule`) unless ``in_memory``."""
+        path = Path(path)
+        suffix = path.suffix.lower()
         if suffix == ".csv":
             return cls.from_csv(path, target, **kwargs)
-        if suffix == ".npy":
+        if suffix == ".npy" and in_memory:
             return cls.from_npy(path, target, **kwargs)
-        raise ValueError(f"{path}: unknown data format {suffix or '(no suffix)'!r}; expected a .csv or .npy file")
+        if suffix == ".npy" or path.is_dir():
+            from lr_lightning.memmap import MemmapDataModule  # imports this module
+
+            return MemmapDataModule(path, target, **kwargs)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        raise ValueError(f"{path}: unknown data format {suffix or '(no suffix)'!r}; expected a .csv or .npy file, "
+                         "or a directory of .npy shards")

@@ -17,6 +17,7 @@ maps a linear model back to raw powers exactly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,44 @@ import torch
 from torch import nn
 
 from lr_lightning.least_squares import basis_to_raw, scaling
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Per-column count, mean, sum of squared deviations and sum of squares of some rows.
+
+    ``a + b`` merges the moments of two chunks as if they had been computed at once (Chan, Golub & LeVeque's
+    update, stable where ``Σx² - n·mean²`` is not), so statistics stream over data larger than memory.
+    """
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+    sumsq: np.ndarray
+
+    @classmethod
+    def of(cls, a: np.ndarray) -> Moments:
+        a = np.asarray(a, dtype=np.float64)
+        mean = a.mean(axis=0)
+        return cls(len(a), mean, ((a - mean) ** 2).sum(axis=0), (a * a).sum(axis=0))
+
+    def __add__(self, other: Moments) -> Moments:
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return Moments(n, self.mean + delta * (other.n / n), self.m2 + other.m2 + delta**2 * (self.n * other.n / n),
+                       self.sumsq + other.sumsq)
+
+    def centre_and_scale(self, bias: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation (n - 1), or without an intercept no centre and the root mean square: a
+        shift would smuggle an intercept in. A constant column keeps scale 1."""
+        std = np.sqrt(self.m2 / max(self.n - 1, 1)) if bias else np.sqrt(self.sumsq / self.n)
+        return (self.mean if bias else np.zeros_like(self.mean)), np.where(std > 0, std, 1.0)
+
+
+def _standardization(x: Moments, y: Moments, bias: bool) -> dict[str, list[float]]:
+    (f_mean, f_scale), (y_mean, y_scale) = x.centre_and_scale(bias), y.centre_and_scale(bias)
+    return {"feature_mean": f_mean.tolist(), "feature_scale": f_scale.tolist(), "y_mean": y_mean.tolist(),
+            "y_scale": y_scale.tolist()}
 
 
 class FeatureMap(nn.Module):
@@ -55,14 +94,15 @@ class FeatureMap(nn.Module):
                 "y_scale": [1.0] * y.shape[1]}
         if standardize:
             features = cls(spec).basis(x64)
-            # Without an intercept, scale by the root mean square and never centre: a shift is an intercept.
-            f_std = features.std(0) if bias else features.pow(2).mean(0).sqrt()
-            y_std = y64.std(0) if bias else y64.pow(2).mean(0).sqrt()
-            spec["feature_mean"] = (features.mean(0) if bias else torch.zeros(features.shape[1])).tolist()
-            spec["feature_scale"] = torch.where(f_std > 0, f_std, torch.ones_like(f_std)).tolist()
-            spec["y_mean"] = (y64.mean(0) if bias else torch.zeros(y.shape[1])).tolist()
-            spec["y_scale"] = torch.where(y_std > 0, y_std, torch.ones_like(y_std)).tolist()
+            spec |= _standardization(Moments.of(features.cpu().numpy()), Moments.of(y64.cpu().numpy()), bias)
         return cls(spec)
+
+    @classmethod
+    def standardizer(cls, x: Moments, y: Moments, bias: bool = True) -> FeatureMap:
+        """Standardization alone (no polynomial) from statistics gathered elsewhere, e.g. streamed over a file."""
+        k = len(x.mean)
+        spec = {"polynomial_degree": None, "bias": bias, "centre": [0.0] * k, "scale": [1.0] * k}
+        return cls(spec | _standardization(x, y, bias))
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """Polynomial expansion of scaled columns (identity without a degree)."""

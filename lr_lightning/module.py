@@ -167,6 +167,10 @@ class RegressionModule(L.LightningModule):
             # (B, 1) against (B,) would broadcast to (B, B) in the loss and train the wrong model without a word.
             raise ValueError(f"prediction shape {tuple(preds.shape)} != target shape {tuple(y.shape)}; "
                              "targets must be (n_samples, n_outputs), a 1-D target one column")
+        if not len(y):
+            # Under DDP the last global batch of an epoch may leave a rank nothing (fewer samples than ranks). It
+            # still takes part in the step's gradient all-reduce, with a zero loss and zero gradients.
+            return preds.sum() * 0.0, preds, y
         return self.loss_fn(preds, y), preds, y
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,13 @@ class DivergenceGuard(L.Callback):
     """Stop at once when the loss or the weights stop being finite, suggesting a learning rate.
 
     ``stable_lr`` is a learning rate known to be stable for this problem (see
-    :meth:`~lr_lightning.data.RegressionDataModule.stable_lr`); without it, a tenth of the current one is
-    suggested. On a GPU the loss is checked only every ``log_every_n_steps`` steps, because each check waits for
-    the device; the message still names the step where it first became non-finite.
+    :meth:`~lr_lightning.data.RegressionDataModule.stable_lr`), or a function computing it only when needed;
+    without it, a tenth of the current one is suggested. On a GPU the loss is checked only every
+    ``log_every_n_steps`` steps, because each check waits for the device; the message still names the step where
+    it first became non-finite. Under DDP the ranks agree before stopping, so that all of them stop together.
     """
 
-    def __init__(self, stable_lr: float | None = None) -> None:
+    def __init__(self, stable_lr: float | Callable[[], float] | None = None) -> None:
         self.stable_lr = stable_lr
         self.first_bad_step: torch.Tensor | None = None
 
@@ -59,12 +61,22 @@ class DivergenceGuard(L.Callback):
             raise DivergenceError(self._message(trainer, trainer.global_step))
 
     def check(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if self.first_bad_step is not None and (step := int(self.first_bad_step)) >= 0:
+        if self.first_bad_step is None:
+            return
+        step = self.first_bad_step
+        if trainer.world_size > 1:
+            # One rank raising alone would leave the others waiting in their next all-reduce: agree on the first
+            # bad step of any rank (none: the largest int64), so that all of them stop together.
+            never = torch.iinfo(torch.long).max
+            step = trainer.strategy.reduce(torch.where(step < 0, never, step), reduce_op="min")
+            step = torch.where(step == never, -1, step)
+        if (step := int(step)) >= 0:
             raise DivergenceError(self._message(trainer, step))
 
     def _message(self, trainer: L.Trainer, step: int) -> str:
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        suggestion = self.stable_lr if self.stable_lr is not None else (lr / 10 if lr else None)
+        stable = self.stable_lr() if callable(self.stable_lr) else self.stable_lr
+        suggestion = stable if stable is not None else (lr / 10 if lr else None)
         steps_per_epoch = max(1, trainer.num_training_batches) if trainer.num_training_batches != float("inf") else 0
         epoch = step // steps_per_epoch if steps_per_epoch else trainer.current_epoch
         text = f"loss became inf/nan at epoch {epoch}, step {step}"

@@ -155,7 +155,7 @@ def test_csv_default_and_named_target(tmp_path):
 def test_npy_last_column_is_target(tmp_path):
     data = np.column_stack([np.arange(10.0), np.arange(10.0) * 2, np.arange(10.0) * 3])
     np.save(tmp_path / "d.npy", data)
-    dm = RegressionDataModule.from_path(tmp_path / "d.npy", val_fraction=0.0)
+    dm = RegressionDataModule.from_path(tmp_path / "d.npy", in_memory=True, val_fraction=0.0)
     assert dm.n_features == 2 and dm.y.flatten().tolist() == (np.arange(10.0) * 3).tolist()
 
 

@@ -34,7 +34,7 @@ CASES = [
     (["--data", "{d}/one.csv"], "one.csv: only one column ('y'); need at least one feature column"),
     (["--data", "{d}/good.csv", "--target", "price"], "no column 'price' for --target; the columns are a, b, y"),
     (["--data", "{d}/binary.csv"], "binary.csv: not a text CSV file"),
-    (["--data", "{d}/cube.npy"], "cube.npy: expected a 2-D array of features and a target column"),
+    (["--data", "{d}/cube.npy"], "cube.npy: expected a 2-D array (rows, columns)"),
     (["--data", "{d}/data.txt"], "unknown data format '.txt'; expected a .csv or .npy file"),
     (["--val-fraction", "1.5", "--data", "synthetic"], "val_fraction must be in [0, 1), got 1.5"),
     (["--test-fraction", "-0.1", "--data", "synthetic"], "test_fraction must be in [0, 1), got -0.1"),
