@@ -392,6 +392,39 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
 
 
+# ------------------------------------------------------------------------------------------ make_data
+def make_data_parser() -> Parser:
+    p = Parser(prog="make_data.py", description="Write a synthetic regression dataset as .npy shards, for "
+               "`fit.py --data DIR` (memory-mapped: it may be far larger than memory).",
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out", type=Path, help="a new directory for part-00000.npy, ... and truth.json")
+    p.add_argument("--rows", type=int, default=1_000_000, help="samples in all")
+    p.add_argument("--features", type=int, default=16)
+    p.add_argument("--shard-rows", type=int, default=1 << 20, help="rows per .npy file")
+    p.add_argument("--noise", type=float, default=0.1, help="standard deviation of the noise")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    return p
+
+
+@entry_point
+def make_data_main(argv: list[str] | None = None) -> int:
+    args = make_data_parser().parse_args(argv)
+    from lr_lightning.memmap import write_synthetic
+
+    start = time.perf_counter()
+    try:
+        write_synthetic(args.out, args.rows, args.features, args.shard_rows, args.noise, args.seed, args.dtype)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in args.out.glob("*.npy"))
+    print(f"Wrote {args.rows} rows × {args.features} features + 1 target ({size / 1e9:.2f} GB, {args.dtype}) to "
+          f"{args.out} in {time.perf_counter() - start:.1f} s; true weights in {args.out / 'truth.json'}")
+    print(f"Train on it: python scripts/fit.py --data {args.out}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------- predict
 def predict_parser() -> Parser:
     p = Parser(prog="predict.py", description="Predict with a checkpoint written by fit.py.")

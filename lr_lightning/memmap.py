@@ -388,3 +388,38 @@ class MemmapDataModule(RegressionDataModule):
                 gram += x.T @ x
                 self.table.release(start, min(b, start + CHUNK_ROWS))
         return 0.5 / float(np.linalg.eigvalsh(gram / self.n_train)[-1])
+
+
+# ---------------------------------------------------------------------------------------- writing data
+def write_synthetic(out: str | Path, n_rows: int, n_features: int, shard_rows: int = 1 << 20, noise: float = 0.1,
+                    seed: int = 0, dtype: Any = np.float32) -> dict[str, Any]:
+    """Write ``y = x @ w + b + noise * N(0, 1)`` (``x ~ N(0, 1)``) as shards ``out/part-00000.npy``, … of at most
+    ``shard_rows`` rows, each row the features then the target, plus ``out/truth.json`` with ``w`` and ``b``.
+
+    Written chunk by chunk into the mapped files: memory stays small whatever ``n_rows``. Returns the truth.
+    """
+    import json
+
+    if n_rows < 1 or n_features < 1 or shard_rows < 1:
+        raise ValueError(f"rows, features and shard rows must be >= 1, got {n_rows}, {n_features}, {shard_rows}")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.glob("*.npy"))):
+        raise ValueError(f"{out}: already exists and holds data; choose a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w, b = rng.uniform(-2, 2, n_features), float(rng.uniform(-1, 1))
+    for i, start in enumerate(range(0, n_rows, shard_rows)):
+        rows = min(shard_rows, n_rows - start)
+        shard = np.lib.format.open_memmap(out / f"part-{i:05d}.npy", mode="w+", dtype=dtype,
+                                          shape=(rows, n_features + 1))
+        for a in range(0, rows, CHUNK_ROWS):
+            x = rng.standard_normal((min(CHUNK_ROWS, rows - a), n_features), dtype=np.float32)
+            shard[a:a + len(x), :n_features] = x
+            shard[a:a + len(x), n_features] = x @ w + b + noise * rng.standard_normal(len(x))
+        shard.flush()
+        del shard
+    truth = {"weight": w.tolist(), "bias": b, "noise": noise, "rows": n_rows, "seed": seed}
+    (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    return truth
