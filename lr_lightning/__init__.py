@@ -13,14 +13,15 @@ __version__ = "0.1.0"
 # Imported on first use, so `scripts/fit.py --help` answers before torch and Lightning load.
 _EXPORTS = {
     "LinearRegression": "lr_lightning.model",
+    "MLPRegressor": "lr_lightning.model",
     "RegressionModule": "lr_lightning.module",
     "RegressionDataModule": "lr_lightning.data",
 }
-__all__ = ["LinearRegression", "RegressionDataModule", "RegressionModule"]
+__all__ = ["LinearRegression", "MLPRegressor", "RegressionDataModule", "RegressionModule"]
 
 if TYPE_CHECKING:
     from lr_lightning.data import RegressionDataModule
-    from lr_lightning.model import LinearRegression
+    from lr_lightning.model import LinearRegression, MLPRegressor
     from lr_lightning.module import RegressionModule
 
 

@@ -8,6 +8,10 @@
 (d) ``barebones`` (optional): Lightning's floor, a minimal LightningModule (loss and SGD, nothing else) on the
     same sliced batches under ``Trainer(barebones=True)``, which turns off logging, checkpoints and callbacks.
 
+``scripts/benchmark.py --files SMALL BIG`` compares instead ``.npy`` data loaded into memory with the same data
+memory-mapped (:func:`run_files`), then a dataset larger than that, memory-mapped: samples/s and peak RSS, one
+fresh process per run (peak RSS is a per-process high-water mark), the table printed by the parent.
+
 All three train the same ``LinearRegression`` from the same initial weights with plain SGD on the same data,
 with the same threads and the same number of optimizer steps. Seconds per epoch are the median over the
 epochs after the first (warm-up), so start-up costs are not counted.
@@ -174,6 +178,33 @@ def run_barebones(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: 
         _sync(trainer.strategy.root_device.type)
         times.append(time.perf_counter() - start)
     return Result("barebones", times, full_loss(module.model, x, y))
+
+
+def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: float, accelerator: str,
+              seed: int = 0) -> tuple[Result, int]:
+    """(e) ``.npy`` data through the package, memory-mapped or loaded (``in_memory``), as ``fit.py --data`` runs
+    it; the peak resident memory of the process (bytes) goes with the result, so run one per process."""
+    import resource
+
+    dm = RegressionDataModule.from_path(path, in_memory=in_memory, batch_size=batch_size, val_fraction=0.0, seed=seed)
+    module = RegressionModule(initial_model(dm.n_features, seed), lr=lr)
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as log_dir:
+        _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults()).fit(module, datamodule=dm)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    loss = float(module.trainer.callback_metrics["train/loss"])
+    return Result("in-memory" if in_memory else "memory-mapped", timer.times, loss), peak
+
+
+def format_files_table(rows: list[tuple[str, int, float, Result, int]]) -> str:
+    """One row per run: data, its size, samples/s (ratio to the first row), peak RSS."""
+    base = rows[0][1] / rows[0][3].seconds
+    lines = [f"{'path':<14} {'rows':>11} {'GB':>6} {'s/epoch':>9} {'samples/s':>11} {'vs first':>8} {'peak RSS':>9}"]
+    for name, n, gb, r, peak in rows:
+        rate = n / r.seconds
+        lines.append(f"{name:<14} {n:>11,} {gb:6.2f} {r.seconds:9.2f} {rate:11,.0f} {rate / base:7.2f}x "
+                     f"{peak / 1e9:7.2f} GB")
+    return "\n".join(lines)
 
 
 def _sync(device: str) -> None:

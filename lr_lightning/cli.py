@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import os
 import sys
@@ -79,6 +80,14 @@ def fit_parser() -> Parser:
                    "training-split statistics; predictions and checkpoints stay in original units")
     d.add_argument("--polynomial-degree", type=int, metavar="D", help="expand each input column into its powers "
                    "up to D (a well-conditioned basis of them); the model stays linear")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default="linear", help="linear | mlp | package.module.ClassName (any nn.Module; "
+                   "in_features/out_features are filled in from the data; other init arguments go in the config "
+                   "as model: {class_path: ..., init_args: {...}})")
+    m.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH", help="--model mlp: hidden layer widths "
+                   "(default: 64 64)")
+    m.add_argument("--activation", default="relu", choices=["relu", "tanh", "gelu", "silu"], help="--model mlp")
+    m.add_argument("--compile", action="store_true", help="run the network through torch.compile")
     t = p.add_argument_group("training")
     t.add_argument("--bias", action=argparse.BooleanOptionalAction, help="fit an intercept "
                    "(default: yes; no for the tutorial data, whose model is y = w·x)")
@@ -88,6 +97,9 @@ def fit_parser() -> Parser:
                    help="lbfgs: full batch, strong-Wolfe line search, for float64 accuracy")
     t.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--scheduler", choices=["cosine", "step", "plateau"], help="learning-rate schedule, stepped "
+                   "each epoch: cosine to 0 over --max-epochs, step ×0.1 every third of them, plateau ×0.5 after 5 "
+                   "epochs without a better val/loss")
     t.add_argument("--seed", type=int, default=0, help="seeds the split, the shuffle and the initial weights")
     t.add_argument("--stop-below", type=float, metavar="LOSS", help="stop once the epoch's train loss is below LOSS")
     h = p.add_argument_group("hardware")
@@ -103,6 +115,8 @@ def fit_parser() -> Parser:
                    "so an interrupted run loses little (default: about four times an epoch)")
     o.add_argument("--resume", nargs="?", const="last", metavar="PATH", help="continue the newest run under "
                    "--log-dir from its last.ckpt, or from the checkpoint PATH (same flags as the first run)")
+    o.add_argument("--plot", type=Path, metavar="PNG", help="also draw the loss curves and the fit into this PNG "
+                   "(needs matplotlib: pip install lr-lightning[plots])")
     o.add_argument("--progress-bar", action=argparse.BooleanOptionalAction,
                    help="show a progress bar (default: when the output is a terminal, not in log files)")
     return p
@@ -172,7 +186,53 @@ def fit_main(argv: list[str] | None = None) -> int:
         metrics |= trainer.test(module, datamodule=dm, ckpt_path="best", verbose=False)[0]
     if trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
         print_summary(args, dm, module, trainer, seconds, before, metrics)
+        if args.plot is not None:
+            from lr_lightning.plots import LossHistory, save_png
+
+            history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
+            print(f"Plot: {_show(save_png(args.plot, history, module, dm))}")
     return 0
+
+
+def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bias: bool) -> torch.nn.Module:
+    """The network named by ``--model`` (or the config's ``model: {class_path, init_args}``), sized to the data."""
+    import importlib
+    import inspect
+
+    from lr_lightning.model import LinearRegression, MLPRegressor
+
+    spec = args.model
+    if spec == "linear":
+        return LinearRegression(n_features, n_outputs, bias)
+    if spec == "mlp":
+        return MLPRegressor(n_features, args.hidden or [64, 64], n_outputs, args.activation)
+    if args.hidden:
+        raise UsageError(f"--hidden applies to --model mlp; give {spec}'s own arguments as init_args in --config")
+    if isinstance(spec, dict):
+        if set(spec) - {"class_path", "init_args"} or not isinstance(spec.get("init_args", {}), dict):
+            raise UsageError(f"model: expected {{class_path: package.module.Class, init_args: {{...}}}}, got {spec}")
+        class_path, init_args = spec.get("class_path", ""), dict(spec.get("init_args") or {})
+    else:
+        class_path, init_args = str(spec), {}
+    module_name, _, name = class_path.rpartition(".")
+    if not module_name:
+        raise UsageError(f"--model {class_path}: expected linear, mlp or package.module.ClassName")
+    # As `python -m` would: the user's own modules, in the directory the command runs from, are importable.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"--model {class_path}: cannot import it ({e})") from None
+    parameters = inspect.signature(cls).parameters
+    # The data decides the sizes (LightningCLI's link_arguments, done by hand): unless the config says otherwise.
+    for key, value in (("in_features", n_features), ("out_features", n_outputs)):
+        if key in parameters:
+            init_args.setdefault(key, value)
+    try:
+        return cls(**init_args)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--model {class_path}: {e}") from None
 
 
 def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, RegressionModule, L.Trainer]:
@@ -180,12 +240,12 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     import lightning as L
     import torch
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from lr_lightning.data import RegressionDataModule
-    from lr_lightning.model import LinearRegression
     from lr_lightning.module import RegressionModule
+    from lr_lightning.plots import LossHistory, TensorBoardFigures, have_matplotlib
     from lr_lightning.reliability import (
         AtomicCheckpointIO,
         DivergenceGuard,
@@ -194,6 +254,8 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         find_last_checkpoint,
     )
 
+    if args.plot is not None and not have_matplotlib():
+        raise UsageError(f"--plot {args.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
     args.resume_path = None
     if args.resume is not None:
         found = find_last_checkpoint(args.log_dir) if args.resume == "last" else Path(args.resume)
@@ -245,9 +307,10 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
 
     dm.setup("fit")  # fits the feature map (if any) on the training split, so the module has it from the start
     normalization = dm.feature_map.spec if dm.feature_map is not None else None
-    model = LinearRegression(dm.n_features, dm.n_outputs, bias)
+    model = build_network(args, dm.n_features, dm.n_outputs, bias)
     module = RegressionModule(model, normalization=normalization, lr=lr, optimizer=args.optimizer,
-                              momentum=args.momentum, weight_decay=args.weight_decay)
+                              momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
+                              compile=args.compile)
     monitor = "val/loss" if dm.n_val else "train/loss"
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
@@ -264,7 +327,11 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         # stopped; the guard runs first and refuses to let broken weights into it.
         DivergenceGuard(stable_lr=functools.partial(dm.stable_lr, bias) if plain_sgd else None),
         SaveLast(checkpoints, every_n_steps=every),
+        TensorBoardFigures(),
+        LossHistory(),
     ]
+    if args.scheduler is not None:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the schedule, as a curve: lr-SGD
     if args.stop_below is not None:
         # EarlyStopping's threshold is the tutorial's `if loss < 0.001: break`; patience is not wanted here.
         callbacks.append(EarlyStopping("train/loss", mode="min", stopping_threshold=args.stop_below,
@@ -583,6 +650,9 @@ def benchmark_parser() -> Parser:
     p.add_argument("--paths", nargs="+", default=["loop", "dataloader", "package"],
                    choices=["loop", "dataloader", "package", "barebones"],
                    help="barebones: Lightning's floor, a minimal module under Trainer(barebones=True)")
+    p.add_argument("--files", nargs=2, metavar=("SMALL", "BIG"), help="instead: .npy data (scripts/make_data.py) "
+                   "in memory vs memory-mapped on SMALL, then memory-mapped on BIG; samples/s and peak RSS")
+    p.add_argument("--one-run", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)  # a child of --files
     return p
 
 
@@ -600,6 +670,14 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if args.accelerator == "gpu" else "cpu"
+    if args.one_run:
+        path, mode = args.one_run
+        result, peak = benchmark.run_files(path, in_memory=mode == "in-memory", batch_size=args.batch_size,
+                                           epochs=args.epochs, lr=args.lr, accelerator=args.accelerator)
+        print(json.dumps({"times": result.epoch_seconds, "loss": result.final_loss, "peak": peak}))
+        return 0
+    if args.files:
+        return _benchmark_files(args, device)
     x, y = benchmark.make_data(args.n_samples, args.n_features)
     common = {"batch_size": args.batch_size, "lr": args.lr}
     runners = {
@@ -621,6 +699,43 @@ def benchmark_main(argv: list[str] | None = None) -> int:
             runs[path].append(runners[path]())
             print(f"  round {round_}, {path}: {runs[path][-1].seconds:.3f} s/epoch", file=sys.stderr)
     print(benchmark.format_table([benchmark.merge(r) for r in runs.values()], args.n_samples))
+    return 0
+
+
+def _benchmark_files(args: argparse.Namespace, device: str) -> int:
+    import subprocess
+
+    import lightning
+    import torch
+
+    from lr_lightning import benchmark
+    from lr_lightning.memmap import NpyTable
+
+    small, big = (Path(p) for p in args.files)
+    try:
+        sizes = {p: (NpyTable(p).n_rows, sum(f.stat().st_size for f in ([p] if p.is_file() else p.glob("*.npy"))))
+                 for p in (small, big)}
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: --files: {e}", file=sys.stderr)
+        return 2
+    print(f"batch {args.batch_size}, {args.epochs} epochs per run (the first a warm-up), no validation split, "
+          f"{torch.get_num_threads()} threads, {benchmark.machine_name(device)}, torch {torch.__version__}, "
+          f"lightning {lightning.__version__}")
+    rows = []
+    for path, mode in ((small, "in-memory"), (small, "memory-mapped"), (big, "memory-mapped")):
+        flags = ["--one-run", str(path), mode, "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
+                 "--lr", str(args.lr), "--accelerator", args.accelerator]
+        done = subprocess.run([sys.executable, "-m", "lr_lightning.cli", "benchmark", *flags], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            print(f"error: the {mode} run on {path} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        result = benchmark.Result(mode, out["times"], out["loss"])
+        print(f"  {mode} on {path}: {result.seconds:.2f} s/epoch, peak RSS {out['peak'] / 1e9:.2f} GB",
+              file=sys.stderr)
+        rows.append((mode, sizes[path][0], sizes[path][1] / 1e9, result, out["peak"]))
+    print(benchmark.format_files_table(rows))
     return 0
 
 
@@ -668,3 +783,7 @@ def nist_main(argv: list[str] | None = None) -> int:
           "residual standard deviation and R²);\nlbfgs f64 / sgd f32: RegressionModule trained with --standardize, "
           "full batch, in float64 with lbfgs / float32 with sgd (lr 0.1).")
     return 0
+
+
+if __name__ == "__main__":  # `python -m lr_lightning.cli benchmark ...`: how --files starts its runs
+    sys.exit({"benchmark": benchmark_main}[sys.argv.pop(1)]())

@@ -109,30 +109,6 @@ def _parse_csv(path: Path, reader: Iterator[list[str]]) -> tuple[list[str], np.n
     return names, np.asarray(rows, dtype=np.float64)
 
 
-def read_npy(path: str | Path, target: int | str | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """Read a 2-D ``.npy`` array whose columns are features and one target (default: the last column)."""
-    path = _existing_file(path)
-    try:
-        # Memory-mapped, and never unpickling objects from a data file: only the copies below are made, in the
-        # file's own dtype (a float32 file is not widened to float64 on the way).
-        data = np.load(path, allow_pickle=False, mmap_mode="r")
-    except (ValueError, EOFError) as e:
-        raise ValueError(f"{path}: not a numeric .npy array ({e})") from None
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
-    if data.ndim != 2 or data.shape[1] < 2:
-        raise ValueError(f"{path}: expected a 2-D array of features and a target column, got shape {data.shape}")
-    names = [f"x{i}" for i in range(data.shape[1])]
-    t = data.shape[1] - 1 if target is None else int(target)
-    if not -data.shape[1] <= t < data.shape[1]:
-        raise ValueError(f"{path}: no column {target!r} for --target; columns are 0..{data.shape[1] - 1}")
-    t %= data.shape[1]
-    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
-        raise ValueError(f"{path}: expected real numbers, found dtype {data.dtype}")
-    x, y = np.delete(data, t, axis=1), np.ascontiguousarray(data[:, t])
-    return x, y, [n for i, n in enumerate(names) if i != t], names[t]
-
-
 def _existing_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
@@ -497,9 +473,15 @@ class RegressionDataModule(L.LightningDataModule):
 
     @classmethod
     def from_npy(cls, path: str | Path, target: int | str | None = None, **kwargs: Any) -> RegressionDataModule:
-        """A 2-D ``.npy`` array; ``target`` is the index of the target column (default: the last one)."""
-        x, y, features, target = read_npy(path, target)
-        return cls(x, y, feature_names=features, target_names=[target], **kwargs)
+        """A ``.npy`` file or a directory of shards (layouts: :mod:`lr_lightning.memmap`), read into memory;
+        ``target`` is the index of the target column (default: the last one)."""
+        from lr_lightning.memmap import NpyTable  # imports this module
+
+        table = NpyTable(path, target)
+        # File by file out of the mapping, in the files' own dtype (a float32 file is not widened on the way).
+        x, y = (np.concatenate(parts) for parts in zip(*(table.read_range(a, b) for a, b in
+                                                          table.blocks(table.n_rows)), strict=True))
+        return cls(x, y, feature_names=table.feature_names, target_names=table.target_names, **kwargs)
 
     @classmethod
     def from_path(cls, path: str | Path, target: str | None = None, in_memory: bool = False,
@@ -510,7 +492,7 @@ class RegressionDataModule(L.LightningDataModule):
         suffix = path.suffix.lower()
         if suffix == ".csv":
             return cls.from_csv(path, target, **kwargs)
-        if suffix == ".npy" and in_memory:
+        if (suffix == ".npy" or path.is_dir()) and in_memory:
             return cls.from_npy(path, target, **kwargs)
         if suffix == ".npy" or path.is_dir():
             from lr_lightning.memmap import MemmapDataModule  # imports this module

@@ -1,7 +1,7 @@
-"""The network: linear regression as a plain ``nn.Module``.
+"""The networks: linear regression as a plain ``nn.Module`` (stage 4 of the tutorial), and an MLP.
 
-This is stage 4 of the tutorial, and the only file to replace when you want a different network:
-:class:`~lr_lightning.module.RegressionModule` trains any ``nn.Module`` mapping ``(N, in)`` to ``(N, out)``.
+:class:`~lr_lightning.module.RegressionModule` trains any ``nn.Module`` mapping ``(N, in)`` to ``(N, out)``; a
+new network is a new class here (or anywhere importable: ``fit.py --model package.module.Class``).
 """
 
 from __future__ import annotations
@@ -30,3 +30,38 @@ class LinearRegression(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+class MLPRegressor(nn.Module):
+    """A multilayer perceptron for regression: ``Linear -> activation`` per hidden layer, then a ``Linear`` out.
+
+    The second network in the package, to show that nothing else changes when the network does: the same
+    ``RegressionModule``, ``RegressionDataModule``, ``scripts/fit.py --model mlp --hidden 64 64``, checkpoints
+    and ``scripts/predict.py`` train and serve it. Like ``LinearRegression`` it keeps its init arguments as
+    attributes, so checkpoints record how to rebuild it.
+
+    >>> model = MLPRegressor(in_features=2, hidden=(16, 8), out_features=3)
+    >>> model(torch.zeros(5, 2)).shape
+    torch.Size([5, 3])
+    """
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...] | list[int] = (64, 64), out_features: int = 1,
+                 activation: str = "relu") -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if not hidden or not all(isinstance(h, int) and h > 0 for h in hidden):
+            raise ValueError(f"hidden must be one or more positive layer widths, got {hidden!r}")
+        self.in_features, self.out_features, self.activation = in_features, out_features, activation
+        self.hidden = list(hidden)  # a list, as YAML configs and checkpoint hyperparameters hold it
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip([in_features, *hidden], hidden, strict=False):
+            layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(hidden[-1], out_features))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)

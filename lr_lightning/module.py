@@ -26,6 +26,7 @@ from lr_lightning.features import FeatureMap
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
+SCHEDULERS = ("cosine", "step", "plateau")
 
 
 # --------------------------------------------------------------------------- rebuilding the network
@@ -89,7 +90,13 @@ class RegressionModule(L.LightningModule):
 
     The default optimizer is plain ``torch.optim.SGD`` with exactly ``lr`` (no momentum, no weight decay), so
     a full-batch fit reproduces the hand-written tutorial step for step. Logged: ``train/loss`` (per step and
-    per epoch), ``val/loss``, ``val/mae``, ``val/r2`` and the same for ``test/``.
+    per epoch), ``val/loss``, ``val/mae``, ``val/r2`` and the same for ``test/``; with several outputs these
+    average over the outputs, and ``val/loss_<target>`` etc. give each one.
+
+    ``scheduler``: ``"cosine"`` (to 0 over ``max_epochs``), ``"step"`` (×0.1 every third of ``max_epochs``) or
+    ``"plateau"`` (×0.5 after 5 epochs without a better ``val/loss``, or ``train/loss`` without validation);
+    ``scheduler_options`` override those settings (the keyword arguments of the torch scheduler).
+    ``compile=True`` runs the network through ``torch.compile``; checkpoints are unaffected.
 
     >>> from lr_lightning import LinearRegression
     >>> module = RegressionModule(LinearRegression(2), lr=0.1)
@@ -107,12 +114,17 @@ class RegressionModule(L.LightningModule):
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         normalization: dict[str, Any] | None = None,
+        scheduler: str | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if scheduler is not None and scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
         if momentum and optimizer != "sgd":
             raise ValueError(f"momentum applies to sgd only; {optimizer} has its own (got momentum={momentum})")
         if model is None:
@@ -126,7 +138,12 @@ class RegressionModule(L.LightningModule):
                            "argument as an attribute of the same name, or pass model= to load_from_checkpoint.")
         # The recipe, not the network, goes into hparams: checkpoints then rebuild it by themselves.
         self.save_hyperparameters({"model": spec, "lr": lr, "optimizer": optimizer, "momentum": momentum,
-                                   "weight_decay": weight_decay, "normalization": normalization})
+                                   "weight_decay": weight_decay, "normalization": normalization,
+                                   "scheduler": scheduler, "scheduler_options": scheduler_options,
+                                   "compile": compile})
+        # The compiled network is a wrapper around the same parameters, kept outside the module tree so that
+        # state_dict keys (and so checkpoints) are the same with or without compile.
+        object.__setattr__(self, "network", torch.compile(self.model) if compile else self.model)
         # Raw inputs -> model features, and model outputs -> original units (None: the identity). Usually adopted
         # from the datamodule in `setup`; it lives in hparams so checkpoints rebuild it.
         self.feature_map = FeatureMap(normalization) if normalization else None
@@ -137,6 +154,8 @@ class RegressionModule(L.LightningModule):
         metrics = MetricCollection({"loss": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # Per output, when there are several (added in `setup`, where the data names them): val/loss_<target>, ...
+        self.val_per_output, self.test_per_output = nn.ModuleList(), nn.ModuleList()
 
     def setup(self, stage: str) -> None:
         fm = getattr(self.trainer.datamodule, "feature_map", None) if self.trainer is not None else None
@@ -152,6 +171,12 @@ class RegressionModule(L.LightningModule):
             # How far from the best linear fit: the model's val MSE minus the least-squares fit's, both in
             # original units, the least-squares fit made on the same training split.
             self.val_metrics.add_metrics({"excess_mse": ExcessMSE(optimum()["mse"]["val"])})
+        names = getattr(self.trainer.datamodule, "target_names", None) if self.trainer is not None else None
+        if names and len(names) > 1 and not len(self.val_per_output):
+            for per_output, stage in ((self.val_per_output, "val"), (self.test_per_output, "test")):
+                per_output.extend(MetricCollection({"loss": MeanSquaredError(), "mae": MeanAbsoluteError(),
+                                                    "r2": R2Score()}, prefix=f"{stage}/", postfix=f"_{name}")
+                                  for name in names)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions in original units from raw inputs (the feature map, if any, is applied here)."""
@@ -162,7 +187,7 @@ class RegressionModule(L.LightningModule):
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step shared by train, val and test, on batches already in model units: ``(loss, preds, targets)``."""
         x, y = batch
-        preds = self.model(x)
+        preds = self.network(x)
         if preds.shape != y.shape:
             # (B, 1) against (B,) would broadcast to (B, B) in the loss and train the wrong model without a word.
             raise ValueError(f"prediction shape {tuple(preds.shape)} != target shape {tuple(y.shape)}; "
@@ -202,24 +227,51 @@ class RegressionModule(L.LightningModule):
                 group["line_search_fn"] = None
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics)
+        self._eval_step(batch, self.val_metrics, self.val_per_output)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics)
+        self._eval_step(batch, self.test_metrics, self.test_per_output)
 
-    def _eval_step(self, batch: Batch, metrics: MetricCollection) -> None:
+    def _eval_step(self, batch: Batch, metrics: MetricCollection, per_output: nn.ModuleList) -> None:
         # Metric objects accumulate over the whole epoch (exact, whatever the batch sizes) and sync across
         # devices; Lightning computes and logs them once at the epoch's end.
         _, preds, y = self.model_step(batch)
         if self.feature_map is not None:  # report in the target's own units, not standardized ones
             preds, y = self.feature_map.untarget(preds), self.feature_map.untarget(y)
+        # Over all outputs, R² is the average of each output's R² (torchmetrics' uniform_average); the MSE and
+        # MAE average over all values, which is the average over outputs too (every output has n values).
         metrics.update(preds, y)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
+        for j, output_metrics in enumerate(per_output):
+            output_metrics.update(preds[:, j], y[:, j])
+            self.log_dict(output_metrics, on_step=False, on_epoch=True, batch_size=len(y))
 
     def predict_step(self, batch: Batch | torch.Tensor, batch_idx: int) -> torch.Tensor:
         return self(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        optimizer = self._optimizer()
+        hp = self.hparams
+        if hp.scheduler is None:
+            return optimizer
+        # Stepped once per epoch (Lightning's default interval): schedules are stated in epochs.
+        epochs = max(1, self.trainer.max_epochs) if self.trainer is not None and self.trainer.max_epochs else 100
+        options = dict(hp.scheduler_options or {})
+        config: dict[str, Any] = {}
+        if hp.scheduler == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **{"T_max": epochs, **options})
+        elif hp.scheduler == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, **{"step_size": max(1, epochs // 3),
+                                                                       "gamma": 0.1, **options})
+        else:
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **{"factor": 0.5, "patience": 5,
+                                                                                  **options})
+            has_val = self.trainer is not None and self.trainer.datamodule is not None and \
+                getattr(self.trainer.datamodule, "n_val", 0)
+            config["monitor"] = "val/loss" if has_val else "train/loss"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", **config}}
+
+    def _optimizer(self) -> torch.optim.Optimizer:
         hp = self.hparams
         if hp.optimizer == "lbfgs":
             # Full batch (one step an epoch): the line search assumes the same loss every evaluation. Lightning

@@ -1,0 +1,166 @@
+"""Pictures of a fit: in TensorBoard while training, and in a PNG for people who do not open TensorBoard.
+
+- :class:`TensorBoardFigures` logs, a few times per run, predictions against targets on held-out rows (one
+  panel per output), the fitted curve over the data points when there is one input column, and a histogram
+  of every parameter tensor.
+- :class:`LossHistory` keeps each epoch's ``train/loss`` and ``val/loss``; :func:`save_png` draws them beside
+  the fit (``scripts/fit.py --plot out.png``).
+
+matplotlib is an optional extra (``pip install lr-lightning[plots]``): without it the figures are skipped and
+the histograms (TensorBoard's own) are still logged. Figures are drawn with matplotlib's object API on the Agg
+canvas, never through pyplot's global state, so nothing opens a window or leaks figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+MAX_POINTS = 2000  # rows drawn: enough to see the fit, few enough to draw in a blink
+
+
+def have_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def held_out(dm: Any, limit: int = MAX_POINTS) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """``(split, x, y)``: up to ``limit`` raw rows of the validation split (the training split without one)."""
+    split = "val" if dm.n_val else "train"
+    if hasattr(dm, "table"):  # memory-mapped: read the first rows of the split's blocks
+        rows = np.concatenate([np.arange(a, b) for a, b in dm.ranges[split]])[:limit]
+        x, y = (torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in dm.table.read(rows))
+        return split, x, y
+    x, y = dm.raw_splits[split]
+    return split, x[:limit].cpu().double(), y[:limit].cpu().double()
+
+
+def predict(module: L.LightningModule, x: torch.Tensor) -> torch.Tensor:
+    """Predictions in original units for raw inputs, on the module's device and dtype, as float64 on the CPU."""
+    p = next(module.parameters())
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        out = module(x.to(device=p.device, dtype=p.dtype)).double().cpu()
+    module.train(was_training)
+    return out
+
+
+def predictions_figure(y: np.ndarray, preds: np.ndarray, names: list[str], title: str) -> Figure:
+    """Predicted against actual, one panel per output (at most four): on the diagonal is a perfect fit."""
+    from matplotlib.figure import Figure
+
+    k = min(4, y.shape[1])
+    fig = Figure(figsize=(4 * k, 4), layout="constrained")
+    for j, ax in enumerate(np.atleast_1d(fig.subplots(1, k))):
+        _predictions_panel(ax, y[:, j], preds[:, j], names[j])
+    fig.suptitle(title)
+    return fig
+
+
+def _predictions_panel(ax: Axes, y: np.ndarray, pred: np.ndarray, name: str) -> None:
+    lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], color="0.6", lw=1, label="perfect fit")
+    ax.scatter(y, pred, s=6, alpha=0.5)
+    r2 = 1 - ((y - pred) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-300)
+    ax.set(xlabel=f"actual {name}", ylabel=f"predicted {name}", title=f"R² = {r2:.4f}")
+
+
+def fit_figure(module: L.LightningModule, x: np.ndarray, y: np.ndarray, names: tuple[str, str], title: str) -> Figure:
+    """One input column: the data points and the model's curve over their range (first output)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    _fit_panel(fig.subplots(), module, x, y, names)
+    fig.suptitle(title)
+    return fig
+
+
+def _fit_panel(ax: Axes, module: L.LightningModule, x: np.ndarray, y: np.ndarray, names: tuple[str, str]) -> None:
+    grid = np.linspace(x[:, 0].min(), x[:, 0].max(), 400)[:, None]
+    ax.scatter(x[:, 0], y[:, 0], s=6, alpha=0.5, label="data")
+    ax.plot(grid[:, 0], predict(module, torch.from_numpy(grid))[:, 0].numpy(), color="C3", lw=2, label="model")
+    ax.set(xlabel=names[0], ylabel=names[1])
+    ax.legend()
+
+
+class TensorBoardFigures(L.Callback):
+    """Figures and weight histograms in TensorBoard, ``times`` times per run (at evenly spaced epochs' ends).
+
+    Drawing a figure takes a fraction of a second, more than a whole epoch of a small model: every epoch
+    would make plots the main cost of training.
+    """
+
+    def __init__(self, times: int = 10) -> None:
+        self.times = times
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        experiment = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else self.times
+        every = max(1, epochs // self.times)
+        last = trainer.current_epoch + 1 >= epochs
+        if experiment is None or not ((trainer.current_epoch + 1) % every == 0 or last):
+            return
+        step = trainer.global_step
+        for name, p in module.named_parameters():
+            experiment.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
+        dm = trainer.datamodule
+        if not have_matplotlib() or dm is None:
+            return
+        split, x, y = held_out(dm)
+        preds = predict(module, x).numpy()
+        title = f"epoch {trainer.current_epoch + 1}, {split} rows"
+        experiment.add_figure(f"{split}/predictions", predictions_figure(y.numpy(), preds, dm.target_names, title),
+                              step)
+        if x.shape[1] == 1:
+            experiment.add_figure(f"{split}/fit", fit_figure(module, x.numpy(), y.numpy(), (
+                dm.feature_names[0], dm.target_names[0]), title), step)
+
+
+class LossHistory(L.Callback):
+    """Each epoch's ``train/loss`` and ``val/loss`` (after its validation), for :func:`save_png`."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[str, list[tuple[int, float]]] = {"train/loss": [], "val/loss": []}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        for key, points in self.epochs.items():
+            if key in trainer.callback_metrics:
+                points.append((trainer.current_epoch + 1, float(trainer.callback_metrics[key])))
+
+
+def save_png(path: str | Path, history: LossHistory, module: L.LightningModule, dm: Any) -> Path:
+    """The loss curves beside the fit (the curve over the points for one input column, else predicted against
+    actual for the first output), as a PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    curves, fit = fig.subplots(1, 2)
+    for key, points in history.epochs.items():
+        if points:
+            curves.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None, label=key)
+    curves.set(xlabel="epoch", ylabel="MSE", yscale="log", title="loss")
+    curves.legend()
+    split, x, y = held_out(dm)
+    if x.shape[1] == 1:
+        _fit_panel(fit, module, x.numpy(), y.numpy(), (dm.feature_names[0], dm.target_names[0]))
+        fit.set_title(f"fit ({split} rows)")
+    else:
+        _predictions_panel(fit, y[:, 0].numpy(), predict(module, x)[:, 0].numpy(), dm.target_names[0])
+        fit.set_title(f"{split} rows: " + fit.get_title())
+    fig.suptitle(f"{type(module.model).__name__}, {len(history.epochs['train/loss'])} epochs")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
