@@ -202,12 +202,12 @@ def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bia
     from lr_lightning.model import LinearRegression, MLPRegressor
 
     spec = args.model
-    if spec == "linear":
-        return LinearRegression(n_features, n_outputs, bias)
     if spec == "mlp":
         return MLPRegressor(n_features, args.hidden or [64, 64], n_outputs, args.activation)
     if args.hidden:
         raise UsageError(f"--hidden applies to --model mlp; give {spec}'s own arguments as init_args in --config")
+    if spec == "linear":
+        return LinearRegression(n_features, n_outputs, bias)
     if isinstance(spec, dict):
         if set(spec) - {"class_path", "init_args"} or not isinstance(spec.get("init_args", {}), dict):
             raise UsageError(f"model: expected {{class_path: package.module.Class, init_args: {{...}}}}, got {spec}")

@@ -1,0 +1,175 @@
+"""The package as a template: another network, a user's own network, several outputs, schedules, pictures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule
+from lr_lightning.cli import fit_main
+
+from .conftest import make_trainer, run_script
+
+
+class TinyNet(nn.Module):
+    """A user's own network, defined outside the package: the CLI must train it from a config's class_path."""
+
+    def __init__(self, in_features: int, out_features: int = 1, width: int = 8) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.width = in_features, out_features, width
+        self.net = nn.Sequential(nn.Linear(in_features, width), nn.Tanh(), nn.Linear(width, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _sine_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, 1000)
+    y = np.sin(3 * x) + 0.05 * rng.standard_normal(1000)
+    path = tmp_path / "sine.csv"
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="x,y", comments="")
+    return path
+
+
+def _fit(capsys, tmp_path, *flags):
+    code = fit_main(["--log-dir", str(tmp_path / "logs"), "--no-progress-bar", *flags])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    return out.out
+
+
+def _metric(stdout, key):
+    return float(stdout.split(f"{key} ")[1].split(",")[0].split()[0])
+
+
+def test_mlp_fits_a_sine_that_the_linear_model_cannot_with_the_same_module_data_and_cli(tmp_path, capsys):
+    data = str(_sine_csv(tmp_path))
+    common = ["--data", data, "--standardize", "--optimizer", "adam", "--lr", "0.01", "--max-epochs", "40"]
+    linear = _fit(capsys, tmp_path, *common)
+    mlp = _fit(capsys, tmp_path, *common, "--model", "mlp", "--hidden", "64", "64", "--plot",
+               str(tmp_path / "fit.png"))
+    assert _metric(linear, "val/r2") < 0.5
+    assert _metric(mlp, "val/r2") >= 0.95
+    assert "Trained MLPRegressor" in mlp and "Plot: " in mlp
+    png = (tmp_path / "fit.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.image import imread
+
+    image = imread(tmp_path / "fit.png")
+    assert image.shape[:2] == (450, 1100) and image[..., :3].std() > 0.05  # drawn, not blank
+
+    # The checkpoint rebuilds the MLP by itself, and predict.py serves it.
+    ckpt = tmp_path / "logs/version_1/checkpoints/best.ckpt"
+    module = RegressionModule.load_from_checkpoint(ckpt, weights_only=True)
+    assert isinstance(module.model, MLPRegressor) and module.model.hidden == [64, 64]
+    with torch.no_grad():
+        assert module(torch.tensor([[0.5]])).item() == pytest.approx(np.sin(1.5), abs=0.15)
+    served = run_script("predict.py", "--ckpt", str(ckpt), "--x", "0.5", cwd=tmp_path)
+    assert served.returncode == 0, served.stderr
+    assert float(served.stdout.splitlines()[-1].split(",")[-1]) == pytest.approx(module(torch.tensor([[0.5]])).item(),
+                                                                           rel=1e-5)
+
+
+def test_a_users_own_network_trains_from_the_config_class_path_and_reloads(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("data: synthetic\nn_features: 3\nmax_epochs: 2\n"
+                      "model:\n  class_path: tests.test_template.TinyNet\n  init_args:\n    width: 5\n")
+    out = _fit(capsys, tmp_path, "--config", str(config))
+    assert "Trained TinyNet" in out
+    module = RegressionModule.load_from_checkpoint(tmp_path / "logs/version_0/checkpoints/last.ckpt",
+                                                   weights_only=True)
+    assert isinstance(module.model, TinyNet) and (module.model.in_features, module.model.width) == (3, 5)
+    assert module.hparams.model == {"class_path": "tests.test_template.TinyNet",
+                                    "init_args": {"in_features": 3, "out_features": 1, "width": 5}}
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--model", "nowhere.Net"], "--model nowhere.Net: cannot import it"),
+    (["--model", "Net"], "expected linear, mlp or package.module.ClassName"),
+    (["--hidden", "8"], "--hidden applies to --model mlp"),
+    (["--model", "mlp", "--hidden", "0"], "hidden must be one or more positive layer widths"),
+])
+def test_a_bad_model_flag_is_one_line_and_exit_2(tmp_path, capsys, flags, words):
+    assert fit_main(["--log-dir", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_multi_output_shapes_and_metrics_per_output_and_averaged(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 3))
+    y = np.column_stack([x @ [1.0, 2.0, 0.0] + 1, 0.1 * (x @ [0.0, -1.0, 3.0]) + rng.standard_normal(400)])
+    dm = RegressionDataModule(x, y, batch_size=40, target_names=["a", "b"])
+    module = RegressionModule(LinearRegression(3, 2), lr=0.05)
+    trainer = make_trainer(max_epochs=20, **dm.trainer_defaults())
+    trainer.fit(module, datamodule=dm)
+    assert module(torch.zeros(7, 3)).shape == (7, 2)
+    m = {k: v.item() for k, v in trainer.callback_metrics.items()}
+    assert m["val/loss"] == pytest.approx((m["val/loss_a"] + m["val/loss_b"]) / 2, rel=1e-5)
+    assert m["val/r2"] == pytest.approx((m["val/r2_a"] + m["val/r2_b"]) / 2, rel=1e-5)
+    assert m["val/r2_a"] > 0.99 and m["val/r2_b"] < 0.7  # the second output is mostly noise
+    weight, bias = module.coefficients()
+    assert weight.shape == (2, 3) and bias.shape == (2,)
+
+
+def test_multi_output_end_to_end_from_x_and_y_files(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 2)).astype(np.float32)
+    (tmp_path / "xy").mkdir()
+    np.save(tmp_path / "xy/x.npy", x)
+    np.save(tmp_path / "xy/y.npy", np.column_stack([x @ [1.0, -1.0], x @ [2.0, 0.5] + 3]).astype(np.float32))
+    out = _fit(capsys, tmp_path, "--data", str(tmp_path / "xy"), "--max-epochs", "30", "--lr", "0.05")
+    # One fitted equation per output: y0 = +1·x0 -1·x1 +0, y1 = +2·x0 +0.5·x1 +3.
+    for name, expected in (("y0", [1.0, -1.0, 0.0]), ("y1", [2.0, 0.5, 3.0])):
+        line = next(line for line in out.splitlines() if line.strip().startswith(f"{name} = "))
+        terms = line.split(" = ")[1].replace("·x0", "").replace("·x1", "").split()
+        np.testing.assert_allclose([float(t) for t in terms], expected, atol=0.02)
+
+
+@pytest.mark.parametrize(("scheduler", "final_lr"), [("cosine", 0.0), ("step", 0.1 * 0.1**2), ("plateau", 0.1)])
+def test_schedulers_step_each_epoch(scheduler, final_lr):
+    dm = RegressionDataModule.synthetic(n_samples=200)
+    module = RegressionModule(LinearRegression(1), lr=0.1, scheduler=scheduler)
+    trainer = make_trainer(max_epochs=6, **dm.trainer_defaults())
+    trainer.fit(module, datamodule=dm)
+    # cosine reaches 0 at max_epochs; step multiplies by 0.1 every 2 of 6 epochs (after epochs 2 and 4 and 6,
+    # the last after training ends); plateau keeps the rate while val/loss improves.
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx(final_lr * (0.1 if scheduler == "step" else 1), abs=1e-12)
+    assert trainer.lr_scheduler_configs[0].monitor == ("val/loss" if scheduler == "plateau" else None)
+    with pytest.raises(ValueError, match="unknown scheduler 'linear'"):
+        RegressionModule(LinearRegression(1), scheduler="linear")
+
+
+def test_compile_trains_the_same_network_and_keeps_checkpoint_keys():
+    def run(compile):
+        torch.manual_seed(0)
+        dm = RegressionDataModule.synthetic(n_samples=64, batch_size=64, val_fraction=0.0)
+        module = RegressionModule(MLPRegressor(1, [8]), lr=0.05, compile=compile)
+        make_trainer(max_epochs=3, **dm.trainer_defaults()).fit(module, datamodule=dm)
+        return module
+
+    try:
+        compiled = run(True)
+    except Exception as e:  # torch.compile needs a working C++ toolchain for its CPU backend
+        pytest.skip(f"torch.compile unavailable here: {type(e).__name__}: {str(e)[:200]}")
+    plain = run(False)
+    assert type(compiled.network).__name__ == "OptimizedModule"
+    assert list(compiled.state_dict()) == list(plain.state_dict())  # no _orig_mod. prefixes in checkpoints
+    for a, b in zip(compiled.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_tensorboard_gets_figures_and_weight_histograms(tmp_path, capsys):
+    _fit(capsys, tmp_path, "--data", "synthetic", "--max-epochs", "3")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "logs/version_0"), size_guidance={"images": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"val/predictions", "val/fit"} <= set(tags["images"])
+    assert {"weights/model.linear.weight", "weights/model.linear.bias"} <= set(tags["histograms"])
+    assert len(events.Images("val/predictions")) == 3  # max_epochs < 10: every epoch
