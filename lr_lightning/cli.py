@@ -115,6 +115,8 @@ def fit_parser() -> Parser:
                    "so an interrupted run loses little (default: about four times an epoch)")
     o.add_argument("--resume", nargs="?", const="last", metavar="PATH", help="continue the newest run under "
                    "--log-dir from its last.ckpt, or from the checkpoint PATH (same flags as the first run)")
+    o.add_argument("--figures", type=int, default=5, metavar="N", help="log figures (predictions, the fit) and "
+                   "weight histograms to TensorBoard at N evenly spaced epochs; 0: none")
     o.add_argument("--plot", type=Path, metavar="PNG", help="also draw the loss curves and the fit into this PNG "
                    "(needs matplotlib: pip install lr-lightning[plots])")
     o.add_argument("--progress-bar", action=argparse.BooleanOptionalAction,
@@ -327,7 +329,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         # stopped; the guard runs first and refuses to let broken weights into it.
         DivergenceGuard(stable_lr=functools.partial(dm.stable_lr, bias) if plain_sgd else None),
         SaveLast(checkpoints, every_n_steps=every),
-        TensorBoardFigures(),
+        TensorBoardFigures(times=args.figures),
         LossHistory(),
     ]
     if args.scheduler is not None:

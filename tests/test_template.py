@@ -172,4 +172,4 @@ def test_tensorboard_gets_figures_and_weight_histograms(tmp_path, capsys):
     tags = events.Tags()
     assert {"val/predictions", "val/fit"} <= set(tags["images"])
     assert {"weights/model.linear.weight", "weights/model.linear.bias"} <= set(tags["histograms"])
-    assert len(events.Images("val/predictions")) == 3  # max_epochs < 10: every epoch
+    assert len(events.Images("val/predictions")) == 3  # max_epochs <= 5: every epoch
