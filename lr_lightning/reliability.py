@@ -22,6 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 
 
 class DivergenceError(RuntimeError):
@@ -120,6 +121,7 @@ class ProgressLines(L.Callback):
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.start = self.last = time.monotonic()
 
+    @rank_zero_only  # under DDP, one process speaks for all
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         now = time.monotonic()
