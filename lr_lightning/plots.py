@@ -145,6 +145,7 @@ def save_png(path: str | Path, history: LossHistory, module: L.LightningModule, 
     """The loss curves beside the fit (the curve over the points for one input column, else predicted against
     actual for the first output), as a PNG."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     curves, fit = fig.subplots(1, 2)
@@ -152,6 +153,7 @@ def save_png(path: str | Path, history: LossHistory, module: L.LightningModule, 
         if points:
             curves.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None, label=key)
     curves.set(xlabel="epoch", ylabel="MSE", yscale="log", title="loss")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     curves.legend()
     split, x, y = held_out(dm)
     if x.shape[1] == 1:
