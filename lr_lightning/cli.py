@@ -10,6 +10,7 @@ import argparse
 import functools
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -316,7 +317,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     monitor = "val/loss" if dm.n_val else "train/loss"
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    every = args.checkpoint_every or max(1, len(dm.train_dataloader()) // 4)
+    every = args.checkpoint_every or 1  # set below, from the steps per epoch, once the number of processes is known
     plain_sgd = args.optimizer == "sgd" and not args.momentum
     # A resumed run logs into the same version folder, so its curves continue where they stopped.
     version = args.resume_path.parent.parent.name if args.resume_path and args.resume == "last" else None
@@ -356,8 +357,11 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         raise UsageError(f"--accelerator {args.accelerator} --devices {args.devices} --strategy {args.strategy} "
                          f"--num-nodes {args.num_nodes} --precision {args.precision}: "
                          f"{str(e).splitlines()[0]}") from None
-    # Steps per epoch shrink with the number of processes, and log_every_n_steps with them.
+    # Steps per epoch shrink with the number of processes, and log_every_n_steps and the checkpoint interval too.
     trainer.log_every_n_steps = dm.trainer_defaults(trainer.world_size)["log_every_n_steps"]
+    if args.checkpoint_every is None:
+        steps = math.ceil(dm.n_train / (dm.batch_size * trainer.world_size))
+        next(c for c in callbacks if isinstance(c, SaveLast)).every_n_steps = max(1, steps // 4)
     return dm, module, trainer
 
 
