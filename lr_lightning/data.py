@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +244,19 @@ class TensorBatches:
         self._resume_at = (state["epoch"], state["consumed"])
 
 
+def stable_sgd_lr(chunks: Iterable[torch.Tensor], bias: bool) -> float:
+    """Half of ``1 / λmax(XᵀX / n)`` for the features X given chunk by chunk (with a column of ones for the bias):
+    full-batch gradient descent on MSE converges below ``1 / λmax``, mini-batches wobble around it."""
+    gram, n = None, 0
+    for chunk in chunks:
+        chunk = chunk.double().cpu()
+        if bias:
+            chunk = torch.cat([chunk, torch.ones(len(chunk), 1, dtype=chunk.dtype)], dim=1)
+        gram = chunk.T @ chunk if gram is None else gram + chunk.T @ chunk
+        n += len(chunk)
+    return 0.5 / torch.linalg.eigvalsh(gram / n)[-1].item()
+
+
 # ---------------------------------------------------------------------------------------- datamodule
 class RegressionDataModule(L.LightningDataModule):
     """Serves ``(n_samples, n_features)`` inputs and ``(n_samples, n_outputs)`` targets, split into train/val/test.
@@ -407,14 +420,9 @@ class RegressionDataModule(L.LightningDataModule):
         """
         self.setup()
         x = self.splits["train"][0]
-        with_bias = self.bias if bias is None else bias
-        gram = torch.zeros(x.shape[1] + with_bias, x.shape[1] + with_bias, dtype=torch.float64)
-        for i in range(0, len(x), 1 << 16):  # in chunks: no float64 copy of the whole training set
-            chunk = x[i:i + (1 << 16)].double().cpu()
-            if with_bias:
-                chunk = torch.cat([chunk, torch.ones(len(chunk), 1, dtype=chunk.dtype)], dim=1)
-            gram += chunk.T @ chunk
-        return 0.5 / torch.linalg.eigvalsh(gram / len(x))[-1].item()
+        # In chunks: no float64 copy of the whole training set.
+        return stable_sgd_lr((x[i:i + (1 << 16)] for i in range(0, len(x), 1 << 16)),
+                             self.bias if bias is None else bias)
 
     def optimum(self) -> dict[str, Any]:
         """The least-squares fit on the training split (raw inputs, the same model) and its MSE on each split."""

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lr_lightning.data import Batch, RegressionDataModule, TensorBatches, rank_slices
+from lr_lightning.data import Batch, RegressionDataModule, TensorBatches, rank_slices, stable_sgd_lr
 from lr_lightning.features import FeatureMap, Moments
 
 Ranges = list[tuple[int, int]]
@@ -336,24 +336,29 @@ class MemmapDataModule(RegressionDataModule):
         """One pass over every row: each value must be finite (the error names the file, row and column); on the
         way, the training split's moments for standardization. Pages are released as the pass goes."""
         moments = None
-        for name in ("train", "val", "test"):
+        for name, start, x, y in self._chunks("train", "val", "test"):
+            for values, columns, names in ((x, self.table.x_columns, self.feature_names),
+                                           (y, self.table.y_columns, self.target_names)):
+                if not np.isfinite(values).all():
+                    row, col = np.argwhere(~np.isfinite(values))[0]
+                    raise ValueError(f"{self.table.where(start + int(row))}, column {columns[col]} "
+                                     f"({names[col]}): non-finite value {values[row, col]}")
+            if name == "train" and self.standardize:
+                # In the training dtype first, as the in-memory path computes them.
+                chunk = (Moments.of(torch.from_numpy(x).to(self.dtype).double().numpy()),
+                         Moments.of(torch.from_numpy(y).to(self.dtype).double().numpy()))
+                moments = chunk if moments is None else (moments[0] + chunk[0], moments[1] + chunk[1])
+        return moments
+
+    def _chunks(self, *splits: str) -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
+        """``(split, first row, x, y)`` for consecutive chunks of the splits' rows; each chunk's pages are released
+        once the caller is done with it."""
+        for name in splits:
             for a, b in self.ranges[name]:
                 for start in range(a, b, CHUNK_ROWS):
                     stop = min(b, start + CHUNK_ROWS)
-                    x, y = self.table.read_range(start, stop)
-                    for values, columns, names in ((x, self.table.x_columns, self.feature_names),
-                                                   (y, self.table.y_columns, self.target_names)):
-                        if not np.isfinite(values).all():
-                            row, col = np.argwhere(~np.isfinite(values))[0]
-                            raise ValueError(f"{self.table.where(start + int(row))}, column {columns[col]} "
-                                             f"({names[col]}): non-finite value {values[row, col]}")
-                    if name == "train" and self.standardize:
-                        # In the training dtype first, as the in-memory path computes them.
-                        chunk = (Moments.of(torch.from_numpy(x).to(self.dtype).double().numpy()),
-                                 Moments.of(torch.from_numpy(y).to(self.dtype).double().numpy()))
-                        moments = chunk if moments is None else (moments[0] + chunk[0], moments[1] + chunk[1])
+                    yield name, start, *self.table.read_range(start, stop)
                     self.table.release(start, stop)
-        return moments
 
     def _loader(self, split: str, shuffle: bool = False, **kwargs: Any) -> MappedBatches:
         return MappedBatches(self.table, self.ranges[split], self.batch_size, shuffle, self.seed, dtype=self.dtype,
@@ -375,19 +380,9 @@ class MemmapDataModule(RegressionDataModule):
     def stable_lr(self, bias: bool | None = None) -> float:
         """As :meth:`RegressionDataModule.stable_lr`, streamed: one pass over the training rows."""
         self.setup()
-        with_bias = self.bias if bias is None else bias
-        loader = self._loader("train")
-        k = self.n_inputs + with_bias
-        gram = np.zeros((k, k))
-        for a, b in self.ranges["train"]:
-            for start in range(a, b, CHUNK_ROWS):
-                x, _ = loader.tensors(*self.table.read_range(start, min(b, start + CHUNK_ROWS)))
-                x = x.double().numpy()
-                if with_bias:
-                    x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
-                gram += x.T @ x
-                self.table.release(start, min(b, start + CHUNK_ROWS))
-        return 0.5 / float(np.linalg.eigvalsh(gram / self.n_train)[-1])
+        loader = self._loader("train")  # for its mapping of rows to the served features
+        return stable_sgd_lr((loader.tensors(x, y)[0] for _, _, x, y in self._chunks("train")),
+                             self.bias if bias is None else bias)
 
 
 # ---------------------------------------------------------------------------------------- writing data

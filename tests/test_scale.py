@@ -198,6 +198,7 @@ def test_streamed_standardization_matches_the_in_memory_statistics(tmp_path):
         np.testing.assert_allclose(mapped.feature_map.spec[key], in_memory.feature_map.spec[key], rtol=1e-12)
     xb, _ = next(iter(mapped.train_dataloader()))
     assert xb.abs().max() < 6  # served standardized
+    assert mapped.stable_lr() == pytest.approx(in_memory.stable_lr(), rel=1e-9)  # the streamed pass, same answer
 
 
 def test_a_non_finite_value_is_named_by_file_row_and_column(tmp_path):
