@@ -117,8 +117,8 @@ class EpochTimer(L.Callback):
 
 def _trainer(epochs: int, accelerator: str, log_dir: str, timer: EpochTimer, **kwargs: Any) -> L.Trainer:
     return L.Trainer(accelerator=accelerator, devices=1, max_epochs=epochs, logger=TensorBoardLogger(log_dir, name=""),
-                     callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, num_sanity_val_steps=0, **kwargs)
+                     callbacks=[timer], enable_checkpointing=False, num_sanity_val_steps=0,
+                     **{"enable_progress_bar": False, "enable_model_summary": False, **kwargs})
 
 
 def run_dataloader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float, accelerator: str,
@@ -142,7 +142,8 @@ def run_package(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: in
     dm = RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.0, seed=seed)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
-        _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults()).fit(module, datamodule=dm)
+        trainer = _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults(enable_progress_bar=False))
+        trainer.fit(module, datamodule=dm)
     return Result("package", timer.times, full_loss(module, x, y))
 
 
@@ -190,7 +191,8 @@ def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: f
     module = RegressionModule(initial_model(dm.n_features, seed), lr=lr)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
-        _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults()).fit(module, datamodule=dm)
+        trainer = _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults(enable_progress_bar=False))
+        trainer.fit(module, datamodule=dm)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     loss = float(module.trainer.callback_metrics["train/loss"])
     return Result("in-memory" if in_memory else "memory-mapped", timer.times, loss), peak

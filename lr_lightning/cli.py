@@ -7,11 +7,13 @@ and Lightning take their seconds to load. Bad input gets one line ``error: ...``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
-import logging
 import math
 import os
+import shlex
+import signal
 import sys
 import time
 import warnings
@@ -48,12 +50,23 @@ def entry_point(main: Callable[[list[str] | None], int]) -> Callable[[list[str] 
             code = main(argv)
             sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's final flush
             return code
+        except KeyboardInterrupt:  # Ctrl-C outside training (which stops at a step's end, with a checkpoint)
+            print("error: interrupted by SIGINT", file=sys.stderr)
+            return 128 + signal.SIGINT
         except BrokenPipeError:
             # Python's documented remedy: point stdout at devnull so the interpreter's final flush stays quiet.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
 
     return run
+
+
+def quiet() -> None:
+    """A script's output: Lightning's chatter off, warnings one line each (:mod:`lr_lightning.quiet`)."""
+    from lr_lightning.quiet import one_line_warnings, quiet_lightning
+
+    quiet_lightning()
+    one_line_warnings()
 
 
 # ---------------------------------------------------------------------------------------------- flags
@@ -149,21 +162,56 @@ def load_config(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
         parser.error(f"--config {path}: not valid YAML" + (f" (line {where.line + 1})" if where else ""))
     if not isinstance(config, dict):
         parser.error(f"--config {path}: expected a mapping of flag names to values, got {type(config).__name__}")
-    known = {a.dest for a in parser._actions} - {"help", "config"}
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     values = {}
     for key, value in config.items():
         dest = str(key).lstrip("-").replace("-", "_")
-        if dest not in known:
+        if dest not in actions:
             parser.error(f"--config {path}: unknown key {key!r}; keys are the flags' names, e.g. max_epochs")
-        values[dest] = value
+        try:
+            values[dest] = _config_value(actions[dest], value)
+        except (TypeError, ValueError) as e:
+            parser.error(f"--config {path}: {key}: {e}")
     return values
+
+
+def _config_value(action: argparse.Action, value: Any) -> Any:
+    """A config value checked and converted as the flag's own parser would (a default is never parsed again)."""
+    if action.dest == "model" and isinstance(value, dict):
+        return value  # {class_path, init_args}: checked where the network is built
+    if value is None:
+        return None
+    if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    many = action.nargs in ("+", "*")
+    items = value if many and isinstance(value, list) else [value]
+    if many and not isinstance(value, list):
+        raise ValueError(f"expected a list, e.g. [{value!r}], got {value!r}")
+    out = []
+    for item in items:
+        if isinstance(item, (list, dict)) or isinstance(item, bool) and action.type in (int, float):
+            raise ValueError(f"expected {_kind(action)}, got {item!r}")
+        try:
+            converted = action.type(str(item)) if action.type is not None else str(item)
+        except ValueError:
+            raise ValueError(f"expected {_kind(action)}, got {item!r}") from None
+        if action.choices is not None and converted not in action.choices:
+            raise ValueError(f"expected one of {', '.join(map(str, action.choices))}, got {item!r}")
+        out.append(converted)
+    return out if many else out[0]
+
+
+def _kind(action: argparse.Action) -> str:
+    return {int: "a whole number", float: "a number"}.get(action.type, "a single value")
 
 
 # ------------------------------------------------------------------------------------------------ fit
 @entry_point
 def fit_main(argv: list[str] | None = None) -> int:
     args = parse_fit_args(argv)
-    quiet_lightning()
+    quiet()
     try:
         dm, module, trainer = build_fit(args)
     except (UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
@@ -173,20 +221,32 @@ def fit_main(argv: list[str] | None = None) -> int:
 
     x5 = torch.tensor([[5.0]])
     before = predict_one(module, x5) if dm.n_inputs == 1 else None
-    from lr_lightning.reliability import DivergenceError
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from lr_lightning.reliability import DivergenceError, Interrupted, StopOnSignal
+
+    stop = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
+    stop.install()  # from here to the summary; during training it waits for the step in flight to end
     start = time.perf_counter()
     try:
         # weights_only: resuming from a checkpoint must not run code hidden in it.
         trainer.fit(module, datamodule=dm, ckpt_path=args.resume_path, weights_only=True)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # trainer.test replaces them
+        if dm.n_test:
+            metrics |= trainer.test(module, datamodule=dm, ckpt_path="best", verbose=False)[0]
     except DivergenceError as e:
         last = _last_checkpoint(trainer)
         print(f"error: {e}" + (f" (last finite weights: {_show(last)})" if last else ""), file=sys.stderr)
         return 1
+    except (Interrupted, SIGTERMException) as e:
+        if not isinstance(e, Interrupted):  # Lightning's own, raised where ours could not be: SIGTERM outside a step
+            e = stop.interrupted(signal.SIGTERM)
+        if trainer.is_global_zero:
+            print(f"error: {_interrupted(e, argv)}", file=sys.stderr)
+        return e.exit_status
+    finally:
+        stop.restore()
     seconds = time.perf_counter() - start
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # trainer.test replaces them
-    if dm.n_test:
-        metrics |= trainer.test(module, datamodule=dm, ckpt_path="best", verbose=False)[0]
     if trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
         print_summary(args, dm, module, trainer, seconds, before, metrics)
         if args.plot is not None:
@@ -195,6 +255,20 @@ def fit_main(argv: list[str] | None = None) -> int:
             history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
             print(f"Plot: {_show(save_png(args.plot, history, module, dm))}")
     return 0
+
+
+def _interrupted(e: Any, argv: list[str] | None) -> str:
+    """One line: what stopped the run, where its resumable checkpoint is, and the command that continues it."""
+    if e.checkpoint is None:
+        return f"{e}; stopped before anything was saved, so there is nothing to resume"
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(args):  # drop an earlier --resume [PATH]: the new one names the checkpoint
+        if arg == "--resume" or arg.startswith("--resume="):
+            has_path = arg == "--resume" and i + 1 < len(args) and not args[i + 1].startswith("--")
+            del args[i:i + 1 + has_path]
+            break
+    command = shlex.join(["python", "scripts/fit.py", *args, "--resume", _show(e.checkpoint)])
+    return f"{e}; saved {_show(e.checkpoint)}; continue with: {command}"
 
 
 def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bias: bool) -> torch.nn.Module:
@@ -254,6 +328,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         DivergenceGuard,
         ProgressLines,
         SaveLast,
+        StopOnSignal,
         find_last_checkpoint,
     )
 
@@ -266,7 +341,8 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
             where = f"no last.ckpt under --log-dir {args.log_dir}" if args.resume == "last" else "no such file"
             raise UsageError(f"--resume {args.resume}: {where}")
         try:  # refuse what is not one of our checkpoints (or would run code when unpickled) before training
-            if "loops" not in torch.load(found, map_location="cpu", weights_only=True):
+            resume_state = torch.load(found, map_location="cpu", weights_only=True)
+            if not isinstance(resume_state, dict) or "loops" not in resume_state:
                 raise ValueError("it holds no training state (was it saved with weights only?)")
         except Exception as e:
             raise UsageError(f"--resume {found}: not a checkpoint written by fit.py ({type(e).__name__}: "
@@ -276,6 +352,14 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     if args.accelerator in ("gpu", "cuda") and not has_gpu:
         raise UsageError(f"--accelerator {args.accelerator}: no GPU is visible to torch on this machine; "
                          "use --accelerator cpu (or auto)")
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    known = sorted(AcceleratorRegistry.available_accelerators())
+    if args.accelerator not in ("auto", "gpu", *known):
+        raise UsageError(f"--accelerator {args.accelerator}: unknown; choose auto, gpu or one of {', '.join(known)}")
+    if args.accelerator in known and not AcceleratorRegistry[args.accelerator]["accelerator"].is_available():
+        raise UsageError(f"--accelerator {args.accelerator}: not available on this machine; use --accelerator cpu "
+                         "(or auto)")
     devices = _devices(args.devices)
     if isinstance(devices, int):
         on_gpu = args.accelerator in ("gpu", "cuda") or (args.accelerator == "auto" and torch.cuda.is_available())
@@ -287,6 +371,10 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         raise UsageError(f"--num-nodes must be >= 1, got {args.num_nodes}")
     if args.max_epochs < -1:
         raise UsageError(f"--max-epochs must be >= 0 (or -1 for no limit), got {args.max_epochs}")
+    from lr_lightning.data import SEED_MAX
+
+    if not 0 <= args.seed <= SEED_MAX:
+        raise UsageError(f"--seed {args.seed}: must be a whole number from 0 to {SEED_MAX}")
     L.seed_everything(args.seed, verbose=False)
     dtype = torch.float64 if str(args.precision).startswith("64") else torch.float32
     data_kwargs: dict[str, Any] = {"seed": args.seed, "dtype": dtype, "test_fraction": args.test_fraction}
@@ -319,17 +407,22 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         raise UsageError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     every = args.checkpoint_every or 1  # set below, from the steps per epoch, once the number of processes is known
     plain_sgd = args.optimizer == "sgd" and not args.momentum
-    # A resumed run logs into the same version folder, so its curves continue where they stopped.
-    version = args.resume_path.parent.parent.name if args.resume_path and args.resume == "last" else None
-    logger = TensorBoardLogger(args.log_dir, name="", version=version)
+    if args.resume_path is not None:
+        # Before any training, in the words of the setting that differs (not a size mismatch mid-restore).
+        module.check_resumable(resume_state, dm)
+        # A run resumed into its own folder finds its checkpoints there: that is the point, not a warning.
+        warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
+    logger = TensorBoardLogger(args.log_dir, name="", version=_run_version(args))
     checkpoints = Path(logger.log_dir) / "checkpoints"
+    saver = SaveLast(checkpoints, every_n_steps=every)
     callbacks: list[L.Callback] = [
         ModelCheckpoint(checkpoints, monitor=monitor, mode="min", filename="best", auto_insert_metric_name=False,
                         enable_version_counter=False),
         # last.ckpt every `every` steps and at each epoch's end, so that a killed run resumes close to where it
         # stopped; the guard runs first and refuses to let broken weights into it.
         DivergenceGuard(stable_lr=functools.partial(dm.stable_lr, bias) if plain_sgd else None),
-        SaveLast(checkpoints, every_n_steps=every),
+        saver,
+        StopOnSignal(saver),  # after the saver: a signal's checkpoint is the step's own
         TensorBoardFigures(times=args.figures),
         LossHistory(),
     ]
@@ -350,10 +443,11 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         trainer = L.Trainer(
             accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes, strategy=args.strategy,
             precision=args.precision, max_epochs=args.max_epochs, logger=logger, callbacks=callbacks,
-            plugins=[AtomicCheckpointIO()], enable_progress_bar=progress_bar, enable_model_summary=False,
-            **dm.trainer_defaults(),
+            plugins=[AtomicCheckpointIO()], **dm.trainer_defaults(enable_progress_bar=progress_bar),
         )
-    except (MisconfigurationException, ValueError, RuntimeError) as e:
+    except (MisconfigurationException, ValueError, RuntimeError, ImportError) as e:
+        with contextlib.suppress(OSError):  # the run folder claimed for this run stays empty: give it back
+            Path(logger.log_dir).rmdir()
         raise UsageError(f"--accelerator {args.accelerator} --devices {args.devices} --strategy {args.strategy} "
                          f"--num-nodes {args.num_nodes} --precision {args.precision}: "
                          f"{str(e).splitlines()[0]}") from None
@@ -361,8 +455,34 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     trainer.log_every_n_steps = dm.trainer_defaults(trainer.world_size)["log_every_n_steps"]
     if args.checkpoint_every is None:
         steps = math.ceil(dm.n_train / (dm.batch_size * trainer.world_size))
-        next(c for c in callbacks if isinstance(c, SaveLast)).every_n_steps = max(1, steps // 4)
+        saver.every_n_steps = max(1, steps // 4)
     return dm, module, trainer
+
+
+RUN_VERSION = "LR_LIGHTNING_RUN_VERSION"  # the run folder rank 0 claimed, for the DDP processes it starts
+
+
+def _run_version(args: argparse.Namespace) -> int | str:
+    """The run's folder under ``--log-dir``: the resumed run's own (its curves continue there), or a new one,
+    claimed atomically by rank 0 (two runs started together must not share one) and passed on to the processes
+    it starts for DDP."""
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    from lr_lightning.reliability import claim_version
+
+    path = args.resume_path
+    log_dir = Path(args.log_dir)
+    if path is not None and path.parent.name == "checkpoints" and path.resolve().parent.parent.parent == \
+            log_dir.resolve():
+        return path.parent.parent.name
+    if (_get_rank() or 0) != 0:  # DDP: rank 0 has claimed it (torchrun on another node: rank 0 of the job writes)
+        return os.environ.get(RUN_VERSION, "version_unclaimed")
+    try:
+        version = claim_version(log_dir)
+    except ValueError as e:
+        raise UsageError(f"--log-dir {e}") from None
+    os.environ[RUN_VERSION] = f"version_{version}"
+    return version
 
 
 def _equation(weight: Any, bias: float | None, names: list[str], shown: int = 8) -> str:
@@ -391,9 +511,12 @@ def _devices(value: Any) -> Any:
     if text == "auto":
         return text
     try:
-        return [int(v) for v in text.split(",") if v] if "," in text else int(text)
+        devices = [int(v) for v in text.split(",") if v] if "," in text else int(text)
     except ValueError:
         raise UsageError(f"--devices {value}: expected auto, a number or a list like 0,1") from None
+    if isinstance(devices, list) and (not devices or len(set(devices)) < len(devices) or min(devices) < 0):
+        raise UsageError(f"--devices {value}: a list names each device once, by its index (0, 1, ...)")
+    return devices
 
 
 def predict_one(module: torch.nn.Module, x: torch.Tensor) -> list[float]:
@@ -457,14 +580,6 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
         print(f"View the curves: tensorboard --logdir {args.log_dir}")
 
 
-def quiet_lightning() -> None:
-    """Keep Lightning's output to what a user can act on; our summary says which device ran and why it stopped."""
-    # Start-up banners (GPU/TPU available, a litlogger advert, "`max_epochs` reached") are INFO messages.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    # Lightning 2.6 uses a torch._pytree API that torch 2.13 deprecates: nothing a user of ours can change.
-    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
-
-
 # ------------------------------------------------------------------------------------------ make_data
 def make_data_parser() -> Parser:
     p = Parser(prog="make_data.py", description="Write a synthetic regression dataset as .npy shards, for "
@@ -511,7 +626,7 @@ def predict_parser() -> Parser:
 @entry_point
 def predict_main(argv: list[str] | None = None) -> int:
     args = predict_parser().parse_args(argv)
-    quiet_lightning()
+    quiet()
     try:
         module, features, targets = load_for_prediction(args.ckpt)
         x = _predict_inputs(args, features)
@@ -598,7 +713,7 @@ def from_scratch_main(argv: list[str] | None = None) -> int:
     if any(problems):
         print(f"error: {next(p for p in problems if p)}", file=sys.stderr)
         return 2
-    quiet_lightning()
+    quiet()
     from lr_lightning.from_scratch import STAGES, first_disagreement, numpy_stage, run_stages
 
     x = args.x
@@ -665,7 +780,7 @@ def benchmark_parser() -> Parser:
 @entry_point
 def benchmark_main(argv: list[str] | None = None) -> int:
     args = benchmark_parser().parse_args(argv)
-    quiet_lightning()
+    quiet()
     import torch
 
     from lr_lightning import benchmark
@@ -763,7 +878,7 @@ def nist_main(argv: list[str] | None = None) -> int:
     if not args.data_dir.is_dir():
         print(f"error: --data-dir {args.data_dir}: no such folder (the NIST StRD .dat files)", file=sys.stderr)
         return 2
-    quiet_lightning()
+    quiet()
     import numpy as np
 
     from lr_lightning import nist

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,32 @@ def _is_float(cell: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+SEED_MAX = 2**32 - 1  # numpy's and Lightning's seeds are unsigned 32-bit integers
+
+
+def _is_int(value: Any) -> bool:
+    """A whole number, and not a bool (``True`` is an ``int`` to Python, but ``batch_size=True`` is a mistake)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def serving_dtype(dtype: torch.dtype | None, *arrays: Any) -> torch.dtype:
+    """The dtype a datamodule serves: ``dtype`` when given, else float64 if any of ``arrays`` is a float64 array or
+    tensor (float64 in stays float64), else float32 (lists, integers, float32 and smaller floats).
+
+    >>> import numpy as np
+    >>> serving_dtype(None, np.zeros(3), [1.0]), serving_dtype(None, [1.0, 2.0])
+    (torch.float64, torch.float32)
+    >>> serving_dtype(torch.float32, np.zeros(3))
+    torch.float32
+    """
+    if dtype is not None:
+        if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise ValueError(f"dtype must be a torch floating dtype (torch.float32 or torch.float64), got {dtype!r}")
+        return dtype
+    wide = any(getattr(a, "dtype", None) in (np.float64, torch.float64) for a in arrays)
+    return torch.float64 if wide else torch.float32
 
 
 # -------------------------------------------------------------------------------------------- batches
@@ -270,6 +297,10 @@ class RegressionDataModule(L.LightningDataModule):
     predictions come back in original units. ``bias=False`` says the model has no intercept: then features and
     targets are scaled but never centred.
 
+    ``dtype`` (default ``None``): float64 arrays or tensors are served as float64 (and ``RegressionModule`` trains a
+    float32 network on them in float64), anything else as float32; the sources ``tutorial``, ``synthetic`` and
+    ``from_csv`` serve float32, ``.npy`` files their own dtype. Pass ``dtype=`` to choose.
+
     >>> dm = RegressionDataModule.tutorial()
     >>> dm.setup("fit")
     >>> x, y = next(iter(dm.train_dataloader()))
@@ -291,18 +322,25 @@ class RegressionDataModule(L.LightningDataModule):
         *,
         bias: bool = True,
         drop_last: bool = False,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         feature_names: list[str] | None = None,
         target_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["x", "y", "dtype"])
+        self.dtype = dtype = serving_dtype(dtype, x, y)
         self.hparams["dtype"] = str(dtype).removeprefix("torch.")  # a string: hparams.yaml cannot hold a torch.dtype
         self.x, self.y = self._take_data(x, y, dtype)
-        if not (isinstance(batch_size, int) and batch_size > 0):
+        if not (_is_int(batch_size) and batch_size > 0):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not (_is_int(seed) and 0 <= seed <= SEED_MAX):
+            raise ValueError(f"seed must be an integer from 0 to {SEED_MAX}, got {seed!r}")
+        for name, flag in (("shuffle", shuffle), ("standardize", standardize), ("bias", bias),
+                           ("drop_last", drop_last)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be true or false, got {flag!r}")
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
-        if polynomial_degree is not None and not (isinstance(polynomial_degree, int) and polynomial_degree >= 1):
+        if polynomial_degree is not None and not (_is_int(polynomial_degree) and polynomial_degree >= 1):
             raise ValueError(f"polynomial_degree must be an integer >= 1, got {polynomial_degree!r}")
         self.standardize, self.polynomial_degree, self.bias = standardize, polynomial_degree, bias
         self.feature_map: FeatureMap | None = None
@@ -357,16 +395,19 @@ class RegressionDataModule(L.LightningDataModule):
         """Processes training together (DDP ranks); 1 until a Trainer is attached."""
         return self.trainer.world_size if self.trainer is not None else 1
 
-    def trainer_defaults(self, world_size: int = 1) -> dict[str, Any]:
-        """Trainer settings this data implies; pass them on as ``L.Trainer(**dm.trainer_defaults(), ...)``.
+    def trainer_defaults(self, world_size: int = 1, **overrides: Any) -> dict[str, Any]:
+        """Trainer settings this data implies; pass them on as ``L.Trainer(**dm.trainer_defaults(...))``.
 
         Without a validation split, ``limit_val_batches=0`` is Lightning's own way to switch the loop off
         (anything else warns); ``log_every_n_steps`` above the number of batches per epoch would warn and log
-        no step at all on small data. ``world_size``: the number of DDP processes (devices × nodes).
+        no step at all on small data. A progress bar only when the output is a terminal (in a log file its redraws
+        are hundreds of kilobytes of noise), and no model summary (a table of one layer). ``world_size``: the number
+        of DDP processes (devices × nodes). ``overrides``: any Trainer argument, taking precedence.
         """
         g = self.batch_size * world_size
         n_batches = self.n_train // g if self.drop_last else math.ceil(self.n_train / g)
-        return {"log_every_n_steps": max(1, min(50, n_batches)), "limit_val_batches": 1.0 if self.n_val else 0}
+        return {"log_every_n_steps": max(1, min(50, n_batches)), "limit_val_batches": 1.0 if self.n_val else 0,
+                "enable_progress_bar": sys.stdout.isatty(), "enable_model_summary": False, **overrides}
 
     # ---- Lightning hooks
     def setup(self, stage: str | None = None) -> None:
@@ -469,7 +510,8 @@ class RegressionDataModule(L.LightningDataModule):
         b = float(rng.uniform(-1, 1)) if bias is None else float(bias)
         x = rng.standard_normal((n_samples, n_features))
         y = x @ w + b + noise * rng.standard_normal(n_samples)
-        dm = cls(x, y, seed=seed, **kwargs)
+        # Generated, not given: served in torch's default float32 unless dtype= says otherwise.
+        dm = cls(x, y, seed=seed, **{"dtype": torch.float32, **kwargs})
         dm.true_weight, dm.true_bias = torch.tensor(w).reshape(1, -1), torch.tensor([b], dtype=torch.float64)
         return dm
 
@@ -477,7 +519,8 @@ class RegressionDataModule(L.LightningDataModule):
     def from_csv(cls, path: str | Path, target: str | None = None, **kwargs: Any) -> RegressionDataModule:
         """A CSV file with a header row; ``target`` names the target column (default: the last one)."""
         x, y, features, target = read_csv(path, target)
-        return cls(x, y, feature_names=features, target_names=[target], **kwargs)
+        # Text parsed as float64, served as float32 unless dtype= says otherwise: a CSV is not "float64 data".
+        return cls(x, y, feature_names=features, target_names=[target], **{"dtype": torch.float32, **kwargs})
 
     @classmethod
     def from_npy(cls, path: str | Path, target: int | str | None = None, **kwargs: Any) -> RegressionDataModule:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lr_lightning.data import Batch, RegressionDataModule, TensorBatches, rank_slices, stable_sgd_lr
+from lr_lightning.data import Batch, RegressionDataModule, TensorBatches, rank_slices, serving_dtype, stable_sgd_lr
 from lr_lightning.features import FeatureMap, Moments
 
 Ranges = list[tuple[int, int]]
@@ -280,7 +280,7 @@ class MemmapDataModule(RegressionDataModule):
     def __init__(self, path: str | Path, target: int | str | None = None, batch_size: int = 32,
                  val_fraction: float = 0.2, test_fraction: float = 0.0, shuffle: bool = True, seed: int = 0,
                  standardize: bool = False, polynomial_degree: int | None = None, *, bias: bool = True,
-                 drop_last: bool = False, dtype: torch.dtype = torch.float32, block_rows: int = 1 << 16,
+                 drop_last: bool = False, dtype: torch.dtype | None = None, block_rows: int = 1 << 16,
                  feature_names: list[str] | None = None, target_names: list[str] | None = None) -> None:
         if polynomial_degree is not None:
             raise ValueError(f"{path}: polynomial_degree needs the data in memory; load it with --in-memory "
@@ -288,6 +288,8 @@ class MemmapDataModule(RegressionDataModule):
         if not (isinstance(block_rows, int) and block_rows > 0):
             raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}")
         self.table = NpyTable(path, target)
+        # A float64 file is float64 in, and stays float64 unless dtype= says otherwise.
+        dtype = serving_dtype(dtype, *(f.array for f in self.table.parts[0] if f is not None))
         super().__init__(self.table, None, batch_size, val_fraction, test_fraction, shuffle, seed, standardize,
                          None, bias=bias, drop_last=drop_last, dtype=dtype,
                          feature_names=feature_names or self.table.feature_names,

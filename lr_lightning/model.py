@@ -23,6 +23,9 @@ class LinearRegression(nn.Module):
 
     def __init__(self, in_features: int, out_features: int = 1, bias: bool = True) -> None:
         super().__init__()
+        _check_sizes(in_features, out_features)
+        if not isinstance(bias, bool):
+            raise ValueError(f"bias must be true or false, got {bias!r}")
         self.in_features = in_features
         self.out_features = out_features
         self.bias = bias
@@ -30,6 +33,16 @@ class LinearRegression(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_sizes(in_features: object, out_features: object) -> None:
+    for name, value in (("in_features", in_features), ("out_features", out_features)):
+        if not _positive_int(value):
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -53,8 +66,9 @@ class MLPRegressor(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if not hidden or not all(isinstance(h, int) and h > 0 for h in hidden):
-            raise ValueError(f"hidden must be one or more positive layer widths, got {hidden!r}")
+        if not (isinstance(hidden, (list, tuple)) and hidden and all(_positive_int(h) for h in hidden)):
+            raise ValueError(f"hidden must be a list of positive layer widths, e.g. [64, 64], got {hidden!r}")
+        _check_sizes(in_features, out_features)
         self.in_features, self.out_features, self.activation = in_features, out_features, activation
         self.hidden = list(hidden)  # a list, as YAML configs and checkpoint hyperparameters hold it
         layers: list[nn.Module] = []

@@ -23,10 +23,15 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, Metric
 from torchmetrics.regression import R2Score
 
 from lr_lightning.features import FeatureMap
+from lr_lightning.quiet import quiet_lightning
+
+quiet_lightning()  # the Python API as quiet as the command line: see lr_lightning/quiet.py
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
-SCHEDULERS = ("cosine", "step", "plateau")
+SCHEDULER_CLASSES = {"cosine": torch.optim.lr_scheduler.CosineAnnealingLR, "step": torch.optim.lr_scheduler.StepLR,
+                     "plateau": torch.optim.lr_scheduler.ReduceLROnPlateau}
+SCHEDULERS = tuple(SCHEDULER_CLASSES)
 
 
 # --------------------------------------------------------------------------- rebuilding the network
@@ -84,6 +89,42 @@ def _is_plain(value: Any) -> bool:
     return False
 
 
+def _check_settings(lr: Any, optimizer: Any, momentum: Any, weight_decay: Any, scheduler: Any,
+                    scheduler_options: Any, compile: Any) -> None:
+    """Refuse bad settings when the module is built, in words that name the setting, before any training.
+
+    ``bool`` is an ``int`` to Python, but ``lr=True`` is a mistake, not a learning rate of 1.
+    """
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not (number(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
+        if not (number(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if momentum and optimizer != "sgd":
+        raise ValueError(f"momentum applies to sgd only; {optimizer} has its own (got momentum={momentum})")
+    if weight_decay and optimizer == "lbfgs":
+        raise ValueError(f"weight_decay does not apply to lbfgs (got weight_decay={weight_decay})")
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if scheduler_options is not None:
+        if not (isinstance(scheduler_options, Mapping) and all(isinstance(k, str) for k in scheduler_options)):
+            raise ValueError(f"scheduler_options must be a mapping of argument names to values, "
+                             f"got {scheduler_options!r}")
+        accepted = set(inspect.signature(SCHEDULER_CLASSES[scheduler]).parameters) - {"optimizer"} \
+            if scheduler is not None else set()
+        if unknown := sorted(set(scheduler_options) - accepted):
+            raise ValueError(f"scheduler_options: {', '.join(unknown)} not accepted by "
+                             f"{SCHEDULER_CLASSES[scheduler].__name__ if scheduler else 'no scheduler'}"
+                             + (f" (it takes {', '.join(sorted(accepted))})" if accepted else ""))
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be true or false, got {compile!r}")
+
+
 # ------------------------------------------------------------------------------------------- module
 class RegressionModule(L.LightningModule):
     """Trains any regression ``nn.Module`` ``(N, in) -> (N, out)`` with MSE loss.
@@ -119,19 +160,16 @@ class RegressionModule(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if scheduler is not None and scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-        if momentum and optimizer != "sgd":
-            raise ValueError(f"momentum applies to sgd only; {optimizer} has its own (got momentum={momentum})")
+        _check_settings(lr, optimizer, momentum, weight_decay, scheduler, scheduler_options, compile)
         if model is None:
             raise ValueError("this checkpoint does not record how to build its network; "
                              "pass it: RegressionModule.load_from_checkpoint(path, model=...)")
         # From a checkpoint, `model` is the recipe that was recorded below.
         self.model = build_model(model) if isinstance(model, Mapping) else model
+        if not isinstance(self.model, nn.Module):
+            raise ValueError(f"model must be an nn.Module, got {type(self.model).__name__}")
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise ValueError(f"the network {type(self.model).__name__} has no trainable parameters: nothing to train")
         spec = model_spec(self.model)
         if spec is None:
             rank_zero_warn(f"cannot record how to rebuild {type(self.model).__qualname__}: store each __init__ "
@@ -158,7 +196,9 @@ class RegressionModule(L.LightningModule):
         self.val_per_output, self.test_per_output = nn.ModuleList(), nn.ModuleList()
 
     def setup(self, stage: str) -> None:
-        fm = getattr(self.trainer.datamodule, "feature_map", None) if self.trainer is not None else None
+        dm = self.trainer.datamodule if self.trainer is not None else None
+        self._match_the_data(dm)
+        fm = getattr(dm, "feature_map", None)
         if fm is not None and self.feature_map is None:
             # The data's feature map (fitted on its training split) becomes part of the model.
             self.feature_map = FeatureMap(fm.spec).to(self.device)
@@ -177,6 +217,66 @@ class RegressionModule(L.LightningModule):
                 per_output.extend(MetricCollection({"loss": MeanSquaredError(), "mae": MeanAbsoluteError(),
                                                     "r2": R2Score()}, prefix=f"{stage}/", postfix=f"_{name}")
                                   for name in names)
+
+    def _match_the_data(self, dm: Any) -> None:
+        """Refuse, or adapt to, data the network would silently train wrong on.
+
+        - Float64 data trains a float64 network: a float32 network would round every batch (on NIST's Norris, LBFGS
+          gets 4 digits instead of 13). Only float32 parameters are widened, and only for float64 data.
+        - Data centred for a model with an intercept (``bias=True`` with a feature map), fed to a linear network
+          without one, fits the wrong model (NIST's NoInt1: 0.3 correct digits); the reverse cannot map back to
+          raw units. Either way the two ``bias`` settings must agree.
+        """
+        if dm is None:
+            return
+        dtype = getattr(dm, "dtype", None)
+        params = list(self.model.parameters())
+        if dtype == torch.float64 and params and all(p.dtype == torch.float32 for p in params):
+            self.model.to(torch.float64)
+        fm = getattr(dm, "feature_map", None)
+        layer = _single_linear(self.model)
+        if fm is not None and fm.bias and layer is not None and layer.bias is None:
+            raise ValueError("the data's feature map is centred for a model with an intercept (datamodule bias=True) "
+                             "but the network has none (bias=False): pass bias=False to the datamodule too")
+        if fm is not None and not fm.bias and layer is not None and layer.bias is not None:
+            raise ValueError("the datamodule says the model has no intercept (bias=False) but the network has one: "
+                             "build the network with bias=False too")
+
+    def check_resumable(self, checkpoint: Mapping[str, Any], datamodule: Any = None) -> None:
+        """Raise ValueError, naming what differs, if training cannot continue from ``checkpoint`` with this module
+        (and ``datamodule``): another network, optimizer or feature map (standardization, polynomial degree), other
+        features, or parameters of other shapes. Lightning would fail later with a size mismatch or a missing
+        optimizer key, or worse, load weights trained on other features without a word."""
+        saved = checkpoint.get("hyper_parameters") or {}
+        differs = []
+        for key, what in (("model", "network"), ("optimizer", "optimizer"), ("normalization", "feature map "
+                                                                                 "(standardize/polynomial_degree)")):
+            if key in saved and saved[key] != self.hparams.get(key):
+                there, here = _describe(key, saved[key]), _describe(key, self.hparams.get(key))
+                differs.append(f"the {what}: " + (f"{there} there, {here} here" if there != here else
+                                                  f"{here}, but fitted to other data (its statistics differ)"))
+        data = checkpoint.get("datamodule_hyper_parameters") or {}
+        names = getattr(datamodule, "feature_names", None)
+        if data.get("feature_names") is not None and names is not None and list(data["feature_names"]) != list(names):
+            differs.append(f"the features: {', '.join(map(str, data['feature_names']))} there, {', '.join(names)} here")
+        state = checkpoint.get("state_dict")
+        if not differs and isinstance(state, Mapping):
+            ours = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+            theirs = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+            if ours != theirs:
+                key = next(k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
+                differs.append(f"the parameters: {key} is {theirs.get(key, 'missing')} there, "
+                               f"{ours.get(key, 'missing')} here")
+        if differs:
+            raise ValueError("cannot resume: the checkpoint was trained with another setting; " + "; ".join(differs)
+                             + " (resume with the flags of the first run)")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Resuming `trainer.fit(..., ckpt_path=...)`: check before Lightning loads anything. (Not when a checkpoint
+        # is loaded for use: load_from_checkpoint rebuilds the module from the checkpoint itself, or from
+        # overrides the caller chose.)
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            self.check_resumable(checkpoint, self.trainer.datamodule)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions in original units from raw inputs (the feature map, if any, is applied here)."""
@@ -198,8 +298,17 @@ class RegressionModule(L.LightningModule):
             return preds.sum() * 0.0, preds, y
         return self.loss_fn(preds, y), preds, y
 
+    def on_train_start(self) -> None:
+        self._counted = None  # (global_step, batch_idx) whose loss is already counted; see training_step
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)
+        # LBFGS evaluates the loss many times within one optimizer step: Lightning runs this method for every
+        # evaluation of its line search. The step's loss is the first, at the step's start, as for SGD; counting the
+        # others would log (and monitor, checkpoint and stop on) the mean of trial points.
+        if getattr(self, "_counted", None) == (self.global_step, batch_idx):
+            return loss
+        self._counted = (self.global_step, batch_idx)
         # `self.log` costs more than a whole linear-regression step, so it is not called on every step. The epoch
         # mean accumulates on the device; logging the metric object once per epoch is enough for Lightning to
         # compute it at the epoch's end, before any callback reads `train/loss`. The step value is logged only
@@ -292,12 +401,10 @@ class RegressionModule(L.LightningModule):
         In float64; ``in`` counts raw powers after a polynomial expansion (x1, x1², …, x2, …); ``bias`` is None
         without an intercept. Raises ValueError for a network that is not linear.
         """
-        linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
-        params = {id(p) for p in self.model.parameters()}
-        if len(linears) != 1 or params != {id(p) for p in linears[0].parameters()}:
+        layer = _single_linear(self.model)
+        if layer is None:
             raise ValueError(f"coefficients() needs a linear model (one nn.Linear holding all parameters); "
                              f"{type(self.model).__name__} is not one")
-        layer = linears[0]
         weight = layer.weight.detach().double().cpu().numpy()
         bias = layer.bias.detach().double().cpu().numpy() if layer.bias is not None else None
         if not np.isfinite(weight).all() or (bias is not None and not np.isfinite(bias).all()):
@@ -318,8 +425,41 @@ class RegressionModule(L.LightningModule):
         # until told otherwise. Make it the final validation loss (the training loss without validation).
         metrics = self.trainer.callback_metrics
         key = "val/loss" if "val/loss" in metrics else "train/loss"
-        if self.logger is not None and key in metrics:
-            self.logger.log_metrics({"hp_metric": float(metrics[key])}, step=self.global_step)
+        if key in metrics:
+            self._hp_metric = float(metrics[key])
+            self._log_hp_metric()
+
+    def on_test_end(self) -> None:
+        # Lightning logs its -1 placeholder again when a test stage starts (into a new event file, read after the
+        # fit's): say the fit's value once more, last.
+        self._log_hp_metric()
+
+    def _log_hp_metric(self) -> None:
+        value = getattr(self, "_hp_metric", None)
+        if self.logger is not None and value is not None:
+            self.logger.log_metrics({"hp_metric": value}, step=self.global_step)
+
+
+def _describe(key: str, value: Any) -> str:
+    """A hyperparameter as a person reads it in a one-line message."""
+    if key == "model" and isinstance(value, Mapping):
+        args = ", ".join(f"{k}={v}" for k, v in (value.get("init_args") or {}).items())
+        return f"{str(value.get('class_path', '?')).rpartition('.')[2]}({args})"
+    if key == "normalization":
+        if not value:
+            return "none"
+        standardized = any(v != 1.0 for v in value.get("feature_scale", []))
+        return f"polynomial_degree={value.get('polynomial_degree')}, bias={value.get('bias')}, " + (
+            "standardized" if standardized else "not standardized")
+    return repr(value)
+
+
+def _single_linear(model: nn.Module) -> nn.Linear | None:
+    """The one ``nn.Linear`` that holds all of ``model``'s parameters, if there is such a layer."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if len(linears) != 1 or {id(p) for p in model.parameters()} != {id(p) for p in linears[0].parameters()}:
+        return None
+    return linears[0]
 
 
 class ExcessMSE(MeanSquaredError):

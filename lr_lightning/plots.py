@@ -103,15 +103,19 @@ class TensorBoardFigures(L.Callback):
     """
 
     def __init__(self, times: int = 5) -> None:
+        if not (isinstance(times, int) and not isinstance(times, bool) and times >= 0):
+            raise ValueError(f"figures must be a whole number >= 0 (0: none), got {times!r}")
         self.times = times
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.times < 1:  # figures off; also no division by zero below
+            return
         experiment = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else self.times
         every = max(1, epochs // self.times)
         last = trainer.current_epoch + 1 >= epochs
-        if experiment is None or self.times < 1 or not ((trainer.current_epoch + 1) % every == 0 or last):
+        if experiment is None or not ((trainer.current_epoch + 1) % every == 0 or last):
             return
         step = trainer.global_step
         for name, p in module.named_parameters():

@@ -6,6 +6,9 @@
   kill in the middle of a write leaves the previous ``last.ckpt`` intact.
 - :class:`SaveLast` writes ``last.ckpt`` every N steps and at every epoch's end: what a resumed run continues from.
 - :class:`ProgressLines` says how far a long run is when there is no progress bar (a log file, a pipe).
+- :class:`StopOnSignal` ends a run on SIGINT (Ctrl-C) or SIGTERM (what job schedulers send before they kill) at
+  the end of the step in flight, with a resumable ``last.ckpt``, by raising :class:`Interrupted`.
+- :func:`claim_version` claims a new run folder ``version_N`` atomically, so runs started together never share one.
 - :func:`find_last_checkpoint` finds the ``last.ckpt`` of the newest run under a log directory.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -100,16 +104,144 @@ class SaveLast(L.Callback):
 
     def __init__(self, dirpath: str | Path, every_n_steps: int) -> None:
         self.path, self.every_n_steps = Path(dirpath) / "last.ckpt", every_n_steps
+        self.saved_at: tuple[int, int] | None = None  # (epoch counted from 1, global step) of the newest last.ckpt
+
+    def save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)  # the optimizer and loops too: resumable
+        self.saved_at = (trainer.current_epoch + 1, trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         # The epoch's last batch is saved by on_train_epoch_end, once its validation is done.
         if trainer.global_step % self.every_n_steps == 0 and batch_idx + 1 < trainer.num_training_batches:
-            trainer.save_checkpoint(self.path, weights_only=False)  # the optimizer and loops too: resumable
+            self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # After the epoch's validation, which runs before this hook.
-        trainer.save_checkpoint(self.path, weights_only=False)
+        self.save(trainer)
+
+
+class Interrupted(Exception):
+    """Training was stopped by a signal; ``checkpoint`` is the resumable ``last.ckpt`` (None: nothing saved yet),
+    written in ``epoch`` (counted from 1, as progress lines count) after optimizer step ``step``."""
+
+    def __init__(self, signum: int, checkpoint: Path | None = None, epoch: int | None = None,
+                 step: int | None = None) -> None:
+        self.signum, self.checkpoint, self.epoch, self.step = signum, checkpoint, epoch, step
+        where = f" in epoch {epoch}, after step {step}" if step is not None else ""
+        super().__init__(f"interrupted by {signal.Signals(signum).name}{where}")
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number: what a shell reports for a process the signal ended (130, 143)."""
+        return 128 + self.signum
+
+
+class StopOnSignal(L.Callback):
+    """SIGINT and SIGTERM end training at the end of the step in flight, with a resumable ``last.ckpt``.
+
+    A signal in the middle of a step would leave weights and optimizer state out of step with each other, so the
+    handler only notes it; at the step's end ``saver`` writes ``last.ckpt`` and :class:`Interrupted` is raised (out
+    of ``trainer.fit``). A second signal, or one outside training (set-up, validation at the end), raises at once.
+    Under DDP the ranks agree first (every ``log_every_n_steps`` steps, one all-reduce), so that all of them save
+    the same step and stop together; a rank stopping alone would leave the others waiting.
+
+    Lightning's own SIGTERM handling ends a run with exit status 0 and nothing saved: during training this
+    callback's handler replaces it.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, saver: SaveLast) -> None:
+        self.saver = saver
+        self.signum: int | None = None
+        self.training = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Take SIGINT and SIGTERM (from the main thread; elsewhere signals cannot be handled, and this is a no-op)."""
+        if threading_is_main():
+            for sig in self.SIGNALS:
+                self._previous.setdefault(sig, signal.getsignal(sig))
+                signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.training and self.signum is None:
+            self.signum = signum  # acted on at the end of the step in flight
+            return
+        raise self.interrupted(signum)
+
+    def interrupted(self, signum: int) -> Interrupted:
+        """The exception for ``signum``, naming the newest ``last.ckpt`` this run wrote (if any)."""
+        saved = self.saver.saved_at is not None and self.saver.path.is_file()
+        return Interrupted(signum, self.saver.path if saved else None, *(self.saver.saved_at or (None, None)))
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Lightning installs its SIGTERM handler after `on_fit_start`; ours replaces it here, and Lightning's
+        # teardown puts back what was there before it.
+        self.install()
+        self.training = True
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.training = False
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        self.training = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        signum = self.signum or 0
+        if trainer.world_size > 1:
+            if trainer.global_step % trainer.log_every_n_steps:
+                return
+            signum = int(trainer.strategy.reduce(torch.tensor(signum, device=module.device), reduce_op="max"))
+        if signum:
+            self.saver.save(trainer)
+            raise Interrupted(signum, self.saver.path, trainer.current_epoch + 1, trainer.global_step)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        # Validation of a large split can take long: stop there too (single process only: under DDP the ranks
+        # agree at training steps), keeping the last.ckpt written before it.
+        if self.signum and trainer.world_size == 1:
+            raise self.interrupted(self.signum)
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def claim_version(log_dir: str | Path) -> int:
+    """Create ``log_dir/version_N`` for the next free N and return N.
+
+    ``mkdir`` either creates the folder or fails because it exists, atomically, so two runs started together into
+    one ``log_dir`` never share a folder (TensorBoardLogger's own choice lists the folders and picks the next
+    number: two runs can both pick it). Raises ValueError naming ``log_dir`` when it is a file, is under a file,
+    or cannot be written.
+    """
+    root = Path(log_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        n = 1 + max((int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()), default=-1)
+        while True:
+            try:
+                (root / f"version_{n}").mkdir()
+                return n
+            except FileExistsError:
+                n += 1
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"{root}: is a file or lies under one; expected a directory for logs") from None
+    except PermissionError:
+        raise ValueError(f"{root}: cannot write there (permission denied)") from None
+    except OSError as e:
+        raise ValueError(f"{root}: cannot create it ({e.strerror})") from None
 
 
 class ProgressLines(L.Callback):

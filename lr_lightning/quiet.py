@@ -1,0 +1,38 @@
+"""Output a user can act on: Lightning's start-up chatter off, Python warnings as one line each.
+
+Lightning prints banners and tips at INFO level (``GPU available: ...``, a litlogger advert, ``Trainer(
+limit_val_batches=0) was configured ...``) and Lightning 2.6 triggers a torch 2.13 deprecation warning (``LeafSpec``)
+that no user of ours can act on. :func:`quiet_lightning` turns exactly those off; it runs when
+:mod:`lr_lightning.module` is imported, so the Python API is as quiet as the command line. Real warnings stay:
+only that one deprecation is filtered, by its message. To see the banners again::
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import Any, TextIO
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's output to what a user can act on (see the module's docstring)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
+
+
+def one_line_warnings() -> None:
+    """Show Python warnings as ``warning: <message>``, one line each, as the command lines print errors.
+
+    Python's default adds the file, line number and source line of the code that warned: noise for someone running
+    a script, who needs the message (which names the column, file or flag), not our source.
+    """
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None,
+             line: str | None = None, **_: Any) -> None:
+        text = " ".join(str(message).split())  # one line, whatever the message's own line breaks
+        print(f"warning: {text}", file=file if file is not None else sys.stderr)
+
+    warnings.showwarning = show
