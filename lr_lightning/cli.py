@@ -412,6 +412,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         module.check_resumable(resume_state, dm)
         # A run resumed into its own folder finds its checkpoints there: that is the point, not a warning.
         warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
+    figures = TensorBoardFigures(times=args.figures)  # its checks before the run folder is claimed
     logger = TensorBoardLogger(args.log_dir, name="", version=_run_version(args))
     checkpoints = Path(logger.log_dir) / "checkpoints"
     saver = SaveLast(checkpoints, every_n_steps=every)
@@ -423,7 +424,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         DivergenceGuard(stable_lr=functools.partial(dm.stable_lr, bias) if plain_sgd else None),
         saver,
         StopOnSignal(saver),  # after the saver: a signal's checkpoint is the step's own
-        TensorBoardFigures(times=args.figures),
+        figures,
         LossHistory(),
     ]
     if args.scheduler is not None:
@@ -446,8 +447,10 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
             plugins=[AtomicCheckpointIO()], **dm.trainer_defaults(enable_progress_bar=progress_bar),
         )
     except (MisconfigurationException, ValueError, RuntimeError, ImportError) as e:
-        with contextlib.suppress(OSError):  # the run folder claimed for this run stays empty: give it back
+        with contextlib.suppress(OSError):  # nothing ran: give back the run folder (and --log-dir, if it was new)
             Path(logger.log_dir).rmdir()
+            if args.created_log_dir:
+                Path(args.log_dir).rmdir()
         raise UsageError(f"--accelerator {args.accelerator} --devices {args.devices} --strategy {args.strategy} "
                          f"--num-nodes {args.num_nodes} --precision {args.precision}: "
                          f"{str(e).splitlines()[0]}") from None
@@ -472,11 +475,13 @@ def _run_version(args: argparse.Namespace) -> int | str:
 
     path = args.resume_path
     log_dir = Path(args.log_dir)
+    args.created_log_dir = False
     if path is not None and path.parent.name == "checkpoints" and path.resolve().parent.parent.parent == \
             log_dir.resolve():
         return path.parent.parent.name
     if (_get_rank() or 0) != 0:  # DDP: rank 0 has claimed it (torchrun on another node: rank 0 of the job writes)
         return os.environ.get(RUN_VERSION, "version_unclaimed")
+    args.created_log_dir = not log_dir.exists()
     try:
         version = claim_version(log_dir)
     except ValueError as e:

@@ -498,16 +498,21 @@ class RegressionDataModule(L.LightningDataModule):
 
     @classmethod
     def synthetic(cls, n_samples: int = 1000, n_features: int = 1, noise: float = 0.1, seed: int = 0,
-                  weight: Any = None, bias: float | None = None, **kwargs: Any) -> RegressionDataModule:
+                  true_weight: Any = None, true_bias: float | None = None, **kwargs: Any) -> RegressionDataModule:
         """``y = x @ w + b + noise * N(0, 1)`` with ``x ~ N(0, 1)``; the true ``w`` and ``b`` are drawn from
-        ``seed`` unless given, and kept (float64) as ``true_weight`` ``(1, n_features)`` and ``true_bias`` ``(1,)``."""
-        if n_samples < 1 or n_features < 1:
+        ``seed`` unless given (``b = 0`` for a model without an intercept, ``bias=False``), and kept (float64) as
+        ``true_weight`` ``(1, n_features)`` and ``true_bias`` ``(1,)``. ``kwargs`` go to the datamodule
+        (``bias`` there is whether the model has an intercept, as everywhere else)."""
+        if not (_is_int(n_samples) and _is_int(n_features) and n_samples >= 1 and n_features >= 1):
             raise ValueError(f"n_samples and n_features must be >= 1, got {n_samples} and {n_features}")
-        if not (math.isfinite(noise) and noise >= 0):
+        if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise must be a finite number >= 0, got {noise}")
-        rng = np.random.default_rng(seed)
-        w = rng.uniform(-2, 2, n_features) if weight is None else np.broadcast_to(np.asarray(weight, float), n_features)
-        b = float(rng.uniform(-1, 1)) if bias is None else float(bias)
+        rng = np.random.default_rng(seed if _is_int(seed) and 0 <= seed <= SEED_MAX else 0)  # seed checked below
+        w = rng.uniform(-2, 2, n_features) if true_weight is None else \
+            np.broadcast_to(np.asarray(true_weight, float), n_features)
+        b = float(rng.uniform(-1, 1)) if true_bias is None else float(true_bias)
+        if true_bias is None and kwargs.get("bias", True) is False:
+            b = 0.0
         x = rng.standard_normal((n_samples, n_features))
         y = x @ w + b + noise * rng.standard_normal(n_samples)
         # Generated, not given: served in torch's default float32 unless dtype= says otherwise.

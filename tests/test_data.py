@@ -14,7 +14,7 @@ def _all(loader):
 
 
 def test_one_dimensional_inputs_become_float32_columns():
-    dm = RegressionDataModule(np.arange(10), np.arange(10) * 2.0, val_fraction=0.0)
+    dm = RegressionDataModule(np.arange(10), np.arange(10) * 2, val_fraction=0.0)  # integers: torch's default float
     assert dm.x.shape == (10, 1) and dm.y.shape == (10, 1)
     assert dm.x.dtype == dm.y.dtype == torch.float32
     assert (dm.n_features, dm.n_outputs, dm.n_samples) == (1, 1, 10)
