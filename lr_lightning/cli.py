@@ -767,7 +767,7 @@ def nist_main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from lr_lightning import nist
-    from lr_lightning.least_squares import fit_statistics, least_squares, polynomial_features
+    from lr_lightning.exact import fit_statistics, least_squares, polynomial_features
 
     print(f"{'dataset':<9} {'difficulty':<10} {'lstsq raw':>9} {'least_sq':>9} {'resid SD':>9} {'R²':>6} "
           f"{'lbfgs f64':>9} {'sgd f32':>8}")

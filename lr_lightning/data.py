@@ -21,8 +21,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from lr_lightning.exact import least_squares, polynomial_features
 from lr_lightning.features import FeatureMap
-from lr_lightning.least_squares import least_squares, polynomial_features
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

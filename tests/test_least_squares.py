@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lr_lightning import nist
-from lr_lightning.least_squares import fit_statistics, least_squares, polynomial_features
+from lr_lightning.exact import fit_statistics, least_squares, polynomial_features
 
 from .conftest import SHARED
 
