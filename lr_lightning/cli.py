@@ -247,6 +247,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from lr_lightning.data import RegressionDataModule
+    from lr_lightning.exact import RankDeficientWarning
     from lr_lightning.module import RegressionModule
     from lr_lightning.plots import LossHistory, TensorBoardFigures, have_matplotlib
     from lr_lightning.reliability import (
@@ -362,7 +363,27 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     if args.checkpoint_every is None:
         steps = math.ceil(dm.n_train / (dm.batch_size * trainer.world_size))
         next(c for c in callbacks if isinstance(c, SaveLast)).every_n_steps = max(1, steps // 4)
+    if dm.optimum is not None and (dm.n_val or _one_linear_layer(model)):
+        # The least-squares reference (val/excess_mse, the summary's "least squares" line) is computed here, once
+        # (it is cached): whatever it cannot solve is reported now as bad input, not after training, and a rank
+        # warning comes once per run, from the first process only.
+        with warnings.catch_warnings():
+            if not trainer.is_global_zero:
+                warnings.simplefilter("ignore", RankDeficientWarning)
+            try:
+                dm.optimum()
+            except ValueError as e:
+                raise UsageError(f"{args.data}: the least-squares reference on the training split: {e}") from None
     return dm, module, trainer
+
+
+def _one_linear_layer(model: torch.nn.Module) -> bool:
+    """Whether the summary will show ``model`` as coefficients: the test ``RegressionModule.coefficients`` starts
+    with (one ``nn.Linear`` holding every parameter), without running the network before training."""
+    from torch import nn
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return len(linears) == 1 and {id(p) for p in model.parameters()} == {id(p) for p in linears[0].parameters()}
 
 
 def _equation(weight: Any, bias: float | None, names: list[str], shown: int = 8) -> str:
@@ -443,7 +464,9 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
         if split == "train" and dm.feature_map is not None:
             ours = None  # train/loss is in standardized units then: no gap in original units to show
         equation = _equation(opt["weight"][0], opt["bias"][0] if opt["bias"] is not None else None, names)
-        print(f"  least squares: {dm.target_names[0]} = {equation}, {split} MSE {opt['mse'][split]:.6g}"
+        # With dependent columns many fits are equally good; the one shown is the minimum-norm one (say so).
+        deficient = f" (rank {opt['rank']} of {opt['n_coefficients']}: minimum norm)" if opt["dependent"] else ""
+        print(f"  least squares: {dm.target_names[0]} = {equation}{deficient}, {split} MSE {opt['mse'][split]:.6g}"
               + (f"; gap {ours - opt['mse'][split]:+.3g}" if ours is not None else ""))
     if before is not None:
         after = predict_one(module, torch.tensor([[5.0]]))
