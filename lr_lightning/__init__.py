@@ -21,13 +21,14 @@ _EXPORTS = {
     "least_squares": "lr_lightning.exact",
     "fit_statistics": "lr_lightning.exact",
     "polynomial_features": "lr_lightning.exact",
+    "RankDeficientWarning": "lr_lightning.exact",
 }
-__all__ = ["LinearRegression", "MLPRegressor", "RegressionDataModule", "RegressionModule",
+__all__ = ["LinearRegression", "MLPRegressor", "RankDeficientWarning", "RegressionDataModule", "RegressionModule",
            "fit_statistics", "least_squares", "polynomial_features"]
 
 if TYPE_CHECKING:
     from lr_lightning.data import RegressionDataModule
-    from lr_lightning.exact import fit_statistics, least_squares, polynomial_features
+    from lr_lightning.exact import RankDeficientWarning, fit_statistics, least_squares, polynomial_features
     from lr_lightning.model import LinearRegression, MLPRegressor
     from lr_lightning.module import RegressionModule
 
