@@ -16,6 +16,10 @@ digit. Instead:
    least-squares solution of the raw problem, not of its float64 rounding.
 3. Coefficients live in the raw basis throughout; the map from the Chebyshev basis to raw powers is computed
    exactly with ``fractions.Fraction`` and applied in extended precision.
+4. A rank-deficient design (a constant or duplicated column, too few rows or distinct x values) has no unique
+   solution. Its rank is decided on the basis with columns of unit norm, with ``numpy.linalg.lstsq``'s
+   tolerance, and the answer is lstsq's: the solution of minimum norm in raw coefficients, refined the same way,
+   with one :class:`RankDeficientWarning` naming the columns involved.
 
 >>> import numpy as np
 >>> x = np.arange(10.0)
@@ -162,7 +166,7 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
                                                                 for m in range(1, degree + 1)]
         involved = _involved(null, lo, hi, degree, bias)
         dependent = tuple(name for name, i in zip(coefficient_names, involved, strict=True) if i)
-        warnings.warn(_rank_message(x, dependent, names, lo, hi, bias, polynomial_degree, rank, p),
+        warnings.warn(_rank_message(x, dependent, names, lo, hi, polynomial_degree, rank, p),
                       RankDeficientWarning, stacklevel=2)
     if bias:
         return LeastSquaresResult(beta64[1:].T.copy(), beta64[0].copy(), rank, p, dependent)
@@ -267,7 +271,7 @@ def _involved(null: np.ndarray, lo: np.ndarray, hi: np.ndarray, degree: int, bia
 
 
 def _rank_message(x: np.ndarray, dependent: tuple[str, ...], names: list[str], lo: np.ndarray, hi: np.ndarray,
-                  bias: bool, polynomial_degree: int | None, rank: int, p: int) -> str:
+                  polynomial_degree: int | None, rank: int, p: int) -> str:
     """One line: which columns, why if it can be said (a constant column, too few rows, too few distinct x), the
     rank."""
     shown = ", ".join(dependent[:12]) + (f" … ({len(dependent) - 12} more)" if len(dependent) > 12 else "")
