@@ -16,11 +16,19 @@ _EXPORTS = {
     "MLPRegressor": "lr_lightning.model",
     "RegressionModule": "lr_lightning.module",
     "RegressionDataModule": "lr_lightning.data",
+    # The exact least-squares solver lives in `exact`, so that `lr_lightning.least_squares` is the function README
+    # documents, not a submodule shadowing it.
+    "least_squares": "lr_lightning.exact",
+    "fit_statistics": "lr_lightning.exact",
+    "polynomial_features": "lr_lightning.exact",
+    "RankDeficientWarning": "lr_lightning.exact",
 }
-__all__ = ["LinearRegression", "MLPRegressor", "RegressionDataModule", "RegressionModule"]
+__all__ = ["LinearRegression", "MLPRegressor", "RankDeficientWarning", "RegressionDataModule", "RegressionModule",
+           "fit_statistics", "least_squares", "polynomial_features"]
 
 if TYPE_CHECKING:
     from lr_lightning.data import RegressionDataModule
+    from lr_lightning.exact import RankDeficientWarning, fit_statistics, least_squares, polynomial_features
     from lr_lightning.model import LinearRegression, MLPRegressor
     from lr_lightning.module import RegressionModule
 

@@ -321,7 +321,8 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from lr_lightning.data import RegressionDataModule
-    from lr_lightning.module import RegressionModule
+    from lr_lightning.exact import RankDeficientWarning
+    from lr_lightning.module import RegressionModule, single_linear
     from lr_lightning.plots import LossHistory, TensorBoardFigures, have_matplotlib
     from lr_lightning.reliability import (
         AtomicCheckpointIO,
@@ -407,6 +408,19 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         raise UsageError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     every = args.checkpoint_every or 1  # set below, from the steps per epoch, once the number of processes is known
     plain_sgd = args.optimizer == "sgd" and not args.momentum
+    if dm.optimum is not None and (dm.n_val or single_linear(model) is not None):
+        # The least-squares reference (val/excess_mse, the summary's "least squares" line) is computed here, once
+        # (it is cached): whatever it cannot solve is reported now as bad input, not after training, and a rank
+        # warning comes once per run, from the first process only.
+        from lightning.fabric.utilities.rank_zero import _get_rank
+
+        with warnings.catch_warnings():
+            if _get_rank() or 0:
+                warnings.simplefilter("ignore", RankDeficientWarning)
+            try:
+                dm.optimum()
+            except ValueError as e:
+                raise UsageError(f"{args.data}: the least-squares reference on the training split: {e}") from None
     if args.resume_path is not None:
         # Before any training, in the words of the setting that differs (not a size mismatch mid-restore).
         module.check_resumable(resume_state, dm)
@@ -571,7 +585,9 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
         if split == "train" and dm.feature_map is not None:
             ours = None  # train/loss is in standardized units then: no gap in original units to show
         equation = _equation(opt["weight"][0], opt["bias"][0] if opt["bias"] is not None else None, names)
-        print(f"  least squares: {dm.target_names[0]} = {equation}, {split} MSE {opt['mse'][split]:.6g}"
+        # With dependent columns many fits are equally good; the one shown is the minimum-norm one (say so).
+        deficient = f" (rank {opt['rank']} of {opt['n_coefficients']}: minimum norm)" if opt["dependent"] else ""
+        print(f"  least squares: {dm.target_names[0]} = {equation}{deficient}, {split} MSE {opt['mse'][split]:.6g}"
               + (f"; gap {ours - opt['mse'][split]:+.3g}" if ours is not None else ""))
     if before is not None:
         after = predict_one(module, torch.tensor([[5.0]]))
@@ -887,7 +903,7 @@ def nist_main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from lr_lightning import nist
-    from lr_lightning.least_squares import fit_statistics, least_squares, polynomial_features
+    from lr_lightning.exact import fit_statistics, least_squares, polynomial_features
 
     print(f"{'dataset':<9} {'difficulty':<10} {'lstsq raw':>9} {'least_sq':>9} {'resid SD':>9} {'R²':>6} "
           f"{'lbfgs f64':>9} {'sgd f32':>8}")

@@ -22,8 +22,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from lr_lightning.exact import least_squares, polynomial_features
 from lr_lightning.features import FeatureMap
-from lr_lightning.least_squares import least_squares, polynomial_features
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -466,11 +466,19 @@ class RegressionDataModule(L.LightningDataModule):
                              self.bias if bias is None else bias)
 
     def optimum(self) -> dict[str, Any]:
-        """The least-squares fit on the training split (raw inputs, the same model) and its MSE on each split."""
+        """The least-squares fit on the training split (raw inputs, the same model) and its MSE on each split.
+
+        ``{"weight", "bias", "mse": {split: MSE}, "rank", "n_coefficients", "dependent"}``; computed once (so a
+        rank-deficient split warns once, however often Lightning calls ``setup``). With dependent columns, the
+        fit is the minimum-norm one and ``dependent`` names the columns involved (see
+        :func:`~lr_lightning.exact.least_squares`).
+        """
         if not hasattr(self, "_optimum"):
             self.setup()
             x, y = (t.numpy() for t in self.raw_splits["train"])  # views: least_squares widens chunk by chunk
-            weight, bias = least_squares(x, y, bias=self.bias, polynomial_degree=self.polynomial_degree)
+            fit = least_squares(x, y, bias=self.bias, polynomial_degree=self.polynomial_degree,
+                                names=self.feature_names)
+            weight, bias = fit
             mse = {}
             for name, (xs, ys) in self.raw_splits.items():
                 if len(xs):  # in chunks: no float64 copy of a whole split
@@ -479,7 +487,8 @@ class RegressionDataModule(L.LightningDataModule):
                                       - ys[i:i + 65536].double().numpy()) ** 2).sum())
                               for i in range(0, len(xs), 65536))
                     mse[name] = sse / (len(xs) * ys.shape[1])
-            self._optimum = {"weight": weight, "bias": bias, "mse": mse}
+            self._optimum = {"weight": weight, "bias": bias, "mse": mse, "rank": fit.rank,
+                             "n_coefficients": fit.n_coefficients, "dependent": fit.dependent}
         return self._optimum
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lr_lightning.least_squares import basis_to_raw, scaling
+from lr_lightning.exact import basis_to_raw, scaling
 
 
 @dataclass(frozen=True)

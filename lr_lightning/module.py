@@ -234,7 +234,7 @@ class RegressionModule(L.LightningModule):
         if dtype == torch.float64 and params and all(p.dtype == torch.float32 for p in params):
             self.model.to(torch.float64)
         fm = getattr(dm, "feature_map", None)
-        layer = _single_linear(self.model)
+        layer = single_linear(self.model)
         if fm is not None and fm.bias and layer is not None and layer.bias is None:
             raise ValueError("the data's feature map is centred for a model with an intercept (datamodule bias=True) "
                              "but the network has none (bias=False): pass bias=False to the datamodule too")
@@ -401,7 +401,7 @@ class RegressionModule(L.LightningModule):
         In float64; ``in`` counts raw powers after a polynomial expansion (x1, x1², …, x2, …); ``bias`` is None
         without an intercept. Raises ValueError for a network that is not linear.
         """
-        layer = _single_linear(self.model)
+        layer = single_linear(self.model)
         if layer is None:
             raise ValueError(f"coefficients() needs a linear model (one nn.Linear holding all parameters); "
                              f"{type(self.model).__name__} is not one")
@@ -454,8 +454,9 @@ def _describe(key: str, value: Any) -> str:
     return repr(value)
 
 
-def _single_linear(model: nn.Module) -> nn.Linear | None:
-    """The one ``nn.Linear`` that holds all of ``model``'s parameters, if there is such a layer."""
+def single_linear(model: nn.Module) -> nn.Linear | None:
+    """The one ``nn.Linear`` that holds all of ``model``'s parameters, if there is such a layer: a network the
+    package can read as coefficients (found without running it)."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if len(linears) != 1 or {id(p) for p in model.parameters()} != {id(p) for p in linears[0].parameters()}:
         return None

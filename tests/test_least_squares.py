@@ -1,12 +1,19 @@
 """The closed-form reference: NIST's certified values, and exact answers on constructed data."""
 
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+
 import numpy as np
 import pytest
 
 from lr_lightning import nist
-from lr_lightning.least_squares import fit_statistics, least_squares, polynomial_features
+from lr_lightning.data import RegressionDataModule
+from lr_lightning.exact import RankDeficientWarning, fit_statistics, least_squares, polynomial_features
 
-from .conftest import SHARED
+from .conftest import ROOT, SHARED, run_script
 
 NIST_DIR = SHARED / "nist-strd"
 needs_nist = pytest.mark.skipif(not NIST_DIR.is_dir(), reason=f"NIST StRD data not found at {NIST_DIR}")
@@ -92,3 +99,214 @@ def test_large_problems_are_streamed_in_chunks_to_the_same_answer():
     np.testing.assert_allclose(streamed[1], whole[1], rtol=1e-11)
     no_intercept = least_squares(x, y, bias=False, chunk_rows=700)
     np.testing.assert_allclose(no_intercept[0], least_squares(x, y, bias=False)[0], rtol=1e-11)
+
+
+# ------------------------------------------------------------------------------------- rank deficiency
+def _design(x, bias, degree):
+    features = polynomial_features(x, degree)
+    return np.column_stack([np.ones(len(features)), features]) if bias else features
+
+
+def _rank_cases():
+    """(id, x, y, bias, degree, names, words of the warning): each a different way to lose rank, on well-scaled data."""
+    rng = np.random.default_rng(5)
+    n = 40
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    y = 1 + 2 * x1 - x2 + 0.1 * rng.normal(size=n)
+    few_x = rng.normal(size=(3, 4))
+    grid = np.repeat([-1.0, -0.5, 0.5, 1.0], 5)  # 4 distinct values, degree 5 wants 6
+    twice = np.repeat(rng.normal(size=(2, 2)), 10, axis=0)  # 20 rows, only 2 distinct
+    return [
+        ("constant column", np.column_stack([x1, np.full(n, 3.0), x2]), y, True, None, ["x1", "c", "x2"],
+         r"columns intercept, c are linearly dependent \(c is constant; rank 3 of 4 coefficients\)"),
+        ("constant columns, no intercept", np.column_stack([x1, np.full(n, 3.0), np.full(n, -2.0)]), y, False, None,
+         ["x1", "c", "d"], r"columns c, d are linearly dependent \(c, d are constant; rank 2 of 3 coefficients\)"),
+        ("collinear columns", np.column_stack([x1, 2 * x1, x2]), y, True, None, ["x1", "x2", "x3"],
+         r"columns x1, x2 are linearly dependent \(rank 3 of 4 coefficients\)"),
+        ("fewer rows than coefficients", few_x, rng.normal(size=3), True, None, None,
+         r"columns intercept, x0, x1, x2, x3 are linearly dependent \(3 samples for 5 coefficients; rank 3 of 5"),
+        ("degree beyond the distinct x", grid, rng.normal(size=20), True, 5, ["x"],
+         r"columns intercept, x, x\^2, x\^3, x\^4, x\^5 are linearly dependent \(x has 4 distinct values, too few "
+         r"for degree 5; rank 4 of 6 coefficients\); reporting the minimum-norm solution$"),
+        ("duplicated rows", twice, rng.normal(size=20), True, None, ["a", "b"],
+         r"columns intercept, a, b are linearly dependent \(2 distinct rows of x for 3 coefficients; rank 2 of 3"),
+    ]
+
+
+@pytest.mark.parametrize(("x", "y", "bias", "degree", "names", "words"), [c[1:] for c in _rank_cases()],
+                         ids=[c[0] for c in _rank_cases()])
+def test_rank_deficiency_gives_lstsq_minimum_norm_solution_and_one_warning(x, y, bias, degree, names, words):
+    reference, _, rank, _ = np.linalg.lstsq(_design(x, bias, degree), y, rcond=None)
+    with pytest.warns(RankDeficientWarning, match=words) as record:
+        fit = least_squares(x, y, bias=bias, polynomial_degree=degree, names=names)
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    assert fit.rank == rank < fit.n_coefficients and not fit.full_rank
+    ours = nist.in_nist_order(*fit)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-8 * np.abs(reference).max())
+    weight, bias_ = fit  # still unpacks as (weight, bias)
+    assert weight.shape == (1, x.reshape(len(x), -1).shape[1] * (degree or 1)) and (bias_ is None) == (not bias)
+
+
+def test_the_columns_named_are_the_dependent_ones():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(30, 4))
+    x[:, 3] = x[:, 1] - 0.5 * x[:, 2] + 4  # x3 depends on x1, x2 and the intercept; x0 is free
+    with pytest.warns(RankDeficientWarning):
+        fit = least_squares(x, rng.normal(size=30), names=["x0", "x1", "x2", "x3"])
+    assert fit.dependent == ("intercept", "x1", "x2", "x3")
+
+
+def test_streamed_path_with_a_constant_column_matches_in_memory_and_lstsq():
+    rng = np.random.default_rng(7)
+    x = np.column_stack([rng.uniform(-2, 3, 3000), np.full(3000, 1.5), rng.normal(size=3000)])
+    y = 0.5 + x[:, 0] - 2 * x[:, 2] + 0.01 * rng.normal(size=3000)
+    with pytest.warns(RankDeficientWarning, match=r"columns intercept, k are linearly dependent \(k is constant") \
+            as record:
+        streamed = least_squares(x, y, chunk_rows=500, names=["a", "k", "b"])
+    assert len(record) == 1
+    with pytest.warns(RankDeficientWarning):
+        whole = least_squares(x, y)
+    reference = np.linalg.lstsq(_design(x, True, None), y, rcond=None)[0]
+    assert streamed.rank == whole.rank == 3 and streamed.dependent == ("intercept", "k")
+    np.testing.assert_allclose(nist.in_nist_order(*streamed), reference, rtol=1e-10)
+    np.testing.assert_allclose(nist.in_nist_order(*whole), reference, rtol=1e-10)
+
+
+def test_full_rank_problems_report_full_rank_and_do_not_warn():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(100, 4)), rng.normal(size=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RankDeficientWarning)
+        fit = least_squares(x, y)
+        streamed = least_squares(x, y, chunk_rows=30)
+        # Nearly collinear is not collinear: x3 = x0 + 1e-6 noise is solved, in memory and streamed (where the Gram
+        # matrix can no longer be trusted and a chunked QR takes over).
+        x[:, 3] = x[:, 0] + 1e-6 * rng.normal(size=100)
+        close = least_squares(x, y)
+        close_streamed = least_squares(x, y, chunk_rows=30)
+    assert (fit.rank, fit.n_coefficients, fit.dependent, fit.full_rank) == (5, 5, (), True)
+    assert streamed.rank == close.rank == close_streamed.rank == 5
+    np.testing.assert_allclose(fit.weight, streamed.weight, rtol=1e-11)
+    reference = np.linalg.lstsq(_design(x, True, None), y, rcond=None)[0]
+    np.testing.assert_allclose(nist.in_nist_order(*close), reference, rtol=1e-6)  # lstsq itself: ~1e-10 off here
+    np.testing.assert_allclose(close_streamed.weight, close.weight, rtol=1e-8)
+    again = pickle.loads(pickle.dumps(fit))
+    assert again.rank == 5 and np.array_equal(again.weight, fit.weight)
+
+
+# ----------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(("x", "y", "words"), [
+    ([[1.0, 2.0], [3.0, np.nan], [5.0, 6.0]], [1.0, 2.0, 3.0], "x: non-finite value nan at row 1, column 'b'"),
+    ([1.0, 2.0, 3.0], [1.0, 2.0, np.inf], "y: non-finite value inf at row 2, column 0"),
+    (np.zeros((0, 2)), np.zeros(0), r"x: no samples \(shape \(0, 2\)\)"),
+    (np.arange(4.0) + 1j, np.arange(4.0), r"x: expected real numbers, got complex values \(complex128\)"),
+    (np.arange(4.0), np.arange(4.0) * 1j, r"y: expected real numbers, got complex values"),
+    (np.arange(4.0), np.arange(3.0), "x has 4 samples but y has 3"),
+    (["a", "b"], [1.0, 2.0], "x: expected real numbers, got values of dtype <U1"),
+    ([-1e308, 1e308, 0.0], [1.0, 2.0, 3.0], "x: column 'b' spans -1e\\+308 to 1e\\+308, a range float64 cannot hold"),
+], ids=["nan", "inf", "empty", "complex x", "complex y", "lengths", "strings", "overflowing range"])
+def test_what_cannot_be_solved_is_one_clear_value_error(x, y, words):
+    names = ["a", "b"] if np.ndim(x) == 2 and np.shape(x)[1] == 2 else ["b"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning, no RuntimeWarning on the way
+        with pytest.raises(ValueError, match=words) as raised:
+            least_squares(x, y, names=names)
+    assert "\n" not in str(raised.value)
+
+
+def test_fit_statistics_are_nan_where_undefined_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sd, r2 = fit_statistics([0.0, 1.0], [1.0, 3.0], np.array([[2.0]]), np.array([1.0]))  # 2 rows, 2 coefficients
+        assert np.isnan(sd[0]) and r2[0] == 1.0
+        sd, r2 = fit_statistics([0.0, 1.0, 2.0], [4.0, 4.0, 4.0], np.array([[0.0]]), np.array([4.0]))  # constant y
+        assert sd[0] == 0.0 and np.isnan(r2[0])
+        # A rank-deficient fit leaves n - rank degrees of freedom, not n - p.
+        x = np.column_stack([np.arange(5.0), 2 * np.arange(5.0)])
+        y = np.array([0.0, 1.1, 1.9, 3.2, 3.9])
+        with pytest.warns(RankDeficientWarning):
+            fit = least_squares(x, y)
+        sd, _ = fit_statistics(x, y, *fit, rank=fit.rank)
+        residual = y - (x @ fit.weight[0] + fit.bias[0])
+        assert sd[0] == pytest.approx(np.sqrt((residual**2).sum() / (5 - 2)), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------- public name
+def test_lr_lightning_least_squares_is_the_function_also_after_importing_the_module():
+    code = ("import sys, lr_lightning\n"
+            "assert 'lr_lightning.exact' not in sys.modules  # lazy: `import lr_lightning` stays light\n"
+            "f = lr_lightning.least_squares\n"
+            "import lr_lightning.exact\n"
+            "assert callable(f) and f is lr_lightning.least_squares is lr_lightning.exact.least_squares\n"
+            "assert lr_lightning.RankDeficientWarning is lr_lightning.exact.RankDeficientWarning\n"
+            "w, b = lr_lightning.least_squares([1.0, 2.0, 3.0], [3.0, 5.0, 7.0])\n"
+            "assert abs(w[0, 0] - 2) < 1e-12 and abs(b[0] - 1) < 1e-12\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    import lr_lightning
+
+    assert lr_lightning.least_squares is least_squares
+
+
+# ------------------------------------------------------------------------------------ data module, CLI
+def test_data_module_warns_once_and_keeps_the_rank():
+    rng = np.random.default_rng(8)
+    x = np.column_stack([rng.normal(size=50), np.full(50, 2.0)])
+    dm = RegressionDataModule(x, x[:, 0] + 1, feature_names=["u", "k"])
+    with pytest.warns(RankDeficientWarning, match="columns intercept, k are linearly dependent") as record:
+        first = dm.optimum()
+        dm.setup("fit")
+        assert dm.optimum() is first
+    assert len(record) == 1
+    assert first["rank"] == 2 and first["n_coefficients"] == 3 and first["dependent"] == ("intercept", "k")
+    assert first["mse"]["val"] < 1e-10  # minimum norm, and still the best fit
+
+
+def _csv(path, columns, names):
+    rows = np.column_stack(columns)
+    path.write_text(",".join(names) + "\n" + "\n".join(",".join(f"{v:.17g}" for v in r) for r in rows) + "\n")
+    return path
+
+
+def _dependent_columns(case):
+    """The columns of a CSV (the target last) with a linear dependency of the kind ``case`` names."""
+    rng = np.random.default_rng(9)
+    x1, x3 = rng.normal(size=40), rng.normal(size=40)
+    if case == "constant":
+        return {"x1": x1, "c": np.full(40, 3.0), "x3": x3, "y": 1 + x1 - x3}
+    if case == "collinear":
+        return {"x1": x1, "x2": 2 * x1, "x3": x3, "y": 1 + x1 - x3}
+    if case == "few rows":
+        return {**{f"x{j}": rng.normal(size=3) for j in range(1, 5)}, "y": rng.normal(size=3)}
+    grid = np.repeat([1.0, 2.0, 3.0, 4.0], 10)  # polynomial: 4 distinct values for 6 coefficients
+    return {"x1": grid, "y": 2 * grid + 0.1 * rng.normal(size=40)}
+
+
+@pytest.mark.parametrize(("case", "flags", "words"), [
+    ("constant", [], "least squares: columns intercept, c are linearly dependent (c is constant; rank 3 of 4"),
+    ("collinear", ["--standardize"], "least squares: columns x1, x2 are linearly dependent (rank 3 of 4"),
+    ("few rows", ["--val-fraction", "0", "--no-bias"],
+     "least squares: columns x1, x2, x3, x4 are linearly dependent (3 samples for 4 coefficients; rank 3 of 4"),
+    ("polynomial", ["--polynomial-degree", "5"], "(x1 has 4 distinct values, too few for degree 5; rank 4 of 6"),
+])
+def test_fit_trains_on_dependent_columns_and_warns_once(tmp_path, case, flags, words):
+    columns = _dependent_columns(case)
+    path = _csv(tmp_path / "d.csv", list(columns.values()), list(columns))
+    result = run_script("fit.py", "--data", str(path), "--max-epochs", "2", *flags, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    warned = [line for line in output.splitlines() if "linearly dependent" in line]
+    assert len(warned) == 1 and words in warned[0], output
+    # The whole summary, the reference line (marked as the minimum-norm fit) and the checkpoints included.
+    assert "minimum norm)" in result.stdout and "Checkpoints: last" in result.stdout
+
+
+def test_fit_refuses_an_unsolvable_reference_before_training(tmp_path):
+    path = _csv(tmp_path / "wide.csv", [[-1e308, 1e308, 0.0, 1.0, 2.0], [1.0, 2.0, 3.0, 4.0, 5.0]], ["x", "y"])
+    result = run_script("fit.py", "--data", str(path), "--precision", "64-true", "--val-fraction", "0", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}: the least-squares reference on the training split: x: column 'x' spans -1e+308 to "
+        "1e+308, a range float64 cannot hold; rescale it"]
