@@ -280,11 +280,13 @@ def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bia
 
     spec = args.model
     if spec == "mlp":
-        return MLPRegressor(n_features, args.hidden or [64, 64], n_outputs, args.activation)
+        return _construct(MLPRegressor, {"in_features": n_features, "hidden": args.hidden or [64, 64],
+                                         "out_features": n_outputs, "activation": args.activation}, "--model mlp")
     if args.hidden:
         raise UsageError(f"--hidden applies to --model mlp; give {spec}'s own arguments as init_args in --config")
     if spec == "linear":
-        return LinearRegression(n_features, n_outputs, bias)
+        return _construct(LinearRegression, {"in_features": n_features, "out_features": n_outputs, "bias": bias},
+                          "--model linear")
     if isinstance(spec, dict):
         if set(spec) - {"class_path", "init_args"} or not isinstance(spec.get("init_args", {}), dict):
             raise UsageError(f"model: expected {{class_path: package.module.Class, init_args: {{...}}}}, got {spec}")
@@ -306,10 +308,24 @@ def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bia
     for key, value in (("in_features", n_features), ("out_features", n_outputs)):
         if key in parameters:
             init_args.setdefault(key, value)
+    return _construct(cls, init_args, f"--model {class_path}")
+
+
+def _construct(cls: Any, init_args: dict[str, Any], label: str) -> torch.nn.Module:
+    """``cls(**init_args)``, first on the meta device (shapes, no memory) to refuse a network that would not fit."""
+    import torch
+
+    from lr_lightning.data import check_memory
+
     try:
+        with torch.device("meta"):
+            probe = cls(**init_args)
+        if isinstance(probe, torch.nn.Module):
+            # Parameters, gradients and up to two optimizer states (Adam), in float32 at least.
+            check_memory(4 * 4 * sum(p.numel() for p in probe.parameters()), "its parameters")
         return cls(**init_args)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"--model {class_path}: {e}") from None
+    except (TypeError, ValueError, OverflowError, RuntimeError) as e:
+        raise UsageError(f"{label}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, RegressionModule, L.Trainer]:

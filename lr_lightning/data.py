@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from lr_lightning.exact import least_squares, polynomial_features
+from lr_lightning.exact import check_degree, least_squares, polynomial_features
 from lr_lightning.features import FeatureMap
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -133,6 +134,14 @@ SEED_MAX = 2**32 - 1  # numpy's and Lightning's seeds are unsigned 32-bit intege
 def _is_int(value: Any) -> bool:
     """A whole number, and not a bool (``True`` is an ``int`` to Python, but ``batch_size=True`` is a mistake)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse, with a ValueError saying how much, what would not fit in this machine's memory: asking for it anyway
+    ends in the kernel killing the process, or hours of swapping, not in an error message."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if total and nbytes > total:
+        raise ValueError(f"{what} need about {nbytes / 1e9:.3g} GB of memory; this machine has {total / 1e9:.3g} GB")
 
 
 def serving_dtype(dtype: torch.dtype | None, *arrays: Any) -> torch.dtype:
@@ -340,8 +349,7 @@ class RegressionDataModule(L.LightningDataModule):
             if not isinstance(flag, bool):
                 raise ValueError(f"{name} must be true or false, got {flag!r}")
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
-        if polynomial_degree is not None and not (_is_int(polynomial_degree) and polynomial_degree >= 1):
-            raise ValueError(f"polynomial_degree must be an integer >= 1, got {polynomial_degree!r}")
+        check_degree(polynomial_degree)
         self.standardize, self.polynomial_degree, self.bias = standardize, polynomial_degree, bias
         self.feature_map: FeatureMap | None = None
         self.n_val = self._split_size(val_fraction, "val_fraction")
@@ -516,6 +524,7 @@ class RegressionDataModule(L.LightningDataModule):
             raise ValueError(f"n_samples and n_features must be >= 1, got {n_samples} and {n_features}")
         if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise must be a finite number >= 0, got {noise}")
+        check_memory(n_samples * (n_features + 1) * 8 * 3, f"{n_samples} x {n_features} synthetic samples")
         rng = np.random.default_rng(seed if _is_int(seed) and 0 <= seed <= SEED_MAX else 0)  # seed checked below
         w = rng.uniform(-2, 2, n_features) if true_weight is None else \
             np.broadcast_to(np.asarray(true_weight, float), n_features)

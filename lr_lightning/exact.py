@@ -40,6 +40,20 @@ import numpy as np
 LD = np.longdouble
 
 
+MAX_DEGREE = 50
+
+
+def check_degree(degree: Any) -> None:
+    """``None`` or a whole number from 1 to :data:`MAX_DEGREE`, else ValueError.
+
+    Beyond 50, raw powers overflow float64 for any |x| above 10⁶ (and mean nothing numerically long before), and the
+    exact map between bases costs time cubic in the degree.
+    """
+    if degree is not None and not (isinstance(degree, int) and not isinstance(degree, bool)
+                                   and 1 <= degree <= MAX_DEGREE):
+        raise ValueError(f"polynomial_degree must be a whole number from 1 to {MAX_DEGREE}, got {degree!r}")
+
+
 def polynomial_features(x: Any, degree: int | None) -> np.ndarray:
     """Each column's powers ``x, x², …, x^degree`` (no cross terms), ordered x1, x1², …, x1^d, x2, …
 
@@ -47,10 +61,9 @@ def polynomial_features(x: Any, degree: int | None) -> np.ndarray:
     [[2.0, 4.0, 3.0, 9.0]]
     """
     x = _columns(x, "x", validate=False)  # a transform: NaN in, NaN out
+    check_degree(degree)
     if degree is None or degree == 1:
         return x
-    if not (isinstance(degree, int) and degree >= 1):
-        raise ValueError(f"polynomial_degree must be an integer >= 1, got {degree!r}")
     return np.concatenate([x[:, [j]] ** np.arange(1, degree + 1) for j in range(x.shape[1])], axis=1)
 
 
@@ -130,8 +143,7 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
         ValueError: no samples, a non-finite, complex or non-numeric value (the argument, row and column are
             named), x and y of different lengths, or a bad ``polynomial_degree``, ``names`` or ``chunk_rows``.
     """
-    if polynomial_degree is not None and not (isinstance(polynomial_degree, int) and polynomial_degree >= 1):
-        raise ValueError(f"polynomial_degree must be an integer >= 1, got {polynomial_degree!r}")
+    check_degree(polynomial_degree)
     if not (isinstance(chunk_rows, int) and chunk_rows >= 1):
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     x = _columns(x, "x", validate=False)

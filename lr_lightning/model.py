@@ -36,7 +36,8 @@ class LinearRegression(nn.Module):
 
 
 def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    # At most 2**31 - 1: beyond that torch cannot even describe the layer's shape (and no memory could hold it).
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
 
 
 def _check_sizes(in_features: object, out_features: object) -> None:

@@ -47,7 +47,7 @@ CASES = [
     (["--devices", "64", "--accelerator", "cpu"], "--devices 64: this machine has"),
     (["--devices", "two"], "--devices two: expected auto, a number or a list like 0,1"),
     (["--precision", "13-bits"], "--precision 13-bits"),
-    (["--polynomial-degree", "0"], "polynomial_degree must be an integer >= 1, got 0"),
+    (["--polynomial-degree", "0"], "polynomial_degree must be a whole number from 1 to 50, got 0"),
     (["--data", "synthetic", "--n-samples", "0"], "n_samples and n_features must be >= 1"),
     (["--data", "synthetic", "--noise", "-1"], "noise must be a finite number >= 0"),
     (["--config", "{d}/missing.yaml"], "--config {d}/missing.yaml: no such file"),
