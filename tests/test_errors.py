@@ -123,7 +123,7 @@ def test_predict_bad_input(folder, capsys):
         (["--ckpt", str(folder / "nope.ckpt"), "--x", "1", "2"], f"--ckpt {folder / 'nope.ckpt'}: no such file"),
         (["--ckpt", str(folder / "good.csv"), "--x", "1", "2"], "not a checkpoint written by fit.py"),
         (["--ckpt", str(ckpt), "--x", "1", "2", "3"], "--x: 3 values do not make rows of 2 features (a, b)"),
-        (["--ckpt", str(ckpt), "--csv", str(folder / "one.csv")], "expected the columns a, b"),
+        (["--ckpt", str(ckpt), "--csv", str(folder / "one.csv")], "one.csv: no column 'a', 'b'; the columns are y"),
     ]
     for argv, words in cases:
         assert predict_main(argv) == 2
