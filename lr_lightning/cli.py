@@ -260,15 +260,13 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     if args.plot is not None and not have_matplotlib():
         raise UsageError(f"--plot {args.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
     args.resume_path = None
-    resumed: dict[str, Any] = {}
     if args.resume is not None:
         found = find_last_checkpoint(args.log_dir) if args.resume == "last" else Path(args.resume)
         if found is None or not found.is_file():
             where = f"no last.ckpt under --log-dir {args.log_dir}" if args.resume == "last" else "no such file"
             raise UsageError(f"--resume {args.resume}: {where}")
         try:  # refuse what is not one of our checkpoints (or would run code when unpickled) before training
-            resumed = torch.load(found, map_location="cpu", weights_only=True)
-            if not isinstance(resumed, dict) or "loops" not in resumed:
+            if "loops" not in torch.load(found, map_location="cpu", weights_only=True):
                 raise ValueError("it holds no training state (was it saved with weights only?)")
         except Exception as e:
             raise UsageError(f"--resume {found}: not a checkpoint written by fit.py ({type(e).__name__}: "
@@ -316,12 +314,6 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     module = RegressionModule(model, normalization=normalization, lr=lr, optimizer=args.optimizer,
                               momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
                               compile=args.compile)
-    if args.resume_path is not None:
-        try:  # the weights must fit the network these flags build; torch's size-mismatch error is a page long
-            module.load_state_dict(resumed.get("state_dict"))
-        except ValueError as e:
-            raise UsageError(f"--resume {args.resume_path}: {e}; resume with the flags of the run that wrote it") \
-                from None
     monitor = "val/loss" if dm.n_val else "train/loss"
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")

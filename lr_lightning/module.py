@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Iterable, Mapping
-from numbers import Real
 from typing import Any
 
 import lightning as L
@@ -200,29 +199,20 @@ class RegressionModule(L.LightningModule):
                 in the hyperparameters: trust is the loader's decision, never the checkpoint's.
         """
         super().__init__()
-        trusted = tuple(trusted)
-        trusted_models(trusted)  # refuses a string or a function in it, even when no recipe is to be built
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if scheduler is not None and scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-        for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
-            if not (isinstance(value, Real) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not isinstance(compile, bool):
-            raise ValueError(f"compile must be true or false, got {compile!r}")
-        if scheduler_options is not None and not (isinstance(scheduler_options, dict)
-                                                  and _is_plain(scheduler_options)):
-            raise ValueError(f"scheduler_options must be a mapping of names to plain values, got "
-                             f"{_short(scheduler_options)}")
         if momentum and optimizer != "sgd":
             raise ValueError(f"momentum applies to sgd only; {optimizer} has its own (got momentum={momentum})")
         if model is None:
             raise ValueError("this checkpoint does not record how to build its network; "
                              "pass it: RegressionModule.load_from_checkpoint(path, model=...)")
         # From a checkpoint, `model` is the recipe that was recorded below: built only if its class is trusted.
+        trusted = tuple(trusted)
+        trusted_models(trusted)  # refuses a string or a function in it, even when no recipe is to be built
         self.model = build_model(model, trusted) if isinstance(model, Mapping) else model
         if not isinstance(self.model, nn.Module):
             raise ValueError(f"model: expected an nn.Module or a recipe {{'class_path': ..., 'init_args': ...}}, "

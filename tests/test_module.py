@@ -378,14 +378,3 @@ def test_a_normalization_with_more_outputs_than_the_network_is_refused_not_broad
     module = RegressionModule(LinearRegression(2), normalization=_spec(y_mean=[0.0, 0.0], y_scale=[1.0, 1.0]))
     with pytest.raises(ValueError, match=re.escape("the network has 1 output(s), its normalization (y_mean) 2")):
         module(torch.zeros(3, 2))
-
-
-@pytest.mark.parametrize(("kwargs", "words"), [
-    ({"momentum": float("nan")}, "momentum must be a finite number >= 0, got nan"),
-    ({"weight_decay": "a lot"}, "weight_decay must be a finite number >= 0, got 'a lot'"),
-    ({"compile": "yes"}, "compile must be true or false, got 'yes'"),
-    ({"scheduler": "step", "scheduler_options": ["gamma"]}, "scheduler_options must be a mapping of names to plain"),
-])
-def test_other_hyperparameters_from_a_checkpoint_are_checked(kwargs, words):
-    with pytest.raises(ValueError, match=re.escape(words)):
-        RegressionModule(LinearRegression(1), **kwargs)

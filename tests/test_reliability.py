@@ -168,12 +168,5 @@ def test_resume_keeps_working_for_a_users_own_network(tmp_path, monkeypatch, cap
         assert _state(last)["hyper_parameters"]["model"]["class_path"] == "lrl_resume_net.Net"
         assert fit_main([*flags, "--max-epochs", "3", "--resume"]) == 0, capsys.readouterr().err
         assert _state(last)["epoch"] == 2 and "for 3 epochs" in capsys.readouterr().out
-        # Resuming with flags that build another network is one line, before anything trains.
-        assert fit_main([*flags, "--max-epochs", "4", "--resume", "--model", "linear"]) == 2
-        assert capsys.readouterr().err.strip() == (
-            "error: --resume logs/version_0/checkpoints/last.ckpt: state_dict does not fit the network "
-            "LinearRegression: missing 'model.linear.bias', 'model.linear.weight'; unexpected 'model.net.0.bias', "
-            "'model.net.0.weight', 'model.net.2.bias', 'model.net.2.weight'; resume with the flags of the run that "
-            "wrote it")
     finally:
         sys.modules.pop("lrl_resume_net", None)
