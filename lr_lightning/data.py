@@ -12,10 +12,11 @@ that bookkeeping costs more than the math.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,11 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
 
 
 def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """Read a CSV with a header row: ``(x, y, feature_names, target_name)``; the target defaults to the last column."""
+    """Read a CSV with a header row: ``(x, y, feature_names, target_name)``; the target defaults to the last column.
+
+    The format is :func:`read_csv_table`'s: blank lines and ``#`` comment lines are skipped, a UTF-8 BOM is not
+    part of the first name, names must be present and unique, and a first row of numbers is refused.
+    """
     names, data = read_csv_table(path)
     target = names[-1] if target is None else target
     if target not in names:
@@ -70,45 +75,103 @@ def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, n
     return np.delete(data, t, axis=1), data[:, t], [n for i, n in enumerate(names) if i != t], target
 
 
-def read_csv_table(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Read a CSV with a header row into ``(column_names, float64 array)``.
+class MissingHeaderError(ValueError):
+    """A CSV whose first row holds only numbers: data where the header row should be."""
 
-    Errors name the file, and the row (1-based, as an editor shows it) and column of the bad cell.
+
+def read_csv_table(path: str | Path, columns: Sequence[str] | None = None, *, header: bool = True,
+                   max_abs: float = math.inf) -> tuple[list[str], np.ndarray]:
+    """Read a CSV into ``(column_names, float64 array)``.
+
+    The format: a header row naming the columns, then rows of numbers. Blank lines are skipped anywhere, and so
+    are comment lines, whose first non-space character is ``#``. A UTF-8 byte order mark (Excel writes one) is
+    not part of the first name, and names are stripped of surrounding spaces. Errors name the file, and the row
+    (the line number, as an editor shows it) and the column of the bad cell.
+
+    Args:
+        path: the CSV file.
+        columns: only these columns, in this order; the others are not parsed, so they may hold anything (ids,
+            an empty target). A missing one is an error. With ``header=False``: the names of the file's columns,
+            in order, and every row must have exactly that many values.
+        header: ``False`` for a file without a header row (``columns`` then names its columns).
+        max_abs: refuse values of larger magnitude, like nan and inf: the largest number of the dtype they will
+            be cast to (``torch.finfo(torch.float32).max``), beyond which they would become inf there.
+
+    Raises:
+        MissingHeaderError: ``header=True`` and the first row holds only numbers. Taking it as the header would
+            lose that row of data without a word.
+        ValueError: anything else that is not such a file (empty, ragged, a missing, unnamed or repeated column, a
+            cell that is not a finite number).
+        FileNotFoundError: no such file.
     """
     path = _existing_file(path)
+    if not header and not columns:
+        raise ValueError(f"{path}: a file without a header row needs the names of its columns")
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return _parse_csv(path, csv.reader(f))
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a leading BOM is dropped, not read as text
+            return _parse_csv(path, f, columns, header, max_abs)
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not a text CSV file (byte {e.start} is not UTF-8 text)") from None
     except OSError as e:
         raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
 
 
-def _parse_csv(path: Path, reader: Iterator[list[str]]) -> tuple[list[str], np.ndarray]:
-    header = next(reader, None)
-    if header is None:
+def _parse_csv(path: Path, lines: Iterable[str], columns: Sequence[str] | None, header: bool,
+               max_abs: float) -> tuple[list[str], np.ndarray]:
+    # A comment line is handed to the reader as an empty line rather than dropped, so that the reader's line
+    # numbers stay the file's.
+    reader = csv.reader("\n" if line.lstrip().startswith("#") else line for line in lines)
+    rows = ((reader.line_num, row) for row in reader if any(cell.strip() for cell in row))
+    first = next(rows, None)
+    if first is None:
+        if reader.line_num:
+            raise ValueError(f"{path}: no header row: the file holds only blank or comment lines")
         raise ValueError(f"{path}: the file is empty; expected a header row, then rows of numbers")
-    names = [h.strip() for h in header]
-    rows = []
-    for line, row in enumerate(reader, start=2):
-        if not row or all(not cell.strip() for cell in row):
-            continue  # blank lines, e.g. a trailing newline
+    if header:
+        line, cells = first
+        names = [cell.strip() for cell in cells]
+        if all(_is_float(name) for name in names):
+            raise MissingHeaderError(f"{path}: no header row: the first row (line {line}) is data; add a header row "
+                                     "naming the columns")
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names, start=1):
+            if not name:
+                raise ValueError(f"{path}: column {i} has no name in the header row (line {line})")
+            if name in seen:
+                raise ValueError(f"{path}: column {i} repeats the name {name!r} of column {seen[name]}; "
+                                 "column names must be unique")
+            seen[name] = i
+        missing = [c for c in columns or () if c not in seen]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))}; the columns are {', '.join(names)}")
+        body: Iterable[tuple[int, list[str]]] = rows
+    else:
+        names, body = list(columns or ()), itertools.chain([first], rows)
+    wanted = list(columns) if columns is not None else names
+    index = [names.index(c) for c in wanted]
+    every = index == list(range(len(names)))
+    data = []
+    for line, row in body:
         if len(row) != len(names):
+            if not header:
+                raise ValueError(f"{path}: row {line} has {len(row)} values, expected {len(names)} "
+                                 f"({', '.join(names)}, in this order)")
             raise ValueError(f"{path}: row {line} has {len(row)} values, the header has {len(names)} columns")
+        cells = row if every else [row[j] for j in index]
         try:
-            values = [float(cell) for cell in row]
+            values = [float(cell) for cell in cells]
         except ValueError:
-            col = next(i for i, cell in enumerate(row) if not _is_float(cell))
-            raise ValueError(f"{path}: row {line}, column {names[col]!r}: {row[col]!r} is not a number") from None
-        if not all(map(math.isfinite, values)):
-            col = next(i for i, v in enumerate(values) if not math.isfinite(v))
-            raise ValueError(f"{path}: row {line}, column {names[col]!r}: {row[col].strip()!r} is not a finite "
-                             "number; remove or fill the row")
-        rows.append(values)
-    if not rows:
+            col = next(i for i, cell in enumerate(cells) if not _is_float(cell))
+            raise ValueError(f"{path}: row {line}, column {wanted[col]!r}: {cells[col]!r} is not a number") from None
+        if not all(math.isfinite(v) and abs(v) <= max_abs for v in values):
+            col = next(i for i, v in enumerate(values) if not (math.isfinite(v) and abs(v) <= max_abs))
+            why = "is not a finite number" if not math.isfinite(values[col]) else f"is beyond ±{max_abs:.6g}"
+            raise ValueError(f"{path}: row {line}, column {wanted[col]!r}: {cells[col].strip()!r} {why}; "
+                             "remove or fill the row")
+        data.append(values)
+    if not data:
         raise ValueError(f"{path}: only a header row; no data rows")
-    return names, np.asarray(rows, dtype=np.float64)
+    return wanted, np.asarray(data, dtype=np.float64)
 
 
 def _existing_file(path: str | Path) -> Path:

@@ -17,7 +17,9 @@ maps a linear model back to raw powers exactly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -65,6 +67,47 @@ def _standardization(x: Moments, y: Moments, bias: bool) -> dict[str, list[float
             "y_scale": y_scale.tolist()}
 
 
+def check_spec(spec: Any) -> None:
+    """Raise ValueError (one line, naming the key) unless ``spec`` is a feature map :class:`FeatureMap` can apply.
+
+    The keys and list lengths it needs: ``centre`` and ``scale`` per input column (k), ``feature_mean`` and
+    ``feature_scale`` per feature (k × degree), ``y_mean`` and ``y_scale`` per output; all finite numbers, the
+    scales > 0 (they divide). ``polynomial_degree`` is None or an integer >= 1, ``bias`` a bool.
+    """
+    where = "normalization"
+    keys = ("polynomial_degree", "bias", "centre", "scale", "feature_mean", "feature_scale", "y_mean", "y_scale")
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: expected a mapping with the keys {', '.join(keys)}, got {type(spec).__name__}")
+    missing = [k for k in keys if k not in spec]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
+    degree = spec["polynomial_degree"]
+    if degree is not None and (isinstance(degree, (bool, np.bool_)) or not isinstance(degree, Integral) or degree < 1):
+        raise ValueError(f"{where}: polynomial_degree must be None or an integer >= 1, got {degree!r}")
+    if not isinstance(spec["bias"], (bool, np.bool_)):
+        raise ValueError(f"{where}: bias must be true or false, got {spec['bias']!r}")
+    for key in keys[2:]:
+        values = spec[key]
+        if not isinstance(values, (list, tuple)) or not values or not all(map(_finite_number, values)):
+            raise ValueError(f"{where}: {key} must be a non-empty list of finite numbers, got {values!r:.80}")
+        if key.endswith("scale") and not all(v > 0 for v in values):
+            raise ValueError(f"{where}: {key} must hold numbers > 0 (they divide), got {values!r:.80}")
+    k, n_features, n_out = len(spec["centre"]), len(spec["centre"]) * (degree or 1), len(spec["y_mean"])
+    for key, n in (("scale", k), ("feature_mean", n_features), ("feature_scale", n_features), ("y_scale", n_out)):
+        if len(spec[key]) != n:
+            raise ValueError(f"{where}: {key} has {len(spec[key])} values, expected {n} "
+                             f"({k} input column(s), polynomial_degree {degree}, {n_out} output(s))")
+
+
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
 class FeatureMap(nn.Module):
     """``features = (basis(x) - feature_mean) / feature_scale`` and ``y_train = (y - y_mean) / y_scale``.
 
@@ -73,6 +116,7 @@ class FeatureMap(nn.Module):
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__()
+        check_spec(spec)  # it may come from a checkpoint: one clear line, not a KeyError or a shape error later
         self.spec = spec
         self.degree, self.bias = spec["polynomial_degree"], spec["bias"]
         for name in ("centre", "scale", "feature_mean", "feature_scale", "y_mean", "y_scale"):

@@ -8,10 +8,9 @@ your own ``nn.Module``.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import lightning as L
@@ -23,6 +22,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, Metric
 from torchmetrics.regression import R2Score
 
 from lr_lightning.features import FeatureMap
+from lr_lightning.model import LinearRegression, MLPRegressor
 from lr_lightning.quiet import quiet_lightning
 
 quiet_lightning()  # the Python API as quiet as the command line: see lr_lightning/quiet.py
@@ -62,20 +62,84 @@ def model_spec(model: nn.Module) -> dict[str, Any] | None:
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     if {k: v.shape for k, v in clone.state_dict().items()} != shapes:
         return None
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+    return {"class_path": class_path(cls), "init_args": init_args}
 
 
-def build_model(spec: Mapping[str, Any]) -> nn.Module:
-    """Construct the network described by :func:`model_spec`."""
-    path = spec.get("class_path", "")
-    module_name, _, qualname = path.rpartition(".")
+# The networks a checkpoint may name without being told: this package's own. Resolved from this table, never by
+# importing a path read from a file: importing a module runs its code, and calling a class does too.
+BUILTIN_MODELS: dict[str, type[nn.Module]] = {
+    f"{cls.__module__}.{cls.__qualname__}": cls for cls in (LinearRegression, MLPRegressor)
+}
+
+
+def class_path(cls: type) -> str:
+    """The name :func:`model_spec` records for a class: ``module.QualName``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def trusted_models(trusted: Iterable[type[nn.Module]] = ()) -> dict[str, type[nn.Module]]:
+    """The classes a recipe may name, by class path: the package's networks plus ``trusted``.
+
+    Args:
+        trusted: ``nn.Module`` classes the caller vouches for (their code will run when a recipe names them).
+
+    Raises ValueError for anything in ``trusted`` that is not an ``nn.Module`` class: a string or a function there
+    would widen trust to whatever it resolves to.
+    """
+    allowed = dict(BUILTIN_MODELS)
+    for cls in trusted:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ValueError(f"trusted: expected nn.Module classes, got {cls!r}")
+        allowed[class_path(cls)] = cls
+    return allowed
+
+
+def build_model(spec: Any, trusted: Iterable[type[nn.Module]] = ()) -> nn.Module:
+    """Construct the network described by :func:`model_spec`, if its class is one the caller trusts.
+
+    A recipe comes from a checkpoint, which may come from anyone, and ``weights_only`` loading does not protect
+    it: it is plain data that names a class to call. So its ``class_path`` is looked up in an allow-list (this
+    package's networks and ``trusted``) before anything is imported or called, its ``init_args`` must be plain
+    data, and what the class returns must be an ``nn.Module``.
+
+    Args:
+        spec: ``{"class_path": "package.module.Class", "init_args": {...}}``.
+        trusted: further ``nn.Module`` classes a recipe may name (matched by ``module.QualName``).
+
+    Raises:
+        ValueError: a malformed recipe, a class that is not trusted, or a constructor that fails.
+    """
+    if not isinstance(spec, Mapping) or set(spec) - {"class_path", "init_args"}:
+        raise ValueError(f"model recipe: expected {{'class_path': ..., 'init_args': {{...}}}}, got {_short(spec)}")
+    path, init_args = spec.get("class_path"), spec.get("init_args", {})
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"model recipe: class_path must be a class name like 'package.module.Class', "
+                         f"got {_short(path)}")
+    allowed = trusted_models(trusted)
+    if path not in allowed:
+        # Checked before any import: naming a module is enough to run its code.
+        name = path.rpartition(".")[2]
+        raise ValueError(f"model class {path!r} is not trusted: loading builds only lr_lightning's networks and "
+                         f"classes you name; if you trust its code, pass trusted=[{name}] "
+                         f"(predict.py: --trust {path})")
+    if not isinstance(init_args, Mapping) or not all(isinstance(k, str) for k in init_args) \
+            or not _is_plain(dict(init_args)):
+        raise ValueError(f"model recipe for {path}: init_args must be a mapping of names to plain values "
+                         f"(numbers, strings, lists), got {_short(init_args)}")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ValueError(f"cannot import model class {path!r} ({e}); pass the network as model=...") from None
-    return obj(**spec.get("init_args", {}))
+        model = allowed[path](**init_args)
+    except (TypeError, ValueError) as e:  # arguments that do not fit the class: a recipe from elsewhere
+        raise ValueError(f"model recipe for {path}: cannot build it from init_args {_short(init_args)} ({e})") \
+            from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model recipe for {path}: built a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to one readable line: error messages quote what a file held, whatever its size."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_plain(value: Any) -> bool:
@@ -158,16 +222,35 @@ class RegressionModule(L.LightningModule):
         scheduler: str | None = None,
         scheduler_options: dict[str, Any] | None = None,
         compile: bool = False,
+        trusted: Iterable[type[nn.Module]] = (),
     ) -> None:
+        """
+        Args:
+            model: the network, or the recipe a checkpoint recorded for it (``{"class_path", "init_args"}``).
+            lr: learning rate.
+            optimizer: ``"sgd"``, ``"adam"`` or ``"lbfgs"``.
+            momentum: SGD momentum.
+            weight_decay: L2 penalty (sgd, adam).
+            normalization: a :class:`~lr_lightning.features.FeatureMap` spec, applied in ``forward``.
+            scheduler: ``"cosine"``, ``"step"``, ``"plateau"`` or None.
+            scheduler_options: keyword arguments for the torch scheduler.
+            compile: run the network through ``torch.compile``.
+            trusted: classes besides this package's networks that a recipe may name; a recipe's class is called,
+                so only classes whose code you trust (``load_from_checkpoint(path, trusted=[MyNet])``). Not saved
+                in the hyperparameters: trust is the loader's decision, never the checkpoint's.
+        """
         super().__init__()
         _check_settings(lr, optimizer, momentum, weight_decay, scheduler, scheduler_options, compile)
         if model is None:
             raise ValueError("this checkpoint does not record how to build its network; "
                              "pass it: RegressionModule.load_from_checkpoint(path, model=...)")
-        # From a checkpoint, `model` is the recipe that was recorded below.
-        self.model = build_model(model) if isinstance(model, Mapping) else model
+        # From a checkpoint, `model` is the recipe that was recorded below: built only if its class is trusted.
+        trusted = tuple(trusted)
+        trusted_models(trusted)  # refuses a string or a function in it, even when no recipe is to be built
+        self.model = build_model(model, trusted) if isinstance(model, Mapping) else model
         if not isinstance(self.model, nn.Module):
-            raise ValueError(f"model must be an nn.Module, got {type(self.model).__name__}")
+            raise ValueError(f"model: expected an nn.Module or a recipe {{'class_path': ..., 'init_args': ...}}, "
+                             f"got {_short(model)}")
         if not any(p.requires_grad for p in self.model.parameters()):
             raise ValueError(f"the network {type(self.model).__name__} has no trainable parameters: nothing to train")
         spec = model_spec(self.model)
@@ -194,6 +277,33 @@ class RegressionModule(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         # Per output, when there are several (added in `setup`, where the data names them): val/loss_<target>, ...
         self.val_per_output, self.test_per_output = nn.ModuleList(), nn.ModuleList()
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """torch's ``load_state_dict``, after checking that the weights fit the network, with one clear line if not.
+
+        Weights from a checkpoint meet a network rebuilt from its recipe (or passed in): torch would report a
+        mismatch as a many-line "size mismatch" RuntimeError, or with ``strict=False`` load what fits and skip
+        the rest.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"state_dict: expected a mapping of parameter names to tensors, got "
+                             f"{type(state_dict).__name__}")
+        own = self.state_dict()
+        for key, value in state_dict.items():
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(f"state_dict: {key!r} is a {type(value).__name__}, not a tensor")
+            if key in own and value.shape != own[key].shape:
+                raise ValueError(f"state_dict: {key!r} has shape {tuple(value.shape)} in the checkpoint, "
+                                 f"{tuple(own[key].shape)} in the network {type(self.model).__name__} rebuilt here")
+        if strict:
+            missing, unexpected = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
+            if missing or unexpected:
+                raise ValueError(f"state_dict does not fit the network {type(self.model).__name__}: "
+                                 + "; ".join(f"{what} {', '.join(map(repr, keys[:5]))}"
+                                             + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+                                             for what, keys in (("missing", missing), ("unexpected", unexpected))
+                                             if keys))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule if self.trainer is not None else None
@@ -282,7 +392,12 @@ class RegressionModule(L.LightningModule):
         """Predictions in original units from raw inputs (the feature map, if any, is applied here)."""
         if self.feature_map is None:
             return self.model(x)
-        return self.feature_map.untarget(self.model(self.feature_map.features(x)))
+        out = self.model(self.feature_map.features(x))
+        if out.shape[-1] != len(self.feature_map.y_mean):
+            # (N, 1) against a 2-output y_mean would broadcast to (N, 2): predictions for outputs the network lacks.
+            raise ValueError(f"the network has {out.shape[-1]} output(s), its normalization (y_mean) "
+                             f"{len(self.feature_map.y_mean)}")
+        return self.feature_map.untarget(out)
 
     def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step shared by train, val and test, on batches already in model units: ``(loss, preds, targets)``."""

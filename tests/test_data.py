@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lr_lightning import RegressionDataModule
-from lr_lightning.data import EpochSampler, TensorBatches, as_columns, read_csv
+from lr_lightning.data import EpochSampler, MissingHeaderError, TensorBatches, as_columns, read_csv, read_csv_table
 
 from .conftest import make_trainer
 
@@ -206,3 +206,74 @@ def test_bad_arrays_and_settings_raise_value_error(kwargs, words):
 def test_as_columns_never_leaves_a_1d_target():
     assert as_columns(torch.arange(3.0), "y").shape == (3, 1)
     assert as_columns(np.ones((3, 2)), "y").shape == (3, 2)
+
+
+# ------------------------------------------------------------------------ CSV format: what is skipped, what refused
+def _write(tmp_path, text, name="d.csv"):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def test_csv_bom_blank_lines_and_comments_are_not_data(tmp_path):
+    text = "\ufeff\n  \n# measured 2024-05-01\n  # by hand\na , price\n1,2\n\n# a pause\n3,6\n"
+    x, y, features, target = read_csv(_write(tmp_path, text))
+    assert features == ["a"] and target == "price"  # no BOM, no spaces in the names
+    assert x.tolist() == [[1.0], [3.0]] and y.tolist() == [2.0, 6.0]
+    dm = RegressionDataModule.from_csv(_write(tmp_path, "\ufeffa,b,y\n1,2,3\n4,5,6\n"), val_fraction=0.0)
+    assert dm.feature_names == ["a", "b"] and dm.x.tolist() == [[1, 2], [4, 5]]
+
+
+def test_csv_row_numbers_stay_the_files_line_numbers(tmp_path):
+    # line 1 blank, 2 a comment, 3 the header, 4 data, 5 a comment, 6 the bad cell
+    with pytest.raises(ValueError, match=r"d\.csv: row 6, column 'y': 'x' is not a number"):
+        read_csv(_write(tmp_path, "\n# c\na,y\n1,2\n# c\n3,x\n"))
+    with pytest.raises(ValueError, match=r"d\.csv: row 5 has 1 values, the header has 2 columns"):
+        read_csv(_write(tmp_path, "# c\na,y\n\n1,2\n3\n"))
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("a,,y\n1,2,3\n", "d.csv: column 2 has no name in the header row (line 1)"),
+    ("\na, ,y\n1,2,3\n", "d.csv: column 2 has no name in the header row (line 2)"),
+    ("a,b,\n1,2,3\n", "d.csv: column 3 has no name in the header row (line 1)"),
+    ("a,y, a\n1,2,3\n", "d.csv: column 3 repeats the name 'a' of column 1; column names must be unique"),
+    ("1,2\n3,4\n", "d.csv: no header row: the first row (line 1) is data; add a header row naming the columns"),
+    ("# only\n\n# comments\n", "d.csv: no header row: the file holds only blank or comment lines"),
+    ("a,y\n1,1e400\n", "d.csv: row 2, column 'y': '1e400' is not a finite number; remove or fill the row"),
+])
+def test_csv_format_problems_are_one_clear_error(tmp_path, content, words):
+    with pytest.raises(ValueError) as e:
+        RegressionDataModule.from_csv(_write(tmp_path, content))
+    assert str(e.value).endswith(words) and "\n" not in str(e.value)
+
+
+def test_a_headerless_csv_is_refused_with_its_own_error_class(tmp_path):
+    with pytest.raises(MissingHeaderError):
+        read_csv_table(_write(tmp_path, "1,2\n3,4\n"))
+    # A header with some numeric names is still a header.
+    assert read_csv_table(_write(tmp_path, "2024,y\n1,2\n"))[0] == ["2024", "y"]
+
+
+def test_csv_selected_columns_by_name_others_unread(tmp_path):
+    path = _write(tmp_path, "id,b,a,note\nr1,2,1,fine\nr2,4,3,\n")
+    names, data = read_csv_table(path, ["a", "b"])
+    assert names == ["a", "b"] and data.tolist() == [[1, 2], [3, 4]]
+    with pytest.raises(ValueError, match=r"d\.csv: no column 'c'; the columns are id, b, a, note"):
+        read_csv_table(path, ["a", "c"])
+    with pytest.raises(ValueError, match=r"d\.csv: row 2, column 'b': 'x' is not a number"):
+        read_csv_table(_write(tmp_path, "a,b\n1,x\n"), ["b", "a"])
+
+
+def test_csv_without_header_takes_the_given_names_in_order(tmp_path):
+    names, data = read_csv_table(_write(tmp_path, "# no header\n1,2\n3,4\n"), ["a", "b"], header=False)
+    assert names == ["a", "b"] and data.tolist() == [[1, 2], [3, 4]]
+    with pytest.raises(ValueError, match=r"d\.csv: row 1 has 3 values, expected 2 \(a, b, in this order\)"):
+        read_csv_table(_write(tmp_path, "1,2,3\n"), ["a", "b"], header=False)
+
+
+def test_csv_values_beyond_a_dtypes_range_are_refused_when_asked(tmp_path):
+    path = _write(tmp_path, "a\n1e39\n")
+    assert read_csv_table(path)[1].tolist() == [[1e39]]  # float64 holds it
+    limit = float(torch.finfo(torch.float32).max)
+    with pytest.raises(ValueError, match=r"d\.csv: row 2, column 'a': '1e39' is beyond ±3\.40282e\+38"):
+        read_csv_table(path, max_abs=limit)

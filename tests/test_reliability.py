@@ -146,3 +146,27 @@ def test_resume_is_exact_from_any_point(tmp_path, hook, at):
     resumed, resumed_steps = _fit_saving(ckpt_path=tmp_path / "cut.ckpt")
     assert resumed_steps == steps == 24
     assert torch.equal(resumed, whole)
+
+
+def test_resume_keeps_working_for_a_users_own_network(tmp_path, monkeypatch, capsys):
+    """fit.py builds the network from --model (the user named it), then loads the state: no trust needed."""
+    from lr_lightning.cli import fit_main
+
+    (tmp_path / "lrl_resume_net.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self, in_features: int, out_features: int = 1) -> None:\n"
+        "        super().__init__()\n        self.in_features, self.out_features = in_features, out_features\n"
+        "        self.net = nn.Sequential(nn.Linear(in_features, 4), nn.Tanh(), nn.Linear(4, out_features))\n\n"
+        "    def forward(self, x):\n        return self.net(x)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        flags = ["--data", "synthetic", "--n-samples", "64", "--model", "lrl_resume_net.Net", "--log-dir", "logs",
+                 "--figures", "1", "--no-progress-bar"]
+        assert fit_main([*flags, "--max-epochs", "2"]) == 0
+        last = tmp_path / "logs/version_0/checkpoints/last.ckpt"
+        assert _state(last)["hyper_parameters"]["model"]["class_path"] == "lrl_resume_net.Net"
+        assert fit_main([*flags, "--max-epochs", "3", "--resume"]) == 0, capsys.readouterr().err
+        assert _state(last)["epoch"] == 2 and "for 3 epochs" in capsys.readouterr().out
+    finally:
+        sys.modules.pop("lrl_resume_net", None)

@@ -79,8 +79,11 @@ def test_a_users_own_network_trains_from_the_config_class_path_and_reloads(tmp_p
                       "model:\n  class_path: tests.test_template.TinyNet\n  init_args:\n    width: 5\n")
     out = _fit(capsys, tmp_path, "--config", str(config))
     assert "Trained TinyNet" in out
-    module = RegressionModule.load_from_checkpoint(tmp_path / "logs/version_0/checkpoints/last.ckpt",
-                                                   weights_only=True)
+    last = tmp_path / "logs/version_0/checkpoints/last.ckpt"
+    # The recipe names a class outside the package: rebuilt only when the loader trusts it.
+    with pytest.raises(ValueError, match=r"model class 'tests\.test_template\.TinyNet' is not trusted"):
+        RegressionModule.load_from_checkpoint(last, weights_only=True)
+    module = RegressionModule.load_from_checkpoint(last, weights_only=True, trusted=[TinyNet])
     assert isinstance(module.model, TinyNet) and (module.model.in_features, module.model.width) == (3, 5)
     assert module.hparams.model == {"class_path": "tests.test_template.TinyNet",
                                     "init_args": {"in_features": 3, "out_features": 1, "width": 5}}
