@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -213,7 +214,7 @@ class RegressionModule(L.LightningModule):
 
     def __init__(
         self,
-        model: nn.Module | Mapping[str, Any],
+        model: nn.Module | Mapping[str, Any] | None = None,
         lr: float = 0.01,
         optimizer: str = "sgd",
         momentum: float = 0.0,
@@ -242,8 +243,8 @@ class RegressionModule(L.LightningModule):
         super().__init__()
         _check_settings(lr, optimizer, momentum, weight_decay, scheduler, scheduler_options, compile)
         if model is None:
-            raise ValueError("this checkpoint does not record how to build its network; "
-                             "pass it: RegressionModule.load_from_checkpoint(path, model=...)")
+            raise ValueError("model: no network given (a checkpoint that does not record how to build its network "
+                             "needs it: RegressionModule.load_from_checkpoint(path, model=...))")
         # From a checkpoint, `model` is the recipe that was recorded below: built only if its class is trusted.
         trusted = tuple(trusted)
         trusted_models(trusted)  # refuses a string or a function in it, even when no recipe is to be built
@@ -277,6 +278,33 @@ class RegressionModule(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         # Per output, when there are several (added in `setup`, where the data names them): val/loss_<target>, ...
         self.val_per_output, self.test_per_output = nn.ModuleList(), nn.ModuleList()
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, weights_only: bool | None = None,
+                             **kwargs: Any) -> RegressionModule:
+        """Lightning's ``load_from_checkpoint``, after a look at the file: a missing file, another program's file or a
+        checkpoint without our structure is one ValueError / FileNotFoundError naming the file, not an AttributeError
+        from deep inside Lightning. ``trusted=[MyNet]`` names classes a recipe may build (:func:`build_model`)."""
+        if isinstance(checkpoint_path, (str, Path)) and weights_only is not False:
+            path = Path(checkpoint_path)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # truncated, another program's pickle, code hidden in it: never run
+                raise ValueError(f"{path}: not a checkpoint written by lr_lightning ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0] if str(e) else ''})") from None
+            problem = _structure_problem(checkpoint)
+            accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+            unknown = sorted(map(str, set((checkpoint.get("hyper_parameters") or {}) if not problem else ())
+                                 - accepted))
+            if unknown:
+                problem = f"unknown hyperparameters {', '.join(unknown)}"
+            if problem:
+                raise ValueError(f"{path}: not a checkpoint written by lr_lightning ({problem})")
+        return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, weights_only,
+                                            **kwargs)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """torch's ``load_state_dict``, after checking that the weights fit the network, with one clear line if not.
@@ -567,6 +595,18 @@ def _describe(key: str, value: Any) -> str:
         return f"polynomial_degree={value.get('polynomial_degree')}, bias={value.get('bias')}, " + (
             "standardized" if standardized else "not standardized")
     return repr(value)
+
+
+def _structure_problem(checkpoint: Any) -> str:
+    """What a loaded checkpoint lacks of the structure Lightning writes ('' if nothing)."""
+    if not isinstance(checkpoint, Mapping):
+        return f"a {type(checkpoint).__name__}, not a checkpoint dictionary"
+    if not isinstance(checkpoint.get("state_dict"), Mapping):
+        return "no state_dict of weights"
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        if key in checkpoint and not isinstance(checkpoint[key], Mapping):
+            return f"{key} is a {type(checkpoint[key]).__name__}, not a mapping"
+    return ""
 
 
 def single_linear(model: nn.Module) -> nn.Linear | None:
