@@ -386,6 +386,10 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
             raise UsageError(f"--devices {devices}: this machine has {available} {kind}; use at most {available}")
     if args.num_nodes < 1:
         raise UsageError(f"--num-nodes must be >= 1, got {args.num_nodes}")
+    if args.num_nodes > 1 and not any(v in os.environ for v in CLUSTER_VARIABLES):
+        # Without a launcher, the first process would wait for the other machines forever.
+        raise UsageError(f"--num-nodes {args.num_nodes}: no cluster launcher found; run the same command on each "
+                         "machine under torchrun or SLURM (README: Several devices, several machines)")
     if args.max_epochs < -1:
         raise UsageError(f"--max-epochs must be >= 0 (or -1 for no limit), got {args.max_epochs}")
     from lr_lightning.data import SEED_MAX
@@ -492,6 +496,8 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     return dm, module, trainer
 
 
+# Set by the launchers Lightning works with on several machines: torchrun, SLURM, LSF, MPI, or by hand.
+CLUSTER_VARIABLES = ("WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "SLURM_NTASKS", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE")
 RUN_VERSION = "LR_LIGHTNING_RUN_VERSION"  # the run folder rank 0 claimed, for the DDP processes it starts
 
 

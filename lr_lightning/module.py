@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -292,7 +293,10 @@ class RegressionModule(L.LightningModule):
                 raise FileNotFoundError(f"{path}: no such file")
             try:
                 checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # truncated, another program's pickle, code hidden in it: never run
+            except pickle.UnpicklingError:  # objects only code could rebuild: never run it
+                raise ValueError(f"{path}: not a checkpoint written by lr_lightning (it holds objects that only code "
+                                 "could rebuild; refused unread)") from None
+            except Exception as e:  # truncated, another program's file
                 raise ValueError(f"{path}: not a checkpoint written by lr_lightning ({type(e).__name__}: "
                                  f"{str(e).splitlines()[0] if str(e) else ''})") from None
             problem = _structure_problem(checkpoint)
@@ -417,7 +421,11 @@ class RegressionModule(L.LightningModule):
             self.check_resumable(checkpoint, self.trainer.datamodule)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predictions in original units from raw inputs (the feature map, if any, is applied here)."""
+        """Predictions in original units from raw inputs (the feature map, if any, is applied here), in the
+        network's dtype: a network trained on float64 data is float64, and float32 inputs are widened for it."""
+        param = next(self.model.parameters(), None)
+        if param is not None and x.is_floating_point() and x.dtype != param.dtype and param.dtype == torch.float64:
+            x = x.to(param.dtype)
         if self.feature_map is None:
             return self.model(x)
         out = self.model(self.feature_map.features(x))

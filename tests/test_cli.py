@@ -31,7 +31,9 @@ def test_default_run_reproduces_the_tutorial_quietly(tmp_path):
     assert "tensorboard --logdir lightning_logs" in out
     assert (tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt").is_file()
     # No warning noise, no banners, no progress-bar spam in a log file.
-    assert result.stderr == "", result.stderr
+    # Nothing but, on a loaded machine where training passes 5 s, a progress line (what a log file should get).
+    noise = [line for line in result.stderr.splitlines() if not re.fullmatch(r"epoch \d+/100: step .*, \d+ s", line)]
+    assert noise == [], result.stderr
 
 
 def test_csv_run_then_predict_from_values_and_csv(tmp_path):

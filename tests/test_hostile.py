@@ -199,6 +199,9 @@ def test_any_flag_values_train_or_give_one_error_line(flags: list[tuple[str, str
     if "--n-samples" not in given_flags:
         argv += ["--n-samples", "64"]
     argv += ["--figures", "0"] if "--figures" not in given_flags else []
+    devices = dict(flags).get("--devices", "1")
+    if devices.isdigit() and int(devices) > 1 or devices.count(",") and len(set(devices.split(","))) > 1:
+        return  # several devices start DDP processes that re-run this process's command: pytest (test_scale runs DDP)
     epochs = dict(flags).get("--max-epochs")
     if epochs is not None and epochs.lstrip("-").isdigit() and int(epochs) > 3:
         return  # keep each example short; large epoch counts are not what this searches for

@@ -198,7 +198,7 @@ def test_unrecordable_network_warns_and_loads_when_passed(tmp_path):
         module = RegressionModule(Opaque(5))
     assert module.hparams.model is None
     path = _fit_and_save(module, tmp_path)
-    with pytest.raises(ValueError, match="pass it: RegressionModule.load_from_checkpoint"):
+    with pytest.raises(ValueError, match=r"needs it: RegressionModule.load_from_checkpoint\(path, model=...\)"):
         RegressionModule.load_from_checkpoint(path)
     with pytest.warns(UserWarning):
         loaded = RegressionModule.load_from_checkpoint(path, model=Opaque(5))

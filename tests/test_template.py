@@ -93,7 +93,7 @@ def test_a_users_own_network_trains_from_the_config_class_path_and_reloads(tmp_p
     (["--model", "nowhere.Net"], "--model nowhere.Net: cannot import it"),
     (["--model", "Net"], "expected linear, mlp or package.module.ClassName"),
     (["--hidden", "8"], "--hidden applies to --model mlp"),
-    (["--model", "mlp", "--hidden", "0"], "hidden must be one or more positive layer widths"),
+    (["--model", "mlp", "--hidden", "0"], "hidden must be a list of positive layer widths"),
 ])
 def test_a_bad_model_flag_is_one_line_and_exit_2(tmp_path, capsys, flags, words):
     assert fit_main(["--log-dir", str(tmp_path), *flags]) == 2

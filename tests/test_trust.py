@@ -69,6 +69,7 @@ def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, ca
         (["--accelerator", "tpu"], "--accelerator tpu: not available on this machine"),
         (["--accelerator", "quantum"], "--accelerator quantum: unknown; choose auto, gpu or one of cpu, cuda"),
         (["--devices", "0,0"], "--devices 0,0: a list names each device once"),
+        (["--num-nodes", "2"], "--num-nodes 2: no cluster launcher found; run the same command on each machine"),
         (["--log-dir", "{d}/a_file"], "--log-dir {d}/a_file: is a file or lies under one"),
         (["--log-dir", "{d}/a_file/sub"], "--log-dir {d}/a_file/sub: is a file or lies under one"),
         (["--config", "{d}/hidden.yaml"], "--config {d}/hidden.yaml: hidden: expected a list, e.g. [64], got 64"),
