@@ -273,7 +273,6 @@ def _interrupted(e: Any, argv: list[str] | None) -> str:
 
 def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bias: bool) -> torch.nn.Module:
     """The network named by ``--model`` (or the config's ``model: {class_path, init_args}``), sized to the data."""
-    import importlib
     import inspect
 
     from lr_lightning.model import LinearRegression, MLPRegressor
@@ -293,16 +292,9 @@ def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bia
         class_path, init_args = spec.get("class_path", ""), dict(spec.get("init_args") or {})
     else:
         class_path, init_args = str(spec), {}
-    module_name, _, name = class_path.rpartition(".")
-    if not module_name:
+    if "." not in class_path.strip("."):
         raise UsageError(f"--model {class_path}: expected linear, mlp or package.module.ClassName")
-    # As `python -m` would: the user's own modules, in the directory the command runs from, are importable.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as e:
-        raise UsageError(f"--model {class_path}: cannot import it ({e})") from None
+    cls = _import_class(class_path, "--model")
     parameters = inspect.signature(cls).parameters
     # The data decides the sizes (LightningCLI's link_arguments, done by hand): unless the config says otherwise.
     for key, value in (("in_features", n_features), ("out_features", n_outputs)):
