@@ -33,6 +33,16 @@ class UsageError(ValueError):
     """Bad input found by the CLI itself (a flag, a file, the machine): reported as one line, exit status 2."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in --help, except where the help text states its own (``default: ...``) or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line ``error: ...`` (no usage dump) and exit status 2."""
 
@@ -46,19 +56,43 @@ def entry_point(main: Callable[[list[str] | None], int]) -> Callable[[list[str] 
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
+        # SIGTERM before or after training ends the command like Ctrl-C does, with one line (during training,
+        # reliability.StopOnSignal takes it over and saves a resumable checkpoint first).
+        previous = _take_sigterm()
         try:
             code = main(argv)
             sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's final flush
             return code
-        except KeyboardInterrupt:  # Ctrl-C outside training (which stops at a step's end, with a checkpoint)
-            print("error: interrupted by SIGINT", file=sys.stderr)
-            return 128 + signal.SIGINT
+        except (KeyboardInterrupt, Terminated) as e:  # outside training, which stops at a step end with a checkpoint
+            name = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+            print(f"error: interrupted by {name}", file=sys.stderr)
+            return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
         except BrokenPipeError:
             # Python's documented remedy: point stdout at devnull so the interpreter's final flush stays quiet.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return run
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived outside training: a BaseException, like KeyboardInterrupt, so no ``except Exception`` eats it."""
+
+
+def _take_sigterm() -> Any:
+    """Make SIGTERM raise :class:`Terminated` (main thread only); returns the handler to put back, or None."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminated)
 
 
 def quiet() -> None:
@@ -73,7 +107,7 @@ def quiet() -> None:
 def fit_parser() -> Parser:
     p = Parser(prog="fit.py", description="Train linear regression with PyTorch Lightning. With no arguments: "
                "the classic tutorial (x = 1, 2, 3, 4; y = 2x) on the best available device.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=HelpFormatter)
     p.add_argument("--config", type=Path, help="YAML file with the same keys as the flags (max_epochs: 50 or "
                    "max-epochs: 50); flags given on the command line override it")
     d = p.add_argument_group("data")
@@ -267,7 +301,8 @@ def _interrupted(e: Any, argv: list[str] | None) -> str:
             has_path = arg == "--resume" and i + 1 < len(args) and not args[i + 1].startswith("--")
             del args[i:i + 1 + has_path]
             break
-    command = shlex.join(["python", "scripts/fit.py", *args, "--resume", _show(e.checkpoint)])
+    script = _show(sys.argv[0]) if argv is None else "scripts/fit.py"  # as the user ran it (argv: from Python)
+    command = shlex.join(["python", script, *args, "--resume", _show(e.checkpoint)])
     return f"{e}; saved {_show(e.checkpoint)}; continue with: {command}"
 
 
@@ -304,20 +339,13 @@ def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bia
 
 
 def _construct(cls: Any, init_args: dict[str, Any], label: str) -> torch.nn.Module:
-    """``cls(**init_args)``, first on the meta device (shapes, no memory) to refuse a network that would not fit."""
-    import torch
-
-    from lr_lightning.data import check_memory
+    """``cls(**init_args)`` (:func:`~lr_lightning.module.construct_network`: a network too large is refused)."""
+    from lr_lightning.module import construct_network
 
     try:
-        with torch.device("meta"):
-            probe = cls(**init_args)
-        if isinstance(probe, torch.nn.Module):
-            # Parameters, gradients and up to two optimizer states (Adam), in float32 at least.
-            check_memory(4 * 4 * sum(p.numel() for p in probe.parameters()), "its parameters")
-        return cls(**init_args)
-    except (TypeError, ValueError, OverflowError, RuntimeError) as e:
-        raise UsageError(f"{label}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        return construct_network(cls, init_args)
+    except ValueError as e:
+        raise UsageError(f"{label}: {e}") from None
 
 
 def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, RegressionModule, L.Trainer]:
@@ -343,6 +371,15 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
 
     if args.plot is not None and not have_matplotlib():
         raise UsageError(f"--plot {args.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
+    if args.plot is not None and (args.plot.is_dir() or any(p.exists() and not p.is_dir() for p in
+                                                            args.plot.parents)):
+        raise UsageError(f"--plot {args.plot}: is a directory or lies under a file; name a .png file to write")
+    if args.stop_below is not None and not (math.isfinite(args.stop_below) and args.stop_below > 0):
+        raise UsageError(f"--stop-below {args.stop_below}: must be a finite loss > 0 (a loss is never below 0)")
+    if args.activation != "relu" and args.model != "mlp":
+        raise UsageError(f"--activation applies to --model mlp; give {args.model}'s own arguments in --config")
+    if args.target is not None and args.data in ("tutorial", "synthetic"):
+        raise UsageError(f"--target applies to data from a file; {args.data} data has one target")
     args.resume_path = None
     if args.resume is not None:
         found = find_last_checkpoint(args.log_dir) if args.resume == "last" else Path(args.resume)
@@ -590,7 +627,8 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
             more = " …" if dm.true_weight.shape[1] > 8 else ""
             print(f"  true weights {true}{more}, true bias {dm.true_bias.item():+.4f}")
     shown = ["train/loss", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
-    print("  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
+    if any(k in metrics for k in shown):  # none after --max-epochs 0
+        print("  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
     if w is not None and dm.optimum is not None:
         # The best linear fit on the same training rows: how far did training get?
         opt = dm.optimum()
@@ -619,7 +657,7 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
 def make_data_parser() -> Parser:
     p = Parser(prog="make_data.py", description="Write a synthetic regression dataset as .npy shards, for "
                "`fit.py --data DIR` (memory-mapped: it may be far larger than memory).",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=HelpFormatter)
     p.add_argument("out", type=Path, help="a new directory for part-00000.npy, ... and truth.json")
     p.add_argument("--rows", type=int, default=1_000_000, help="samples in all")
     p.add_argument("--features", type=int, default=16)
@@ -728,7 +766,8 @@ def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[
     from lr_lightning.module import RegressionModule
 
     if not path.is_file():
-        raise FileNotFoundError(f"--ckpt {path}: no such file")
+        what = "is a directory" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
+        raise FileNotFoundError(f"--ckpt {path}: {what}")
     try:
         # weights_only: a checkpoint from someone else must not run code while it is unpickled.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -818,7 +857,7 @@ def _predict_inputs(args: argparse.Namespace, features: list[str], dtype: torch.
     import numpy as np
     import torch
 
-    from lr_lightning.data import MissingHeaderError, read_csv_table
+    from lr_lightning.data import MissingHeaderError, parse_number, read_csv_table
 
     # A value beyond the dtype's range becomes inf when cast to it: refused as inf is.
     max_abs = float(torch.finfo(dtype).max)
@@ -835,7 +874,7 @@ def _predict_inputs(args: argparse.Namespace, features: list[str], dtype: torch.
         where = f"--x value {i + 1} ({text!r}"
         where += f", row {i // n + 1}, feature {features[i % n]!r})" if n > 1 else ")"
         try:
-            v = float(text)
+            v = parse_number(text)
         except ValueError:
             raise UsageError(f"{where}: not a number") from None
         if not math.isfinite(v):
@@ -866,7 +905,7 @@ def _predictions(module: RegressionModule, x: Any) -> Any:
 def from_scratch_parser() -> Parser:
     p = Parser(prog="from_scratch.py", description="The tutorial's stages, from numpy by hand to Lightning, on the "
                "same data: one table of w and loss per epoch, and a check that all stages agree.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=HelpFormatter)
     p.add_argument("--x", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.0], metavar="V", help="input values")
     p.add_argument("--true-w", type=float, default=2.0, help="the data is y = true_w·x + true_b")
     p.add_argument("--true-b", type=float, default=0.0)
@@ -934,7 +973,7 @@ def from_scratch_main(argv: list[str] | None = None) -> int:
 def benchmark_parser() -> Parser:
     p = Parser(prog="benchmark.py", description="Seconds per epoch of (a) a hand-written slicing loop, "
                "(b) Lightning over DataLoader(TensorDataset), (c) this package, on the same data, in one process.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=HelpFormatter)
     p.add_argument("--n-samples", type=int, default=1_000_000)
     p.add_argument("--n-features", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=1024)
@@ -1042,7 +1081,7 @@ def nist_parser() -> Parser:
     default = Path(__file__).resolve().parents[2] / "shared" / "nist-strd"
     p = Parser(prog="nist.py", description="LRE (correct significant digits) of this package on NIST's linear "
                "least-squares reference datasets, NIST-style, with numpy.linalg.lstsq as the well-known reference.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=HelpFormatter)
     p.add_argument("--data-dir", type=Path, default=default, help="folder of the NIST .dat files")
     p.add_argument("--lbfgs-epochs", type=int, default=50)
     p.add_argument("--sgd-epochs", type=int, default=500)

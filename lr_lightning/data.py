@@ -59,13 +59,14 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
     return t
 
 
-def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def read_csv(path: str | Path, target: str | None = None,
+             max_abs: float = math.inf) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """Read a CSV with a header row: ``(x, y, feature_names, target_name)``; the target defaults to the last column.
 
     The format is :func:`read_csv_table`'s: blank lines and ``#`` comment lines are skipped, a UTF-8 BOM is not
     part of the first name, names must be present and unique, and a first row of numbers is refused.
     """
-    names, data = read_csv_table(path)
+    names, data = read_csv_table(path, max_abs=max_abs)
     target = names[-1] if target is None else target
     if target not in names:
         raise ValueError(f"{path}: no column {target!r} for --target; the columns are {', '.join(names)}")
@@ -109,11 +110,20 @@ def read_csv_table(path: str | Path, columns: Sequence[str] | None = None, *, he
         raise ValueError(f"{path}: a file without a header row needs the names of its columns")
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a leading BOM is dropped, not read as text
-            return _parse_csv(path, f, columns, header, max_abs)
+            return _parse_csv(path, _utf8_lines(path, f), columns, header, max_abs)
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not a text CSV file (byte {e.start} is not UTF-8 text)") from None
     except OSError as e:
         raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
+
+
+def _utf8_lines(path: Path, lines: Iterable[str]) -> Iterator[str]:
+    """The lines, refusing NUL characters: UTF-16 text (Windows' "Unicode" CSV) decodes as UTF-8 without an error,
+    one NUL beside every ASCII character."""
+    for line in lines:
+        if "\x00" in line:
+            raise ValueError(f"{path}: not a UTF-8 text CSV file (it holds NUL characters: UTF-16? save it as UTF-8)")
+        yield line
 
 
 def _parse_csv(path: Path, lines: Iterable[str], columns: Sequence[str] | None, header: bool,
@@ -159,7 +169,7 @@ def _parse_csv(path: Path, lines: Iterable[str], columns: Sequence[str] | None, 
             raise ValueError(f"{path}: row {line} has {len(row)} values, the header has {len(names)} columns")
         cells = row if every else [row[j] for j in index]
         try:
-            values = [float(cell) for cell in cells]
+            values = [parse_number(cell) for cell in cells]
         except ValueError:
             col = next(i for i, cell in enumerate(cells) if not _is_float(cell))
             raise ValueError(f"{path}: row {line}, column {wanted[col]!r}: {cells[col]!r} is not a number") from None
@@ -175,20 +185,33 @@ def _parse_csv(path: Path, lines: Iterable[str], columns: Sequence[str] | None, 
 
 
 def _existing_file(path: str | Path) -> Path:
+    """``path``, if it is a regular file: a FIFO or a device would block or never end, a link loop is not missing."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise FileNotFoundError(f"{path}: a symbolic link to nothing (or to itself)")
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, expected a file")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file (a pipe, socket or device); expected a file")
     return path
 
 
 def _is_float(cell: str) -> bool:
     try:
-        float(cell)
+        parse_number(cell)
     except ValueError:
         return False
     return True
+
+
+def parse_number(text: str) -> float:
+    """``float(text)``, except that digit separators are refused: Python reads ``1_000`` as 1000, while ``1,000`` is
+    refused, and a file meaning either should not silently be read one way."""
+    if "_" in text:
+        raise ValueError(f"could not convert string to float: {text!r}")
+    return float(text)
 
 
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's seeds are unsigned 32-bit integers
@@ -604,9 +627,12 @@ class RegressionDataModule(L.LightningDataModule):
     @classmethod
     def from_csv(cls, path: str | Path, target: str | None = None, **kwargs: Any) -> RegressionDataModule:
         """A CSV file with a header row; ``target`` names the target column (default: the last one)."""
-        x, y, features, target = read_csv(path, target)
-        # Text parsed as float64, served as float32 unless dtype= says otherwise: a CSV is not "float64 data".
-        return cls(x, y, feature_names=features, target_names=[target], **{"dtype": torch.float32, **kwargs})
+        # Text parsed as float64, served as float32 unless dtype= says otherwise: a CSV is not "float64 data". A value
+        # beyond what that dtype holds is refused with its file, row and column, not as an inf after conversion.
+        kwargs = {"dtype": torch.float32, **kwargs}
+        dtype = kwargs["dtype"] if isinstance(kwargs["dtype"], torch.dtype) else torch.float32
+        x, y, features, target = read_csv(path, target, max_abs=torch.finfo(dtype).max)
+        return cls(x, y, feature_names=features, target_names=[target], **kwargs)
 
     @classmethod
     def from_npy(cls, path: str | Path, target: int | str | None = None, **kwargs: Any) -> RegressionDataModule:

@@ -144,6 +144,8 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
             named), x and y of different lengths, or a bad ``polynomial_degree``, ``names`` or ``chunk_rows``.
     """
     check_degree(polynomial_degree)
+    if not isinstance(bias, (bool, np.bool_)):
+        raise ValueError(f"bias must be True or False, got {bias!r}")
     if not (isinstance(chunk_rows, int) and chunk_rows >= 1):
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     x = _columns(x, "x", validate=False)

@@ -54,6 +54,9 @@ class MappedNpy:
             self.offset = f.tell()
             if dtype.hasobject or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
                 raise ValueError(f"{path}: expected real numbers, found dtype {dtype}")
+            if not dtype.isnative:
+                raise ValueError(f"{path}: numbers stored in the other byte order ({dtype.str}); save it in this "
+                                 f"machine's: np.save(path, a.astype(a.dtype.newbyteorder('=')))")
             if len(shape) not in (1, 2) or shape[0] == 0:
                 raise ValueError(f"{path}: expected a 2-D array (rows, columns) with rows, got shape {shape}")
             if fortran_order and len(shape) == 2 and shape[1] > 1:
@@ -170,6 +173,10 @@ def _layout(path: Path) -> list[tuple[Path, Path | None]]:
         raise ValueError(f"{path}: no .npy files in this directory")
     xs = [p for p in files if p.name.startswith("x")]
     ys = {p.name[1:]: p for p in files if p.name.startswith("y")}
+    if xs and not ys and len(xs) == len(files):
+        # Without y files, x files would be read as features and target together: the last feature as the target.
+        raise ValueError(f"{path}: {xs[0].name} without {'y' + xs[0].name[1:]}; x*.npy files need their y*.npy "
+                         "targets (or name the shards part-*.npy if the target is their last column)")
     if xs and ys:
         if len(xs) != len(ys) or any(x.name[1:] not in ys for x in xs) or len(xs) + len(ys) != len(files):
             raise ValueError(f"{path}: x*.npy and y*.npy files must come in pairs (x-000.npy with y-000.npy), "

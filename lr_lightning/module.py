@@ -129,13 +129,29 @@ def build_model(spec: Any, trusted: Iterable[type[nn.Module]] = ()) -> nn.Module
         raise ValueError(f"model recipe for {path}: init_args must be a mapping of names to plain values "
                          f"(numbers, strings, lists), got {_short(init_args)}")
     try:
-        model = allowed[path](**init_args)
-    except (TypeError, ValueError) as e:  # arguments that do not fit the class: a recipe from elsewhere
+        model = construct_network(allowed[path], dict(init_args))
+    except ValueError as e:  # arguments that do not fit the class, or a network too large: a recipe from elsewhere
         raise ValueError(f"model recipe for {path}: cannot build it from init_args {_short(init_args)} ({e})") \
             from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"model recipe for {path}: built a {type(model).__name__}, not an nn.Module")
     return model
+
+
+def construct_network(cls: Any, init_args: dict[str, Any]) -> Any:
+    """``cls(**init_args)``, built first on the meta device (shapes only, no memory) so that a network too large for
+    this machine is a ValueError, not an allocation that takes minutes and then fails (or the machine's memory)."""
+    from lr_lightning.data import check_memory
+
+    try:
+        with torch.device("meta"):
+            probe = cls(**init_args)
+        if isinstance(probe, nn.Module):
+            # Parameters, gradients and up to two optimizer states (Adam), in float32 at least.
+            check_memory(4 * 4 * sum(p.numel() for p in probe.parameters()), "its parameters")
+        return cls(**init_args)
+    except (TypeError, OverflowError, RuntimeError) as e:
+        raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -164,12 +180,15 @@ def _check_settings(lr: Any, optimizer: Any, momentum: Any, weight_decay: Any, s
     def number(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-    if not (number(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    # torch hands the rates to float32 kernels: beyond float32's range a step fails with an overflow deep inside.
+    largest = torch.finfo(torch.float32).max
+    if not (number(lr) and 0 < lr <= largest):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}" + (" (beyond float32's range)" if number(lr)
+                                                                          and lr > 0 else ""))
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
-        if not (number(value) and value >= 0):
+        if not (number(value) and 0 <= value <= largest):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if momentum and optimizer != "sgd":
         raise ValueError(f"momentum applies to sgd only; {optimizer} has its own (got momentum={momentum})")

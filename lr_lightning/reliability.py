@@ -80,8 +80,13 @@ class DivergenceGuard(L.Callback):
 
     def _message(self, trainer: L.Trainer, step: int) -> str:
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        stable = self.stable_lr() if callable(self.stable_lr) else self.stable_lr
+        try:
+            stable = self.stable_lr() if callable(self.stable_lr) else self.stable_lr
+        except (RuntimeError, ValueError, ArithmeticError):  # advice only: features whose Gram matrix overflows
+            stable = None
         suggestion = stable if stable is not None else (lr / 10 if lr else None)
+        if suggestion is not None and not (math.isfinite(suggestion) and suggestion > 0):
+            suggestion = None  # features too large to compute one (their Gram matrix overflowed): no advice
         steps_per_epoch = max(1, trainer.num_training_batches) if trainer.num_training_batches != float("inf") else 0
         epoch = step // steps_per_epoch if steps_per_epoch else trainer.current_epoch
         text = f"loss became inf/nan at epoch {epoch}, step {step}"

@@ -70,6 +70,18 @@ def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, ca
         (["--accelerator", "quantum"], "--accelerator quantum: unknown; choose auto, gpu or one of cpu, cuda"),
         (["--devices", "0,0"], "--devices 0,0: a list names each device once"),
         (["--num-nodes", "2"], "--num-nodes 2: no cluster launcher found; run the same command on each machine"),
+        (["--plot", "{d}"], "is a directory or lies under a file; name a .png file to write"),
+        (["--stop-below", "nan"], "--stop-below nan: must be a finite loss > 0"),
+        (["--activation", "tanh"], "--activation applies to --model mlp"),
+        (["--data", "synthetic", "--target", "3"], "--target applies to data from a file"),
+        (["--lr", "1e300"], "lr must be a finite number > 0, got 1e+300 (beyond float32's range)"),
+        (["--data", "{d}/fifo.csv"], "fifo.csv: not a regular file (a pipe, socket or device)"),
+        (["--data", "{d}/underscore.csv"], "underscore.csv: row 2, column 'a': '1_000' is not a number"),
+        (["--data", "{d}/float32.csv"], "float32.csv: row 3, column 'a': '1e39' is beyond ±3.40282e+38"),
+        (["--data", "{d}/utf16.csv"], "utf16.csv: not a UTF-8 text CSV file (it holds NUL characters: UTF-16?"),
+        (["--data", "{d}/bigendian.npy"], "bigendian.npy: numbers stored in the other byte order (>f8)"),
+        (["--data", "{d}/xonly"], "xonly: x.npy without y.npy"),
+        (["--model", "mlp", "--hidden", "2000000000"], "--model mlp: its parameters need about"),
         (["--log-dir", "{d}/a_file"], "--log-dir {d}/a_file: is a file or lies under one"),
         (["--log-dir", "{d}/a_file/sub"], "--log-dir {d}/a_file/sub: is a file or lies under one"),
         (["--config", "{d}/hidden.yaml"], "--config {d}/hidden.yaml: hidden: expected a list, e.g. [64], got 64"),
@@ -80,6 +92,13 @@ def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, ca
 )
 def test_cli_only_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, words):
     (tmp_path / "a_file").write_text("not a folder")
+    os.mkfifo(tmp_path / "fifo.csv")  # nobody writes to it: reading it would wait forever
+    (tmp_path / "underscore.csv").write_text("a,y\n1_000,2\n3,4\n5,6\n")
+    (tmp_path / "float32.csv").write_text("a,y\n1,2\n1e39,4\n5,6\n")
+    (tmp_path / "utf16.csv").write_bytes("a,y\n1,2\n3,4\n".encode("utf-16-be"))
+    np.save(tmp_path / "bigendian.npy", np.arange(12.0).reshape(4, 3).astype(">f8"))
+    (tmp_path / "xonly").mkdir()
+    np.save(tmp_path / "xonly" / "x.npy", np.ones((5, 2)))
     (tmp_path / "hidden.yaml").write_text("model: mlp\nhidden: 64\n")
     (tmp_path / "epochs.yaml").write_text("max_epochs: 6.5\n")
     (tmp_path / "flag.yaml").write_text("standardize: 'yes'\n")
@@ -91,6 +110,23 @@ def test_cli_only_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, words):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and words.format(d=tmp_path) in err[0], err
     assert not (tmp_path / "logs").exists()
+
+
+def test_hostile_api_arguments_are_value_errors(tmp_path):
+    from lr_lightning import least_squares
+    from lr_lightning.module import build_model
+
+    with pytest.raises(ValueError, match="bias must be True or False, got 'no'"):
+        least_squares(np.arange(5.0), np.arange(5.0), bias="no")
+    huge = {"class_path": "lr_lightning.model.MLPRegressor", "init_args": {"in_features": 2,
+                                                                           "hidden": [10**9, 10**9]}}
+    with pytest.raises(ValueError, match="its parameters need about .* GB of memory; this machine has"):
+        build_model(huge)  # refused from shapes alone, before any memory is asked for
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        RegressionModule.load_from_checkpoint(tmp_path / "missing.ckpt")
+    (tmp_path / "none.ckpt").write_bytes(b"")
+    with pytest.raises(ValueError, match="none.ckpt: not a checkpoint written by lr_lightning"):
+        RegressionModule.load_from_checkpoint(tmp_path / "none.ckpt")
 
 
 def test_a_network_without_parameters_and_bad_sizes_are_refused():
@@ -229,8 +265,9 @@ def test_a_signal_ends_the_run_with_a_resumable_checkpoint_and_exit_128_plus_sig
     name = signal.Signals(sig).name
     last = tmp_path / "logs" / "version_0" / "checkpoints" / "last.ckpt"
     assert lines[0].startswith(f"error: interrupted by {name} in epoch ")
-    assert f"saved logs/version_0/checkpoints/last.ckpt; continue with: python scripts/fit.py {' '.join(RUN)} " \
-           "--log-dir logs --resume logs/version_0/checkpoints/last.ckpt" in lines[0]
+    # The command as it was run (here by its absolute path), with --resume naming the checkpoint.
+    assert f"saved logs/version_0/checkpoints/last.ckpt; continue with: python {ROOT / 'scripts/fit.py'} " \
+           f"{' '.join(RUN)} --log-dir logs --resume logs/version_0/checkpoints/last.ckpt" in lines[0]
     assert "Traceback" not in err and "Trained" not in out
     state = torch.load(last, weights_only=True)
     assert 0 < state["global_step"] < 50 * 250 and "loops" in state
