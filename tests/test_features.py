@@ -116,18 +116,32 @@ def test_coefficients_refuses_a_network_that_is_not_linear():
         two_layers.coefficients()
 
 
+# "Any CPU" below was simulated on one AMD EPYC: torch's kernels (ATEN_CPU_CAPABILITY default, avx2, avx512), MKL's
+# and OpenBLAS's code paths (MKL_CBWR, OPENBLAS_CORETYPE), 1 and 2 threads, and initial weights (seeds 0-9).
+
+
 @needs_nist
 @pytest.mark.parametrize("name", nist.NAMES)
 def test_trained_lbfgs_float64_meets_the_nist_goals(name):
     d = nist.load(NIST_DIR / f"{name}.dat")
+    # Measured on any CPU: 11.5-15 on the first five, 6.07-6.54 on Wampler5, the lowest of the rest.
     goal = 7 if name in ("Norris", "Pontius", "NoInt1", "NoInt2", "Longley") else 5
     estimate = nist.train(d, optimizer="lbfgs", precision="64-true", epochs=50, lr=1.0)
     assert nist.min_lre(estimate, d.certified) >= goal
 
 
+# What float32 training can promise. Float32 weights hold about 7 digits, and Norris's and Pontius's intercept,
+# ȳ − B1·x̄ in raw units, cancels about 3 of them: the float32 weights nearest the exact optimum score 4.13 (Norris)
+# and 4.50 (Pontius), their neighbours one float32 step (ulp) away as little as 3.77 and 3.88, two steps away 3.58
+# and 3.63. So 4 digits is float32's own limit there, not a goal any learning rate or schedule can meet with a
+# margin. The goals hold for any weights within two ulps of the optimum (NoInt1/2, with no intercept to cancel
+# digits: 6.83 and 6.89). Measured on any CPU: Norris 4.01-4.02, Pontius 3.95-4.05, NoInt1 7.04, NoInt2 6.96.
+SGD_FLOAT32_GOALS = {"Norris": 3.5, "Pontius": 3.5, "NoInt1": 6.5, "NoInt2": 6.5}
+
+
 @needs_nist
-@pytest.mark.parametrize("name", ["Norris", "NoInt1", "NoInt2", "Pontius"])
+@pytest.mark.parametrize("name", list(SGD_FLOAT32_GOALS))
 def test_trained_sgd_float32_meets_the_nist_goals(name):
     d = nist.load(NIST_DIR / f"{name}.dat")
     estimate = nist.train(d, optimizer="sgd", precision="32-true", epochs=500, lr=0.1)
-    assert nist.min_lre(estimate, d.certified) >= 4
+    assert nist.min_lre(estimate, d.certified) >= SGD_FLOAT32_GOALS[name]
