@@ -132,8 +132,8 @@ def test_trained_lbfgs_float64_meets_the_nist_goals(name):
     assert nist.min_lre(estimate, d.certified) >= goal
 
 
-# What float32 training can promise. Float32 weights hold about 7 digits, and Norris's and Pontius's intercept,
-# ȳ − B1·x̄ in raw units, cancels about 3 of them: the float32 weights nearest the exact optimum score 4.13 (Norris)
+# What float32 training can promise. Float32 weights hold about 7 digits, and Norris's and Pontius's raw intercept
+# (ȳ − B1·x̄ for Norris) cancels about 3 of them: the float32 weights nearest the exact optimum score 4.13 (Norris)
 # and 4.50 (Pontius), their neighbours one float32 step (ulp) away as little as 3.77 and 3.88, two steps away 3.58
 # and 3.63. So 4 digits is float32's own limit there, not a goal any learning rate or schedule can meet with a
 # margin. The goals hold for any weights within two ulps of the optimum (NoInt1/2, with no intercept to cancel

@@ -222,7 +222,7 @@ def test_pages_of_finished_blocks_are_given_back(tmp_path):
     before = _rss_file_kb()
     loader = MappedBatches(table, table.blocks(1 << 14), batch_size=4096, shuffle=True)
     assert sum(len(x) for x, _ in loader) == n
-    # Without the release, every page of the file (64 MB) would stay resident in this process. Measured: 6,156.
+    # Without the release, every page of the file (64 MB) would stay resident in this process. Measured: 6,156 kB.
     assert _rss_file_kb() - before < 16_000
 
 
