@@ -273,13 +273,15 @@ class MemmapDataModule(RegressionDataModule):
     least-squares reference (``optimum``), which would take further passes over the data.
 
     >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "d.npy"
+    >>> folder = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
+    >>> path = pathlib.Path(folder.name) / "d.npy"
     >>> np.save(path, np.arange(30, dtype=np.float32).reshape(10, 3))
     >>> dm = MemmapDataModule(path, batch_size=4, val_fraction=0.2, block_rows=4)
     >>> dm.setup("fit")
     >>> x, y = next(iter(dm.train_dataloader()))
     >>> x.shape, y.shape, dm.n_train, dm.n_val
     (torch.Size([4, 2]), torch.Size([4, 1]), 8, 2)
+    >>> folder.cleanup()
     """
 
     optimum = None  # no least-squares reference: RegressionModule and the CLI skip val/excess_mse and its line

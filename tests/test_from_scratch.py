@@ -37,7 +37,10 @@ def test_run_all_shape_and_the_tutorials_numbers():
     for name, rows in result.items():
         assert len(rows) == 20 and all(isinstance(w, float) and isinstance(loss, float) for w, loss in rows)
         assert [round(w, 3) for w, _ in rows[:5]] == [0.300, 0.555, 0.772, 0.956, 1.113], name
-        assert [loss for _, loss in rows[:4]] == pytest.approx([30.0, 21.675, 15.660, 11.314], abs=5e-4), name
+        # The exact losses, 30·0.85^(2k) (w = 2·(1 − 0.85^k), mean(x²) = 7.5). The tutorial's 3 decimals put 11.314
+        # for 11.31449, 4.9e-4 inside an abs=5e-4. Measured: float32 stays within 9.1e-8 (relative) of these.
+        exact = [30.0, 21.675, 15.6601875, 11.31448546875]
+        assert [loss for _, loss in rows[:4]] == pytest.approx(exact, rel=1e-6), name
 
 
 def test_all_five_stages_agree_epoch_by_epoch_on_the_tutorial():
@@ -49,10 +52,12 @@ def test_all_five_stages_agree_with_a_bias_on_noisy_data():
     x = np.linspace(-2, 3, 25)
     y = 3 * x - 1 + 0.3 * rng.normal(size=25)
     runs = run_stages(x, y, lr=0.05, epochs=150, bias=True)
-    _assert_all_agree(runs, rtol=1e-6)
+    # torch's and numpy's float32 kernels round the 25 residuals' sums differently. Measured: the losses differ by up
+    # to 5.5e-7 (relative), the weights by up to 1.7e-7; 1e-6 left too little room.
+    _assert_all_agree(runs, rtol=2e-6)
     for name in STAGE_NAMES:
-        assert runs[name][-1].b == pytest.approx(runs["numpy"][-1].b, rel=1e-5)
-    # and they all found the least-squares line
+        assert runs[name][-1].b == pytest.approx(runs["numpy"][-1].b, rel=1e-5)  # measured: equal
+    # and they all found the least-squares line (measured: within 3e-6)
     w, b = np.polyfit(x, y, 1)
     last = runs["lightning"][-1]
     assert last.w == pytest.approx(w, abs=1e-3) and last.b == pytest.approx(b, abs=1e-3)
@@ -61,7 +66,7 @@ def test_all_five_stages_agree_with_a_bias_on_noisy_data():
 def test_each_stage_is_usable_on_its_own():
     for stage in (numpy_stage, autograd_stage, optimizer_stage, module_stage, lightning_stage):
         steps = stage(TUTORIAL["x"], TUTORIAL["y"], lr=0.01, epochs=1)
-        assert steps == [Step(pytest.approx(0.3), pytest.approx(30.0), 0.0)], stage.__name__
+        assert steps == [Step(pytest.approx(0.3), pytest.approx(30.0), 0.0)], stage.__name__  # measured: 6e-8 off
 
 
 def test_the_buggy_gradient_is_n_times_too_large():
