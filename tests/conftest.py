@@ -40,6 +40,26 @@ def run_script(script: str, *args: str, cwd: Path, timeout: float = 120) -> subp
                           capture_output=True, text=True, timeout=timeout)
 
 
+def run_main(main: Any, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A command line's ``main(args)`` in this process, in ``cwd``: ``run_script``'s result without the seconds a new
+    Python spends importing torch and Lightning. For tests where the process boundary is not the point."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's own errors
+                code = e.code
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess([main.__name__, *args], int(code or 0), out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     L.seed_everything(0, verbose=False)

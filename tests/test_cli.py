@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import ROOT, run_script
+from lr_lightning.cli import fit_main, predict_main
+
+from .conftest import ROOT, run_main, run_script
 
 
 def _one_error_line(result, *words):
@@ -144,10 +146,11 @@ def test_nist_script_prints_a_row_per_dataset(tmp_path):
 
 
 def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path):
+    # In this process (run_main): what is tested is what predict.py reads, not how a process starts.
     rows = "".join(f"{u},{v},{3 * u - 2 * v + 1}\n" for u, v in zip(range(10), [0, 3, 1, 4, 1, 5, 9, 2, 6, 5],
                                                                      strict=True))
     (tmp_path / "data.csv").write_text("\ufeff# a comment, then the header\na,b,y\n" + rows)
-    fit = run_script("fit.py", "--data", "data.csv", "--max-epochs", "2", "--figures", "1", "--log-dir", "logs",
+    fit = run_main(fit_main, "--data", "data.csv", "--max-epochs", "2", "--figures", "1", "--log-dir", "logs",
                      cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
     ckpt = tmp_path / "logs/version_0/checkpoints/last.ckpt"
@@ -158,23 +161,23 @@ def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path)
     crafted["hyper_parameters"]["model"] = {"class_path": "subprocess.Popen",
                                             "init_args": {"args": ["touch", str(marker)]}}
     torch.save(crafted, tmp_path / "evil.ckpt")
-    _one_error_line(run_script("predict.py", "--ckpt", "evil.ckpt", "--x", "1", "2", cwd=tmp_path),
+    _one_error_line(run_main(predict_main, "--ckpt", "evil.ckpt", "--x", "1", "2", cwd=tmp_path),
                     "error: --ckpt evil.ckpt: model class 'subprocess.Popen' is not trusted",
                     "(predict.py: --trust subprocess.Popen)")
     assert not marker.exists()
 
     # Columns by name (a BOM is not part of one), a header-less file only with --no-header, finite inputs only.
-    by_x = run_script("predict.py", "--ckpt", str(ckpt), "--x", "0", "1", "1", "0", cwd=tmp_path)
+    by_x = run_main(predict_main, "--ckpt", str(ckpt), "--x", "0", "1", "1", "0", cwd=tmp_path)
     assert by_x.returncode == 0, by_x.stderr
     (tmp_path / "swapped.csv").write_text("\ufeffb,a\n1,0\n0,1\n")
-    swapped = run_script("predict.py", "--ckpt", str(ckpt), "--csv", "swapped.csv", cwd=tmp_path)
+    swapped = run_main(predict_main, "--ckpt", str(ckpt), "--csv", "swapped.csv", cwd=tmp_path)
     assert swapped.returncode == 0 and swapped.stdout == by_x.stdout, swapped.stderr
     (tmp_path / "bare.csv").write_text("0,1\n1,0\n")
-    _one_error_line(run_script("predict.py", "--ckpt", str(ckpt), "--csv", "bare.csv", cwd=tmp_path),
+    _one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--csv", "bare.csv", cwd=tmp_path),
                     "bare.csv: no header row: the first row (line 1) is data", "or pass --no-header")
-    bare = run_script("predict.py", "--ckpt", str(ckpt), "--csv", "bare.csv", "--no-header", cwd=tmp_path)
+    bare = run_main(predict_main, "--ckpt", str(ckpt), "--csv", "bare.csv", "--no-header", cwd=tmp_path)
     assert bare.returncode == 0 and bare.stdout == by_x.stdout, bare.stderr
-    _one_error_line(run_script("predict.py", "--ckpt", str(ckpt), "--x", "1", "1e400", cwd=tmp_path),
+    _one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--x", "1", "1e400", cwd=tmp_path),
                     "error: --x value 2 ('1e400', row 1, feature 'b'): not a finite number")
-    help_text = " ".join(run_script("predict.py", "--help", cwd=tmp_path).stdout.split())
+    help_text = " ".join(run_main(predict_main, "--help", cwd=tmp_path).stdout.split())
     assert "other columns are ignored" in help_text and "--no-header" in help_text and "--trust" in help_text

@@ -10,9 +10,10 @@ import time
 import pytest
 import torch
 
+from lr_lightning.cli import fit_main
 from lr_lightning.reliability import AtomicCheckpointIO
 
-from .conftest import ROOT, run_script
+from .conftest import ROOT, run_main, run_script
 
 # 16,000 training samples in batches of 64: 250 steps an epoch; last.ckpt every 35 steps lands mid-epoch.
 RUN = ["--data", "synthetic", "--n-samples", "20000", "--n-features", "4", "--batch-size", "64",
@@ -57,11 +58,11 @@ def test_a_run_killed_mid_epoch_resumes_to_bitwise_equal_parameters(tmp_path):
 
 
 def test_resume_from_an_explicit_path_and_bad_paths(tmp_path):
-    assert run_script("fit.py", "--max-epochs", "2", "--log-dir", "a", cwd=tmp_path).returncode == 0
+    assert run_main(fit_main, "--max-epochs", "2", "--log-dir", "a", cwd=tmp_path).returncode == 0
     ckpt = tmp_path / "a/version_0/checkpoints/last.ckpt"
-    result = run_script("fit.py", "--max-epochs", "4", "--log-dir", "b", "--resume", str(ckpt), cwd=tmp_path)
+    result = run_main(fit_main, "--max-epochs", "4", "--log-dir", "b", "--resume", str(ckpt), cwd=tmp_path)
     assert result.returncode == 0 and "for 4 epochs" in result.stdout
-    bad = run_script("fit.py", "--log-dir", "empty", "--resume", cwd=tmp_path)
+    bad = run_main(fit_main, "--log-dir", "empty", "--resume", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --resume last: no last.ckpt under --log-dir empty"
 
 
@@ -87,7 +88,7 @@ def test_divergence_stops_at_once_with_a_suggestion_and_keeps_finite_weights(tmp
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert lines[0].startswith("error: loss became inf/nan at epoch 1, step 29; try --lr ≤ 0.4")
+    assert lines[0].startswith("error: loss became inf/nan at epoch 1, step 28; try --lr ≤ 0.4")
     ckpt = _state(tmp_path / "logs/version_0/checkpoints/last.ckpt")
     assert ckpt["global_step"] < 29
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
@@ -97,9 +98,10 @@ def test_divergence_stops_at_once_with_a_suggestion_and_keeps_finite_weights(tmp
 
 
 def test_same_seed_same_parameters_bitwise_and_the_seed_is_recorded(tmp_path):
+    # In one process: a random state left behind by the first run would show in the second.
     args = ["--data", "synthetic", "--n-features", "3", "--max-epochs", "3", "--seed", "11"]
     for folder in ("one", "two"):
-        assert run_script("fit.py", *args, "--log-dir", folder, cwd=tmp_path).returncode == 0
+        assert run_main(fit_main, *args, "--log-dir", folder, cwd=tmp_path).returncode == 0
     one, two = (_state(tmp_path / f / "version_0/checkpoints/last.ckpt") for f in ("one", "two"))
     assert all(torch.equal(one["state_dict"][k], two["state_dict"][k]) for k in one["state_dict"])
     assert one["datamodule_hyper_parameters"]["seed"] == 11

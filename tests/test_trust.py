@@ -22,7 +22,7 @@ from lr_lightning.cli import fit_main
 from lr_lightning.plots import TensorBoardFigures
 from lr_lightning.reliability import claim_version
 
-from .conftest import ROOT, SHARED, make_trainer, run_script
+from .conftest import ROOT, SHARED, make_trainer, run_main, run_script
 
 
 def _exit_code(argv: list[str]) -> int:
@@ -212,8 +212,8 @@ def _scalars(run_dir: Path, tag: str) -> list[float]:
 
 
 def test_hp_metric_stays_the_final_val_loss_after_a_test_stage(tmp_path):
-    result = run_script("fit.py", "--data", "synthetic", "--test-fraction", "0.2", "--max-epochs", "3",
-                        "--figures", "0", "--log-dir", "logs", cwd=tmp_path)
+    result = run_main(fit_main, "--data", "synthetic", "--test-fraction", "0.2", "--max-epochs", "3",
+                      "--figures", "0", "--log-dir", "logs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     values = _scalars(tmp_path / "logs" / "version_0", "hp_metric")
     val_loss = _scalars(tmp_path / "logs" / "version_0", "val/loss")
@@ -221,7 +221,7 @@ def test_hp_metric_stays_the_final_val_loss_after_a_test_stage(tmp_path):
 
 
 def test_figures_zero_means_none(tmp_path):
-    result = run_script("fit.py", "--figures", "0", "--max-epochs", "3", "--log-dir", "logs", cwd=tmp_path)
+    result = run_main(fit_main, "--figures", "0", "--max-epochs", "3", "--log-dir", "logs", cwd=tmp_path)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
 
 
