@@ -1,4 +1,5 @@
-"""scripts/fit.py and scripts/predict.py, run as a user runs them: in a subprocess."""
+"""scripts/fit.py and scripts/predict.py as a user runs them: in a subprocess where the process is the point (start-up,
+quiet output, pipes), else their main() in this process (run_main), which skips a new Python's imports."""
 
 import re
 import subprocess
@@ -43,14 +44,14 @@ def test_csv_run_then_predict_from_values_and_csv(tmp_path):
     a, b = rng.normal(size=200), rng.normal(size=200)
     rows = "\n".join(f"{u:.6f},{3 * u - 2 * v + 1:.6f},{v:.6f}" for u, v in zip(a, b, strict=True))
     (tmp_path / "data.csv").write_text("a,price,b\n" + rows + "\n")
-    result = run_script("fit.py", "--data", "data.csv", "--target", "price", "--max-epochs", "40", "--lr", "0.1",
+    result = run_main(fit_main, "--data", "data.csv", "--target", "price", "--max-epochs", "40", "--lr", "0.1",
                         "--log-dir", "logs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     fitted = re.search(r"price = ([-+\d.e]+)·a ([-+\d.e]+)·b ([-+\d.e]+)", result.stdout)
     assert [float(v) for v in fitted.groups()] == pytest.approx([3, -2, 1], abs=1e-4)  # measured: exact to 6 digits
     ckpt = tmp_path / "logs/version_0/checkpoints/last.ckpt"
 
-    pred = run_script("predict.py", "--ckpt", str(ckpt), "--x", "1", "1", "0", "2", cwd=tmp_path)
+    pred = run_main(predict_main, "--ckpt", str(ckpt), "--x", "1", "1", "0", "2", cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
     lines = pred.stdout.strip().splitlines()
     assert lines[0] == "a,b,predicted_price"  # the predictions below: measured exact to the printed digits
@@ -58,11 +59,11 @@ def test_csv_run_then_predict_from_values_and_csv(tmp_path):
     assert [float(v) for v in lines[2].split(",")] == pytest.approx([0, 2, -3], abs=1e-3)
 
     (tmp_path / "new.csv").write_text("b,a,price\n0,1,0\n1,0,0\n")  # any column order; extra columns ignored
-    pred = run_script("predict.py", "--ckpt", str(ckpt), "--csv", "new.csv", cwd=tmp_path)
+    pred = run_main(predict_main, "--ckpt", str(ckpt), "--csv", "new.csv", cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
     assert [float(r.split(",")[-1]) for r in pred.stdout.strip().splitlines()[1:]] == pytest.approx([4, -1], abs=1e-3)
 
-    bad = run_script("predict.py", "--ckpt", str(ckpt), "--x", "1", "2", "3", cwd=tmp_path)
+    bad = run_main(predict_main, "--ckpt", str(ckpt), "--x", "1", "2", "3", cwd=tmp_path)
     _one_error_line(bad, "--x: 3 values do not make rows of 2 features (a, b)")
 
 
@@ -78,27 +79,27 @@ def test_help_answers_without_importing_torch_or_lightning():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_requested_without_gpu_is_one_clear_line(tmp_path):
-    _one_error_line(run_script("fit.py", "--accelerator", "gpu", cwd=tmp_path), "--accelerator gpu", "no GPU")
+    _one_error_line(run_main(fit_main, "--accelerator", "gpu", cwd=tmp_path), "--accelerator gpu", "no GPU")
     assert not (tmp_path / "lightning_logs").exists()  # nothing half-written
 
 
 def test_flag_errors_are_one_line(tmp_path):
-    _one_error_line(run_script("fit.py", "--optimizer", "lbfgz", cwd=tmp_path), "--optimizer", "invalid choice")
-    _one_error_line(run_script("fit.py", "--data", "missing.csv", cwd=tmp_path), "missing.csv: no such file")
-    _one_error_line(run_script("fit.py", "--lr", "-1", cwd=tmp_path), "lr must be a finite number > 0")
+    _one_error_line(run_main(fit_main, "--optimizer", "lbfgz", cwd=tmp_path), "--optimizer", "invalid choice")
+    _one_error_line(run_main(fit_main, "--data", "missing.csv", cwd=tmp_path), "missing.csv: no such file")
+    _one_error_line(run_main(fit_main, "--lr", "-1", cwd=tmp_path), "lr must be a finite number > 0")
 
 
 def test_config_file_with_flags_overriding_it(tmp_path):
     (tmp_path / "run.yaml").write_text("data: synthetic\nmax-epochs: 5\nn_samples: 120\nlr: 0.1\n")
-    result = run_script("fit.py", "--config", "run.yaml", "--max-epochs", "3", cwd=tmp_path)
+    result = run_main(fit_main, "--config", "run.yaml", "--max-epochs", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "on synthetic data (96 train, 24 val, 0 test samples) for 3 epochs" in result.stdout
     (tmp_path / "bad.yaml").write_text("max_epoch: 5\n")
-    _one_error_line(run_script("fit.py", "--config", "bad.yaml", cwd=tmp_path), "bad.yaml", "unknown key 'max_epoch'")
+    _one_error_line(run_main(fit_main, "--config", "bad.yaml", cwd=tmp_path), "bad.yaml", "unknown key 'max_epoch'")
 
 
 def test_stop_below_ends_training_like_the_tutorial(tmp_path):
-    result = run_script("fit.py", "--stop-below", "0.001", "--max-epochs", "1000", cwd=tmp_path)
+    result = run_main(fit_main, "--stop-below", "0.001", "--max-epochs", "1000", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "stopped early: train/loss fell below 0.001" in result.stdout
     epochs = int(result.stdout.split(" for ")[1].split(" epochs")[0])
@@ -113,7 +114,7 @@ def test_closed_pipe_is_not_a_crash(tmp_path):
 
 
 def test_precision_64_trains_in_float64(tmp_path):
-    result = run_script("fit.py", "--precision", "64-true", "--max-epochs", "5", cwd=tmp_path)
+    result = run_main(fit_main, "--precision", "64-true", "--max-epochs", "5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     ckpt = torch.load(next(Path(tmp_path).glob("lightning_logs/*/checkpoints/last.ckpt")), weights_only=True)
     assert ckpt["state_dict"]["model.linear.weight"].dtype == torch.float64
@@ -123,13 +124,13 @@ def test_standardized_polynomial_fit_predicts_from_raw_inputs(tmp_path):
     x = np.linspace(-2, 4, 80)
     rows = "\n".join(f"{v:.6f},{1 + 2 * v - 0.5 * v * v:.6f}" for v in x)
     (tmp_path / "curve.csv").write_text("x,y\n" + rows + "\n")
-    result = run_script("fit.py", "--data", "curve.csv", "--standardize", "--polynomial-degree", "2",
+    result = run_main(fit_main, "--data", "curve.csv", "--standardize", "--polynomial-degree", "2",
                         "--optimizer", "lbfgs", "--precision", "64-true", "--max-epochs", "20", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "y = +2·x -0.5·x^2 +1" in result.stdout  # the raw-power coefficients
     assert "least squares: y = +2·x -0.5·x^2 +1" in result.stdout and "gap" in result.stdout
     ckpt = next(tmp_path.glob("lightning_logs/*/checkpoints/last.ckpt"))
-    pred = run_script("predict.py", "--ckpt", str(ckpt), "--x", "0", "3", cwd=tmp_path)
+    pred = run_main(predict_main, "--ckpt", str(ckpt), "--x", "0", "3", cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
     values = [float(line.split(",")[1]) for line in pred.stdout.strip().splitlines()[1:]]
     assert values == pytest.approx([1.0, 2.5], abs=1e-6)  # raw x in, original units out (measured: exact)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from lr_lightning import nist
+from lr_lightning.cli import fit_main
 from lr_lightning.data import RegressionDataModule
 from lr_lightning.exact import RankDeficientWarning, fit_statistics, least_squares, polynomial_features
 
-from .conftest import ROOT, SHARED, run_script
+from .conftest import ROOT, SHARED, run_main
 
 NIST_DIR = SHARED / "nist-strd"
 needs_nist = pytest.mark.skipif(not NIST_DIR.is_dir(), reason=f"NIST StRD data not found at {NIST_DIR}")
@@ -296,7 +297,7 @@ def _dependent_columns(case):
 def test_fit_trains_on_dependent_columns_and_warns_once(tmp_path, case, flags, words):
     columns = _dependent_columns(case)
     path = _csv(tmp_path / "d.csv", list(columns.values()), list(columns))
-    result = run_script("fit.py", "--data", str(path), "--max-epochs", "2", *flags, cwd=tmp_path)
+    result = run_main(fit_main, "--data", str(path), "--max-epochs", "2", *flags, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
@@ -308,7 +309,7 @@ def test_fit_trains_on_dependent_columns_and_warns_once(tmp_path, case, flags, w
 
 def test_fit_refuses_an_unsolvable_reference_before_training(tmp_path):
     path = _csv(tmp_path / "wide.csv", [[-1e308, 1e308, 0.0, 1.0, 2.0], [1.0, 2.0, 3.0, 4.0, 5.0]], ["x", "y"])
-    result = run_script("fit.py", "--data", str(path), "--precision", "64-true", "--val-fraction", "0", cwd=tmp_path)
+    result = run_main(fit_main, "--data", str(path), "--precision", "64-true", "--val-fraction", "0", cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         f"error: {path}: the least-squares reference on the training split: x: column 'x' spans -1e+308 to "
