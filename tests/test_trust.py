@@ -164,7 +164,8 @@ def test_float64_data_trains_in_float64_without_being_asked():
     make_trainer(max_epochs=30, **dm.trainer_defaults()).fit(module, datamodule=dm)
     assert module.model.linear.weight.dtype == torch.float64
     lre = nist.min_lre(nist.in_nist_order(*module.coefficients()), d.certified)
-    assert lre >= 11, lre  # measured 12.3-13.0 (threads 1/2, kernels default/avx2); float32 data gave 4.3
+    # measured: 11.51 with 1 and 2 threads, torch kernels default/avx2/avx512, OpenBLAS Sandybridge; float32 data: 4.3
+    assert lre >= 10, lre
 
 
 def test_float32_and_other_inputs_keep_float32():
