@@ -83,8 +83,8 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
 
 
 def test_divergence_stops_at_once_with_a_suggestion_and_keeps_finite_weights(tmp_path):
-    result = run_script("fit.py", "--data", "synthetic", "--lr", "3", "--max-epochs", "50", "--log-dir", "logs",
-                        cwd=tmp_path)
+    result = run_main(fit_main, "--data", "synthetic", "--lr", "3", "--max-epochs", "50", "--log-dir", "logs",
+                      cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
@@ -93,7 +93,7 @@ def test_divergence_stops_at_once_with_a_suggestion_and_keeps_finite_weights(tmp
     assert ckpt["global_step"] < 29
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
     # and the suggestion works
-    again = run_script("fit.py", "--data", "synthetic", "--lr", "0.4", "--max-epochs", "5", cwd=tmp_path)
+    again = run_main(fit_main, "--data", "synthetic", "--lr", "0.4", "--max-epochs", "5", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
 
 
