@@ -358,7 +358,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
 
     from lr_lightning.data import RegressionDataModule
     from lr_lightning.exact import RankDeficientWarning
-    from lr_lightning.module import RegressionModule, single_linear
+    from lr_lightning.module import RegressionModule, read_checkpoint, single_linear
     from lr_lightning.plots import LossHistory, TensorBoardFigures, have_matplotlib
     from lr_lightning.reliability import (
         AtomicCheckpointIO,
@@ -387,12 +387,11 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
             where = f"no last.ckpt under --log-dir {args.log_dir}" if args.resume == "last" else "no such file"
             raise UsageError(f"--resume {args.resume}: {where}")
         try:  # refuse what is not one of our checkpoints (or would run code when unpickled) before training
-            resume_state = torch.load(found, map_location="cpu", weights_only=True)
+            resume_state = read_checkpoint(found)
             if not isinstance(resume_state, dict) or "loops" not in resume_state:
                 raise ValueError("it holds no training state (was it saved with weights only?)")
-        except Exception as e:
-            raise UsageError(f"--resume {found}: not a checkpoint written by fit.py ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        except ValueError as e:
+            raise UsageError(f"--resume {found}: not a checkpoint written by fit.py ({e})") from None
         args.resume_path = found
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
     if args.accelerator in ("gpu", "cuda") and not has_gpu:
@@ -763,17 +762,15 @@ def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[
 
     import torch
 
-    from lr_lightning.module import RegressionModule
+    from lr_lightning.module import RegressionModule, read_checkpoint
 
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
         raise FileNotFoundError(f"--ckpt {path}: {what}")
     try:
-        # weights_only: a checkpoint from someone else must not run code while it is unpickled.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated file, another program's pickle, anything but a checkpoint
-        raise UsageError(f"--ckpt {path}: not a checkpoint written by fit.py ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        ckpt = read_checkpoint(path)  # weights_only: a checkpoint from someone else must not run code
+    except ValueError as e:
+        raise UsageError(f"--ckpt {path}: not a checkpoint written by fit.py ({e})") from None
     if not (isinstance(ckpt, dict) and isinstance(ckpt.get("hyper_parameters"), dict)
             and isinstance(ckpt.get("state_dict"), dict)):
         raise UsageError(f"--ckpt {path}: not a checkpoint written by fit.py (no hyper_parameters and state_dict)")

@@ -311,13 +311,9 @@ class RegressionModule(L.LightningModule):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such file")
             try:
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError:  # objects only code could rebuild: never run it
-                raise ValueError(f"{path}: not a checkpoint written by lr_lightning (it holds objects that only code "
-                                 "could rebuild; refused unread)") from None
-            except Exception as e:  # truncated, another program's file
-                raise ValueError(f"{path}: not a checkpoint written by lr_lightning ({type(e).__name__}: "
-                                 f"{str(e).splitlines()[0] if str(e) else ''})") from None
+                checkpoint = read_checkpoint(path)
+            except ValueError as e:
+                raise ValueError(f"{path}: not a checkpoint written by lr_lightning ({e})") from None
             problem = _structure_problem(checkpoint)
             accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
             unknown = sorted(map(str, set((checkpoint.get("hyper_parameters") or {}) if not problem else ())
@@ -622,6 +618,21 @@ def _describe(key: str, value: Any) -> str:
         return f"polynomial_degree={value.get('polynomial_degree')}, bias={value.get('bias')}, " + (
             "standardized" if standardized else "not standardized")
     return repr(value)
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that is not a checkpoint is a ValueError saying why.
+
+    ``weights_only``: a file from elsewhere must not run code while it is unpickled. torch's own errors for a text
+    file, a truncated one or a pickle with code in it are an IndexError, a zip-archive RuntimeError or a page of
+    advice to load it unsafely.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError("it holds objects that only code could rebuild; refused unread") from None
+    except Exception:  # noqa: BLE001 - whatever torch raises for a file that is not one of its own
+        raise ValueError("not a torch checkpoint file, or a truncated one") from None
 
 
 def _structure_problem(checkpoint: Any) -> str:
