@@ -116,9 +116,9 @@ def fit_parser() -> Parser:
     d.add_argument("--target", help="target column: a CSV column name or a .npy column index (default: the last)")
     d.add_argument("--in-memory", action="store_true", help="load .npy data into memory (on the GPU with "
                    "--accelerator gpu) instead of memory-mapping it: faster when it fits")
-    d.add_argument("--n-samples", type=int, default=1000, help="synthetic data: number of samples")
-    d.add_argument("--n-features", type=int, default=1, help="synthetic data: number of features")
-    d.add_argument("--noise", type=float, default=0.1, help="synthetic data: standard deviation of the noise")
+    d.add_argument("--n-samples", type=int, help="synthetic data: number of samples (default: 1000)")
+    d.add_argument("--n-features", type=int, help="synthetic data: number of features (default: 1)")
+    d.add_argument("--noise", type=float, help="synthetic data: standard deviation of the noise (default: 0.1)")
     d.add_argument("--val-fraction", type=float, help="fraction held out for validation "
                    "(default: 0.2; 0 for the 4-point tutorial data)")
     d.add_argument("--test-fraction", type=float, default=0.0, help="fraction held out for a final test")
@@ -378,6 +378,9 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         raise UsageError(f"--stop-below {args.stop_below}: must be a finite loss > 0 (a loss is never below 0)")
     if args.activation != "relu" and args.model != "mlp":
         raise UsageError(f"--activation applies to --model mlp; give {args.model}'s own arguments in --config")
+    for flag, value in (("--n-samples", args.n_samples), ("--n-features", args.n_features), ("--noise", args.noise)):
+        if value is not None and args.data != "synthetic":  # it would be ignored without a word
+            raise UsageError(f"{flag} applies to --data synthetic, not to {args.data}")
     if args.target is not None and args.data in ("tutorial", "synthetic"):
         raise UsageError(f"--target applies to data from a file; {args.data} data has one target")
     args.resume_path = None
@@ -436,8 +439,8 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     if args.data == "tutorial":
         dm = RegressionDataModule.tutorial(**data_kwargs)
     elif args.data == "synthetic":
-        dm = RegressionDataModule.synthetic(n_samples=args.n_samples, n_features=args.n_features,
-                                            noise=args.noise, **data_kwargs)
+        synthetic = {"n_samples": args.n_samples, "n_features": args.n_features, "noise": args.noise}
+        dm = RegressionDataModule.synthetic(**{k: v for k, v in synthetic.items() if v is not None}, **data_kwargs)
     else:
         dm = RegressionDataModule.from_path(args.data, args.target, in_memory=args.in_memory, **data_kwargs)
     if args.optimizer == "lbfgs" and args.batch_size is None:

@@ -196,7 +196,7 @@ def test_any_flag_values_train_or_give_one_error_line(flags: list[tuple[str, str
     given_flags = {f for f, _ in flags}
     if "--max-epochs" not in given_flags:
         argv += ["--max-epochs", "2"]
-    if "--n-samples" not in given_flags:
+    if "--n-samples" not in given_flags and data == "synthetic":
         argv += ["--n-samples", "64"]
     argv += ["--figures", "0"] if "--figures" not in given_flags else []
     devices = dict(flags).get("--devices", "1")

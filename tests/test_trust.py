@@ -74,6 +74,7 @@ def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, ca
         (["--stop-below", "nan"], "--stop-below nan: must be a finite loss > 0"),
         (["--activation", "tanh"], "--activation applies to --model mlp"),
         (["--data", "synthetic", "--target", "3"], "--target applies to data from a file"),
+        (["--n-samples", "50"], "--n-samples applies to --data synthetic, not to tutorial"),
         (["--lr", "1e300"], "lr must be a finite number > 0, got 1e+300 (beyond float32's range)"),
         (["--data", "{d}/fifo.csv"], "fifo.csv: not a regular file (a pipe, socket or device)"),
         (["--data", "{d}/underscore.csv"], "underscore.csv: row 2, column 'a': '1_000' is not a number"),
