@@ -761,11 +761,10 @@ def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[
         path: the checkpoint.
         trusted: further network classes the checkpoint may rebuild (``--trust``).
     """
-    import inspect
 
     import torch
 
-    from lr_lightning.module import RegressionModule, read_checkpoint
+    from lr_lightning.module import RegressionModule, read_checkpoint, unknown_hyperparameters
 
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
@@ -778,9 +777,7 @@ def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[
             and isinstance(ckpt.get("state_dict"), dict)):
         raise UsageError(f"--ckpt {path}: not a checkpoint written by fit.py (no hyper_parameters and state_dict)")
     hparams = ckpt["hyper_parameters"]
-    # `trusted` is never taken from the file: trust is the user's to give.
-    known = set(inspect.signature(RegressionModule.__init__).parameters) - {"self", "trusted"}
-    unknown = sorted(map(str, set(hparams) - known))
+    unknown = unknown_hyperparameters(hparams)
     if unknown:
         raise UsageError(f"--ckpt {path}: not a checkpoint written by fit.py (unknown hyperparameters "
                          f"{', '.join(unknown)})")

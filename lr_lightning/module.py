@@ -315,9 +315,7 @@ class RegressionModule(L.LightningModule):
             except ValueError as e:
                 raise ValueError(f"{path}: not a checkpoint written by lr_lightning ({e})") from None
             problem = _structure_problem(checkpoint)
-            accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-            unknown = sorted(map(str, set((checkpoint.get("hyper_parameters") or {}) if not problem else ())
-                                 - accepted))
+            unknown = [] if problem else unknown_hyperparameters(checkpoint.get("hyper_parameters") or {})
             if unknown:
                 problem = f"unknown hyperparameters {', '.join(unknown)}"
             if problem:
@@ -633,6 +631,13 @@ def read_checkpoint(path: str | Path) -> Any:
         raise ValueError("it holds objects that only code could rebuild; refused unread") from None
     except Exception:  # noqa: BLE001 - whatever torch raises for a file that is not one of its own
         raise ValueError("not a torch checkpoint file, or a truncated one") from None
+
+
+def unknown_hyperparameters(hparams: Mapping[str, Any]) -> list[str]:
+    """The keys of a checkpoint's ``hyper_parameters`` that ``RegressionModule`` does not take, sorted. ``trusted`` is
+    one of them: trust is the user's to give, never the file's."""
+    accepted = set(inspect.signature(RegressionModule.__init__).parameters) - {"self", "trusted"}
+    return sorted(map(str, set(hparams) - accepted))
 
 
 def _structure_problem(checkpoint: Any) -> str:
