@@ -12,25 +12,30 @@ __version__ = "0.1.0"
 
 # Imported on first use, so `scripts/fit.py --help` answers before torch and Lightning load.
 _EXPORTS = {
-    "LinearRegression": "lr_lightning.model",
-    "MLPRegressor": "lr_lightning.model",
-    "RegressionModule": "lr_lightning.module",
-    "RegressionDataModule": "lr_lightning.data",
-    # The exact least-squares solver lives in `exact`, so that `lr_lightning.least_squares` is the function README
+    "LinearRegression": "lr_lightning.core.networks",
+    "MLPRegressor": "lr_lightning.core.networks",
+    "RegressionModule": "lr_lightning.core.regression_module",
+    "RegressionDataModule": "lr_lightning.core.data.datamodules",
+    # The exact solver lives in `exact/solver.py`, so that `lr_lightning.least_squares` is the function README
     # documents, not a submodule shadowing it.
-    "least_squares": "lr_lightning.exact",
-    "fit_statistics": "lr_lightning.exact",
-    "polynomial_features": "lr_lightning.exact",
-    "RankDeficientWarning": "lr_lightning.exact",
+    "least_squares": "lr_lightning.exact.solver",
+    "fit_statistics": "lr_lightning.exact.solver",
+    "polynomial_features": "lr_lightning.core.basis",
+    "RankDeficientWarning": "lr_lightning.exact.solver",
 }
 __all__ = ["LinearRegression", "MLPRegressor", "RankDeficientWarning", "RegressionDataModule", "RegressionModule",
            "fit_statistics", "least_squares", "polynomial_features"]
 
 if TYPE_CHECKING:
-    from lr_lightning.data import RegressionDataModule
-    from lr_lightning.exact import RankDeficientWarning, fit_statistics, least_squares, polynomial_features
-    from lr_lightning.model import LinearRegression, MLPRegressor
-    from lr_lightning.module import RegressionModule
+    from lr_lightning.core.data.datamodules import RegressionDataModule
+    from lr_lightning.core.networks import LinearRegression, MLPRegressor
+    from lr_lightning.core.regression_module import RegressionModule
+    from lr_lightning.exact.solver import (
+        RankDeficientWarning,
+        fit_statistics,
+        least_squares,
+        polynomial_features,
+    )
 
 
 def __getattr__(name: str) -> Any:

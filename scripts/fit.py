@@ -3,7 +3,7 @@
 
 import sys
 
-from lr_lightning.cli import fit_main
+from lr_lightning.core.cli import fit_main
 
 if __name__ == "__main__":
     sys.exit(fit_main())

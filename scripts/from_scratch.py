@@ -3,7 +3,7 @@
 
 import sys
 
-from lr_lightning.cli import from_scratch_main
+from lr_lightning.core.cli import from_scratch_main
 
 if __name__ == "__main__":
     sys.exit(from_scratch_main())

@@ -3,7 +3,7 @@
 
 import sys
 
-from lr_lightning.cli import make_data_main
+from lr_lightning.core.cli import make_data_main
 
 if __name__ == "__main__":
     sys.exit(make_data_main())

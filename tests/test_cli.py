@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lr_lightning.cli import fit_main, predict_main
+from lr_lightning.core.cli import fit_main, predict_main
 
 from .conftest import ROOT, run_main, run_script
 
@@ -68,7 +68,7 @@ def test_csv_run_then_predict_from_values_and_csv(tmp_path):
 
 
 def test_help_answers_without_importing_torch_or_lightning():
-    code = ("import sys\nfrom lr_lightning.cli import fit_main\ntry:\n    fit_main(['--help'])\n"
+    code = ("import sys\nfrom lr_lightning.core.cli import fit_main\ntry:\n    fit_main(['--help'])\n"
             "except SystemExit as e:\n    assert e.code == 0\n"
             "print(sorted(m for m in ('torch', 'lightning', 'numpy') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -3,7 +3,14 @@ import pytest
 import torch
 
 from lr_lightning import RegressionDataModule
-from lr_lightning.data import EpochSampler, MissingHeaderError, TensorBatches, as_columns, read_csv, read_csv_table
+from lr_lightning.core.data.datamodules import (
+    EpochSampler,
+    MissingHeaderError,
+    TensorBatches,
+    as_columns,
+    read_csv,
+    read_csv_table,
+)
 
 from .conftest import make_trainer
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
-from lr_lightning.cli import fit_main, predict_main
+from lr_lightning.core.cli import fit_main, predict_main
 
 FILES = {
     "empty.csv": "",
@@ -221,7 +221,8 @@ CRAFTED = [
      "model class 'builtins.open' is not trusted: loading builds only lr_lightning's networks and classes you name; "
      "if you trust its code, pass trusted=[open] (predict.py: --trust builtins.open)", True),
     (lambda m: _set("hyper_parameters", "model", "init_args", value="in_features=2"),
-     "model recipe for lr_lightning.model.LinearRegression: init_args must be a mapping of names to plain values "
+     "model recipe for lr_lightning.core.networks.LinearRegression: init_args must be a mapping of names to plain "
+     "values "
      "(numbers, strings, lists), got 'in_features=2'", True),
     (lambda m: _set("datamodule_hyper_parameters", "feature_names", value=["a", "b", "c"]),
      "feature_names has 3 name(s) (a, b, c), but the network has 2 input(s)", False),

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
-from lr_lightning.data import EpochSampler
+from lr_lightning.core.data.datamodules import EpochSampler
 
 from .conftest import make_trainer, run_script
 

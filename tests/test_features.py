@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule, nist
+from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+from lr_lightning.exact import nist
 
 from .conftest import make_trainer
 from .test_least_squares import NIST_DIR, needs_nist

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from lr_lightning import from_scratch
-from lr_lightning.cli import from_scratch_main
-from lr_lightning.from_scratch import (
+from lr_lightning.core.cli import from_scratch_main
+from lr_lightning.tutorial import from_scratch
+from lr_lightning.tutorial.from_scratch import (
     Step,
     autograd_stage,
     first_disagreement,

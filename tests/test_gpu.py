@@ -31,7 +31,7 @@ def test_no_host_sync_inside_training_steps_or_batch_slicing():
     """Data lives on the GPU, batches are sliced there, and our per-step code never waits for the device."""
     import lightning as L
 
-    from lr_lightning.data import TensorBatches
+    from lr_lightning.core.data.datamodules import TensorBatches
 
     dm = RegressionDataModule.synthetic(n_samples=4096, n_features=8, batch_size=256, val_fraction=0.0)
     module = RegressionModule(LinearRegression(dm.n_features))

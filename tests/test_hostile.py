@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lr_lightning import RegressionDataModule, RegressionModule
-from lr_lightning.cli import fit_main, predict_main
-from lr_lightning.memmap import MemmapDataModule
+from lr_lightning.core.cli import fit_main, predict_main
+from lr_lightning.core.data.memmap import MemmapDataModule
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -260,9 +260,10 @@ def test_any_predict_csv_predicts_or_gives_one_error_line(checkpoint: Path, data
 plain = st.recursive(st.none() | st.booleans() | st.integers(-3, 100) | st.floats() | st.text(max_size=8),
                      lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                  max_size=3), max_leaves=8)
-CLASS_PATHS = ["subprocess.Popen", "builtins.open", "os.system", "builtins.eval", "lr_lightning.model.LinearRegression",
-               "lr_lightning.model.MLPRegressor", "torch.nn.Linear", "collections.OrderedDict", "", ".", "a.b.c",
-               "lr_lightning.cli.fit_main", "pathlib.Path", "torch.nn.Identity"]
+CLASS_PATHS = ["subprocess.Popen", "builtins.open", "os.system", "builtins.eval",
+               "lr_lightning.core.networks.LinearRegression", "lr_lightning.core.networks.MLPRegressor",
+               "torch.nn.Linear", "collections.OrderedDict", "", ".", "a.b.c",
+               "lr_lightning.core.cli.fit_main", "pathlib.Path", "torch.nn.Identity"]
 
 
 @st.composite

@@ -9,10 +9,10 @@ import warnings
 import numpy as np
 import pytest
 
-from lr_lightning import nist
-from lr_lightning.cli import fit_main
-from lr_lightning.data import RegressionDataModule
-from lr_lightning.exact import RankDeficientWarning, fit_statistics, least_squares, polynomial_features
+from lr_lightning.core.cli import fit_main
+from lr_lightning.core.data.datamodules import RegressionDataModule
+from lr_lightning.exact import nist
+from lr_lightning.exact.solver import RankDeficientWarning, fit_statistics, least_squares, polynomial_features
 
 from .conftest import ROOT, SHARED, run_main
 
@@ -238,11 +238,11 @@ def test_fit_statistics_are_nan_where_undefined_without_warnings():
 # ----------------------------------------------------------------------------------------- public name
 def test_lr_lightning_least_squares_is_the_function_also_after_importing_the_module():
     code = ("import sys, lr_lightning\n"
-            "assert 'lr_lightning.exact' not in sys.modules  # lazy: `import lr_lightning` stays light\n"
+            "assert 'lr_lightning.exact.solver' not in sys.modules  # lazy: `import lr_lightning` stays light\n"
             "f = lr_lightning.least_squares\n"
-            "import lr_lightning.exact\n"
-            "assert callable(f) and f is lr_lightning.least_squares is lr_lightning.exact.least_squares\n"
-            "assert lr_lightning.RankDeficientWarning is lr_lightning.exact.RankDeficientWarning\n"
+            "import lr_lightning.exact.solver\n"
+            "assert callable(f) and f is lr_lightning.least_squares is lr_lightning.exact.solver.least_squares\n"
+            "assert lr_lightning.RankDeficientWarning is lr_lightning.exact.solver.RankDeficientWarning\n"
             "w, b = lr_lightning.least_squares([1.0, 2.0, 3.0], [3.0, 5.0, 7.0])\n"
             "assert abs(w[0, 0] - 2) < 1e-12 and abs(b[0] - 1) < 1e-12\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

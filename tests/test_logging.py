@@ -8,7 +8,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lr_lightning import RegressionModule
-from lr_lightning.cli import build_fit, parse_fit_args
+from lr_lightning.core.cli import build_fit, parse_fit_args
 
 
 def _fit(tmp_path, *flags):
@@ -43,7 +43,8 @@ def test_tensorboard_has_falling_loss_curves_and_a_real_hp_metric(tmp_path):
 def test_hparams_of_module_and_data_reach_tensorboard(tmp_path):
     _, _, trainer = _fit(tmp_path, "--max-epochs", "2", "--lr", "0.02")
     text = (Path(trainer.logger.log_dir) / "hparams.yaml").read_text()
-    assert "lr: 0.02" in text and "class_path: lr_lightning.model.LinearRegression" in text and "val_fraction" in text
+    assert "lr: 0.02" in text and "class_path: lr_lightning.core.networks.LinearRegression" in text
+    assert "val_fraction" in text
 
 
 def test_checkpoints_last_and_best_by_val_loss(tmp_path):

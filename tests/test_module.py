@@ -297,7 +297,7 @@ def test_trusted_classes_are_built_and_trust_is_never_saved(saved, tmp_path):
     assert isinstance(passed.model, LinearRegression)
 
 
-@pytest.mark.parametrize("bad", ["lr_lightning.model.LinearRegression", print, dict])
+@pytest.mark.parametrize("bad", ["lr_lightning.core.networks.LinearRegression", print, dict])
 def test_trusted_takes_nn_module_classes_only(bad):
     with pytest.raises(ValueError, match=r"trusted: expected nn.Module classes, got "):
         RegressionModule(LinearRegression(1), trusted=[bad])
@@ -311,18 +311,20 @@ class NotAModule(nn.Module):
 
 
 @pytest.mark.parametrize(("recipe", "words"), [
-    ({"class_path": "lr_lightning.model.LinearRegression", "init_args": {"in_features": 2}, "code": "x"},
+    ({"class_path": "lr_lightning.core.networks.LinearRegression", "init_args": {"in_features": 2}, "code": "x"},
      "model recipe: expected {'class_path': ..., 'init_args': {...}}, got"),
     ({"class_path": 3, "init_args": {}}, "model recipe: class_path must be a class name like 'package.module.Class'"),
-    ({"class_path": "lr_lightning.model.LinearRegression", "init_args": "in_features=2"},
-     "model recipe for lr_lightning.model.LinearRegression: init_args must be a mapping of names to plain values"),
-    ({"class_path": "lr_lightning.model.LinearRegression", "init_args": {"in_features": torch.ones(1)}},
-     "model recipe for lr_lightning.model.LinearRegression: init_args must be a mapping of names to plain values"),
-    ({"class_path": "lr_lightning.model.LinearRegression", "init_args": {"in_features": 2, "depth": 3}},
-     "model recipe for lr_lightning.model.LinearRegression: cannot build it from init_args"),
+    ({"class_path": "lr_lightning.core.networks.LinearRegression", "init_args": "in_features=2"},
+     "model recipe for lr_lightning.core.networks.LinearRegression: init_args must be a mapping of names to plain "
+     "values"),
+    ({"class_path": "lr_lightning.core.networks.LinearRegression", "init_args": {"in_features": torch.ones(1)}},
+     "model recipe for lr_lightning.core.networks.LinearRegression: init_args must be a mapping of names to plain "
+     "values"),
+    ({"class_path": "lr_lightning.core.networks.LinearRegression", "init_args": {"in_features": 2, "depth": 3}},
+     "model recipe for lr_lightning.core.networks.LinearRegression: cannot build it from init_args"),
     ({"class_path": f"{__name__}.NotAModule", "init_args": {}},
      f"model recipe for {__name__}.NotAModule: built a str, not an nn.Module"),
-    ("lr_lightning.model.LinearRegression", "model: expected an nn.Module or a recipe"),
+    ("lr_lightning.core.networks.LinearRegression", "model: expected an nn.Module or a recipe"),
 ])
 def test_a_malformed_recipe_is_one_clear_error(recipe, words):
     with pytest.raises(ValueError, match=re.escape(words)):

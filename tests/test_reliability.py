@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from lr_lightning.cli import fit_main
-from lr_lightning.reliability import AtomicCheckpointIO
+from lr_lightning.core.callbacks import AtomicCheckpointIO
+from lr_lightning.core.cli import fit_main
 
 from .conftest import ROOT, run_main, run_script
 
@@ -152,7 +152,7 @@ def test_resume_is_exact_from_any_point(tmp_path, hook, at):
 
 def test_resume_keeps_working_for_a_users_own_network(tmp_path, monkeypatch, capsys):
     """fit.py builds the network from --model (the user named it), then loads the state: no trust needed."""
-    from lr_lightning.cli import fit_main
+    from lr_lightning.core.cli import fit_main
 
     (tmp_path / "lrl_resume_net.py").write_text(
         "from torch import nn\n\n\nclass Net(nn.Module):\n"

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
-from lr_lightning.data import TensorBatches, rank_slices
-from lr_lightning.memmap import BlockSampler, MappedBatches, MemmapDataModule, NpyTable, write_synthetic
+from lr_lightning.core.data.datamodules import TensorBatches, rank_slices
+from lr_lightning.core.data.memmap import BlockSampler, MappedBatches, MemmapDataModule, NpyTable, write_synthetic
 
 from .conftest import make_trainer, run_script
 

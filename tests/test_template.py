@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule
-from lr_lightning.cli import fit_main
+from lr_lightning.core.cli import fit_main
 
 from .conftest import make_trainer, run_script
 

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule
-from lr_lightning.cli import fit_main
-from lr_lightning.plots import TensorBoardFigures
-from lr_lightning.reliability import claim_version
+from lr_lightning.core.callbacks import claim_version
+from lr_lightning.core.cli import fit_main
+from lr_lightning.core.figures import TensorBoardFigures
 
 from .conftest import ROOT, SHARED, make_trainer, run_main, run_script
 
@@ -103,7 +103,7 @@ def test_cli_only_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, words):
     (tmp_path / "hidden.yaml").write_text("model: mlp\nhidden: 64\n")
     (tmp_path / "epochs.yaml").write_text("max_epochs: 6.5\n")
     (tmp_path / "flag.yaml").write_text("standardize: 'yes'\n")
-    (tmp_path / "model.yaml").write_text("model: {class_path: lr_lightning.model.MLPRegressor, init_args: "
+    (tmp_path / "model.yaml").write_text("model: {class_path: lr_lightning.core.networks.MLPRegressor, init_args: "
                                          "{hidden: 64}}\n")
     flags = [f.format(d=tmp_path) for f in flags]
     log_dir = [] if "--log-dir" in flags else ["--log-dir", str(tmp_path / "logs")]
@@ -115,11 +115,11 @@ def test_cli_only_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, words):
 
 def test_hostile_api_arguments_are_value_errors(tmp_path):
     from lr_lightning import least_squares
-    from lr_lightning.module import build_model
+    from lr_lightning.core.regression_module import build_model
 
     with pytest.raises(ValueError, match="bias must be True or False, got 'no'"):
         least_squares(np.arange(5.0), np.arange(5.0), bias="no")
-    huge = {"class_path": "lr_lightning.model.MLPRegressor", "init_args": {"in_features": 2,
+    huge = {"class_path": "lr_lightning.core.networks.MLPRegressor", "init_args": {"in_features": 2,
                                                                            "hidden": [10**9, 10**9]}}
     with pytest.raises(ValueError, match="its parameters need about .* GB of memory; this machine has"):
         build_model(huge)  # refused from shapes alone, before any memory is asked for
@@ -155,7 +155,7 @@ def test_float64_data_trains_in_float64_without_being_asked():
     path = SHARED / "nist-strd" / "Norris.dat"
     if not path.exists():
         pytest.skip(f"NIST StRD files not found at {path.parent} (the shared data folder beside the project)")
-    from lr_lightning import nist
+    from lr_lightning.exact import nist
 
     d = nist.load(path)
     dm = RegressionDataModule(np.asarray(d.x, np.float64), np.asarray(d.y, np.float64), batch_size=len(d.y),

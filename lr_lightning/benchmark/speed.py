@@ -32,9 +32,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from lr_lightning.data import RegressionDataModule
-from lr_lightning.model import LinearRegression
-from lr_lightning.module import RegressionModule
+from lr_lightning.core.data.datamodules import RegressionDataModule
+from lr_lightning.core.networks import LinearRegression
+from lr_lightning.core.regression_module import RegressionModule
 
 
 @dataclass

@@ -37,7 +37,7 @@ class DivergenceGuard(L.Callback):
     """Stop at once when the loss or the weights stop being finite, suggesting a learning rate.
 
     ``stable_lr`` is a learning rate known to be stable for this problem (see
-    :meth:`~lr_lightning.data.RegressionDataModule.stable_lr`), or a function computing it only when needed;
+    :meth:`RegressionDataModule.stable_lr`), or a function computing it only when needed;
     without it, a tenth of the current one is suggested. On a GPU the loss is checked only every
     ``log_every_n_steps`` steps, because each check waits for the device; the message still names the step where
     it first became non-finite. Under DDP the ranks agree before stopping, so that all of them stop together.

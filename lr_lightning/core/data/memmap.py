@@ -1,6 +1,6 @@
 """Data larger than memory: ``.npy`` files and directories of ``.npy`` shards, memory-mapped, read block by block.
 
-``MemmapDataModule`` is the drop-in for :class:`~lr_lightning.data.RegressionDataModule` when the data does not
+``MemmapDataModule`` is the drop-in for :class:`RegressionDataModule` when the data does not
 fit in memory (``scripts/fit.py --data big.npy`` or ``--data shards/``). Nothing is loaded up front:
 
 - the files are memory-mapped; each batch copies only its own rows out of the mapping;
@@ -11,7 +11,7 @@ fit in memory (``scripts/fit.py --data big.npy`` or ``--data shards/``). Nothing
   them has been read, so the process's resident memory stays at a few blocks, not the file's size;
 - standardization statistics, and a check that every value is finite, take one streaming pass.
 
-Under DDP each rank reads only the rows of its own slice of every global batch (:func:`~lr_lightning.data.rank_slices`).
+Under DDP each rank reads only the rows of its own slice of every global batch (:func:`rank_slices`).
 
 Layouts: one 2-D array whose columns are features and the target (``target`` picks the column, default the
 last); or ``x.npy`` and ``y.npy`` (rows match; ``y`` may have several columns) in a directory; or a directory
@@ -30,8 +30,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from lr_lightning.data import Batch, RegressionDataModule, TensorBatches, rank_slices, serving_dtype, stable_sgd_lr
-from lr_lightning.features import FeatureMap, Moments
+from lr_lightning.core.data.datamodules import (
+    Batch,
+    RegressionDataModule,
+    TensorBatches,
+    rank_slices,
+    serving_dtype,
+    stable_sgd_lr,
+)
+from lr_lightning.core.features import FeatureMap, Moments
 
 Ranges = list[tuple[int, int]]
 CHUNK_ROWS = 1 << 16  # rows per read in streaming passes
@@ -199,7 +206,7 @@ def _column(target: int | str, columns: int, path: Path) -> int:
 class BlockSampler:
     """Visits the rows of ``ranges``: with ``shuffle``, the blocks in a fresh random order each epoch, then the
     rows of each block in random order; else in order. A pure function of ``(seed, epoch)``, like
-    :class:`~lr_lightning.data.EpochSampler`, whose interface it has (``order`` gives global row numbers).
+    :class:`EpochSampler`, whose interface it has (``order`` gives global row numbers).
 
     Shuffling within blocks rather than across the whole file keeps reads local; the price is that rows of one
     block tend to share batches. For files sorted by something that matters (time, the target), choose a
@@ -226,7 +233,7 @@ class BlockSampler:
 
 
 class MappedBatches(TensorBatches):
-    """:class:`~lr_lightning.data.TensorBatches` over a memory-mapped :class:`NpyTable`: the same batches (and
+    """:class:`TensorBatches` over a memory-mapped :class:`NpyTable`: the same batches (and
     the same resumable state) as in memory with the same sampler, but each batch's rows are read when needed."""
 
     def __init__(self, table: NpyTable, ranges: Ranges, batch_size: int, shuffle: bool = False, seed: int = 0,
@@ -267,7 +274,7 @@ class MappedBatches(TensorBatches):
 
 # ------------------------------------------------------------------------------------------- datamodule
 class MemmapDataModule(RegressionDataModule):
-    """:class:`~lr_lightning.data.RegressionDataModule` for ``.npy`` data larger than memory (see the module's
+    """:class:`RegressionDataModule` for ``.npy`` data larger than memory (see the module's
     docstring). The same splits-loaders-hyperparameters interface; differences: the split deals out blocks of
     ``block_rows`` rows, shuffling is block-wise, ``polynomial_degree`` is not available, and there is no exact
     least-squares reference (``optimum``), which would take further passes over the data.

@@ -23,9 +23,9 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.regression import R2Score
 
-from lr_lightning.features import FeatureMap
-from lr_lightning.model import LinearRegression, MLPRegressor
-from lr_lightning.quiet import quiet_lightning
+from lr_lightning.core.features import FeatureMap
+from lr_lightning.core.networks import LinearRegression, MLPRegressor
+from lr_lightning.core.quiet import quiet_lightning
 
 quiet_lightning()  # the Python API as quiet as the command line: see lr_lightning/quiet.py
 
@@ -141,7 +141,7 @@ def build_model(spec: Any, trusted: Iterable[type[nn.Module]] = ()) -> nn.Module
 def construct_network(cls: Any, init_args: dict[str, Any]) -> Any:
     """``cls(**init_args)``, built first on the meta device (shapes only, no memory) so that a network too large for
     this machine is a ValueError, not an allocation that takes minutes and then fails (or the machine's memory)."""
-    from lr_lightning.data import check_memory
+    from lr_lightning.core.data.datamodules import check_memory
 
     try:
         with torch.device("meta"):
@@ -229,7 +229,7 @@ class RegressionModule(L.LightningModule):
     >>> module(torch.zeros(5, 2)).shape
     torch.Size([5, 1])
     >>> module.hparams.model["class_path"]
-    'lr_lightning.model.LinearRegression'
+    'lr_lightning.core.networks.LinearRegression'
     """
 
     def __init__(
@@ -252,7 +252,7 @@ class RegressionModule(L.LightningModule):
             optimizer: ``"sgd"``, ``"adam"`` or ``"lbfgs"``.
             momentum: SGD momentum.
             weight_decay: L2 penalty (sgd, adam).
-            normalization: a :class:`~lr_lightning.features.FeatureMap` spec, applied in ``forward``.
+            normalization: a :class:`~lr_lightning.core.features.FeatureMap` spec, applied in ``forward``.
             scheduler: ``"cosine"``, ``"step"``, ``"plateau"`` or None.
             scheduler_options: keyword arguments for the torch scheduler.
             compile: run the network through ``torch.compile``.

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     import lightning as L
     import torch
 
-    from lr_lightning.data import RegressionDataModule
-    from lr_lightning.module import RegressionModule
+    from lr_lightning.core.data.datamodules import RegressionDataModule
+    from lr_lightning.core.regression_module import RegressionModule
 
 
 class UsageError(ValueError):
@@ -96,8 +96,8 @@ def _take_sigterm() -> Any:
 
 
 def quiet() -> None:
-    """A script's output: Lightning's chatter off, warnings one line each (:mod:`lr_lightning.quiet`)."""
-    from lr_lightning.quiet import one_line_warnings, quiet_lightning
+    """A script's output: Lightning's chatter off, warnings one line each (:mod:`lr_lightning.core.quiet`)."""
+    from lr_lightning.core.quiet import one_line_warnings, quiet_lightning
 
     quiet_lightning()
     one_line_warnings()
@@ -257,7 +257,7 @@ def fit_main(argv: list[str] | None = None) -> int:
     before = predict_one(module, x5) if dm.n_inputs == 1 else None
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from lr_lightning.reliability import DivergenceError, Interrupted, StopOnSignal
+    from lr_lightning.core.callbacks import DivergenceError, Interrupted, StopOnSignal
 
     stop = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
     stop.install()  # from here to the summary; during training it waits for the step in flight to end
@@ -284,7 +284,7 @@ def fit_main(argv: list[str] | None = None) -> int:
     if trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
         print_summary(args, dm, module, trainer, seconds, before, metrics)
         if args.plot is not None:
-            from lr_lightning.plots import LossHistory, save_png
+            from lr_lightning.core.figures import LossHistory, save_png
 
             history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
             print(f"Plot: {_show(save_png(args.plot, history, module, dm))}")
@@ -310,7 +310,7 @@ def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bia
     """The network named by ``--model`` (or the config's ``model: {class_path, init_args}``), sized to the data."""
     import inspect
 
-    from lr_lightning.model import LinearRegression, MLPRegressor
+    from lr_lightning.core.networks import LinearRegression, MLPRegressor
 
     spec = args.model
     if spec == "mlp":
@@ -339,8 +339,8 @@ def build_network(args: argparse.Namespace, n_features: int, n_outputs: int, bia
 
 
 def _construct(cls: Any, init_args: dict[str, Any], label: str) -> torch.nn.Module:
-    """``cls(**init_args)`` (:func:`~lr_lightning.module.construct_network`: a network too large is refused)."""
-    from lr_lightning.module import construct_network
+    """``cls(**init_args)`` (:func:`construct_network`: a network too large is refused)."""
+    from lr_lightning.core.regression_module import construct_network
 
     try:
         return construct_network(cls, init_args)
@@ -356,11 +356,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from lr_lightning.data import RegressionDataModule
-    from lr_lightning.exact import RankDeficientWarning
-    from lr_lightning.module import RegressionModule, read_checkpoint, single_linear
-    from lr_lightning.plots import LossHistory, TensorBoardFigures, have_matplotlib
-    from lr_lightning.reliability import (
+    from lr_lightning.core.callbacks import (
         AtomicCheckpointIO,
         DivergenceGuard,
         ProgressLines,
@@ -368,6 +364,10 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         StopOnSignal,
         find_last_checkpoint,
     )
+    from lr_lightning.core.data.datamodules import RegressionDataModule
+    from lr_lightning.core.figures import LossHistory, TensorBoardFigures, have_matplotlib
+    from lr_lightning.core.regression_module import RegressionModule, read_checkpoint, single_linear
+    from lr_lightning.exact.solver import RankDeficientWarning
 
     if args.plot is not None and not have_matplotlib():
         raise UsageError(f"--plot {args.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
@@ -423,7 +423,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
                          "machine under torchrun or SLURM (README: Several devices, several machines)")
     if args.max_epochs < -1:
         raise UsageError(f"--max-epochs must be >= 0 (or -1 for no limit), got {args.max_epochs}")
-    from lr_lightning.data import SEED_MAX
+    from lr_lightning.core.data.datamodules import SEED_MAX
 
     if not 0 <= args.seed <= SEED_MAX:
         raise UsageError(f"--seed {args.seed}: must be a whole number from 0 to {SEED_MAX}")
@@ -538,7 +538,7 @@ def _run_version(args: argparse.Namespace) -> int | str:
     it starts for DDP."""
     from lightning.fabric.utilities.rank_zero import _get_rank
 
-    from lr_lightning.reliability import claim_version
+    from lr_lightning.core.callbacks import claim_version
 
     path = args.resume_path
     log_dir = Path(args.log_dir)
@@ -571,7 +571,7 @@ def _show(path: str | Path) -> str:
 
 
 def _last_checkpoint(trainer: L.Trainer) -> str:
-    from lr_lightning.reliability import SaveLast
+    from lr_lightning.core.callbacks import SaveLast
 
     saver = next((c for c in trainer.callbacks if isinstance(c, SaveLast)), None)
     return str(saver.path) if saver is not None and saver.path.is_file() else ""
@@ -673,7 +673,7 @@ def make_data_parser() -> Parser:
 @entry_point
 def make_data_main(argv: list[str] | None = None) -> int:
     args = make_data_parser().parse_args(argv)
-    from lr_lightning.memmap import write_synthetic
+    from lr_lightning.core.data.memmap import write_synthetic
 
     start = time.perf_counter()
     try:
@@ -764,7 +764,7 @@ def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[
 
     import torch
 
-    from lr_lightning.module import RegressionModule, read_checkpoint, unknown_hyperparameters
+    from lr_lightning.core.regression_module import RegressionModule, read_checkpoint, unknown_hyperparameters
 
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
@@ -854,7 +854,7 @@ def _predict_inputs(args: argparse.Namespace, features: list[str], dtype: torch.
     import numpy as np
     import torch
 
-    from lr_lightning.data import MissingHeaderError, parse_number, read_csv_table
+    from lr_lightning.core.data.datamodules import MissingHeaderError, parse_number, read_csv_table
 
     # A value beyond the dtype's range becomes inf when cast to it: refused as inf is.
     max_abs = float(torch.finfo(dtype).max)
@@ -927,7 +927,7 @@ def from_scratch_main(argv: list[str] | None = None) -> int:
         print(f"error: {next(p for p in problems if p)}", file=sys.stderr)
         return 2
     quiet()
-    from lr_lightning.from_scratch import STAGES, first_disagreement, numpy_stage, run_stages
+    from lr_lightning.tutorial.from_scratch import STAGES, first_disagreement, numpy_stage, run_stages
 
     x = args.x
     y = [args.true_w * v + args.true_b for v in x]
@@ -996,7 +996,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     quiet()
     import torch
 
-    from lr_lightning import benchmark
+    from lr_lightning.benchmark import speed as benchmark
 
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         print("error: --accelerator gpu: no CUDA GPU is visible to torch on this machine", file=sys.stderr)
@@ -1042,8 +1042,8 @@ def _benchmark_files(args: argparse.Namespace, device: str) -> int:
     import lightning
     import torch
 
-    from lr_lightning import benchmark
-    from lr_lightning.memmap import NpyTable
+    from lr_lightning.benchmark import speed as benchmark
+    from lr_lightning.core.data.memmap import NpyTable
 
     small, big = (Path(p) for p in args.files)
     try:
@@ -1059,7 +1059,7 @@ def _benchmark_files(args: argparse.Namespace, device: str) -> int:
     for path, mode in ((small, "in-memory"), (small, "memory-mapped"), (big, "memory-mapped")):
         flags = ["--one-run", str(path), mode, "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
                  "--lr", str(args.lr), "--accelerator", args.accelerator]
-        done = subprocess.run([sys.executable, "-m", "lr_lightning.cli", "benchmark", *flags], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "lr_lightning.core.cli", "benchmark", *flags], capture_output=True,
                               text=True)
         if done.returncode != 0:
             print(f"error: the {mode} run on {path} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -1075,7 +1075,7 @@ def _benchmark_files(args: argparse.Namespace, device: str) -> int:
 
 # ----------------------------------------------------------------------------------------------- nist
 def nist_parser() -> Parser:
-    default = Path(__file__).resolve().parents[2] / "shared" / "nist-strd"
+    default = Path(__file__).resolve().parents[3] / "shared" / "nist-strd"
     p = Parser(prog="nist.py", description="LRE (correct significant digits) of this package on NIST's linear "
                "least-squares reference datasets, NIST-style, with numpy.linalg.lstsq as the well-known reference.",
                formatter_class=HelpFormatter)
@@ -1094,8 +1094,8 @@ def nist_main(argv: list[str] | None = None) -> int:
     quiet()
     import numpy as np
 
-    from lr_lightning import nist
-    from lr_lightning.exact import fit_statistics, least_squares, polynomial_features
+    from lr_lightning.exact import nist
+    from lr_lightning.exact.solver import fit_statistics, least_squares, polynomial_features
 
     print(f"{'dataset':<9} {'difficulty':<10} {'lstsq raw':>9} {'least_sq':>9} {'resid SD':>9} {'R²':>6} "
           f"{'lbfgs f64':>9} {'sgd f32':>8}")
@@ -1119,5 +1119,5 @@ def nist_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # `python -m lr_lightning.cli benchmark ...`: how --files starts its runs
+if __name__ == "__main__":  # `python -m lr_lightning.core.cli benchmark ...`: how --files starts its runs
     sys.exit({"benchmark": benchmark_main}[sys.argv.pop(1)]())

@@ -31,40 +31,31 @@ digit. Instead:
 from __future__ import annotations
 
 import warnings
-from fractions import Fraction
-from math import comb
 from typing import Any
 
 import numpy as np
 
-LD = np.longdouble
+from lr_lightning.core.basis import (
+    LD,
+    _basis_columns,
+    _columns,
+    _conditioned_basis,
+    _validate,
+    _with_intercept,
+    basis_to_raw,
+    check_degree,
+    polynomial_features,
+    scaling,
+)
+
+__all__ = ["LeastSquaresResult", "RankDeficientWarning", "check_degree", "fit_statistics", "least_squares",
+           "polynomial_features"]
 
 
-MAX_DEGREE = 50
 
 
-def check_degree(degree: Any) -> None:
-    """``None`` or a whole number from 1 to :data:`MAX_DEGREE`, else ValueError.
-
-    Beyond 50, raw powers overflow float64 for any |x| above 10⁶ (and mean nothing numerically long before), and the
-    exact map between bases costs time cubic in the degree.
-    """
-    if degree is not None and not (isinstance(degree, int) and not isinstance(degree, bool)
-                                   and 1 <= degree <= MAX_DEGREE):
-        raise ValueError(f"polynomial_degree must be a whole number from 1 to {MAX_DEGREE}, got {degree!r}")
 
 
-def polynomial_features(x: Any, degree: int | None) -> np.ndarray:
-    """Each column's powers ``x, x², …, x^degree`` (no cross terms), ordered x1, x1², …, x1^d, x2, …
-
-    >>> polynomial_features(np.array([[2.0, 3.0]]), 2).tolist()
-    [[2.0, 4.0, 3.0, 9.0]]
-    """
-    x = _columns(x, "x", validate=False)  # a transform: NaN in, NaN out
-    check_degree(degree)
-    if degree is None or degree == 1:
-        return x
-    return np.concatenate([x[:, [j]] ** np.arange(1, degree + 1) for j in range(x.shape[1])], axis=1)
 
 
 class RankDeficientWarning(UserWarning):
@@ -310,16 +301,6 @@ def _rank_message(x: np.ndarray, dependent: tuple[str, ...], names: list[str], l
     return f"least squares: {what} ({'; '.join(why)}); reporting the minimum-norm solution"
 
 
-def scaling(x: np.ndarray, bias: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(centre, scale)`` per column (float64) that map the data onto [-1, 1].
-
-    With an intercept, the midrange and half the range; without one, no centre and the largest magnitude:
-    centring would smuggle an intercept into a model that must not have one.
-    """
-    lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
-    centre = (lo + hi) / 2 if bias else np.zeros(x.shape[1])
-    scale = (hi - lo) / 2 if bias else np.maximum(np.abs(lo), np.abs(hi))
-    return centre, np.where(scale > 0, scale, 1.0)
 
 
 def _streamed(x: np.ndarray, y: np.ndarray, bias: bool, degree: int, polynomial_degree: int | None,
@@ -388,16 +369,6 @@ def _converged(d_beta: np.ndarray, beta: np.ndarray, history: list[float]) -> bo
     return size <= 4 * float(np.finfo(LD).eps) or stalled
 
 
-def _basis_columns(t: np.ndarray, degree: int, bias: bool) -> np.ndarray:
-    """Chebyshev polynomials T1..Td of each scaled column (powers without an intercept), and a column of ones."""
-    n, k = t.shape
-    columns = [np.ones(n)] if bias else []
-    for j in range(k):
-        prev, cur = np.ones(n), t[:, j]
-        for m in range(1, degree + 1):
-            columns.append(cur if bias else t[:, j] ** m)
-            prev, cur = cur, 2 * t[:, j] * cur - prev
-    return np.stack(columns, axis=1)
 
 
 def fit_statistics(x: Any, y: Any, weight: np.ndarray, bias: np.ndarray | None,
@@ -429,97 +400,13 @@ def fit_statistics(x: Any, y: Any, weight: np.ndarray, bias: np.ndarray | None,
     return sd.astype(np.float64), np.where(total > 0, r2, np.nan).astype(np.float64)
 
 
-def _columns(a: Any, name: str = "x", names: list[str] | None = None, validate: bool = True) -> np.ndarray:
-    """``a`` as a 2-D array of real numbers, one column per variable; a 1-D ``a`` becomes one column.
-
-    ``validate``: also refuse an empty array and non-finite values. Errors name the argument (``name``) and, for a
-    non-finite value, its row and column (from ``names``, if given).
-    """
-    # Floating data is used as it comes (float32 is exact in float64; chunks are widened where they are used):
-    # no copy of a large training set. Anything else becomes float64.
-    try:
-        a = np.asarray(a)
-    except (TypeError, ValueError) as e:  # ragged lists
-        raise ValueError(f"{name}: expected an array of real numbers ({e})") from None
-    if np.iscomplexobj(a):  # casting would drop the imaginary part with no more than a ComplexWarning
-        raise ValueError(f"{name}: expected real numbers, got complex values ({a.dtype})")
-    if not np.issubdtype(a.dtype, np.floating):
-        try:
-            a = a.astype(np.float64)
-        except (TypeError, ValueError):  # strings, None, objects
-            raise ValueError(f"{name}: expected real numbers, got values of dtype {a.dtype}") from None
-    if a.ndim == 1:
-        a = a[:, None]
-    if a.ndim != 2:
-        raise ValueError(f"{name}: expected a 1-D or 2-D array (n_samples, n_columns), got shape {a.shape}")
-    if validate:
-        _validate(a, name, names)
-    return a
 
 
-def _validate(a: np.ndarray, name: str, names: list[str] | None = None) -> None:
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{name}: no {'samples' if a.shape[0] == 0 else 'columns'} (shape {a.shape})")
-    # NaN and inf would not fail the solve: they would come out as NaN weights, or worse, as a wrong fit.
-    finite = np.isfinite(a)
-    if not finite.all():
-        row, col = (int(i) for i in np.argwhere(~finite)[0])
-        column = f"column {names[col]!r}" if names is not None else f"column {col}"
-        raise ValueError(f"{name}: non-finite value {a[row, col]} at row {row}, {column}")
 
 
-def _with_intercept(features: np.ndarray, bias: bool) -> np.ndarray:
-    return np.concatenate([np.ones((len(features), 1), dtype=features.dtype), features], axis=1) if bias else features
 
 
-def _conditioned_basis(x: np.ndarray, degree: int, bias: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A well-conditioned float64 basis, and the exact matrix T with raw coefficients = T @ basis coefficients."""
-    centre, scale = scaling(x, bias)
-    # With an intercept, Chebyshev polynomials T1..Td of t; without, the powers t..t^d (T2 has a constant).
-    return _basis_columns((x - centre) / scale, degree, bias), basis_to_raw(centre.tolist(), scale.tolist(),
-                                                                             x.shape[1], degree, bias)
 
 
-def basis_to_raw(centre: list[float], scale: list[float], k: int, degree: int, bias: bool,
-                 chebyshev: bool = True) -> np.ndarray:
-    """The exact (long double) matrix T with raw coefficients = T @ basis coefficients.
-
-    The basis is, per input column j, ``P_m((x_j - centre_j) / scale_j)`` for m = 1..degree, with P_m the
-    Chebyshev polynomial T_m when there is an intercept (and ``chebyshev``), else the power t^m; an intercept,
-    if any, comes first. Raw coefficients are [intercept, x1, x1², …, x1^d, x2, …].
-    """
-    p = bias + k * degree
-    to_raw = [[Fraction(0)] * p for _ in range(p)]  # T[raw index][basis index]
-    if bias:
-        to_raw[0][0] = Fraction(1)
-    polys = _chebyshev(degree) if bias and chebyshev else [[0] * m + [1] for m in range(degree + 1)]
-    for j in range(k):
-        c, s = Fraction(centre[j]), Fraction(scale[j])
-        for m in range(1, degree + 1):
-            col = bias + j * degree + (m - 1)
-            # Expand sum_a coef_a ((x - c)/s)^a into raw powers x^i.
-            for a, coef in enumerate(polys[m]):
-                for i in range(a + 1) if coef else ():
-                    value = coef * comb(a, i) * (-c) ** (a - i) / s**a
-                    if i > 0:
-                        to_raw[bias + j * degree + (i - 1)][col] += value
-                    elif bias:
-                        to_raw[0][col] += value
-    exact = np.zeros((p, p), dtype=LD)
-    for a in range(p):
-        for b in range(p):
-            if v := to_raw[a][b]:
-                exact[a, b] = LD(v.numerator) / LD(v.denominator)
-    return exact
 
 
-def _chebyshev(degree: int) -> list[list[int]]:
-    """Integer coefficients (in powers of t) of the Chebyshev polynomials T0..T_degree."""
-    polys = [[1], [0, 1]]
-    for _ in range(2, degree + 1):
-        a, b = polys[-1], polys[-2]
-        nxt = [0] + [2 * v for v in a]
-        for i, v in enumerate(b):
-            nxt[i] -= v
-        polys.append(nxt)
-    return polys[: degree + 1]

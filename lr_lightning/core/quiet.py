@@ -2,8 +2,8 @@
 
 Lightning prints banners and tips at INFO level (``GPU available: ...``, a litlogger advert, ``Trainer(
 limit_val_batches=0) was configured ...``) and Lightning 2.6 triggers a torch 2.13 deprecation warning (``LeafSpec``)
-that no user of ours can act on. :func:`quiet_lightning` turns exactly those off; it runs when
-:mod:`lr_lightning.module` is imported, so the Python API is as quiet as the command line. Real warnings stay:
+that no user of ours can act on. :func:`quiet_lightning` turns exactly those off; it runs when the module
+``regression_module`` is imported, so the Python API is as quiet as the command line. Real warnings stay:
 only that one deprecation is filtered, by its message. To see the banners again::
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO)

@@ -104,9 +104,9 @@ def train(d: StRD, *, optimizer: str, precision: str, epochs: int, lr: float) ->
     import lightning as L
     import torch
 
-    from lr_lightning.data import RegressionDataModule
-    from lr_lightning.model import LinearRegression
-    from lr_lightning.module import RegressionModule
+    from lr_lightning.core.data.datamodules import RegressionDataModule
+    from lr_lightning.core.networks import LinearRegression
+    from lr_lightning.core.regression_module import RegressionModule
 
     dtype = torch.float64 if precision.startswith("64") else torch.float32
     dm = RegressionDataModule(d.x, d.y, batch_size=len(d.y), val_fraction=0.0, shuffle=False, standardize=True,

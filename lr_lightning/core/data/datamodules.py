@@ -24,8 +24,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from lr_lightning.exact import check_degree, least_squares, polynomial_features
-from lr_lightning.features import FeatureMap
+from lr_lightning.core.basis import check_degree, polynomial_features
+from lr_lightning.core.features import FeatureMap
+from lr_lightning.exact import least_squares
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -387,7 +388,7 @@ class RegressionDataModule(L.LightningDataModule):
     same on every run (and on every DDP rank) for one ``seed``. ``val_fraction=0`` means no validation loop;
     ``batch_size >= n`` is full-batch gradient descent.
 
-    ``standardize`` and ``polynomial_degree`` fit a :class:`~lr_lightning.features.FeatureMap` on the training
+    ``standardize`` and ``polynomial_degree`` fit a :class:`~lr_lightning.core.features.FeatureMap` on the training
     split only; the loaders serve mapped features and targets, ``RegressionModule`` adopts the map, and its
     predictions come back in original units. ``bias=False`` says the model has no intercept: then features and
     targets are scaled but never centred.
@@ -565,7 +566,7 @@ class RegressionDataModule(L.LightningDataModule):
         ``{"weight", "bias", "mse": {split: MSE}, "rank", "n_coefficients", "dependent"}``; computed once (so a
         rank-deficient split warns once, however often Lightning calls ``setup``). With dependent columns, the
         fit is the minimum-norm one and ``dependent`` names the columns involved (see
-        :func:`~lr_lightning.exact.least_squares`).
+        :func:`~lr_lightning.exact.solver`).
         """
         if not hasattr(self, "_optimum"):
             self.setup()
@@ -636,9 +637,9 @@ class RegressionDataModule(L.LightningDataModule):
 
     @classmethod
     def from_npy(cls, path: str | Path, target: int | str | None = None, **kwargs: Any) -> RegressionDataModule:
-        """A ``.npy`` file or a directory of shards (layouts: :mod:`lr_lightning.memmap`), read into memory;
+        """A ``.npy`` file or a directory of shards (layouts: :mod:`lr_lightning.core.data.memmap`), read into memory;
         ``target`` is the index of the target column (default: the last one)."""
-        from lr_lightning.memmap import NpyTable  # imports this module
+        from lr_lightning.core.data.memmap import NpyTable  # imports this module
 
         table = NpyTable(path, target)
         # File by file out of the mapping, in the files' own dtype (a float32 file is not widened on the way).
@@ -650,7 +651,7 @@ class RegressionDataModule(L.LightningDataModule):
     def from_path(cls, path: str | Path, target: str | None = None, in_memory: bool = False,
                   **kwargs: Any) -> RegressionDataModule:
         """A ``.csv`` file (read into memory), or a ``.npy`` file or a directory of ``.npy`` shards, memory-mapped
-        (:class:`~lr_lightning.memmap.MemmapDataModule`) unless ``in_memory``."""
+        (:class:`~lr_lightning.core.data.memmap.MemmapDataModule`) unless ``in_memory``."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".csv":
@@ -658,7 +659,7 @@ class RegressionDataModule(L.LightningDataModule):
         if (suffix == ".npy" or path.is_dir()) and in_memory:
             return cls.from_npy(path, target, **kwargs)
         if suffix == ".npy" or path.is_dir():
-            from lr_lightning.memmap import MemmapDataModule  # imports this module
+            from lr_lightning.core.data.memmap import MemmapDataModule  # imports this module
 
             return MemmapDataModule(path, target, **kwargs)
         if not path.exists():

@@ -1,6 +1,6 @@
 """The networks: linear regression as a plain ``nn.Module`` (stage 4 of the tutorial), and an MLP.
 
-:class:`~lr_lightning.module.RegressionModule` trains any ``nn.Module`` mapping ``(N, in)`` to ``(N, out)``; a
+:class:`RegressionModule` trains any ``nn.Module`` mapping ``(N, in)`` to ``(N, out)``; a
 new network is a new class here (or anywhere importable: ``fit.py --model package.module.Class``).
 """
 
@@ -14,7 +14,7 @@ class LinearRegression(nn.Module):
     """``y = x @ W.T + b`` with one ``nn.Linear`` inside.
 
     The init arguments are kept as attributes of the same name (scikit-learn's convention), which is how
-    :class:`~lr_lightning.module.RegressionModule` records in its checkpoint how to rebuild the model.
+    :class:`RegressionModule` records in its checkpoint how to rebuild the model.
 
     >>> model = LinearRegression(in_features=3)
     >>> model(torch.zeros(8, 3)).shape

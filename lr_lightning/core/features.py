@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lr_lightning.exact import basis_to_raw, scaling
+from lr_lightning.core.basis import basis_to_raw, scaling
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Measured speed: the hand-written loop against Lightning, in memory and from files (``speed.py``)."""

@@ -1,0 +1,1 @@
+"""Data: ``RegressionDataModule`` and the tables it reads."""

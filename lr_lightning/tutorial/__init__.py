@@ -1,0 +1,1 @@
+"""The classic PyTorch tutorial in five stages, from numpy by hand to Lightning (``from_scratch.py``)."""
