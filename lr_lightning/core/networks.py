@@ -80,3 +80,12 @@ class MLPRegressor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+def single_linear(model: nn.Module) -> nn.Linear | None:
+    """The one ``nn.Linear`` that holds all of ``model``'s parameters, if there is such a layer: a network the
+    package can read as coefficients (found without running it)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if len(linears) != 1 or {id(p) for p in model.parameters()} != {id(p) for p in linears[0].parameters()}:
+        return None
+    return linears[0]

@@ -1,0 +1,237 @@
+"""Checkpoints and configs name classes; this module decides which ones may be built, and reads files without running code.
+
+A checkpoint (or a config) holds a network's recipe, ``{"class_path": "package.module.Class", "init_args": {...}}``:
+jsonargparse's form, so the command line, the configs and the checkpoints describe a network the same way. A recipe
+read from a file may come from anyone, and building it calls the class it names, so its ``class_path`` is looked up
+in an allow-list (this package's networks and the classes the caller trusts) before anything is imported.
+Optimizers and schedulers are named the same way and resolved only within ``torch.optim``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import pickle
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lr_lightning.core.data.datamodules import check_memory
+from lr_lightning.core.networks import LinearRegression, MLPRegressor
+
+
+# --------------------------------------------------------------------------- rebuilding the network
+def model_spec(model: nn.Module) -> dict[str, Any] | None:
+    """How to rebuild ``model``: ``{"class_path": ..., "init_args": {...}}`` (LightningCLI's form), or ``None``.
+
+    Lightning can only save a network's weights, not how to construct it (lightning#19906), so a checkpoint
+    of a module that takes a network could not be loaded without passing the network again. We recover the
+    init arguments the scikit-learn way, from attributes named like the ``__init__`` parameters, and keep
+    them only if a rebuild from them has exactly the same parameter shapes.
+    """
+    cls = type(model)
+    if "<locals>" in cls.__qualname__:
+        return None  # a class defined inside a function cannot be imported again
+    init_args: dict[str, Any] = {}
+    for name, p in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        value = getattr(model, name, p.default)
+        if value is p.empty or not _is_plain(value):
+            return None
+        init_args[name] = value
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            clone = cls(**init_args)
+    except Exception:  # any failure just means the recipe is not trustworthy
+        return None
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    if {k: v.shape for k, v in clone.state_dict().items()} != shapes:
+        return None
+    return {"class_path": class_path(cls), "init_args": init_args}
+
+
+# The networks a checkpoint may name without being told: this package's own. Resolved from this table, never by
+# importing a path read from a file: importing a module runs its code, and calling a class does too.
+BUILTIN_MODELS: dict[str, type[nn.Module]] = {
+    f"{cls.__module__}.{cls.__qualname__}": cls for cls in (LinearRegression, MLPRegressor)
+}
+
+
+def class_path(cls: type) -> str:
+    """The name :func:`model_spec` records for a class: ``module.QualName``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def trusted_models(trusted: Iterable[type[nn.Module]] = ()) -> dict[str, type[nn.Module]]:
+    """The classes a recipe may name, by class path: the package's networks plus ``trusted``.
+
+    Args:
+        trusted: ``nn.Module`` classes the caller vouches for (their code will run when a recipe names them).
+
+    Raises ValueError for anything in ``trusted`` that is not an ``nn.Module`` class: a string or a function there
+    would widen trust to whatever it resolves to.
+    """
+    allowed = dict(BUILTIN_MODELS)
+    for cls in trusted:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ValueError(f"trusted: expected nn.Module classes, got {cls!r}")
+        allowed[class_path(cls)] = cls
+    return allowed
+
+
+def build_model(spec: Any, trusted: Iterable[type[nn.Module]] = ()) -> nn.Module:
+    """Construct the network described by :func:`model_spec`, if its class is one the caller trusts.
+
+    A recipe comes from a checkpoint, which may come from anyone, and ``weights_only`` loading does not protect
+    it: it is plain data that names a class to call. So its ``class_path`` is looked up in an allow-list (this
+    package's networks and ``trusted``) before anything is imported or called, its ``init_args`` must be plain
+    data, and what the class returns must be an ``nn.Module``.
+
+    Args:
+        spec: ``{"class_path": "package.module.Class", "init_args": {...}}``.
+        trusted: further ``nn.Module`` classes a recipe may name (matched by ``module.QualName``).
+
+    Raises:
+        ValueError: a malformed recipe, a class that is not trusted, or a constructor that fails.
+    """
+    if not isinstance(spec, Mapping) or set(spec) - {"class_path", "init_args"}:
+        raise ValueError(f"model recipe: expected {{'class_path': ..., 'init_args': {{...}}}}, got {_short(spec)}")
+    path, init_args = spec.get("class_path"), spec.get("init_args", {})
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"model recipe: class_path must be a class name like 'package.module.Class', "
+                         f"got {_short(path)}")
+    allowed = trusted_models(trusted)
+    if path not in allowed:
+        # Checked before any import: naming a module is enough to run its code.
+        name = path.rpartition(".")[2]
+        raise ValueError(f"model class {path!r} is not trusted: loading builds only lr_lightning's networks and "
+                         f"classes you name; if you trust its code, pass trusted=[{name}] "
+                         f"(predict.py: --trust {path})")
+    if not isinstance(init_args, Mapping) or not all(isinstance(k, str) for k in init_args) \
+            or not _is_plain(dict(init_args)):
+        raise ValueError(f"model recipe for {path}: init_args must be a mapping of names to plain values "
+                         f"(numbers, strings, lists), got {_short(init_args)}")
+    try:
+        model = construct_network(allowed[path], dict(init_args))
+    except ValueError as e:  # arguments that do not fit the class, or a network too large: a recipe from elsewhere
+        raise ValueError(f"model recipe for {path}: cannot build it from init_args {_short(init_args)} ({e})") \
+            from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model recipe for {path}: built a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def construct_network(cls: Any, init_args: dict[str, Any]) -> Any:
+    """``cls(**init_args)``, built first on the meta device (shapes only, no memory) so that a network too large for
+    this machine is a ValueError, not an allocation that takes minutes and then fails (or the machine's memory)."""
+    try:
+        with torch.device("meta"):
+            probe = cls(**init_args)
+        if isinstance(probe, nn.Module):
+            # Parameters, gradients and up to two optimizer states (Adam), in float32 at least.
+            check_memory(4 * 4 * sum(p.numel() for p in probe.parameters()), "its parameters")
+        return cls(**init_args)
+    except (TypeError, OverflowError, RuntimeError) as e:
+        raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to one readable line: error messages quote what a file held, whatever its size."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_plain(value: Any) -> bool:
+    """Values that a checkpoint can hold without pickling code (and that ``weights_only`` loading accepts)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that is not a checkpoint is a ValueError saying why.
+
+    ``weights_only``: a file from elsewhere must not run code while it is unpickled. torch's own errors for a text
+    file, a truncated one or a pickle with code in it are an IndexError, a zip-archive RuntimeError or a page of
+    advice to load it unsafely.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError("it holds objects that only code could rebuild; refused unread") from None
+    except Exception:  # noqa: BLE001 - whatever torch raises for a file that is not one of its own
+        raise ValueError("not a torch checkpoint file, or a truncated one") from None
+
+
+def _structure_problem(checkpoint: Any) -> str:
+    """What a loaded checkpoint lacks of the structure Lightning writes ('' if nothing)."""
+    if not isinstance(checkpoint, Mapping):
+        return f"a {type(checkpoint).__name__}, not a checkpoint dictionary"
+    if not isinstance(checkpoint.get("state_dict"), Mapping):
+        return "no state_dict of weights"
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        if key in checkpoint and not isinstance(checkpoint[key], Mapping):
+            return f"{key} is a {type(checkpoint[key]).__name__}, not a mapping"
+    return ""
+
+
+# ------------------------------------------------------------------------------- optimizers and schedulers
+def _torch_optim_classes() -> dict[str, type]:
+    """torch's optimizers and schedulers by every name a config may use: ``AdamW``, ``torch.optim.AdamW``,
+    ``torch.optim.adamw.AdamW``. Only classes torch itself defines, so a recipe cannot name anything else."""
+    bases = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    names: dict[str, type] = {}
+    for namespace, prefix in ((torch.optim, "torch.optim"), (torch.optim.lr_scheduler, "torch.optim.lr_scheduler")):
+        for name, value in vars(namespace).items():
+            if isinstance(value, type) and issubclass(value, bases) and value.__module__.startswith("torch.optim"):
+                names.update({name: value, f"{prefix}.{name}": value, class_path(value): value})
+    return names
+
+
+def factory_recipe(factory: Any) -> dict[str, Any] | None:
+    """The recipe (``{"class_path", "init_args"}``) of an optimizer or scheduler factory, or None if it has none.
+
+    A factory is what the module is given: a recipe already, a class (``torch.optim.Adam``), or a
+    ``functools.partial`` of one (``partial(torch.optim.SGD, lr=0.1)``, and jsonargparse's own partials, which put the
+    class among the positional arguments). A lambda has no recipe: it works, but a checkpoint cannot say what it was.
+    """
+    if factory is None or isinstance(factory, Mapping):
+        return dict(factory) if factory is not None else None
+    keywords: dict[str, Any] = {}
+    while isinstance(factory, functools.partial):
+        keywords = {**factory.keywords, **keywords}
+        classes = [a for a in (factory.func, *factory.args) if isinstance(a, type)]
+        if classes:
+            factory = classes[-1]
+            break
+        factory = factory.func
+    if not isinstance(factory, type):
+        return None
+    plain = {k: v for k, v in keywords.items() if _is_plain(v)}
+    return {"class_path": class_path(factory), "init_args": plain} if len(plain) == len(keywords) else None
+
+
+def build_factory(recipe: Mapping[str, Any], what: str, trusted: Iterable[type] = ()) -> Any:
+    """The callable a recipe describes (``params -> optimizer`` or ``optimizer -> scheduler``), resolved only among
+    torch's own classes and ``trusted``; nothing is imported. Raises ValueError naming ``what`` otherwise."""
+    import functools
+
+    if not isinstance(recipe, Mapping) or set(recipe) - {"class_path", "init_args"}:
+        raise ValueError(f"{what}: expected {{'class_path': ..., 'init_args': {{...}}}}, got {_short(recipe)}")
+    path, init_args = recipe.get("class_path"), recipe.get("init_args") or {}
+    allowed = {**_torch_optim_classes(), **{class_path(c): c for c in trusted}}
+    if not isinstance(path, str) or path not in allowed:
+        raise ValueError(f"{what}: {_short(path)} is not one of torch.optim's classes (by name, e.g. AdamW, or "
+                         f"class path, e.g. torch.optim.AdamW)")
+    if not isinstance(init_args, Mapping) or not _is_plain(dict(init_args)):
+        raise ValueError(f"{what} {path}: init_args must be a mapping of names to plain values, got "
+                         f"{_short(init_args)}")
+    return functools.partial(allowed[path], **init_args)
