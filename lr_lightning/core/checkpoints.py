@@ -1,4 +1,4 @@
-"""Checkpoints and configs name classes; this module decides which ones may be built, and reads files without running code.
+"""Checkpoints and configs name classes: which ones may be built, and reading files without running code.
 
 A checkpoint (or a config) holds a network's recipe, ``{"class_path": "package.module.Class", "init_args": {...}}``:
 jsonargparse's form, so the command line, the configs and the checkpoints describe a network the same way. A recipe
