@@ -3,7 +3,7 @@
 
 import sys
 
-from lr_lightning.core.cli import predict_main
+from lr_lightning.core.predict import predict_main
 
 if __name__ == "__main__":
     sys.exit(predict_main())

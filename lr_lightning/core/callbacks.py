@@ -1,21 +1,18 @@
-"""Training that survives its users: divergence caught, checkpoints written atomically, runs resumed.
+"""The package's callbacks: training that survives its users, and says how it is going.
 
 - :class:`DivergenceGuard` stops training at the first non-finite loss (with a learning rate to try), before
   any checkpoint can be written with the broken weights.
-- :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file and renames it into place, so a
-  kill in the middle of a write leaves the previous ``last.ckpt`` intact.
 - :class:`SaveLast` writes ``last.ckpt`` every N steps and at every epoch's end: what a resumed run continues from.
-- :class:`ProgressLines` says how far a long run is when there is no progress bar (a log file, a pipe).
+  (Lightning's own ``ModelCheckpoint(save_last=True)`` does not, see the class; its checkpoint writes are atomic,
+  a temporary file moved into place, so a kill mid-write leaves the previous ``last.ckpt``.)
 - :class:`StopOnSignal` ends a run on SIGINT (Ctrl-C) or SIGTERM (what job schedulers send before they kill) at
-  the end of the step in flight, with a resumable ``last.ckpt``, by raising :class:`Interrupted`.
-- :func:`claim_version` claims a new run folder ``version_N`` atomically, so runs started together never share one.
-- :func:`find_last_checkpoint` finds the ``last.ckpt`` of the newest run under a log directory.
+  the end of the step in flight, with a resumable ``last.ckpt``, by raising ``runs.Interrupted``.
+- :class:`ProgressLines` says how far a long run is when there is no progress bar (a log file, a pipe).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 import time
@@ -25,8 +22,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
+
+from lr_lightning.core.runs import Interrupted, threading_is_main
 
 
 class DivergenceError(RuntimeError):
@@ -90,7 +88,7 @@ class DivergenceGuard(L.Callback):
         steps_per_epoch = max(1, trainer.num_training_batches) if trainer.num_training_batches != float("inf") else 0
         epoch = step // steps_per_epoch if steps_per_epoch else trainer.current_epoch
         text = f"loss became inf/nan at epoch {epoch}, step {step}"
-        return text + (f"; try --lr ≤ {_round_down(suggestion)}" if suggestion else "")
+        return text + (f"; try --optimizer.lr ≤ {_round_down(suggestion)}" if suggestion else "")
 
 
 def _round_down(value: float) -> str:
@@ -107,13 +105,24 @@ class SaveLast(L.Callback):
     state whatever the metric did.
     """
 
-    def __init__(self, dirpath: str | Path, every_n_steps: int) -> None:
+    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None) -> None:
+        """
+        Args:
+            dirpath: the folder of ``last.ckpt``.
+            every_n_steps: also save every this many training steps; default: about four times an epoch.
+        """
+        if every_n_steps is not None and not (isinstance(every_n_steps, int) and every_n_steps >= 1):
+            raise ValueError(f"checkpoint_every must be a whole number >= 1, got {every_n_steps!r}")
         self.path, self.every_n_steps = Path(dirpath) / "last.ckpt", every_n_steps
         self.saved_at: tuple[int, int] | None = None  # (epoch counted from 1, global step) of the newest last.ckpt
 
     def save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)  # the optimizer and loops too: resumable
         self.saved_at = (trainer.current_epoch + 1, trainer.global_step)
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.every_n_steps is None:  # steps per epoch are known now, for this number of processes
+            self.every_n_steps = max(1, int(trainer.num_training_batches) // 4)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -126,20 +135,6 @@ class SaveLast(L.Callback):
         self.save(trainer)
 
 
-class Interrupted(Exception):
-    """Training was stopped by a signal; ``checkpoint`` is the resumable ``last.ckpt`` (None: nothing saved yet),
-    written in ``epoch`` (counted from 1, as progress lines count) after optimizer step ``step``."""
-
-    def __init__(self, signum: int, checkpoint: Path | None = None, epoch: int | None = None,
-                 step: int | None = None) -> None:
-        self.signum, self.checkpoint, self.epoch, self.step = signum, checkpoint, epoch, step
-        where = f" in epoch {epoch}, after step {step}" if step is not None else ""
-        super().__init__(f"interrupted by {signal.Signals(signum).name}{where}")
-
-    @property
-    def exit_status(self) -> int:
-        """128 + the signal's number: what a shell reports for a process the signal ended (130, 143)."""
-        return 128 + self.signum
 
 
 class StopOnSignal(L.Callback):
@@ -217,36 +212,8 @@ class StopOnSignal(L.Callback):
             raise self.interrupted(self.signum)
 
 
-def threading_is_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
-def claim_version(log_dir: str | Path) -> int:
-    """Create ``log_dir/version_N`` for the next free N and return N.
-
-    ``mkdir`` either creates the folder or fails because it exists, atomically, so two runs started together into
-    one ``log_dir`` never share a folder (TensorBoardLogger's own choice lists the folders and picks the next
-    number: two runs can both pick it). Raises ValueError naming ``log_dir`` when it is a file, is under a file,
-    or cannot be written.
-    """
-    root = Path(log_dir)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        n = 1 + max((int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()), default=-1)
-        while True:
-            try:
-                (root / f"version_{n}").mkdir()
-                return n
-            except FileExistsError:
-                n += 1
-    except (FileExistsError, NotADirectoryError):
-        raise ValueError(f"{root}: is a file or lies under one; expected a directory for logs") from None
-    except PermissionError:
-        raise ValueError(f"{root}: cannot write there (permission denied)") from None
-    except OSError as e:
-        raise ValueError(f"{root}: cannot create it ({e.strerror})") from None
 
 
 class ProgressLines(L.Callback):
@@ -274,24 +241,5 @@ class ProgressLines(L.Callback):
         print(f"{line}, {now - self.start:.0f} s", file=sys.stderr, flush=True)
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to a temporary file beside the target, fsync, then ``os.replace``: all or nothing."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
-def find_last_checkpoint(log_dir: str | Path) -> Path | None:
-    """The ``last.ckpt`` written most recently under ``log_dir`` (one TensorBoard version folder per run)."""
-    candidates = list(Path(log_dir).glob("*/checkpoints/last.ckpt"))
-    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None

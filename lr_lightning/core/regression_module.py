@@ -69,9 +69,10 @@ class RegressionModule(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | Mapping[str, Any] | None = None,
         *,
         normalization: dict[str, Any] | None = None,
-        target_names: list[str] | None = None,
-        dtype: str | None = None,
+        output_names: list[str] | None = None,
+        weights_dtype: str | None = None,
         monitor: str = "val/loss",
+        reference_mse: dict[str, float] | None = None,
         compile: bool = False,
         trusted: Iterable[type] = (),
     ) -> None:
@@ -84,10 +85,13 @@ class RegressionModule(L.LightningModule):
             lr_scheduler: ``optimizer -> scheduler``, stepped once per epoch; None for a constant rate.
             normalization: the data's feature map (:class:`~lr_lightning.core.features.FeatureMap` spec), applied in
                 ``forward`` so predictions are in original units. From ``datamodule.module_inputs()``.
-            target_names: the targets' names, for per-target metrics. From ``datamodule.module_inputs()``.
-            dtype: ``"float64"`` trains the network in float64 (float64 data stays float64). From
-                ``datamodule.module_inputs()``.
+            output_names: the targets' names, for per-target metrics. From ``datamodule.module_inputs()``.
+            weights_dtype: ``"float64"`` trains the network in float64 (float64 data stays float64). From
+                ``datamodule.module_inputs()``. (Not ``dtype`` or ``target_names``: Lightning merges the module's and
+                the datamodule's hyperparameters into one table, and a key in both must agree.)
             monitor: the metric ``ReduceLROnPlateau`` watches (``train/loss`` when there is no validation split).
+            reference_mse: the best linear fit's MSE per split (``{"val": ...}``, from :mod:`lr_lightning.exact`);
+                with it, ``val/excess_mse`` says how far training is from that optimum.
             compile: run the network through ``torch.compile`` (checkpoints are unaffected).
             trusted: classes besides this package's networks and torch's optimizers that a recipe may name; a recipe's
                 class is called, so only classes whose code you trust. Never saved: trust is the loader's decision.
@@ -99,15 +103,15 @@ class RegressionModule(L.LightningModule):
         networks = [c for c in trusted if issubclass(c, nn.Module)]
         if not isinstance(compile, bool):
             raise ValueError(f"compile must be true or false, got {compile!r}")
-        if dtype not in (None, "float32", "float64"):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        if weights_dtype not in (None, "float32", "float64"):
+            raise ValueError(f"weights_dtype must be float32 or float64, got {weights_dtype!r}")
         self.model = build_model(model, networks) if isinstance(model, Mapping) else model
         if not isinstance(self.model, nn.Module):
             raise ValueError(f"model: expected an nn.Module or a recipe {{'class_path': ..., 'init_args': ...}}, "
                              f"got {_short(model)}")
         if not any(p.requires_grad for p in self.model.parameters()):
             raise ValueError(f"the network {type(self.model).__name__} has no trainable parameters: nothing to train")
-        if dtype == "float64" and all(p.dtype == torch.float32 for p in self.model.parameters()):
+        if weights_dtype == "float64" and all(p.dtype == torch.float32 for p in self.model.parameters()):
             # Float64 data trains a float64 network: a float32 one would round every batch (on NIST's Norris, LBFGS
             # gets 4 digits instead of 13).
             self.model.to(torch.float64)
@@ -124,8 +128,8 @@ class RegressionModule(L.LightningModule):
         # hyperparameters say which optimizer trained it.
         self.save_hyperparameters({"model": recipe, "optimizer": factory_recipe(optimizer),
                                    "lr_scheduler": factory_recipe(lr_scheduler), "normalization": normalization,
-                                   "target_names": target_names, "dtype": dtype, "monitor": monitor,
-                                   "compile": compile})
+                                   "output_names": output_names, "weights_dtype": weights_dtype, "monitor": monitor,
+                                   "reference_mse": reference_mse, "compile": compile})
         # Raw inputs -> model features, and model outputs -> original units (None: the identity).
         self.feature_map = FeatureMap(normalization) if normalization else None
         self._check_intercept()
@@ -136,7 +140,7 @@ class RegressionModule(L.LightningModule):
         # it is a host sync every step, and a NaN loss shows up in the mean anyway.
         self.train_loss = MeanMetric(nan_strategy="disable")
         # One state per target (num_outputs / raw_values): the epoch's figures per target and, averaged, overall.
-        k = len(target_names) if target_names else 1
+        k = len(output_names) if output_names else 1
         metrics = MetricCollection({"loss": MeanSquaredError(num_outputs=k), "mae": MeanAbsoluteError(num_outputs=k),
                                     "r2": R2Score(multioutput="raw_values")})
         self.val_metrics = metrics.clone(prefix="val/")
@@ -356,10 +360,14 @@ class RegressionModule(L.LightningModule):
         if not next(iter(metrics.values())).update_called:  # an empty loop: nothing to report
             return
         values = metrics.compute()
-        names = self.hparams.target_names or []
+        names = self.hparams.output_names or []
+        split = metrics.prefix.rstrip("/")
+        reference = (self.hparams.reference_mse or {}).get(split)
         for key, value in values.items():
             value = value.reshape(-1)
             self.log(key, value.mean(), sync_dist=False)
+            if key == f"{split}/loss" and reference is not None:  # both in original units, on the same rows
+                self.log(f"{split}/excess_mse", value.mean() - reference, sync_dist=False)
             if len(names) > 1 and len(value) == len(names):
                 for name, v in zip(names, value, strict=True):
                     self.log(f"{key}_{name}", v, sync_dist=False)
