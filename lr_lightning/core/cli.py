@@ -12,9 +12,11 @@ saves its ``config.yaml`` in its version folder. Bad input is one line ``error: 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -64,7 +66,9 @@ def build_parser(stage: str = "fit") -> Parser:
     from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
     from torch import nn
 
+    import lr_lightning.core.networks  # noqa: F401 - its classes answer to short names: --model MLPRegressor
     from lr_lightning.core.data import RegressionDataModule
+
     fit = stage == "fit"
     p = Parser(prog="fit.py" if fit else "evaluate.py", description=(
         "Train linear regression with PyTorch Lightning. With no arguments: the classic tutorial (x = 1, 2, 3, 4; "
@@ -137,10 +141,38 @@ def parse(stage: str, argv: list[str] | None) -> tuple[Parser, Namespace]:
                      f"{'features' if 'in_' in key else 'targets'}")
             raise UsageError(f"--{key} is set by {source}")
     parser = build_parser(stage)
+    Parser.hint = functools.partial(_hint, argv)  # class-wide: jsonargparse builds nested parsers of its own
     named = {key for key in CHOSEN for arg in argv if arg == f"--{key}" or arg.startswith(f"--{key}=")}
     named |= _config_keys(argv)  # what a config names stays as it is
     chosen = [arg for key, flags in CHOSEN.items() if key not in named for arg in flags]
     return parser, parser.parse_args(chosen + argv)
+
+
+def _hint(argv: list[str], message: str) -> str:
+    """A nested parser's message with the flag as the user typed it: ``Parser key "lr"`` is ``--optimizer.lr``, and
+    ``the following arguments are required: T_max`` is ``--lr_scheduler.T_max is required``."""
+    import inspect
+
+    first = re.match(r'Parser key "(\w+)":', message)
+    typed = [a.split("=", 1)[0] for a in argv if first and a.split("=", 1)[0].endswith(f".{first.group(1)}")]
+    if typed:
+        return message.replace(first.group(0), f'Parser key "{typed[0].removeprefix("--")}":', 1)
+    m = re.fullmatch(r"the following arguments are required: (\w+)", message)
+    if not m:
+        return message
+    for i, arg in enumerate(argv[:-1]):
+        key = arg.removeprefix("--")
+        if key in ("lr_scheduler", "optimizer", "model", "data"):
+            with contextlib.suppress(Exception):  # a class we cannot look at: keep jsonargparse's words
+                module, _, name = argv[i + 1].rpartition(".")
+                import torch
+
+                cls = getattr(importlib.import_module(module) if module else torch.optim.lr_scheduler if
+                              key == "lr_scheduler" else torch.optim, name)
+                parameter = inspect.signature(cls).parameters.get(m.group(1))
+                if parameter is not None and parameter.default is parameter.empty:
+                    return f"--{key}.{m.group(1)} is required ({name} has no default for it)"
+    return message
 
 
 def _config_keys(argv: list[str]) -> set[str]:
@@ -226,6 +258,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             raise UsageError(f"--ckpt_path {path}: {str(e).replace('cannot resume: ', '')}") from None
         trainer_args = {k: v for k, v in vars(init.trainer).items() if k != "callbacks"}
+        # Evaluating needs none of the callbacks that wrote the checkpoint (Lightning asks for them, for resuming).
+        warnings.filterwarnings("ignore", r"Be aware that when using `ckpt_path`, callbacks used to create")
         trainer = L.Trainer(**{k: cfg[k] for k in ESSENTIALS if k != "max_epochs"}, logger=False,
                             enable_progress_bar=bool(cfg.progress_bar), callbacks=init.trainer.callbacks,
                             **trainer_args)
@@ -363,10 +397,14 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
 def instantiate(parser: Parser, cfg: Namespace) -> Namespace:
     """The config's objects (data first: the network's sizes are linked from it); a constructor's complaint is one
     line."""
+    from lr_lightning.core.commands import one_line
+
     try:
         return parser.instantiate(cfg)
     except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
-        raise UsageError(str(e).splitlines()[0]) from None
+        # Which part complained: the class named in the message (jsonargparse quotes the part's config).
+        part = next((k for k in ("data", "model") if cfg[k] is not None and f"'{cfg[k].class_path}'" in str(e)), None)
+        raise UsageError((f"--{part}: " if part else "") + one_line(str(e))) from None
     except TypeError as e:  # a network class whose constructor does not take what the config gives
         raise UsageError(f"--model {cfg.model.class_path}: {str(e).splitlines()[0]}") from None
 
@@ -384,7 +422,7 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
     # The recipe the checkpoint records: the config's, with the sizes the data gave.
     accepted = inspect.signature(type(network)).parameters
     recipe = {"class_path": class_path(type(network)),
-              "init_args": {**cfg.model.init_args.as_dict(), **{k: fn(dm) for k, fn in LINKED.items()
+              "init_args": {**(cfg.model.get("init_args") or {}), **{k: fn(dm) for k, fn in LINKED.items()
                                                                 if k in accepted}}}
     optimizer = cfg.optimizer.as_dict()
     if optimizer["class_path"].endswith("LBFGS") and cfg.data.init_args.batch_size == _default(cfg, "batch_size"):

@@ -26,24 +26,42 @@ class UsageError(ValueError):
 class Parser(jsonargparse.ArgumentParser):
     """jsonargparse's parser, with its errors as one line ``error: ...`` (no usage dump) and exit status 2."""
 
+    hint: Callable[[str], str] | None = None  # a command's own rewording of messages it knows better
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", jsonargparse.DefaultHelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        message = Parser.hint(message) if Parser.hint is not None else message
         print(f"error: {one_line(message)} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
 def one_line(message: str) -> str:
-    """A jsonargparse message as one line: nested ``Parser key "a": ... Parser key "b": ...`` becomes ``--a.b: ...``.
+    r"""A jsonargparse message as one line: nested ``Parser key "a": ... Parser key "b": ...`` becomes ``--a.b: ...``,
+    and of a union's alternatives (``Optional[X]`` is one) only the real complaint is kept.
 
-    >>> one_line('Parser key "data":\\n  Problem with given class_path \\'x.DM\\':\\n    Parser key "batch_size":\\n'
-    ...          '      Expected a <class \\'int\\'>. Got value: x')
+    >>> one_line('Parser key "data":\n  Problem with given class_path \'x.DM\':\n    Parser key "batch_size":\n'
+    ...          '      Expected a <class \'int\'>. Got value: x')
     "--data.batch_size: expected int, got 'x'"
+    >>> one_line('Parser key "optimizer":\n  Does not validate against any of the Union subtypes\n  Subtypes: [...]\n'
+    ...          '  Errors:\n    - Expected a dot import path string: Nope\n    - Expected a <class \'NoneType\'>\n'
+    ...          '  Given value type: <class \'str\'>\n  Given value: Nope')
+    "--optimizer: unknown class 'Nope' (a class name --help lists, or an import path like package.module.Class)"
     """
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
     keys = [m.group(1) for line in lines if (m := re.fullmatch(r'Parser key "([^"]+)":', line))]
+    if any("Does not validate against any of the Union subtypes" in line for line in lines):
+        given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), "")
+        errors = [line[2:] for line in lines if line.startswith("- ") and "NoneType" not in line]
+        first = errors[0] if errors else "not a valid value"
+        if first.startswith("Expected a dot import path string"):
+            first = (f"unknown class {given!r} (a class name --help lists, or an import path like "
+                     "package.module.Class)")
+        elif m := re.fullmatch(r"Expected a <class '(\w+)'>", first):
+            first = f"expected {m.group(1)}, got {given!r}"
+        return (f"--{'.'.join(keys)}: " if keys else "") + first
     rest = [line for line in lines if not re.fullmatch(r'Parser key "[^"]+":', line)
             and not line.startswith("Problem with given class_path")]
     text = " ".join(rest) or " ".join(lines)
