@@ -79,10 +79,11 @@ def build_parser(stage: str = "fit") -> Parser:
     p.add_argument("--seed", type=int, default=0, help="seeds the split, the shuffle and the initial weights")
     p.add_argument("--data", type=Optional[RegressionDataModule], default=None,  # noqa: UP045 (see CHOSEN)
                    help="a datamodule class (TutorialDataModule, SyntheticDataModule, CSVDataModule, NpyDataModule, "
-                   "ParquetDataModule, or yours), or simply a .csv/.npy/.parquet file or folder of shards")
+                   "ParquetDataModule, or yours), or simply a .csv/.npy/.parquet file or folder of shards (default: "
+                   "TutorialDataModule)")
     p.add_argument("--model", type=Optional[nn.Module], default=None,  # noqa: UP045 (see CHOSEN)
                    help="the network: LinearRegression, MLPRegressor or any nn.Module class path; in_features and "
-                   "out_features come from the data, bias from --data.bias")
+                   "out_features come from the data, bias from --data.bias (default: LinearRegression)")
     p.add_argument("--optimizer", type=Optional[OptimizerCallable], default=None,  # noqa: UP045 (see CHOSEN)
                    help="any torch optimizer: --optimizer AdamW --optimizer.lr 0.01 (default: SGD, lr 0.01)")
     p.add_argument("--lr_scheduler", type=Optional[LRSchedulerCallable], default=None,  # noqa: UP045 (jsonargparse)

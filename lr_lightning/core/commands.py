@@ -23,13 +23,31 @@ class UsageError(ValueError):
     """Bad input found by a command itself (a flag, a file, the machine): reported as one line, exit status 2."""
 
 
+class HelpFormatter(jsonargparse.DefaultHelpFormatter):
+    """jsonargparse's help, with each class flag's "known subclasses" cut to the ones a user means: ``--model``
+    would otherwise list every ``nn.Module`` that torch, torchmetrics and Lightning define (about 800 lines)."""
+
+    LIBRARIES = ("torch.", "torchmetrics.", "lightning.", "pytorch_lightning.", "lightning_fabric.", "tensorboard")
+
+    def _get_help_string(self, action: Any) -> str:
+        text = super()._get_help_string(action)
+        head, sep, known = text.partition(", known subclasses: ")
+        if not sep:
+            return text
+        names = [n.strip(" )") for n in known.split(",")]
+        ours = [n for n in names if not n.startswith(self.LIBRARIES) or n.startswith("torch.optim.")
+                and "swa_utils" not in n]
+        shown = ", ".join(ours[:12]) + (f" and {len(ours) - 12} more" if len(ours) > 12 else "")
+        return head + (", classes: " + shown if ours else "") + ")"
+
+
 class Parser(jsonargparse.ArgumentParser):
     """jsonargparse's parser, with its errors as one line ``error: ...`` (no usage dump) and exit status 2."""
 
     hint: Callable[[str], str] | None = None  # a command's own rewording of messages it knows better
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", jsonargparse.DefaultHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
