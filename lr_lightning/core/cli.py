@@ -391,7 +391,7 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     trainer = make_trainer(cfg, init.trainer, logger, callbacks, progress_bar, created)
     if trainer.is_global_zero:
         # The run, repeatable from its folder: fit.py --config lightning_logs/version_N/config.yaml
-        parser.save(cfg, Path(logger.log_dir) / "config.yaml", overwrite=True, skip_check=True)
+        parser.save(cfg, Path(logger.log_dir) / "config.yaml", overwrite=True, skip_validation=True)
     return Run(cfg, dm, module, trainer, resume, reference)
 
 
