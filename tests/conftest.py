@@ -7,6 +7,7 @@ value seen over torch's CPU kernels (ATEN_CPU_CAPABILITY default, avx2, avx512),
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -16,12 +17,30 @@ from typing import Any
 
 import lightning as L
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 # The banners (GPU available, a litlogger tip) are INFO; tests want warnings only.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+# LBFGS as README gives it for float64 accuracy: full batch (automatic on the command line), strong-Wolfe line
+# search, and a gradient tolerance near float64's precision.
+LBFGS = ["--optimizer", "LBFGS", "--optimizer.lr", "1", "--optimizer.line_search_fn", "strong_wolfe",
+         "--optimizer.tolerance_grad", "1e-14", "--optimizer.tolerance_change", "0", "--optimizer.history_size", "20"]
+
+
+def sgd(lr: float, **kwargs: Any) -> functools.partial:
+    """``RegressionModule(net, optimizer=sgd(0.1))``: plain SGD at ``lr``, as a factory the module records."""
+    return functools.partial(torch.optim.SGD, lr=lr, **kwargs)
+
+
+def lbfgs(dtype: torch.dtype = torch.float64) -> functools.partial:
+    """The LBFGS that reaches float64's digits (the command line's ``LBFGS`` flags, through the API)."""
+    return functools.partial(torch.optim.LBFGS, lr=1.0, line_search_fn="strong_wolfe", max_iter=20, history_size=20,
+                             tolerance_grad=100 * torch.finfo(dtype).eps, tolerance_change=0.0)
 
 
 def make_trainer(**kwargs: Any) -> L.Trainer:

@@ -14,7 +14,7 @@ import yaml
 from lr_lightning.core.cli import evaluate_main, fit_main
 from lr_lightning.core.predict import predict_main
 
-from .conftest import ROOT, run_main, run_script
+from .conftest import LBFGS, ROOT, run_main, run_script
 
 
 def _one_error_line(result, *words):
@@ -194,12 +194,6 @@ def test_precision_64_trains_in_float64(tmp_path):
     result = run_main(fit_main, "--precision", "64-true", "--max_epochs", "5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert _weights(tmp_path / "lightning_logs")["model.linear.weight"].dtype == torch.float64
-
-
-# LBFGS as README gives it for float64 accuracy: full batch (automatic), strong-Wolfe line search, and a gradient
-# tolerance near float64's precision.
-LBFGS = ["--optimizer", "LBFGS", "--optimizer.lr", "1", "--optimizer.line_search_fn", "strong_wolfe",
-         "--optimizer.tolerance_grad", "1e-14", "--optimizer.tolerance_change", "0", "--optimizer.history_size", "20"]
 
 
 def test_standardized_polynomial_fit_predicts_from_raw_inputs(tmp_path):

@@ -36,29 +36,29 @@ CASES = [
     (["--data", "{d}/inf.csv"], "inf.csv: row 3, column 'b': 'inf' is not a finite number"),
     (["--data", "{d}/ragged.csv"], "ragged.csv: row 3 has 2 values, the header has 3 columns"),
     (["--data", "{d}/one.csv"], "one.csv: only one column ('y'); need at least one feature column"),
-    (["--data", "{d}/good.csv", "--target", "price"], "no column 'price' for --target; the columns are a, b, y"),
+    (["--data", "{d}/good.csv", "--data.target", "price"], "no column 'price' for --target; the columns are a, b, y"),
     (["--data", "{d}/binary.csv"], "binary.csv: not a text CSV file"),
     (["--data", "{d}/cube.npy"], "cube.npy: expected a 2-D array (rows, columns)"),
     (["--data", "{d}/data.txt"], "unknown data format '.txt'; expected a .csv or .npy file"),
-    (["--val-fraction", "1.5", "--data", "synthetic"], "val_fraction must be in [0, 1), got 1.5"),
-    (["--test-fraction", "-0.1", "--data", "synthetic"], "test_fraction must be in [0, 1), got -0.1"),
-    (["--val-fraction", "0.6", "--test-fraction", "0.4", "--data", "synthetic"], "leave no training samples"),
-    (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
-    (["--lr", "0"], "lr must be a finite number > 0, got 0.0"),
-    (["--lr", "nan"], "lr must be a finite number > 0, got nan"),
-    (["--max-epochs", "-5"], "--max-epochs must be >= 0 (or -1 for no limit), got -5"),
+    (["--data.val_fraction", "1.5", "--data", "synthetic"], "val_fraction must be in [0, 1), got 1.5"),
+    (["--data.test_fraction", "-0.1", "--data", "synthetic"], "test_fraction must be in [0, 1), got -0.1"),
+    (["--data.val_fraction", "0.6", "--data.test_fraction", "0.4", "--data", "synthetic"], "leave no training samples"),
+    (["--data.batch_size", "0"], "batch_size must be a positive integer, got 0"),
+    (["--optimizer.lr", "0"], "lr must be a finite number > 0, got 0.0"),
+    (["--optimizer.lr", "nan"], "lr must be a finite number > 0, got nan"),
+    (["--max_epochs", "-5"], "--max_epochs must be >= 0 (or -1 for no limit), got -5"),
     (["--optimizer", "rmsprop"], "argument --optimizer: invalid choice: 'rmsprop'"),
     (["--devices", "64", "--accelerator", "cpu"], "--devices 64: this machine has"),
     (["--devices", "two"], "--devices two: expected auto, a number or a list like 0,1"),
     (["--precision", "13-bits"], "--precision 13-bits"),
-    (["--polynomial-degree", "0"], "polynomial_degree must be a whole number from 1 to 50, got 0"),
-    (["--data", "synthetic", "--n-samples", "0"], "n_samples and n_features must be >= 1"),
-    (["--data", "synthetic", "--noise", "-1"], "noise must be a finite number >= 0"),
+    (["--data.polynomial_degree", "0"], "polynomial_degree must be a whole number from 1 to 50, got 0"),
+    (["--data", "synthetic", "--data.n_samples", "0"], "n_samples and n_features must be >= 1"),
+    (["--data", "synthetic", "--data.noise", "-1"], "noise must be a finite number >= 0"),
     (["--config", "{d}/missing.yaml"], "--config {d}/missing.yaml: no such file"),
-    (["--max-epochs", "three"], "argument --max-epochs: invalid int value: 'three'"),
+    (["--max_epochs", "three"], "argument --max-epochs: invalid int value: 'three'"),
     (["--resume", "{d}/good.csv"], "--resume {d}/good.csv: not a checkpoint written by fit.py"),
     (["--resume", "{d}/nope.ckpt"], "--resume {d}/nope.ckpt: no such file"),
-    (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1, got 0"),
+    (["--checkpoint_every", "0"], "--checkpoint-every must be >= 1, got 0"),
     (["--data", "{d}/noheader.csv"], "noheader.csv: no header row: the first row (line 1) is data; add a header row "
                                      "naming the columns"),
     (["--data", "{d}/dupname.csv"], "dupname.csv: column 2 repeats the name 'a' of column 1; column names must be "
@@ -90,7 +90,7 @@ def _exit_code(main, argv):
 @pytest.mark.parametrize(("argv", "words"), CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_fit_cli_bad_input_is_one_line_and_exit_2(folder, capsys, argv, words):
     argv = [a.format(d=folder) for a in argv]
-    assert _exit_code(fit_main, [*argv, "--log-dir", str(folder / "logs")]) == 2
+    assert _exit_code(fit_main, [*argv, "--log_dir", str(folder / "logs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and words.format(d=folder) in err[0], err
     assert not (folder / "logs").exists()  # nothing was started or written
@@ -100,7 +100,7 @@ def test_fit_cli_bad_input_is_one_line_and_exit_2(folder, capsys, argv, words):
                                   "inf.csv", "ragged.csv", "one.csv", "binary.csv", "cube.npy", "noheader.csv",
                                   "dupname.csv", "noname.csv", "comments.csv"])
 def test_api_raises_with_the_same_words(folder, capsys, name):
-    fit_main(["--data", str(folder / name), "--log-dir", str(folder / "logs")])
+    fit_main(["--data", str(folder / name), "--log_dir", str(folder / "logs")])
     cli_words = capsys.readouterr().err.strip().removeprefix("error: ")
     with pytest.raises((ValueError, FileNotFoundError)) as e:
         RegressionDataModule.from_path(folder / name)
@@ -123,7 +123,7 @@ def test_api_bad_arrays(kwargs, exc, words):
 
 
 def _checkpoint(folder):
-    fit_main(["--max-epochs", "1", "--log-dir", str(folder / "logs"), "--data", str(folder / "good.csv")])
+    fit_main(["--max_epochs", "1", "--log_dir", str(folder / "logs"), "--data", str(folder / "good.csv")])
     return next((folder / "logs").glob("*/checkpoints/last.ckpt"))
 
 
@@ -161,7 +161,7 @@ def test_a_crafted_checkpoint_cannot_run_code(folder, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a checkpoint written by fit.py" in err[0]
     # Resuming from it is refused the same way, before anything trains.
-    assert _exit_code(fit_main, ["--resume", str(evil), "--log-dir", str(folder / "logs")]) == 2
+    assert _exit_code(fit_main, ["--resume", str(evil), "--log_dir", str(folder / "logs")]) == 2
     assert not marker.exists() and "not a checkpoint written by fit.py" in capsys.readouterr().err
     # The same with the API: refused unread, in one line.
     with pytest.raises(ValueError, match="evil.ckpt: not a checkpoint written by lr_lightning .it holds objects"):
@@ -175,7 +175,7 @@ def trained(tmp_path_factory):
     """A checkpoint fit.py wrote for features a, b and target y."""
     folder = tmp_path_factory.mktemp("trained")
     (folder / "good.csv").write_text(FILES["good.csv"])
-    assert fit_main(["--max-epochs", "1", "--log-dir", str(folder / "logs"), "--data", str(folder / "good.csv"),
+    assert fit_main(["--max_epochs", "1", "--log_dir", str(folder / "logs"), "--data", str(folder / "good.csv"),
                      "--figures", "1"]) == 0
     return next((folder / "logs").glob("*/checkpoints/last.ckpt"))
 
@@ -280,9 +280,9 @@ def test_predict_csv_columns_by_name_bom_and_header(trained, tmp_path, capsys):
     assert _predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "bare.csv"]) == (
         f"error: {tmp_path / 'bare.csv'}: no header row: the first row (line 1) is data; add a header row naming the "
         "columns, or pass --no-header to take its columns as the checkpoint's features in order (a, b)")
-    assert _predict_rows(capsys, ["--ckpt", trained, "--csv", tmp_path / "bare.csv", "--no-header"])[1] == [ab, ba]
+    assert _predict_rows(capsys, ["--ckpt", trained, "--csv", tmp_path / "bare.csv", "--no_header", "true"])[1] == [ab, ba]
     (tmp_path / "wide.csv").write_text("# no header\n0,1,2\n")
-    assert _predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "wide.csv", "--no-header"]) == (
+    assert _predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "wide.csv", "--no_header", "true"]) == (
         f"error: {tmp_path / 'wide.csv'}: row 2 has 3 values, expected 2 (a, b, in this order)")
 
 
@@ -317,7 +317,7 @@ def test_predict_refuses_an_overflowing_prediction_and_a_misplaced_flag(trained,
     torch.save(ckpt, tmp_path / "big.ckpt")
     assert _predict_error(capsys, ["--ckpt", tmp_path / "big.ckpt", "--x", "1", "1"]) == (
         "error: the prediction for input row 1 is inf: the inputs are beyond what the model's float32 arithmetic holds")
-    assert _predict_error(capsys, ["--ckpt", trained, "--x", "1", "1", "--no-header"]) == (
+    assert _predict_error(capsys, ["--ckpt", trained, "--x", "1", "1", "--no_header", "true"]) == (
         "error: --no-header applies to --csv (a CSV file without a header row)")
 
 
@@ -350,7 +350,7 @@ def user_module(tmp_path, monkeypatch):
 
 
 def test_predict_trusts_a_users_network_only_when_named(user_module, tmp_path, capsys):
-    assert fit_main(["--data", "good.csv", "--model", user_module, "--max-epochs", "1", "--log-dir", "logs",
+    assert fit_main(["--data", "good.csv", "--model", user_module, "--max_epochs", "1", "--log_dir", "logs",
                      "--figures", "1"]) == 0
     ckpt = next((tmp_path / "logs").glob("*/checkpoints/last.ckpt"))
     assert _predict_error(capsys, ["--ckpt", ckpt, "--x", "1", "2"]) == (

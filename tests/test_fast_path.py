@@ -42,7 +42,7 @@ def test_same_seed_same_parameters_bitwise_and_another_seed_differs():
 
 
 def test_benchmark_prints_one_table_with_every_path(tmp_path):
-    result = run_script("benchmark.py", "--n-samples", "4096", "--n-features", "4", "--batch-size", "256",
+    result = run_script("benchmark.py", "--data.n_samples", "4096", "--data.n_features", "4", "--data.batch_size", "256",
                         "--epochs", "3", "--repeats", "2", "--threads", "1",
                         "--paths", "loop", "dataloader", "package", "barebones", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -22,7 +22,7 @@ def test_gpu_fit_matches_cpu_fit():
 
 
 def test_cli_trains_on_the_gpu(tmp_path):
-    result = run_script("fit.py", "--accelerator", "gpu", "--max-epochs", "20", cwd=tmp_path)
+    result = run_script("fit.py", "--accelerator", "gpu", "--max_epochs", "20", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "on cuda" in result.stdout and "10.0000 after" in result.stdout
 

@@ -179,34 +179,34 @@ def test_any_npy_reads_correctly_or_is_one_clear_error(case: tuple[bytes, str]) 
 numbers = st.one_of(st.sampled_from(["0", "-1", "1", "nan", "inf", "-inf", "1e400", "0.5", "1e-12", "2", "3.7",
                                      "abc", "", "1,2", "0,0", "-0", "4294967296", "99999999999999999999"]),
                     st.integers(-5, 5).map(str), st.floats(-10, 10).map(repr))
-FLAGS = ["--lr", "--momentum", "--weight-decay", "--batch-size", "--val-fraction", "--test-fraction", "--seed",
-         "--polynomial-degree", "--stop-below", "--checkpoint-every", "--figures", "--devices", "--n-samples",
-         "--n-features", "--noise", "--num-nodes", "--max-epochs", "--hidden", "--precision", "--accelerator"]
+FLAGS = ["--optimizer.lr", "--optimizer.momentum", "--optimizer.weight_decay", "--data.batch_size", "--data.val_fraction", "--data.test_fraction", "--seed",
+         "--data.polynomial_degree", "--stop_below", "--checkpoint_every", "--figures", "--devices", "--data.n_samples",
+         "--data.n_features", "--data.noise", "--num_nodes", "--max_epochs", "--hidden", "--precision", "--accelerator"]
 
 
 @given(st.lists(st.tuples(st.sampled_from(FLAGS), numbers), min_size=1, max_size=3),
-       st.sampled_from(["tutorial", "synthetic"]), st.sampled_from([[], ["--optimizer", "adam"],
-                                                                    ["--optimizer", "lbfgs"], ["--model", "mlp"],
-                                                                    ["--standardize"], ["--no-bias"]]))
+       st.sampled_from(["tutorial", "synthetic"]), st.sampled_from([[], ["--optimizer", "Adam"],
+                                                                    [*LBFGS], ["--model", "MLPRegressor"],
+                                                                    ["--data.standardize", "true"], ["--data.bias", "false"]]))
 def test_any_flag_values_train_or_give_one_error_line(flags: list[tuple[str, str]], data: str,
                                                       extra: list[str]) -> None:
     argv = ["--data", data, *extra]
     for flag, value in flags:
         argv += [flag, value] if not value.startswith("-") else [f"{flag}={value}"]
     given_flags = {f for f, _ in flags}
-    if "--max-epochs" not in given_flags:
-        argv += ["--max-epochs", "2"]
-    if "--n-samples" not in given_flags and data == "synthetic":
-        argv += ["--n-samples", "64"]
+    if "--max_epochs" not in given_flags:
+        argv += ["--max_epochs", "2"]
+    if "--data.n_samples" not in given_flags and data == "synthetic":
+        argv += ["--data.n_samples", "64"]
     argv += ["--figures", "0"] if "--figures" not in given_flags else []
     devices = dict(flags).get("--devices", "1")
     if devices.isdigit() and int(devices) > 1 or devices.count(",") and len(set(devices.split(","))) > 1:
         return  # several devices start DDP processes that re-run this process's command: pytest (test_scale runs DDP)
-    epochs = dict(flags).get("--max-epochs")
+    epochs = dict(flags).get("--max_epochs")
     if epochs is not None and epochs.lstrip("-").isdigit() and int(epochs) > 3:
         return  # keep each example short; large epoch counts are not what this searches for
     with tempfile.TemporaryDirectory() as d:
-        code, out, err = run(fit_main, [*argv, "--log-dir", str(Path(d) / "logs")])
+        code, out, err = run(fit_main, [*argv, "--log_dir", str(Path(d) / "logs")])
         event(f"exit {code}")
         # 1: training diverged (a learning rate too large), reported in one line with the last finite weights.
         assert_clean(code, err, ok=(0, 1))
@@ -224,8 +224,8 @@ def test_any_flag_values_train_or_give_one_error_line(flags: list[tuple[str, str
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("ckpt")
     (d / "train.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 5},{2 * i - (i % 5)}\n" for i in range(40)))
-    code, _, err = run(fit_main, ["--data", str(d / "train.csv"), "--max-epochs", "2", "--standardize",
-                                  "--figures", "0", "--log-dir", str(d / "logs")])
+    code, _, err = run(fit_main, ["--data", str(d / "train.csv"), "--max_epochs", "2", "--data.standardize", "true",
+                                  "--figures", "0", "--log_dir", str(d / "logs")])
     assert code == 0, err
     return next((d / "logs").glob("*/checkpoints/last.ckpt"))
 

@@ -12,7 +12,7 @@ from lr_lightning.core.cli import build_fit, parse_fit_args
 
 
 def _fit(tmp_path, *flags):
-    args = parse_fit_args(["--log-dir", str(tmp_path / "logs"), "--no-progress-bar", *flags])
+    args = parse_fit_args(["--log_dir", str(tmp_path / "logs"), "--progress_bar", "false", *flags])
     dm, module, trainer = build_fit(args)
     trainer.fit(module, datamodule=dm)
     return dm, module, trainer
@@ -25,8 +25,8 @@ def _scalars(log_dir: Path) -> dict[str, list[float]]:
 
 
 def test_tensorboard_has_falling_loss_curves_and_a_real_hp_metric(tmp_path):
-    _, _, trainer = _fit(tmp_path, "--data", "synthetic", "--n-samples", "500", "--max-epochs", "8",
-                         "--batch-size", "50")
+    _, _, trainer = _fit(tmp_path, "--data", "synthetic", "--data.n_samples", "500", "--max_epochs", "8",
+                         "--data.batch_size", "50")
     scalars = _scalars(Path(trainer.logger.log_dir))
     assert {"train/loss_step", "train/loss", "val/loss", "val/mae", "val/r2", "hp_metric"} <= set(scalars)
     per_step, per_epoch = scalars["train/loss_step"], scalars["train/loss"]
@@ -41,14 +41,14 @@ def test_tensorboard_has_falling_loss_curves_and_a_real_hp_metric(tmp_path):
 
 
 def test_hparams_of_module_and_data_reach_tensorboard(tmp_path):
-    _, _, trainer = _fit(tmp_path, "--max-epochs", "2", "--lr", "0.02")
+    _, _, trainer = _fit(tmp_path, "--max_epochs", "2", "--optimizer.lr", "0.02")
     text = (Path(trainer.logger.log_dir) / "hparams.yaml").read_text()
     assert "lr: 0.02" in text and "class_path: lr_lightning.core.networks.LinearRegression" in text
     assert "val_fraction" in text
 
 
 def test_checkpoints_last_and_best_by_val_loss(tmp_path):
-    dm, module, trainer = _fit(tmp_path, "--data", "synthetic", "--n-samples", "300", "--max-epochs", "4")
+    dm, module, trainer = _fit(tmp_path, "--data", "synthetic", "--data.n_samples", "300", "--max_epochs", "4")
     ckpt = trainer.checkpoint_callback
     assert ckpt.monitor == "val/loss"
     last = Path(trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
@@ -64,6 +64,6 @@ def test_checkpoints_last_and_best_by_val_loss(tmp_path):
 
 
 def test_without_validation_best_is_by_train_loss(tmp_path):
-    _, _, trainer = _fit(tmp_path, "--max-epochs", "3")
+    _, _, trainer = _fit(tmp_path, "--max_epochs", "3")
     assert trainer.checkpoint_callback.monitor == "train/loss"
     assert Path(trainer.checkpoint_callback.best_model_path).is_file()

@@ -16,8 +16,8 @@ from lr_lightning.core.cli import fit_main
 from .conftest import ROOT, run_main, run_script
 
 # 16,000 training samples in batches of 64: 250 steps an epoch; last.ckpt every 35 steps lands mid-epoch.
-RUN = ["--data", "synthetic", "--n-samples", "20000", "--n-features", "4", "--batch-size", "64",
-       "--max-epochs", "6", "--lr", "0.05", "--momentum", "0.9", "--seed", "7", "--checkpoint-every", "35"]
+RUN = ["--data", "synthetic", "--data.n_samples", "20000", "--data.n_features", "4", "--data.batch_size", "64",
+       "--max_epochs", "6", "--optimizer.lr", "0.05", "--optimizer.momentum", "0.9", "--seed", "7", "--checkpoint_every", "35"]
 STEPS_PER_EPOCH = 250
 
 
@@ -26,11 +26,11 @@ def _state(path):
 
 
 def test_a_run_killed_mid_epoch_resumes_to_bitwise_equal_parameters(tmp_path):
-    assert run_script("fit.py", *RUN, "--log-dir", "whole", cwd=tmp_path).returncode == 0
+    assert run_script("fit.py", *RUN, "--log_dir", "whole", cwd=tmp_path).returncode == 0
     whole = _state(tmp_path / "whole/version_0/checkpoints/last.ckpt")
 
     last = tmp_path / "killed/version_0/checkpoints/last.ckpt"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *RUN, "--log-dir", "killed"],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *RUN, "--log_dir", "killed"],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -48,7 +48,7 @@ def test_a_run_killed_mid_epoch_resumes_to_bitwise_equal_parameters(tmp_path):
     assert interrupted["global_step"] % STEPS_PER_EPOCH, "the kill must land in the middle of an epoch"
     assert interrupted["global_step"] < 6 * STEPS_PER_EPOCH
 
-    resumed = run_script("fit.py", *RUN, "--log-dir", "killed", "--resume", cwd=tmp_path)
+    resumed = run_script("fit.py", *RUN, "--log_dir", "killed", "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "not resumable" not in resumed.stderr
     final = _state(last)
@@ -58,12 +58,12 @@ def test_a_run_killed_mid_epoch_resumes_to_bitwise_equal_parameters(tmp_path):
 
 
 def test_resume_from_an_explicit_path_and_bad_paths(tmp_path):
-    assert run_main(fit_main, "--max-epochs", "2", "--log-dir", "a", cwd=tmp_path).returncode == 0
+    assert run_main(fit_main, "--max_epochs", "2", "--log_dir", "a", cwd=tmp_path).returncode == 0
     ckpt = tmp_path / "a/version_0/checkpoints/last.ckpt"
-    result = run_main(fit_main, "--max-epochs", "4", "--log-dir", "b", "--resume", str(ckpt), cwd=tmp_path)
+    result = run_main(fit_main, "--max_epochs", "4", "--log_dir", "b", "--resume", str(ckpt), cwd=tmp_path)
     assert result.returncode == 0 and "for 4 epochs" in result.stdout
-    bad = run_main(fit_main, "--log-dir", "empty", "--resume", cwd=tmp_path)
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --resume last: no last.ckpt under --log-dir empty"
+    bad = run_main(fit_main, "--log_dir", "empty", "--resume", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --resume last: no last.ckpt under --log_dir empty"
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -83,7 +83,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
 
 
 def test_divergence_stops_at_once_with_a_suggestion_and_keeps_finite_weights(tmp_path):
-    result = run_main(fit_main, "--data", "synthetic", "--lr", "3", "--max-epochs", "50", "--log-dir", "logs",
+    result = run_main(fit_main, "--data", "synthetic", "--optimizer.lr", "3", "--max_epochs", "50", "--log_dir", "logs",
                       cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -93,15 +93,15 @@ def test_divergence_stops_at_once_with_a_suggestion_and_keeps_finite_weights(tmp
     assert ckpt["global_step"] < 29
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
     # and the suggestion works
-    again = run_main(fit_main, "--data", "synthetic", "--lr", "0.4", "--max-epochs", "5", cwd=tmp_path)
+    again = run_main(fit_main, "--data", "synthetic", "--optimizer.lr", "0.4", "--max_epochs", "5", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
 
 
 def test_same_seed_same_parameters_bitwise_and_the_seed_is_recorded(tmp_path):
     # In one process: a random state left behind by the first run would show in the second.
-    args = ["--data", "synthetic", "--n-features", "3", "--max-epochs", "3", "--seed", "11"]
+    args = ["--data", "synthetic", "--data.n_features", "3", "--max_epochs", "3", "--seed", "11"]
     for folder in ("one", "two"):
-        assert run_main(fit_main, *args, "--log-dir", folder, cwd=tmp_path).returncode == 0
+        assert run_main(fit_main, *args, "--log_dir", folder, cwd=tmp_path).returncode == 0
     one, two = (_state(tmp_path / f / "version_0/checkpoints/last.ckpt") for f in ("one", "two"))
     assert all(torch.equal(one["state_dict"][k], two["state_dict"][k]) for k in one["state_dict"])
     assert one["datamodule_hyper_parameters"]["seed"] == 11
@@ -163,12 +163,12 @@ def test_resume_keeps_working_for_a_users_own_network(tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     try:
-        flags = ["--data", "synthetic", "--n-samples", "64", "--model", "lrl_resume_net.Net", "--log-dir", "logs",
-                 "--figures", "1", "--no-progress-bar"]
-        assert fit_main([*flags, "--max-epochs", "2"]) == 0
+        flags = ["--data", "synthetic", "--data.n_samples", "64", "--model", "lrl_resume_net.Net", "--log_dir", "logs",
+                 "--figures", "1", "--progress_bar", "false"]
+        assert fit_main([*flags, "--max_epochs", "2"]) == 0
         last = tmp_path / "logs/version_0/checkpoints/last.ckpt"
         assert _state(last)["hyper_parameters"]["model"]["class_path"] == "lrl_resume_net.Net"
-        assert fit_main([*flags, "--max-epochs", "3", "--resume"]) == 0, capsys.readouterr().err
+        assert fit_main([*flags, "--max_epochs", "3", "--resume"]) == 0, capsys.readouterr().err
         assert _state(last)["epoch"] == 2 and "for 3 epochs" in capsys.readouterr().out
     finally:
         sys.modules.pop("lrl_resume_net", None)

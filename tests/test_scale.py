@@ -73,8 +73,8 @@ def _state(path):
 
 def _fit(tmp_path, name, *flags):
     # 645 samples: 129 val (uneven across 2 ranks) and 516 train, 16 global batches of 32 and one of 4 (2 + 2).
-    common = ["--data", "synthetic", "--n-samples", "645", "--n-features", "3", "--lr", "0.05",
-              "--accelerator", "cpu", "--no-progress-bar", "--log-dir", str(tmp_path / name)]
+    common = ["--data", "synthetic", "--data.n_samples", "645", "--data.n_features", "3", "--optimizer.lr", "0.05",
+              "--accelerator", "cpu", "--progress_bar", "false", "--log_dir", str(tmp_path / name)]
     result = run_script("fit.py", *common, *flags, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -82,10 +82,10 @@ def _fit(tmp_path, name, *flags):
 
 @pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32", reason="needs torch.distributed")
 def test_two_ddp_processes_train_like_one_process_with_twice_the_batch_and_resume(tmp_path):
-    single = _fit(tmp_path, "single", "--batch-size", "32", "--max-epochs", "4")
-    ddp = ["--batch-size", "16", "--devices", "2", "--strategy", "ddp"]
-    first = _fit(tmp_path, "ddp", *ddp, "--max-epochs", "2")
-    resumed = _fit(tmp_path, "ddp", *ddp, "--max-epochs", "4", "--resume")
+    single = _fit(tmp_path, "single", "--data.batch_size", "32", "--max_epochs", "4")
+    ddp = ["--data.batch_size", "16", "--devices", "2", "--strategy", "ddp"]
+    first = _fit(tmp_path, "ddp", *ddp, "--max_epochs", "2")
+    resumed = _fit(tmp_path, "ddp", *ddp, "--max_epochs", "4", "--resume", "last")
     assert "batch size 16 per device, 32 per step" in first.stdout
     assert first.stdout.count("Trained LinearRegression") == 1  # one summary, from rank 0
     # Rank 0 alone writes logs and checkpoints: one run folder, continued by the resumed run.
@@ -259,8 +259,8 @@ def test_make_data_then_fit_on_the_shards_recovers_the_true_weights(tmp_path):
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
         "part-00000.npy", "part-00001.npy", "part-00002.npy", "truth.json"]
     truth = json.loads((tmp_path / "shards/truth.json").read_text())
-    fit = run_script("fit.py", "--data", "shards", "--max-epochs", "3", "--batch-size", "64", "--lr", "0.05",
-                     "--no-progress-bar", cwd=tmp_path)
+    fit = run_script("fit.py", "--data", "shards", "--max_epochs", "3", "--data.batch_size", "64", "--optimizer.lr", "0.05",
+                     "--progress_bar", "false", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
     ckpt = torch.load(next(tmp_path.glob("lightning_logs/*/checkpoints/last.ckpt")), weights_only=True)
     weight = ckpt["state_dict"]["model.linear.weight"][0].numpy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,9 @@ from torch import nn
 
 from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule
 from lr_lightning.core.cli import fit_main
+from lr_lightning.core.data import SyntheticDataModule
 
-from .conftest import make_trainer, run_script
+from .conftest import make_trainer, run_script, sgd
 
 
 class TinyNet(nn.Module):
@@ -35,7 +38,7 @@ def _sine_csv(tmp_path):
 
 
 def _fit(capsys, tmp_path, *flags):
-    code = fit_main(["--log-dir", str(tmp_path / "logs"), "--no-progress-bar", *flags])
+    code = fit_main(["--log_dir", str(tmp_path / "logs"), "--progress_bar", "false", *flags])
     out = capsys.readouterr()
     assert code == 0, out.err[-2000:]
     return out.out
@@ -47,9 +50,10 @@ def _metric(stdout, key):
 
 def test_mlp_fits_a_sine_that_the_linear_model_cannot_with_the_same_module_data_and_cli(tmp_path, capsys):
     data = str(_sine_csv(tmp_path))
-    common = ["--data", data, "--standardize", "--optimizer", "adam", "--lr", "0.01", "--max-epochs", "40"]
+    common = ["--data", data, "--data.standardize", "true", "--optimizer", "Adam", "--optimizer.lr", "0.01",
+              "--max_epochs", "40"]
     linear = _fit(capsys, tmp_path, *common)
-    mlp = _fit(capsys, tmp_path, *common, "--model", "mlp", "--hidden", "64", "64", "--plot",
+    mlp = _fit(capsys, tmp_path, *common, "--model", "MLPRegressor", "--model.hidden", "[64,64]", "--plot",
                str(tmp_path / "fit.png"))
     assert _metric(linear, "val/r2") < 0.5  # measured: 0.127
     assert _metric(mlp, "val/r2") >= 0.95  # measured: 0.992
@@ -75,7 +79,7 @@ def test_mlp_fits_a_sine_that_the_linear_model_cannot_with_the_same_module_data_
 
 def test_a_users_own_network_trains_from_the_config_class_path_and_reloads(tmp_path, capsys):
     config = tmp_path / "config.yaml"
-    config.write_text("data: synthetic\nn_features: 3\nmax_epochs: 2\n"
+    config.write_text("data:\n  class_path: SyntheticDataModule\n  init_args: {n_features: 3}\nmax_epochs: 2\n"
                       "model:\n  class_path: tests.test_template.TinyNet\n  init_args:\n    width: 5\n")
     out = _fit(capsys, tmp_path, "--config", str(config))
     assert "Trained TinyNet" in out
@@ -90,13 +94,13 @@ def test_a_users_own_network_trains_from_the_config_class_path_and_reloads(tmp_p
 
 
 @pytest.mark.parametrize(("flags", "words"), [
-    (["--model", "nowhere.Net"], "--model nowhere.Net: cannot import it"),
-    (["--model", "Net"], "expected linear, mlp or package.module.ClassName"),
-    (["--hidden", "8"], "--hidden applies to --model mlp"),
-    (["--model", "mlp", "--hidden", "0"], "hidden must be a list of positive layer widths"),
+    (["--model", "nowhere.Net"], "--model: unknown class 'nowhere.Net'"),
+    (["--model", "Net"], "--model: unknown class 'Net'"),
+    (["--model.hidden", "[8]"], "--model.hidden: not an argument of the default model"),
+    (["--model", "MLPRegressor", "--model.hidden", "[0]"], "hidden must be a list of positive layer widths"),
 ])
 def test_a_bad_model_flag_is_one_line_and_exit_2(tmp_path, capsys, flags, words):
-    assert fit_main(["--log-dir", str(tmp_path), *flags]) == 2
+    assert fit_main(["--log_dir", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
 
@@ -106,8 +110,8 @@ def test_multi_output_shapes_and_metrics_per_output_and_averaged(tmp_path):
     x = rng.standard_normal((400, 3))
     y = np.column_stack([x @ [1.0, 2.0, 0.0] + 1, 0.1 * (x @ [0.0, -1.0, 3.0]) + rng.standard_normal(400)])
     dm = RegressionDataModule(x, y, batch_size=40, target_names=["a", "b"])
-    module = RegressionModule(LinearRegression(3, 2), lr=0.05)
-    trainer = make_trainer(max_epochs=20, **dm.trainer_defaults())
+    module = RegressionModule(LinearRegression(3, 2), optimizer=sgd(0.05), **dm.module_inputs())
+    trainer = make_trainer(max_epochs=20)
     trainer.fit(module, datamodule=dm)
     assert module(torch.zeros(7, 3)).shape == (7, 2)
     m = {k: v.item() for k, v in trainer.callback_metrics.items()}
@@ -124,7 +128,7 @@ def test_multi_output_end_to_end_from_x_and_y_files(tmp_path, capsys):
     (tmp_path / "xy").mkdir()
     np.save(tmp_path / "xy/x.npy", x)
     np.save(tmp_path / "xy/y.npy", np.column_stack([x @ [1.0, -1.0], x @ [2.0, 0.5] + 3]).astype(np.float32))
-    out = _fit(capsys, tmp_path, "--data", str(tmp_path / "xy"), "--max-epochs", "30", "--lr", "0.05")
+    out = _fit(capsys, tmp_path, "--data", str(tmp_path / "xy"), "--max_epochs", "30", "--optimizer.lr", "0.05")
     # One fitted equation per output: y0 = +1·x0 -1·x1 +0, y1 = +2·x0 +0.5·x1 +3.
     for name, expected in (("y0", [1.0, -1.0, 0.0]), ("y1", [2.0, 0.5, 3.0])):
         line = next(line for line in out.splitlines() if line.strip().startswith(f"{name} = "))
@@ -132,27 +136,35 @@ def test_multi_output_end_to_end_from_x_and_y_files(tmp_path, capsys):
         np.testing.assert_allclose([float(t) for t in terms], expected, atol=0.02)  # measured: 1.2e-4 off
 
 
-@pytest.mark.parametrize(("scheduler", "final_lr"), [("cosine", 0.0), ("step", 0.1 * 0.1**2), ("plateau", 0.1)])
-def test_schedulers_step_each_epoch(scheduler, final_lr):
-    dm = RegressionDataModule.synthetic(n_samples=200)
-    module = RegressionModule(LinearRegression(1), lr=0.1, scheduler=scheduler)
-    trainer = make_trainer(max_epochs=6, **dm.trainer_defaults())
+@pytest.mark.parametrize(("scheduler", "final_lr"), [
+    ({"class_path": "CosineAnnealingLR", "init_args": {"T_max": 6}}, 0.0),
+    ({"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 2}}, 0.1 * 0.1**3),
+    (functools.partial(torch.optim.lr_scheduler.ReduceLROnPlateau, factor=0.5, patience=5), 0.1),
+])
+def test_any_torch_scheduler_steps_each_epoch(scheduler, final_lr):
+    dm = SyntheticDataModule(n_samples=200)
+    module = RegressionModule(LinearRegression(1), optimizer=sgd(0.1), lr_scheduler=scheduler)
+    trainer = make_trainer(max_epochs=6)
     trainer.fit(module, datamodule=dm)
-    # cosine reaches 0 at max_epochs; step multiplies by 0.1 every 2 of 6 epochs (after epochs 2 and 4 and 6,
-    # the last after training ends); plateau keeps the rate while val/loss improves.
-    lr = trainer.optimizers[0].param_groups[0]["lr"]
-    assert lr == pytest.approx(final_lr * (0.1 if scheduler == "step" else 1), abs=1e-12)
-    assert trainer.lr_scheduler_configs[0].monitor == ("val/loss" if scheduler == "plateau" else None)
-    with pytest.raises(ValueError, match="unknown scheduler 'linear'"):
-        RegressionModule(LinearRegression(1), scheduler="linear")
+    # cosine reaches 0 at T_max; step multiplies by 0.1 every 2 of 6 epochs (after epochs 2, 4 and 6); plateau keeps
+    # the rate while val/loss improves.
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(final_lr, abs=1e-12)
+    plateau = isinstance(scheduler, functools.partial)
+    assert trainer.lr_scheduler_configs[0].monitor == ("val/loss" if plateau else None)
+    assert module.hparams.lr_scheduler["class_path"].rpartition(".")[2] in ("CosineAnnealingLR", "StepLR",
+                                                                            "ReduceLROnPlateau")
+    with pytest.raises(ValueError, match="lr_scheduler: 'linear' is not one of torch.optim's classes"):
+        RegressionModule(LinearRegression(1), lr_scheduler={"class_path": "linear"})
+    with pytest.raises(ValueError, match="lr_scheduler: .*T_max"):  # refused when built, not after start-up
+        RegressionModule(LinearRegression(1), lr_scheduler={"class_path": "CosineAnnealingLR"})
 
 
 def test_compile_trains_the_same_network_and_keeps_checkpoint_keys():
     def run(compile):
         torch.manual_seed(0)
-        dm = RegressionDataModule.synthetic(n_samples=64, batch_size=64, val_fraction=0.0)
-        module = RegressionModule(MLPRegressor(1, [8]), lr=0.05, compile=compile)
-        make_trainer(max_epochs=3, **dm.trainer_defaults()).fit(module, datamodule=dm)
+        dm = SyntheticDataModule(n_samples=64, batch_size=64, val_fraction=0.0)
+        module = RegressionModule(MLPRegressor(1, [8]), optimizer=sgd(0.05), compile=compile)
+        make_trainer(max_epochs=3).fit(module, datamodule=dm)
         return module
 
     # torch.compile's CPU backend needs a working C++ toolchain; without one, skip. Probed on its own, so that an
@@ -163,14 +175,14 @@ def test_compile_trains_the_same_network_and_keeps_checkpoint_keys():
         pytest.skip(f"torch.compile unavailable here: {type(e).__name__}: {str(e)[:200]}")
     compiled = run(True)
     plain = run(False)
-    assert type(compiled.network).__name__ == "OptimizedModule"
+    assert compiled.model._compiled_call_impl is not None and plain.model._compiled_call_impl is None
     assert list(compiled.state_dict()) == list(plain.state_dict())  # no _orig_mod. prefixes in checkpoints
     for a, b in zip(compiled.parameters(), plain.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # measured: 1.5e-8 apart
 
 
 def test_tensorboard_gets_figures_and_weight_histograms(tmp_path, capsys):
-    _fit(capsys, tmp_path, "--data", "synthetic", "--max-epochs", "3")
+    _fit(capsys, tmp_path, "--data", "synthetic", "--max_epochs", "3")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "logs/version_0"), size_guidance={"images": 0, "histograms": 0})

@@ -35,16 +35,16 @@ def _exit_code(argv: list[str]) -> int:
 # ------------------------------------------------------------------------------- settings, API and CLI alike
 # (API call, CLI flags, words both must say)
 SETTINGS = [
-    (lambda: RegressionModule(LinearRegression(1), momentum=-1.0), ["--momentum", "-1"],
+    (lambda: RegressionModule(LinearRegression(1), momentum=-1.0), ["--optimizer.momentum", "-1"],
      "momentum must be a finite number >= 0, got -1.0"),
-    (lambda: RegressionModule(LinearRegression(1), momentum=float("nan")), ["--momentum", "nan"],
+    (lambda: RegressionModule(LinearRegression(1), momentum=float("nan")), ["--optimizer.momentum", "nan"],
      "momentum must be a finite number >= 0, got nan"),
-    (lambda: RegressionModule(LinearRegression(1), weight_decay=-0.5), ["--weight-decay", "-0.5"],
+    (lambda: RegressionModule(LinearRegression(1), weight_decay=-0.5), ["--optimizer.weight_decay", "-0.5"],
      "weight_decay must be a finite number >= 0, got -0.5"),
-    (lambda: RegressionModule(LinearRegression(1), weight_decay=float("nan")), ["--weight-decay", "nan"],
+    (lambda: RegressionModule(LinearRegression(1), weight_decay=float("nan")), ["--optimizer.weight_decay", "nan"],
      "weight_decay must be a finite number >= 0, got nan"),
     (lambda: RegressionModule(LinearRegression(1), optimizer="lbfgs", weight_decay=0.1),
-     ["--optimizer", "lbfgs", "--weight-decay", "0.1"], "weight_decay does not apply to lbfgs"),
+     [*LBFGS, "--optimizer.weight_decay", "0.1"], "weight_decay does not apply to lbfgs"),
     (lambda: RegressionDataModule.tutorial(seed=-1), ["--seed", "-1"], "seed"),
     (lambda: RegressionDataModule.tutorial(seed=2**40), ["--seed", str(2**40)], "seed"),
     (lambda: TensorBoardFigures(times=-2), ["--figures", "-2"], "figures must be a whole number >= 0"),
@@ -55,7 +55,7 @@ SETTINGS = [
 def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, capsys, api, flags, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
         api()
-    assert _exit_code([*flags, "--log-dir", str(tmp_path / "logs")]) == 2
+    assert _exit_code([*flags, "--log_dir", str(tmp_path / "logs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], err
     if flags[0] == "--seed":  # the CLI names its flag
@@ -69,22 +69,22 @@ def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, ca
         (["--accelerator", "tpu"], "--accelerator tpu: not available on this machine"),
         (["--accelerator", "quantum"], "--accelerator quantum: unknown; choose auto, gpu or one of cpu, cuda"),
         (["--devices", "0,0"], "--devices 0,0: a list names each device once"),
-        (["--num-nodes", "2"], "--num-nodes 2: no cluster launcher found; run the same command on each machine"),
+        (["--num_nodes", "2"], "--num-nodes 2: no cluster launcher found; run the same command on each machine"),
         (["--plot", "{d}"], "is a directory or lies under a file; name a .png file to write"),
-        (["--stop-below", "nan"], "--stop-below nan: must be a finite loss > 0"),
+        (["--stop_below", "nan"], "--stop-below nan: must be a finite loss > 0"),
         (["--activation", "tanh"], "--activation applies to --model mlp"),
-        (["--data", "synthetic", "--target", "3"], "--target applies to data from a file"),
-        (["--n-samples", "50"], "--n-samples applies to --data synthetic, not to tutorial"),
-        (["--lr", "1e300"], "lr must be a finite number > 0, got 1e+300 (beyond float32's range)"),
+        (["--data", "synthetic", "--data.target", "3"], "--target applies to data from a file"),
+        (["--data.n_samples", "50"], "--n-samples applies to --data synthetic, not to tutorial"),
+        (["--optimizer.lr", "1e300"], "lr must be a finite number > 0, got 1e+300 (beyond float32's range)"),
         (["--data", "{d}/fifo.csv"], "fifo.csv: not a regular file (a pipe, socket or device)"),
         (["--data", "{d}/underscore.csv"], "underscore.csv: row 2, column 'a': '1_000' is not a number"),
         (["--data", "{d}/float32.csv"], "float32.csv: row 3, column 'a': '1e39' is beyond ±3.40282e+38"),
         (["--data", "{d}/utf16.csv"], "utf16.csv: not a UTF-8 text CSV file (it holds NUL characters: UTF-16?"),
         (["--data", "{d}/bigendian.npy"], "bigendian.npy: numbers stored in the other byte order (>f8)"),
         (["--data", "{d}/xonly"], "xonly: x.npy without y.npy"),
-        (["--model", "mlp", "--hidden", "2000000000"], "--model mlp: its parameters need about"),
-        (["--log-dir", "{d}/a_file"], "--log-dir {d}/a_file: is a file or lies under one"),
-        (["--log-dir", "{d}/a_file/sub"], "--log-dir {d}/a_file/sub: is a file or lies under one"),
+        (["--model", "MLPRegressor", "--model.hidden", "[2000000000]"], "--model mlp: its parameters need about"),
+        (["--log_dir", "{d}/a_file"], "--log_dir {d}/a_file: is a file or lies under one"),
+        (["--log_dir", "{d}/a_file/sub"], "--log_dir {d}/a_file/sub: is a file or lies under one"),
         (["--config", "{d}/hidden.yaml"], "--config {d}/hidden.yaml: hidden: expected a list, e.g. [64], got 64"),
         (["--config", "{d}/epochs.yaml"], "--config {d}/epochs.yaml: max_epochs: expected a whole number, got 6.5"),
         (["--config", "{d}/flag.yaml"], "--config {d}/flag.yaml: standardize: expected true or false, got 'yes'"),
@@ -106,8 +106,8 @@ def test_cli_only_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, words):
     (tmp_path / "model.yaml").write_text("model: {class_path: lr_lightning.core.networks.MLPRegressor, init_args: "
                                          "{hidden: 64}}\n")
     flags = [f.format(d=tmp_path) for f in flags]
-    log_dir = [] if "--log-dir" in flags else ["--log-dir", str(tmp_path / "logs")]
-    assert _exit_code([*flags, *log_dir, "--max-epochs", "1"]) == 2
+    log_dir = [] if "--log_dir" in flags else ["--log_dir", str(tmp_path / "logs")]
+    assert _exit_code([*flags, *log_dir, "--max_epochs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and words.format(d=tmp_path) in err[0], err
     assert not (tmp_path / "logs").exists()
@@ -214,8 +214,8 @@ def _scalars(run_dir: Path, tag: str) -> list[float]:
 
 
 def test_hp_metric_stays_the_final_val_loss_after_a_test_stage(tmp_path):
-    result = run_main(fit_main, "--data", "synthetic", "--test-fraction", "0.2", "--max-epochs", "3",
-                      "--figures", "0", "--log-dir", "logs", cwd=tmp_path)
+    result = run_main(fit_main, "--data", "synthetic", "--data.test_fraction", "0.2", "--max_epochs", "3",
+                      "--figures", "0", "--log_dir", "logs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     values = _scalars(tmp_path / "logs" / "version_0", "hp_metric")
     val_loss = _scalars(tmp_path / "logs" / "version_0", "val/loss")
@@ -223,7 +223,7 @@ def test_hp_metric_stays_the_final_val_loss_after_a_test_stage(tmp_path):
 
 
 def test_figures_zero_means_none(tmp_path):
-    result = run_main(fit_main, "--figures", "0", "--max-epochs", "3", "--log-dir", "logs", cwd=tmp_path)
+    result = run_main(fit_main, "--figures", "0", "--max_epochs", "3", "--log_dir", "logs", cwd=tmp_path)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
 
 
@@ -235,7 +235,7 @@ def test_runs_started_together_never_share_a_folder(tmp_path):
 
 
 def test_two_fits_started_together_get_their_own_folders(tmp_path):
-    args = ["--data", "synthetic", "--max-epochs", "2", "--figures", "0", "--log-dir", "logs"]
+    args = ["--data", "synthetic", "--max_epochs", "2", "--figures", "0", "--log_dir", "logs"]
     procs = [subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args, "--seed", str(seed)], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -247,13 +247,13 @@ def test_two_fits_started_together_get_their_own_folders(tmp_path):
     assert seeds == {1, 2}  # each folder holds its own run, not the other's
 
 
-RUN = ["--data", "synthetic", "--n-samples", "20000", "--n-features", "4", "--batch-size", "64", "--max-epochs",
-       "50", "--checkpoint-every", "1000", "--figures", "0", "--seed", "5"]
+RUN = ["--data", "synthetic", "--data.n_samples", "20000", "--data.n_features", "4", "--data.batch_size", "64", "--max_epochs",
+       "50", "--checkpoint_every", "1000", "--figures", "0", "--seed", "5"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_the_run_with_a_resumable_checkpoint_and_exit_128_plus_signal(tmp_path, sig):
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *RUN, "--log-dir", "logs"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *RUN, "--log_dir", "logs"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = tmp_path / "logs" / "version_0" / "checkpoints" / "best.ckpt"  # written at the first epoch's end
     deadline = time.monotonic() + 120
@@ -269,28 +269,28 @@ def test_a_signal_ends_the_run_with_a_resumable_checkpoint_and_exit_128_plus_sig
     assert lines[0].startswith(f"error: interrupted by {name} in epoch ")
     # The command as it was run (here by its absolute path), with --resume naming the checkpoint.
     assert f"saved logs/version_0/checkpoints/last.ckpt; continue with: python {ROOT / 'scripts/fit.py'} " \
-           f"{' '.join(RUN)} --log-dir logs --resume logs/version_0/checkpoints/last.ckpt" in lines[0]
+           f"{' '.join(RUN)} --log_dir logs --resume logs/version_0/checkpoints/last.ckpt" in lines[0]
     assert "Traceback" not in err and "Trained" not in out
     state = torch.load(last, weights_only=True)
     assert 0 < state["global_step"] < 50 * 250 and "loops" in state
     # It resumes where it stopped, into its own folder, and finishes.
-    resumed = run_script("fit.py", *RUN, "--log-dir", "logs", "--resume", "logs/version_0/checkpoints/last.ckpt",
-                         "--max-epochs", str(state["epoch"] + 2), cwd=tmp_path)
+    resumed = run_script("fit.py", *RUN, "--log_dir", "logs", "--resume", "logs/version_0/checkpoints/last.ckpt",
+                         "--max_epochs", str(state["epoch"] + 2), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["version_0"]
     assert torch.load(last, weights_only=True)["global_step"] > state["global_step"]
 
 
 def test_resuming_with_other_settings_is_refused_before_training(tmp_path, capsys):
-    base = ["--data", "synthetic", "--n-features", "2", "--max-epochs", "2", "--figures", "0",
-            "--log-dir", str(tmp_path / "logs")]
+    base = ["--data", "synthetic", "--data.n_features", "2", "--max_epochs", "2", "--figures", "0",
+            "--log_dir", str(tmp_path / "logs")]
     assert fit_main(base) == 0
     capsys.readouterr()
-    for extra, words in [(["--optimizer", "adam"], "the optimizer: 'sgd' there, 'adam' here"),
-                         (["--n-features", "3"], "the network: LinearRegression(in_features=2, out_features=1, "
+    for extra, words in [(["--optimizer", "Adam"], "the optimizer: 'sgd' there, 'adam' here"),
+                         (["--data.n_features", "3"], "the network: LinearRegression(in_features=2, out_features=1, "
                                                  "bias=True) there, LinearRegression(in_features=3"),
-                         (["--standardize"], "the feature map (standardize/polynomial_degree): none there"),
-                         (["--model", "mlp"], "MLPRegressor(in_features=2, hidden=[64, 64]")]:
+                         (["--data.standardize", "true"], "the feature map (standardize/polynomial_degree): none there"),
+                         (["--model", "MLPRegressor"], "MLPRegressor(in_features=2, hidden=[64, 64]")]:
         assert fit_main([*base, *extra, "--resume"]) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: cannot resume: ") and words in err[0], err

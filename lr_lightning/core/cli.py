@@ -158,6 +158,12 @@ def _hint(argv: list[str], message: str) -> str:
     typed = [a.split("=", 1)[0] for a in argv if first and a.split("=", 1)[0].endswith(f".{first.group(1)}")]
     if typed:
         return message.replace(first.group(0), f'Parser key "{typed[0].removeprefix("--")}":', 1)
+    refused = re.search(r"Option '(\w+)' is not accepted", message)
+    typed = [a.split("=", 1)[0] for a in argv if refused and a.split("=", 1)[0].endswith(f".{refused.group(1)}")]
+    if typed:
+        part = typed[0].removeprefix("--").split(".")[0]
+        chosen = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == f"--{part}"), None)
+        return f"{typed[0]}: not an argument of {chosen.rpartition('.')[2] if chosen else 'the default ' + part}"
     m = re.fullmatch(r"the following arguments are required: (\w+)", message)
     if not m:
         return message

@@ -72,9 +72,11 @@ def one_line(message: str) -> str:
     keys = [m.group(1) for line in lines if (m := re.fullmatch(r'Parser key "([^"]+)":', line))]
     if any("Does not validate against any of the Union subtypes" in line for line in lines):
         given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), "")
-        errors = [line[2:] for line in lines if line.startswith("- ") and "NoneType" not in line]
-        first = errors[0] if errors else "not a valid value"
-        if first.startswith("Expected a dot import path string"):
+        errors = [i for i, line in enumerate(lines) if line.startswith("- ") and "NoneType" not in line]
+        first = lines[errors[0]][2:] if errors else "not a valid value"
+        if first.startswith("Problem with given class_path") and errors[0] + 1 < len(lines):
+            first = f"cannot use {given!r} ({lines[errors[0] + 1].removeprefix('- ')})"
+        elif first.startswith("Expected a dot import path string"):
             first = (f"unknown class {given!r} (a class name --help lists, or an import path like "
                      "package.module.Class)")
         elif m := re.fullmatch(r"Expected a <class '(\w+)'>", first):
@@ -96,7 +98,10 @@ def entry_point(main: Callable[[list[str] | None], int]) -> Callable[[list[str] 
         # During training, callbacks.StopOnSignal takes SIGTERM over and saves a resumable checkpoint first.
         previous = _take_sigterm()
         try:
-            code = main(argv)
+            try:
+                code = main(argv)
+            except SystemExit as e:  # the parser's --help (0) and its one-line errors (2): a return code here
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
             sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's final flush
             return code
         except (KeyboardInterrupt, Terminated) as e:
