@@ -5,15 +5,15 @@ import re
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
-from lr_lightning.core.data.datamodules import EpochSampler
+from lr_lightning import LinearRegression, RegressionModule
+from lr_lightning.core.data import EpochOrder, SyntheticDataModule
 
-from .conftest import make_trainer, run_script
+from .conftest import make_trainer, run_script, sgd
 
 
 def _fit(train, dm=None, epochs=3):
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(4), lr=0.05)
+    module = RegressionModule(LinearRegression(4), optimizer=sgd(0.05))
     trainer = make_trainer(max_epochs=epochs, log_every_n_steps=5, limit_val_batches=0)
     if dm is not None:
         trainer.fit(module, datamodule=dm)
@@ -23,26 +23,25 @@ def _fit(train, dm=None, epochs=3):
 
 
 def test_sliced_batches_train_exactly_like_a_dataloader_on_the_same_order():
-    dm = RegressionDataModule.synthetic(n_samples=1000, n_features=4, batch_size=64, val_fraction=0.0, seed=3)
+    dm = SyntheticDataModule(n_samples=1000, n_features=4, batch_size=64, val_fraction=0.0, seed=3)
     dm.setup("fit")
     x, y = dm.splits["train"]
     # The same per-epoch permutations (Lightning calls set_epoch on either sampler), one sample at a time.
-    loader = DataLoader(TensorDataset(x, y), batch_size=64, sampler=EpochSampler(len(x), shuffle=True, seed=3))
+    loader = DataLoader(TensorDataset(x, y), batch_size=64, sampler=EpochOrder(len(x), shuffle=True, seed=3))
     fast, slow = _fit(None, dm), _fit(loader)
     torch.testing.assert_close(fast, slow, rtol=1e-6, atol=1e-7)
 
 
 def test_same_seed_same_parameters_bitwise_and_another_seed_differs():
     def run(seed):
-        return _fit(None, RegressionDataModule.synthetic(n_samples=500, n_features=4, batch_size=32,
-                                                         val_fraction=0.0, seed=seed))
+        return _fit(None, SyntheticDataModule(n_samples=500, n_features=4, batch_size=32, val_fraction=0.0, seed=seed))
 
     assert torch.equal(run(1), run(1))
     assert not torch.equal(run(1), run(2))
 
 
 def test_benchmark_prints_one_table_with_every_path(tmp_path):
-    result = run_script("benchmark.py", "--data.n_samples", "4096", "--data.n_features", "4", "--data.batch_size", "256",
+    result = run_script("benchmark.py", "--n_samples", "4096", "--n_features", "4", "--batch_size", "256",
                         "--epochs", "3", "--repeats", "2", "--threads", "1",
                         "--paths", "loop", "dataloader", "package", "barebones", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -8,14 +8,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lr_lightning import RegressionModule
-from lr_lightning.core.cli import build_fit, parse_fit_args
+from lr_lightning.core.cli import build_run, parse
 
 
 def _fit(tmp_path, *flags):
-    args = parse_fit_args(["--log_dir", str(tmp_path / "logs"), "--progress_bar", "false", *flags])
-    dm, module, trainer = build_fit(args)
-    trainer.fit(module, datamodule=dm)
-    return dm, module, trainer
+    """The parts fit.py builds from these flags, trained (without its summary)."""
+    run = build_run(*parse("fit", ["--log_dir", str(tmp_path / "logs"), "--progress_bar", "false", *flags]))
+    run.trainer.fit(run.module, datamodule=run.dm)
+    return run.dm, run.module, run.trainer
 
 
 def _scalars(log_dir: Path) -> dict[str, list[float]]:
@@ -26,12 +26,12 @@ def _scalars(log_dir: Path) -> dict[str, list[float]]:
 
 def test_tensorboard_has_falling_loss_curves_and_a_real_hp_metric(tmp_path):
     _, _, trainer = _fit(tmp_path, "--data", "synthetic", "--data.n_samples", "500", "--max_epochs", "8",
-                         "--data.batch_size", "50")
+                         "--data.batch_size", "50", "--trainer.log_every_n_steps", "7")
     scalars = _scalars(Path(trainer.logger.log_dir))
     assert {"train/loss_step", "train/loss", "val/loss", "val/mae", "val/r2", "hp_metric"} <= set(scalars)
     per_step, per_epoch = scalars["train/loss_step"], scalars["train/loss"]
-    # 320 training samples in batches of 50: 7 steps an epoch, so log_every_n_steps drops from 50 to 7.
-    assert len(per_epoch) == 8 and len(per_step) == 8
+    # 400 training samples in batches of 50: 8 steps an epoch; a step's loss every 7 steps (--trainer.*).
+    assert len(per_epoch) == 8 and len(per_step) == 64 // 7
     # Measured: the epoch loss falls 7.2-fold, the step loss 8.0-fold.
     assert all(a > b for a, b in itertools.pairwise(per_epoch)) and per_epoch[-1] < per_epoch[0] / 5
     assert per_step[-1] < per_step[0] / 5
@@ -44,7 +44,7 @@ def test_hparams_of_module_and_data_reach_tensorboard(tmp_path):
     _, _, trainer = _fit(tmp_path, "--max_epochs", "2", "--optimizer.lr", "0.02")
     text = (Path(trainer.logger.log_dir) / "hparams.yaml").read_text()
     assert "lr: 0.02" in text and "class_path: lr_lightning.core.networks.LinearRegression" in text
-    assert "val_fraction" in text
+    assert "class_path: torch.optim.sgd.SGD" in text and "val_fraction" in text
 
 
 def test_checkpoints_last_and_best_by_val_loss(tmp_path):

@@ -1,3 +1,4 @@
+import functools
 import importlib
 import re
 import sys
@@ -9,8 +10,9 @@ import torch
 from torch import nn
 
 from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+from lr_lightning.core.data import SyntheticDataModule, TutorialDataModule
 
-from .conftest import make_trainer
+from .conftest import make_trainer, sgd
 
 
 class RecordEpochs(L.Callback):
@@ -27,29 +29,42 @@ def test_tutorial_parity_through_lightning():
     """x = 1..4, y = 2x, w = 0, lr 0.01, full batch: the tutorial's printed table."""
     model = LinearRegression(1, 1, bias=False)
     nn.init.zeros_(model.linear.weight)
-    dm = RegressionDataModule.tutorial()
+    dm = TutorialDataModule()
     record = RecordEpochs()
-    make_trainer(max_epochs=10, callbacks=[record], **dm.trainer_defaults()).fit(RegressionModule(model), datamodule=dm)
+    make_trainer(max_epochs=10, callbacks=[record]).fit(RegressionModule(model), datamodule=dm)
     w = [round(w, 3) for w, _ in record.rows]
     assert w == [0.300, 0.555, 0.772, 0.956, 1.113, 1.246, 1.359, 1.455, 1.537, 1.606]
     assert record.rows[0][1] == pytest.approx(30.0, rel=1e-6)  # loss in epoch 1, before its update
     assert record.rows[1][1] == pytest.approx(21.675, rel=1e-6)  # measured: 3.5e-8 off (float32)
 
 
-def test_default_optimizer_is_plain_sgd_with_exactly_lr():
-    opt = RegressionModule(LinearRegression(2), lr=0.05).configure_optimizers()
+def test_default_optimizer_is_plain_sgd_with_lr_001_and_any_other_is_injected():
+    opt = RegressionModule(LinearRegression(2)).configure_optimizers()
     assert type(opt) is torch.optim.SGD
     group = opt.param_groups[0]
-    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.05, 0.0, 0.0, False)
-    adam = RegressionModule(LinearRegression(2), optimizer="adam", lr=0.1).configure_optimizers()
-    assert type(adam) is torch.optim.Adam and adam.param_groups[0]["lr"] == 0.1
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.01, 0.0, 0.0, False)
+    for optimizer in (functools.partial(torch.optim.AdamW, lr=0.1), {"class_path": "AdamW", "init_args": {"lr": 0.1}},
+                      lambda params: torch.optim.AdamW(params, lr=0.1)):
+        module = RegressionModule(LinearRegression(2), optimizer=optimizer)
+        adamw = module.configure_optimizers()
+        assert type(adamw) is torch.optim.AdamW and adamw.param_groups[0]["lr"] == 0.1
+        # What trained it is recorded where it can be (a lambda cannot say).
+        recorded = module.hparams.optimizer
+        assert recorded is None if callable(optimizer) and not isinstance(optimizer, functools.partial) else \
+            recorded["class_path"].endswith("AdamW") and recorded["init_args"] == {"lr": 0.1}
 
 
 @pytest.mark.parametrize(
     ("kwargs", "words"),
-    [({"lr": 0.0}, "lr must be a finite number > 0"), ({"lr": float("nan")}, "lr must be a finite number > 0"),
-     ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; choose one of sgd, adam"),
-     ({"optimizer": "adam", "momentum": 0.9}, "momentum applies to sgd only")],
+    [({"optimizer": sgd(0.0)}, "optimizer: lr must be a finite number > 0"),
+     ({"optimizer": sgd(float("nan"))}, "optimizer: lr must be a finite number > 0"),
+     ({"optimizer": sgd(-1.0)}, "optimizer: Invalid learning rate: -1.0"),
+     ({"optimizer": {"class_path": "rmsprop"}}, "optimizer: 'rmsprop' is not one of torch.optim's classes"),
+     ({"optimizer": {"class_path": "SGD", "init_args": {"lr": 0.1, "betas": [0.9, 0.99]}}},
+      "optimizer: SGD.__init__() got an unexpected keyword argument 'betas'"),
+     ({"optimizer": 3}, "optimizer: expected a class, a callable or a recipe"),
+     ({"lr_scheduler": {"class_path": "StepLR"}}, "lr_scheduler: StepLR.__init__() missing 1 required positional"),
+     ({"compile": "yes"}, "compile must be true or false")],
 )
 def test_bad_settings_raise(kwargs, words):
     with pytest.raises(ValueError) as e:
@@ -57,11 +72,11 @@ def test_bad_settings_raise(kwargs, words):
     assert words in str(e.value)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam])
 def test_learns_known_weights_from_synthetic_data(optimizer):
-    dm = RegressionDataModule.synthetic(n_samples=2000, n_features=3, noise=0.05, seed=1, batch_size=64)
-    module = RegressionModule(LinearRegression(dm.n_features), lr=0.05, optimizer=optimizer)
-    make_trainer(max_epochs=15, **dm.trainer_defaults()).fit(module, datamodule=dm)
+    dm = SyntheticDataModule(n_samples=2000, n_features=3, noise=0.05, seed=1, batch_size=64)
+    module = RegressionModule(LinearRegression(dm.n_features), optimizer=functools.partial(optimizer, lr=0.05))
+    make_trainer(max_epochs=15).fit(module, datamodule=dm)
     # Measured: the weights 1.9e-3 off, the bias 6.4e-4.
     torch.testing.assert_close(module.model.linear.weight.detach().double(), dm.true_weight, atol=0.02, rtol=0)
     torch.testing.assert_close(module.model.linear.bias.detach().double(), dm.true_bias, atol=0.02, rtol=0)
@@ -83,9 +98,9 @@ def test_a_1d_prediction_against_a_column_target_is_refused():
 
 
 def test_logged_keys_and_exact_epoch_metrics():
-    dm = RegressionDataModule.synthetic(n_samples=230, noise=0.5, batch_size=32, val_fraction=0.2, test_fraction=0.1)
-    module = RegressionModule(LinearRegression(1), lr=0.1)
-    trainer = make_trainer(max_epochs=3, **dm.trainer_defaults())
+    dm = SyntheticDataModule(n_samples=230, noise=0.5, batch_size=32, val_fraction=0.2, test_fraction=0.1)
+    module = RegressionModule(LinearRegression(1), optimizer=sgd(0.1))
+    trainer = make_trainer(max_epochs=3, log_every_n_steps=5)
     trainer.fit(module, datamodule=dm)
     assert {"train/loss", "train/loss_step", "val/loss", "val/mae", "val/r2"} <= set(
         trainer.callback_metrics)
@@ -118,10 +133,10 @@ class RecordSteps(L.Callback):
 
 
 def test_epoch_train_loss_is_the_weighted_mean_of_that_epochs_steps():
-    dm = RegressionDataModule.synthetic(n_samples=100, noise=0.5, batch_size=32, val_fraction=0.0)  # 32, 32, 32, 4
+    dm = SyntheticDataModule(n_samples=100, noise=0.5, batch_size=32, val_fraction=0.0)  # 32, 32, 32, 4
     record = RecordSteps()
-    make_trainer(max_epochs=3, callbacks=[record], **dm.trainer_defaults()).fit(
-        RegressionModule(LinearRegression(1), lr=0.1), datamodule=dm)
+    make_trainer(max_epochs=3, callbacks=[record]).fit(
+        RegressionModule(LinearRegression(1), optimizer=sgd(0.1)), datamodule=dm)
     for steps, epoch_loss in zip(record.steps, record.epochs, strict=False):
         assert [n for _, n in steps] == [32, 32, 32, 4]
         expected = sum(loss * n for loss, n in steps) / 100
@@ -140,8 +155,8 @@ def test_predict_step_returns_predictions_in_row_order():
 
 
 def _fit_and_save(module, tmp_path):
-    dm = RegressionDataModule.synthetic(n_samples=100, n_features=2, val_fraction=0.2)
-    trainer = make_trainer(max_epochs=2, **dm.trainer_defaults())
+    dm = SyntheticDataModule(n_samples=100, n_features=2, val_fraction=0.2)
+    trainer = make_trainer(max_epochs=2)
     trainer.fit(module, datamodule=dm)
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
@@ -149,11 +164,11 @@ def _fit_and_save(module, tmp_path):
 
 
 def test_checkpoint_rebuilds_the_model_without_passing_it(tmp_path):
-    module = RegressionModule(LinearRegression(2, bias=False), lr=0.03, optimizer="adam")
+    module = RegressionModule(LinearRegression(2, bias=False), optimizer=functools.partial(torch.optim.Adam, lr=0.03))
     path = _fit_and_save(module, tmp_path)
     loaded = RegressionModule.load_from_checkpoint(path, weights_only=True)  # no pickled code needed
     assert isinstance(loaded.model, LinearRegression) and loaded.model.linear.bias is None
-    assert (loaded.hparams.lr, loaded.hparams.optimizer) == (0.03, "adam")
+    assert loaded.hparams.optimizer == {"class_path": "torch.optim.adam.Adam", "init_args": {"lr": 0.03}}
     x = torch.randn(7, 2)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), module(x))
@@ -298,8 +313,8 @@ def test_trusted_classes_are_built_and_trust_is_never_saved(saved, tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["lr_lightning.core.networks.LinearRegression", print, dict])
-def test_trusted_takes_nn_module_classes_only(bad):
-    with pytest.raises(ValueError, match=r"trusted: expected nn.Module classes, got "):
+def test_trusted_takes_nn_module_optimizer_or_scheduler_classes_only(bad):
+    with pytest.raises(ValueError, match=r"trusted: expected nn.Module, optimizer or scheduler classes, got "):
         RegressionModule(LinearRegression(1), trusted=[bad])
 
 
@@ -373,8 +388,9 @@ def test_a_bad_normalization_is_one_clear_error(saved, tmp_path, spec, words):
 
 
 def test_a_valid_normalization_is_applied():
-    module = RegressionModule(LinearRegression(2, bias=False), normalization=_spec())
+    module = RegressionModule(LinearRegression(2), normalization=_spec())  # centred: a model with an intercept
     nn.init.ones_(module.model.linear.weight)
+    nn.init.zeros_(module.model.linear.bias)
     with torch.no_grad():  # ((x - mean) / scale) summed, then * 4 + 1
         assert module(torch.tensor([[2.5, 2.0]])).item() == pytest.approx(((2.5 - 0.5) / 2 + 3.0 / 3) * 4 + 1)
 

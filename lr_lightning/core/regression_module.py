@@ -98,13 +98,19 @@ class RegressionModule(L.LightningModule):
         """
         super().__init__()
         trusted = tuple(trusted)
-        if strays := [c for c in trusted if not isinstance(c, type)]:  # a string or a function would widen trust
-            raise ValueError(f"trusted: expected classes (nn.Module networks, torch optimizers), got {strays[0]!r}")
+        kinds = (nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler,
+                 torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if strays := [c for c in trusted if not (isinstance(c, type) and issubclass(c, kinds))]:
+            # A string or a function would widen trust to whatever it resolves to.
+            raise ValueError(f"trusted: expected nn.Module, optimizer or scheduler classes, got {strays[0]!r}")
         networks = [c for c in trusted if issubclass(c, nn.Module)]
         if not isinstance(compile, bool):
             raise ValueError(f"compile must be true or false, got {compile!r}")
         if weights_dtype not in (None, "float32", "float64"):
             raise ValueError(f"weights_dtype must be float32 or float64, got {weights_dtype!r}")
+        if model is None:
+            raise ValueError("model: no network given (a checkpoint that does not record how to build its network "
+                             "needs it: RegressionModule.load_from_checkpoint(path, model=...))")
         self.model = build_model(model, networks) if isinstance(model, Mapping) else model
         if not isinstance(self.model, nn.Module):
             raise ValueError(f"model: expected an nn.Module or a recipe {{'class_path': ..., 'init_args': ...}}, "
