@@ -20,7 +20,7 @@ from torch import nn
 from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule
 from lr_lightning.core.callbacks import claim_version
 from lr_lightning.core.cli import fit_main
-from lr_lightning.core.figures import TensorBoardFigures
+from lr_lightning.core.callbacks import TensorBoardFigures
 
 from .conftest import ROOT, SHARED, make_trainer, run_main, run_script
 

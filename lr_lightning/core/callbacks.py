@@ -8,6 +8,8 @@
 - :class:`StopOnSignal` ends a run on SIGINT (Ctrl-C) or SIGTERM (what job schedulers send before they kill) at
   the end of the step in flight, with a resumable ``last.ckpt``, by raising ``runs.Interrupted``.
 - :class:`ProgressLines` says how far a long run is when there is no progress bar (a log file, a pipe).
+- :class:`TensorBoardFigures` logs figures of the fit and weight histograms a few times per run; :class:`LossHistory`
+  keeps each epoch's losses for ``fit.py --plot``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lr_lightning.core.figures import fit_figure, have_matplotlib, held_out, predict, predictions_figure
 from lr_lightning.core.runs import Interrupted, threading_is_main
 
 
@@ -241,5 +245,52 @@ class ProgressLines(L.Callback):
         print(f"{line}, {now - self.start:.0f} s", file=sys.stderr, flush=True)
 
 
+class TensorBoardFigures(L.Callback):
+    """Figures and weight histograms in TensorBoard, ``times`` times per run (at evenly spaced epochs' ends,
+    the last one included; ``times >= max_epochs``: every epoch).
+
+    Drawing a figure takes about 0.1 s, more than a whole epoch of a small model: a figure every epoch would
+    make drawing the main cost of training (the tutorial's 100 epochs: 1.3 s of training, 20 s of figures).
+    """
+
+    def __init__(self, times: int = 5) -> None:
+        if not (isinstance(times, int) and not isinstance(times, bool) and times >= 0):
+            raise ValueError(f"figures must be a whole number >= 0 (0: none), got {times!r}")
+        self.times = times
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.times < 1:  # figures off; also no division by zero below
+            return
+        experiment = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else self.times
+        every = max(1, epochs // self.times)
+        last = trainer.current_epoch + 1 >= epochs
+        if experiment is None or not ((trainer.current_epoch + 1) % every == 0 or last):
+            return
+        step = trainer.global_step
+        for name, p in module.named_parameters():
+            experiment.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
+        dm = trainer.datamodule
+        if not have_matplotlib() or dm is None:
+            return
+        split, x, y = held_out(dm)
+        preds = predict(module, x).numpy()
+        title = f"epoch {trainer.current_epoch + 1}, {split} rows"
+        experiment.add_figure(f"{split}/predictions", predictions_figure(y.numpy(), preds, dm.target_names, title),
+                              step)
+        if x.shape[1] == 1:
+            experiment.add_figure(f"{split}/fit", fit_figure(module, x.numpy(), y.numpy(), (
+                dm.feature_names[0], dm.target_names[0]), title), step)
 
 
+class LossHistory(L.Callback):
+    """Each epoch's ``train/loss`` and ``val/loss`` (after its validation), for :func:`save_png`."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[str, list[tuple[int, float]]] = {"train/loss": [], "val/loss": []}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        for key, points in self.epochs.items():
+            if key in trainer.callback_metrics:
+                points.append((trainer.current_epoch + 1, float(trainer.callback_metrics[key])))

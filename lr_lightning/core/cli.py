@@ -337,7 +337,8 @@ class Run:
         if trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
             print_summary(self, seconds, before, metrics)
             if self.cfg.plot is not None:
-                from lr_lightning.core.figures import LossHistory, save_png
+                from lr_lightning.core.callbacks import LossHistory
+                from lr_lightning.core.figures import save_png
 
                 history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
                 print(f"Plot: {show(save_png(self.cfg.plot, history, module, dm))}")
@@ -350,8 +351,15 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from lr_lightning.core.callbacks import DivergenceGuard, ProgressLines, SaveLast, StopOnSignal
-    from lr_lightning.core.figures import LossHistory, TensorBoardFigures, have_matplotlib
+    from lr_lightning.core.callbacks import (
+        DivergenceGuard,
+        LossHistory,
+        ProgressLines,
+        SaveLast,
+        StopOnSignal,
+        TensorBoardFigures,
+    )
+    from lr_lightning.core.figures import have_matplotlib
 
     _check_flags(cfg)
     if cfg.plot is not None and not have_matplotlib():

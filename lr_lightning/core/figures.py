@@ -1,10 +1,10 @@
 """Pictures of a fit: in TensorBoard while training, and in a PNG for people who do not open TensorBoard.
 
-- :class:`TensorBoardFigures` logs, a few times per run, predictions against targets on held-out rows (one
-  panel per output), the fitted curve over the data points when there is one input column, and a histogram
-  of every parameter tensor.
-- :class:`LossHistory` keeps each epoch's ``train/loss`` and ``val/loss``; :func:`save_png` draws them beside
-  the fit (``scripts/fit.py --plot out.png``).
+- :func:`predictions_figure` and :func:`fit_figure` draw predictions against targets on held-out rows (one panel
+  per output) and the fitted curve over the data points when there is one input column; the callback
+  ``callbacks.TensorBoardFigures`` logs them a few times per run.
+- :func:`save_png` draws the loss curves that ``callbacks.LossHistory`` kept beside the fit
+  (``scripts/fit.py --plot out.png``).
 
 matplotlib is an optional extra (``pip install lr-lightning[plots]``): without it the figures are skipped and
 the histograms (TensorBoard's own) are still logged. Figures are drawn with matplotlib's object API on the Agg
@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -94,60 +92,13 @@ def _fit_panel(ax: Axes, module: L.LightningModule, x: np.ndarray, y: np.ndarray
     ax.legend()
 
 
-class TensorBoardFigures(L.Callback):
-    """Figures and weight histograms in TensorBoard, ``times`` times per run (at evenly spaced epochs' ends,
-    the last one included; ``times >= max_epochs``: every epoch).
-
-    Drawing a figure takes about 0.1 s, more than a whole epoch of a small model: a figure every epoch would
-    make drawing the main cost of training (the tutorial's 100 epochs: 1.3 s of training, 20 s of figures).
-    """
-
-    def __init__(self, times: int = 5) -> None:
-        if not (isinstance(times, int) and not isinstance(times, bool) and times >= 0):
-            raise ValueError(f"figures must be a whole number >= 0 (0: none), got {times!r}")
-        self.times = times
-
-    @rank_zero_only
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if self.times < 1:  # figures off; also no division by zero below
-            return
-        experiment = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else self.times
-        every = max(1, epochs // self.times)
-        last = trainer.current_epoch + 1 >= epochs
-        if experiment is None or not ((trainer.current_epoch + 1) % every == 0 or last):
-            return
-        step = trainer.global_step
-        for name, p in module.named_parameters():
-            experiment.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
-        dm = trainer.datamodule
-        if not have_matplotlib() or dm is None:
-            return
-        split, x, y = held_out(dm)
-        preds = predict(module, x).numpy()
-        title = f"epoch {trainer.current_epoch + 1}, {split} rows"
-        experiment.add_figure(f"{split}/predictions", predictions_figure(y.numpy(), preds, dm.target_names, title),
-                              step)
-        if x.shape[1] == 1:
-            experiment.add_figure(f"{split}/fit", fit_figure(module, x.numpy(), y.numpy(), (
-                dm.feature_names[0], dm.target_names[0]), title), step)
 
 
-class LossHistory(L.Callback):
-    """Each epoch's ``train/loss`` and ``val/loss`` (after its validation), for :func:`save_png`."""
-
-    def __init__(self) -> None:
-        self.epochs: dict[str, list[tuple[int, float]]] = {"train/loss": [], "val/loss": []}
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        for key, points in self.epochs.items():
-            if key in trainer.callback_metrics:
-                points.append((trainer.current_epoch + 1, float(trainer.callback_metrics[key])))
 
 
-def save_png(path: str | Path, history: LossHistory, module: L.LightningModule, dm: Any) -> Path:
-    """The loss curves beside the fit (the curve over the points for one input column, else predicted against
-    actual for the first output), as a PNG."""
+def save_png(path: str | Path, history: Any, module: L.LightningModule, dm: Any) -> Path:
+    """The loss curves (``history``: a ``callbacks.LossHistory``) beside the fit (the curve over the points for one
+    input column, else predicted against actual for the first output), as a PNG."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
