@@ -247,7 +247,8 @@ class RegressionModule(L.LightningModule):
         for key, what in (("model", "network"), ("optimizer", "optimizer"), ("lr_scheduler", "lr_scheduler"),
                           ("normalization", "feature map (standardize/polynomial_degree)")):
             if key in saved and saved[key] != self.hparams.get(key):
-                there, here = _describe(key, saved[key]), _describe(key, self.hparams.get(key))
+                there, here = _describe(key, saved[key], self.hparams.get(key)), \
+                    _describe(key, self.hparams.get(key), saved[key])
                 differs.append(f"the {what}: " + (f"{there} there, {here} here" if there != here else
                                                   f"{here}, but fitted to other data (its statistics differ)"))
         data = checkpoint.get("datamodule_hyper_parameters") or {}
@@ -450,11 +451,18 @@ def _factory(value: Any, what: str, trusted: tuple[type, ...]) -> Any:
                      f"got {_short(value)}")
 
 
-def _describe(key: str, value: Any) -> str:
-    """A hyperparameter as a person reads it in a one-line message."""
+def _describe(key: str, value: Any, other: Any = None) -> str:
+    """A hyperparameter as a person reads it in a one-line message; a recipe of the same class as ``other`` shows
+    only the arguments that differ (an optimizer has a dozen)."""
     if key in ("model", "optimizer", "lr_scheduler") and isinstance(value, Mapping):
-        args = ", ".join(f"{k}={v}" for k, v in (value.get("init_args") or {}).items())
-        return f"{str(value.get('class_path', '?')).rpartition('.')[2]}({args})"
+        args = value.get("init_args") or {}
+        name = str(value.get("class_path", "?")).rpartition(".")[2]
+        if isinstance(other, Mapping) and str(other.get("class_path", "")).rpartition(".")[2] != name:
+            return name  # another class: its name says enough
+        if isinstance(other, Mapping):
+            theirs = other.get("init_args") or {}
+            args = {k: v for k, v in args.items() if theirs.get(k, object()) != v}
+        return f"{name}({', '.join(f'{k}={v}' for k, v in args.items())})"
     if key == "normalization":
         if not value:
             return "none"
