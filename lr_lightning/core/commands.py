@@ -36,19 +36,69 @@ class Parser(jsonargparse.ArgumentParser):
 
 
 def one_line(message: str) -> str:
-    """A jsonargparse message as one line: nested ``Parser key "a": ... Parser key "b": ...`` becomes ``--a.b: ...``.
+    """A jsonargparse message as one line: nested ``Parser key "a": ... Parser key "b": ...`` becomes ``--a.b: ...``,
+    and its type reports (a Union's list of subtypes and errors, a restricted type, a Literal, a yes/no switch)
+    become ``expected ..., got ...``.
 
     >>> one_line('Parser key "data":\\n  Problem with given class_path \\'x.DM\\':\\n    Parser key "batch_size":\\n'
     ...          '      Expected a <class \\'int\\'>. Got value: x')
     "--data.batch_size: expected int, got 'x'"
+    >>> one_line('Parser key "stop_below":\\n  Does not validate against any of the Union subtypes\\n'
+    ...          "  Subtypes: [<class 'float'>, <class 'NoneType'>]\\n  Errors:\\n    - Expected a <class 'float'>\\n"
+    ...          "    - Expected a <class 'NoneType'>\\n  Given value type: <class 'str'>\\n  Given value: x")
+    "--stop_below: expected float or null, got 'x'"
+    >>> one_line('Parser key "lr":\\n  Not of type PositiveFloat: 0 does not conform to restriction v>0')
+    "--lr: expected a number > 0, got '0'"
+    >>> one_line("argument --bias/--no_bias: invalid _boolean_type value: 'maybe'")
+    "--bias: expected true or false, got 'maybe'"
     """
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
     keys = [m.group(1) for line in lines if (m := re.fullmatch(r'Parser key "([^"]+)":', line))]
     rest = [line for line in lines if not re.fullmatch(r'Parser key "[^"]+":', line)
             and not line.startswith("Problem with given class_path")]
-    text = " ".join(rest) or " ".join(lines)
-    text = re.sub(r"Expected a <class '(\w+)'>\. Got value: (.*)$", r"expected \1, got '\2'", text)
+    if rest and rest[0].startswith("Does not validate against any of the Union subtypes"):
+        text = _union(rest)
+    else:
+        text = _expected(" ".join(rest) or " ".join(lines))
+    if m := re.fullmatch(r"argument (--[\w.]+)(?:/--[\w.]+)?: invalid _boolean_type value: (.*)", text):
+        return f"{m.group(1)}: expected true or false, got {m.group(2)}"
     return (f"--{'.'.join(keys)}: " if keys else "") + text
+
+
+# jsonargparse.typing's restricted numbers, as a person says them.
+_RESTRICTED = {"PositiveInt": "a whole number > 0", "NonNegativeInt": "a whole number >= 0",
+               "PositiveFloat": "a number > 0", "NonNegativeFloat": "a number >= 0",
+               "ClosedUnitInterval": "a number in [0, 1]", "OpenUnitInterval": "a number in (0, 1)"}
+
+
+def _expected(text: str) -> str:
+    """One of jsonargparse's type reports as ``expected KIND, got 'VALUE'`` (unchanged when it is none of them)."""
+    text = re.sub(r"Expected a <class 'list'>\. Got value: (.*)$", r"expected a list [a, b, ...], got '\1'", text)
+    text = re.sub(r"Expected a <class '(\w+)'>\. Got value: (.*)$", r"expected \1, got '\2'", text)
+    text = re.sub(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)$",
+                  lambda m: f"expected one of {m.group(1).replace(chr(39), '')}, got '{m.group(2)}'", text)
+    return re.sub(r"Not of type (\w+): (.*) does not conform to restriction .*$",
+                  lambda m: f"expected {_RESTRICTED.get(m.group(1), m.group(1))}, got '{m.group(2)}'", text)
+
+
+def _union(lines: list[str]) -> str:
+    """A Union's report (``Optional[float]`` and the like): what each non-None member expected, then the value."""
+    errors = [line[2:] for line in lines if line.startswith("- ")]
+    given = next((line.partition(": ")[2] for line in lines if line.startswith("Given value: ")), "?")
+    quoted = any(line == "Given value type: <class 'str'>" for line in lines)
+    kinds = []
+    for error in errors:
+        if "NoneType" in error:
+            continue
+        if m := re.match(r"Not of type (\w+):", error):
+            kinds.append(_RESTRICTED.get(m.group(1), m.group(1)))
+        elif m := re.fullmatch(r"Expected (?:a )?<class '(\w+)'>", error):
+            kinds.append(m.group(1))
+        else:
+            kinds.append(re.sub(r"^Expected ", "", error))
+    if len(kinds) < len(errors):
+        kinds.append("null")
+    return f"expected {' or '.join(kinds)}, got " + (f"'{given}'" if quoted else given)
 
 
 def entry_point(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
