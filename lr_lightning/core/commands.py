@@ -49,6 +49,8 @@ def one_line(message: str) -> str:
     "--stop_below: expected float or null, got 'x'"
     >>> one_line('Parser key "lr":\\n  Not of type PositiveFloat: 0 does not conform to restriction v>0')
     "--lr: expected a number > 0, got '0'"
+    >>> one_line('Parser key "epochs":\\n  Not of type PositiveInt: invalid literal for int() with base 10: \\'x\\'')
+    "--epochs: expected a whole number > 0, got 'x'"
     >>> one_line("argument --bias/--no_bias: invalid _boolean_type value: 'maybe'")
     "--bias: expected true or false, got 'maybe'"
     """
@@ -73,12 +75,17 @@ _RESTRICTED = {"PositiveInt": "a whole number > 0", "NonNegativeInt": "a whole n
 
 def _expected(text: str) -> str:
     """One of jsonargparse's type reports as ``expected KIND, got 'VALUE'`` (unchanged when it is none of them)."""
-    text = re.sub(r"Expected a <class 'list'>\. Got value: (.*)$", r"expected a list [a, b, ...], got '\1'", text)
-    text = re.sub(r"Expected a <class '(\w+)'>\. Got value: (.*)$", r"expected \1, got '\2'", text)
+    text = re.sub(r"Expected a <class '(?:[\w.]+\.)?(?:list|Sequence|tuple)'>\. Got value: (.*)$",
+                  r"expected a list [a, b, ...], got '\1'", text)
+    text = re.sub(r"Expected a <class '(?:[\w.]+\.)?(\w+)'>\. Got value: (.*)$", r"expected \1, got '\2'", text)
     text = re.sub(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)$",
                   lambda m: f"expected one of {m.group(1).replace(chr(39), '')}, got '{m.group(2)}'", text)
-    return re.sub(r"Not of type (\w+): (.*) does not conform to restriction .*$",
-                  lambda m: f"expected {_RESTRICTED.get(m.group(1), m.group(1))}, got '{m.group(2)}'", text)
+    if m := re.fullmatch(r"Not of type (\w+): (.*)", text):  # a restricted type: out of range, or not a number
+        kind, detail = _RESTRICTED.get(m.group(1), m.group(1)), m.group(2)
+        if value := re.fullmatch(r"(.*) does not conform to restriction .*", detail) or re.search(r": '(.*)'$", detail):
+            return f"expected {kind}, got '{value.group(1)}'"
+        return f"expected {kind} ({detail})"
+    return text
 
 
 def _union(lines: list[str]) -> str:
