@@ -90,6 +90,7 @@ def test_first_disagreement_names_the_epoch():
     assert first_disagreement(runs).startswith("epoch 3: module w = ")
 
 
+@pytest.mark.slow  # 5 s: a new Python imports torch and Lightning
 def test_script_prints_the_table_and_agrees(tmp_path):
     result = run_script("from_scratch.py", "--buggy_gradient", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
