@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lr_lightning.core.cli import fit_main, predict_main
+from lr_lightning.exact.nist import main as nist_main
 
 from .conftest import ROOT, run_main, run_script
 
@@ -136,14 +137,30 @@ def test_standardized_polynomial_fit_predicts_from_raw_inputs(tmp_path):
     assert values == pytest.approx([1.0, 2.5], abs=1e-6)  # raw x in, original units out (measured: exact)
 
 
+@pytest.mark.slow  # 10 s: eleven datasets, each trained twice, in a new Python
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "nist-strd").is_dir(), reason="NIST StRD data not found")
 def test_nist_script_prints_a_row_per_dataset(tmp_path):
-    result = run_script("nist.py", "--lbfgs-epochs", "3", "--sgd-epochs", "3", cwd=tmp_path)
+    result = run_script("nist.py", "--lbfgs_epochs", "3", "--sgd_epochs", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] and line.split()[0] in
             ("Norris", "Pontius", "NoInt1", "NoInt2", "Longley", "Filip", "Wampler1", "Wampler2", "Wampler3",
              "Wampler4", "Wampler5")]
     assert len(rows) == 11 and all(float(r[3]) >= 9 for r in rows)  # least_squares column; measured: >= 9.3
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--lbfgs_epochs", "0"], ["--lbfgs_epochs: expected a whole number > 0, got '0'"]),
+    (["--sgd_epochs", "many"], ["--sgd_epochs: expected a whole number > 0, got 'many'"]),
+    (["--data_dir", "nowhere"], ["--data_dir nowhere: no such folder (the NIST StRD .dat files)"]),
+    (["--data-dir", "."], ["unrecognized arguments: --data-dir"]),
+])
+def test_nist_flag_errors_are_one_line(tmp_path, flags, words):
+    _one_error_line(run_main(nist_main, *flags, cwd=tmp_path), *words)
+
+
+def test_nist_data_dir_without_the_files_is_one_line(tmp_path):
+    (tmp_path / "Norris.dat").write_text("not the file\n")
+    _one_error_line(run_main(nist_main, "--data_dir", str(tmp_path), cwd=tmp_path), "no Pontius.dat, NoInt1.dat")
 
 
 def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path):
