@@ -99,10 +99,10 @@ def _union(lines: list[str]) -> str:
             continue
         if m := re.match(r"Not of type (\w+):", error):
             kinds.append(_RESTRICTED.get(m.group(1), m.group(1)))
-        elif m := re.fullmatch(r"Expected (?:a )?<class '(\w+)'>", error):
-            kinds.append(m.group(1))
-        else:
-            kinds.append(re.sub(r"^Expected ", "", error))
+        elif m := re.fullmatch(r"Expected (?:a )?<class '(?:[\w.]+\.)?(\w+)'>", error):
+            kinds.append("a list [a, b, ...]" if m.group(1) in ("list", "Sequence", "tuple") else m.group(1))
+        else:  # "Expected a tuple with 2 elements", a Literal's report, ...
+            kinds.append(re.sub(r"^[Ee]xpected ", "", _expected(error).split(", got ")[0]))
     if len(kinds) < len(errors):
         kinds.append("null")
     return f"expected {' or '.join(kinds)}, got " + (f"'{given}'" if quoted else given)
