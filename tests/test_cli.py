@@ -1,6 +1,7 @@
 """scripts/fit.py and scripts/predict.py as a user runs them: in a subprocess where the process is the point (start-up,
 quiet output, pipes), else their main() in this process (run_main), which skips a new Python's imports."""
 
+import json
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from lr_lightning.benchmark.speed import main as benchmark_main
 from lr_lightning.core.cli import fit_main, predict_main
 from lr_lightning.exact.nist import main as nist_main
 
@@ -161,6 +163,32 @@ def test_nist_flag_errors_are_one_line(tmp_path, flags, words):
 def test_nist_data_dir_without_the_files_is_one_line(tmp_path):
     (tmp_path / "Norris.dat").write_text("not the file\n")
     _one_error_line(run_main(nist_main, "--data_dir", str(tmp_path), cwd=tmp_path), "no Pontius.dat, NoInt1.dat")
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--batch_size", "0"], ["--batch_size: expected a whole number > 0, got '0'"]),
+    (["--paths", "[loop,fast]"], ["--paths: expected one of loop, dataloader, package, barebones, got 'fast'"]),
+    (["--paths", "loop", "package"], ["--paths: expected a list [a, b, ...], got 'loop'"]),
+    (["--paths", "[]"], ["--paths: expected at least one path, got []"]),
+    (["--files", "small"], ["--files: expected a list [a, b, ...] or null, got 'small'"]),
+    (["--files", "[missing.npy,big]"], ["--files: missing.npy: no such file"]),
+    (["--n-samples", "10"], ["unrecognized arguments: --n-samples"]),
+])
+def test_benchmark_flag_errors_are_one_line(tmp_path, flags, words):
+    _one_error_line(run_main(benchmark_main, *flags, cwd=tmp_path), *words)
+
+
+def test_benchmark_files_runs_each_mode_through_the_package(tmp_path):
+    """The child run that --files starts in a fresh process per mode (--one_run), here in this one."""
+    from lr_lightning.core.data.memmap import write_synthetic
+
+    write_synthetic(tmp_path / "data", 3000, 2, shard_rows=1024)
+    for mode in ("in-memory", "memory-mapped"):
+        result = run_main(benchmark_main, "--one_run", json.dumps([str(tmp_path / "data"), mode]), "--epochs", "2",
+                          "--batch_size", "512", "--lr", "0.1", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout.strip().splitlines()[-1])
+        assert len(out["times"]) == 2 and out["peak"] > 0 and 0 < out["loss"] < 5, out
 
 
 def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path):
