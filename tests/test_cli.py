@@ -191,6 +191,18 @@ def test_benchmark_files_runs_each_mode_through_the_package(tmp_path):
         assert len(out["times"]) == 2 and out["peak"] > 0 and 0 < out["loss"] < 5, out
 
 
+@pytest.mark.parametrize(("script", "flags", "line"), [
+    ("from_scratch.py", ["--lr", "-1"], "error: --lr: expected a number > 0, got '-1' (see --help)"),
+    ("nist.py", ["--sgd_epochs", "1.5"], "error: --sgd_epochs: expected a whole number > 0, got '1.5' (see --help)"),
+    pytest.param("benchmark.py", ["--epochs", "x"],
+                 "error: --epochs: expected a whole number > 0, got 'x' (see --help)",
+                 marks=pytest.mark.slow),  # 6 s: speed.py imports torch and Lightning before it parses
+])
+def test_the_scripts_answer_a_bad_flag_with_one_line(tmp_path, script, flags, line):
+    result = run_script(script, *flags, cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr.splitlines()) == (2, "", [line])
+
+
 def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path):
     # In this process (run_main): what is tested is what predict.py reads, not how a process starts.
     rows = "".join(f"{u},{v},{3 * u - 2 * v + 1}\n" for u, v in zip(range(10), [0, 3, 1, 4, 1, 5, 9, 2, 6, 5],
