@@ -80,6 +80,16 @@ def test_help_answers_without_importing_torch_or_lightning():
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.parametrize(("module", "flag"), [("lr_lightning.tutorial.cli", "--buggy_gradient"),
+                                            ("lr_lightning.exact.nist", "--lbfgs_epochs")])
+def test_from_scratch_and_nist_help_answer_without_importing_torch(module, flag):
+    code = (f"import sys\nfrom {module} import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0\nprint(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert flag in result.stdout and result.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_requested_without_gpu_is_one_clear_line(tmp_path):
     _one_error_line(run_main(fit_main, "--accelerator", "gpu", cwd=tmp_path), "--accelerator gpu", "no GPU")
