@@ -3,7 +3,7 @@
 
 import sys
 
-from lr_lightning.core.cli import benchmark_main
+from lr_lightning.benchmark.speed import main
 
 if __name__ == "__main__":
-    sys.exit(benchmark_main())
+    sys.exit(main())

@@ -3,7 +3,7 @@
 
 import sys
 
-from lr_lightning.core.cli import from_scratch_main
+from lr_lightning.tutorial.cli import main
 
 if __name__ == "__main__":
-    sys.exit(from_scratch_main())
+    sys.exit(main())

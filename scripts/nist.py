@@ -3,7 +3,7 @@
 
 import sys
 
-from lr_lightning.core.cli import nist_main
+from lr_lightning.exact.nist import main
 
 if __name__ == "__main__":
-    sys.exit(nist_main())
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """scripts/fit.py, evaluate.py and predict.py as a user runs them: in a subprocess where the process is the point
 (start-up, quiet output, pipes), else their main() in this process (run_main), which skips a new Python's imports."""
 
+import json
 import re
 import subprocess
 import sys
@@ -11,8 +12,10 @@ import pytest
 import torch
 import yaml
 
+from lr_lightning.benchmark.speed import main as benchmark_main
 from lr_lightning.core.cli import evaluate_main, fit_main
 from lr_lightning.core.predict import predict_main
+from lr_lightning.exact.nist import main as nist_main
 
 from .conftest import LBFGS, ROOT, run_main, run_script
 
@@ -134,6 +137,16 @@ def test_help_names_the_flags_and_the_classes_briefly():
     assert len(result.stdout.splitlines()) < 600
 
 
+@pytest.mark.parametrize(("module", "flag"), [("lr_lightning.tutorial.cli", "--buggy_gradient"),
+                                            ("lr_lightning.exact.nist", "--lbfgs_epochs")])
+def test_from_scratch_and_nist_help_answer_without_importing_torch(module, flag):
+    code = (f"import sys\nfrom {module} import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0\nprint(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert flag in result.stdout and result.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_requested_without_gpu_is_one_clear_line(tmp_path):
     _one_error_line(run_main(fit_main, "--accelerator", "gpu", cwd=tmp_path), "--accelerator gpu", "no GPU")
@@ -210,6 +223,70 @@ def test_standardized_polynomial_fit_predicts_from_raw_inputs(tmp_path):
     assert pred.returncode == 0, pred.stderr
     values = [float(line.split(",")[1]) for line in pred.stdout.strip().splitlines()[1:]]
     assert values == pytest.approx([1.0, 2.5], abs=1e-6)  # raw x in, original units out (measured: exact)
+
+
+@pytest.mark.slow  # 10 s: eleven datasets, each trained twice, in a new Python
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "nist-strd").is_dir(), reason="NIST StRD data not found")
+def test_nist_script_prints_a_row_per_dataset(tmp_path):
+    result = run_script("nist.py", "--lbfgs_epochs", "3", "--sgd_epochs", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] and line.split()[0] in
+            ("Norris", "Pontius", "NoInt1", "NoInt2", "Longley", "Filip", "Wampler1", "Wampler2", "Wampler3",
+             "Wampler4", "Wampler5")]
+    assert len(rows) == 11 and all(float(r[3]) >= 9 for r in rows)  # least_squares column; measured: >= 9.3
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--lbfgs_epochs", "0"], ["--lbfgs_epochs: expected a whole number > 0, got '0'"]),
+    (["--sgd_epochs", "many"], ["--sgd_epochs: expected a whole number > 0, got 'many'"]),
+    (["--data_dir", "nowhere"], ["--data_dir nowhere: no such folder (the NIST StRD .dat files)"]),
+    (["--data-dir", "."], ["unrecognized arguments: --data-dir"]),
+])
+def test_nist_flag_errors_are_one_line(tmp_path, flags, words):
+    _one_error_line(run_main(nist_main, *flags, cwd=tmp_path), *words)
+
+
+def test_nist_data_dir_without_the_files_is_one_line(tmp_path):
+    (tmp_path / "Norris.dat").write_text("not the file\n")
+    _one_error_line(run_main(nist_main, "--data_dir", str(tmp_path), cwd=tmp_path), "no Pontius.dat, NoInt1.dat")
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--batch_size", "0"], ["--batch_size: expected a whole number > 0, got '0'"]),
+    (["--paths", "[loop,fast]"], ["--paths: expected one of loop, dataloader, package, barebones, got 'fast'"]),
+    (["--paths", "loop", "package"], ["--paths: expected a list [a, b, ...], got 'loop'"]),
+    (["--paths", "[]"], ["--paths: expected at least one path, got []"]),
+    (["--files", "small"], ["--files: expected a list [a, b, ...] or null, got 'small'"]),
+    (["--files", "[missing.npy,big]"], ["--files: missing.npy: no such file"]),
+    (["--n-samples", "10"], ["unrecognized arguments: --n-samples"]),
+])
+def test_benchmark_flag_errors_are_one_line(tmp_path, flags, words):
+    _one_error_line(run_main(benchmark_main, *flags, cwd=tmp_path), *words)
+
+
+def test_benchmark_files_runs_each_mode_through_the_package(tmp_path):
+    """The child run that --files starts in a fresh process per mode (--one_run), here in this one."""
+    from lr_lightning.core.data.memmap import write_synthetic
+
+    write_synthetic(tmp_path / "data", 3000, 2, shard_rows=1024)
+    for mode in ("in-memory", "memory-mapped"):
+        result = run_main(benchmark_main, "--one_run", json.dumps([str(tmp_path / "data"), mode]), "--epochs", "2",
+                          "--batch_size", "512", "--lr", "0.1", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout.strip().splitlines()[-1])
+        assert len(out["times"]) == 2 and out["peak"] > 0 and 0 < out["loss"] < 5, out
+
+
+@pytest.mark.parametrize(("script", "flags", "line"), [
+    ("from_scratch.py", ["--lr", "-1"], "error: --lr: expected a number > 0, got '-1' (see --help)"),
+    ("nist.py", ["--sgd_epochs", "1.5"], "error: --sgd_epochs: expected a whole number > 0, got '1.5' (see --help)"),
+    pytest.param("benchmark.py", ["--epochs", "x"],
+                 "error: --epochs: expected a whole number > 0, got 'x' (see --help)",
+                 marks=pytest.mark.slow),  # 6 s: speed.py imports torch and Lightning before it parses
+])
+def test_the_scripts_answer_a_bad_flag_with_one_line(tmp_path, script, flags, line):
+    result = run_script(script, *flags, cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr.splitlines()) == (2, "", [line])
 
 
 def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path):

@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -40,10 +41,11 @@ def test_same_seed_same_parameters_bitwise_and_another_seed_differs():
     assert not torch.equal(run(1), run(2))
 
 
+@pytest.mark.slow  # 8 s: a new Python, four paths twice
 def test_benchmark_prints_one_table_with_every_path(tmp_path):
     result = run_script("benchmark.py", "--n_samples", "4096", "--n_features", "4", "--batch_size", "256",
                         "--epochs", "3", "--repeats", "2", "--threads", "1",
-                        "--paths", "loop", "dataloader", "package", "barebones", cwd=tmp_path)
+                        "--paths", "[loop, dataloader, package, barebones]", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
         r"^(loop|dataloader|package|barebones)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)x\s+([\d.]+)$", result.stdout, re.M)}

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from lr_lightning.core.cli import from_scratch_main
 from lr_lightning.tutorial import from_scratch
+from lr_lightning.tutorial.cli import main as from_scratch_main
 from lr_lightning.tutorial.from_scratch import (
     Step,
     autograd_stage,
@@ -15,7 +15,7 @@ from lr_lightning.tutorial.from_scratch import (
     run_stages,
 )
 
-from .conftest import run_script
+from .conftest import run_main, run_script
 
 TUTORIAL = {"x": [1.0, 2.0, 3.0, 4.0], "y": [2.0, 4.0, 6.0, 8.0]}
 STAGE_NAMES = ["numpy", "autograd", "optimizer", "module", "lightning"]
@@ -90,8 +90,9 @@ def test_first_disagreement_names_the_epoch():
     assert first_disagreement(runs).startswith("epoch 3: module w = ")
 
 
+@pytest.mark.slow  # 5 s: a new Python imports torch and Lightning
 def test_script_prints_the_table_and_agrees(tmp_path):
-    result = run_script("from_scratch.py", "--buggy-gradient", cwd=tmp_path)
+    result = run_script("from_scratch.py", "--buggy_gradient", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "numpy" in out and "lightning" in out and "numpy, buggy gradient" in out
@@ -112,6 +113,25 @@ def test_script_exits_1_naming_the_first_disagreeing_epoch(monkeypatch, capsys):
     assert "disagree by more than 1e-5 (relative) at epoch 4: autograd loss" in capsys.readouterr().err
 
 
-def test_script_bad_flags(capsys):
-    assert from_scratch_main(["--lr", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "error: --lr must be > 0, got 0.0"
+def test_switches_take_a_value_or_none(tmp_path):
+    for flags in (["--bias"], ["--bias", "true"], ["--bias=yes"]):
+        result = run_main(from_scratch_main, *flags, "--epochs", "2", "--x", "[1,2]", cwd=tmp_path)
+        assert result.returncode == 0 and result.stdout.startswith("Fitting y = w·x + b to x = 1 2,"), flags
+    result = run_main(from_scratch_main, "--bias", "--no_bias", "--epochs", "2", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("Fitting y = w·x to x = 1 2 3 4,")
+
+
+@pytest.mark.parametrize(("flags", "line"), [
+    (["--lr", "0"], "error: --lr: expected a number > 0, got '0' (see --help)"),
+    (["--epochs", "x"], "error: --epochs: expected a whole number > 0, got 'x' (see --help)"),
+    (["--print_every", "0"], "error: --print_every: expected a whole number > 0 or null, got '0' (see --help)"),
+    (["--stop_below", "low"], "error: --stop_below: expected float or null, got 'low' (see --help)"),
+    (["--bias", "maybe"], "error: --bias: expected true or false, got 'maybe' (see --help)"),
+    (["--x", "1", "2"], "error: --x: expected a list [a, b, ...], got '1' (see --help)"),
+    (["--x", "[]"], "error: --x: expected at least one value, got [] (see --help)"),
+    (["--buggy-gradient"], "error: unrecognized arguments: --buggy-gradient (see --help)"),
+])
+def test_bad_flags_are_one_line_exit_2(tmp_path, flags, line):
+    result = run_main(from_scratch_main, *flags, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [line]  # one line, no usage, no traceback

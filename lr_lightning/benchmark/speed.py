@@ -19,19 +19,29 @@ epochs after the first (warm-up), so start-up costs are not counted.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
+from jsonargparse.typing import PositiveFloat, PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
+from lr_lightning.core.commands import Parser, entry_point, quiet
 from lr_lightning.core.data.datamodules import RegressionDataModule
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.regression_module import RegressionModule
@@ -121,15 +131,20 @@ def _trainer(epochs: int, accelerator: str, log_dir: str, timer: EpochTimer, **k
                      **{"enable_progress_bar": False, "enable_model_summary": False, **kwargs})
 
 
+def _no_validation(n_train: int, batch_size: int) -> dict[str, Any]:
+    """Trainer settings for training on every row: no validation loop (Lightning's own switch for it), and a step
+    logged every 50 steps or once an epoch when an epoch has fewer (more would warn and log none)."""
+    return {"limit_val_batches": 0, "log_every_n_steps": max(1, min(50, math.ceil(n_train / batch_size)))}
+
+
 def run_dataloader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float, accelerator: str,
                    seed: int = 0) -> Result:
     """(b) Lightning over DataLoader(TensorDataset): one __getitem__ per sample, then a collate per batch."""
-    module = RegressionModule(initial_model(x.shape[1], seed), lr=lr)
+    module = RegressionModule(initial_model(x.shape[1], seed), partial(torch.optim.SGD, lr=lr))
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, num_workers=0)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
-        steps = len(loader)
-        trainer = _trainer(epochs, accelerator, log_dir, timer, log_every_n_steps=min(50, steps), limit_val_batches=0)
+        trainer = _trainer(epochs, accelerator, log_dir, timer, **_no_validation(len(x), batch_size))
         trainer.fit(module, loader, val_dataloaders=[])  # no validation, said explicitly
     return Result("dataloader", timer.times, full_loss(module, x, y))
 
@@ -137,12 +152,12 @@ def run_dataloader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs:
 def run_package(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float, accelerator: str,
                 seed: int = 0) -> Result:
     """(c) This package: RegressionModule + RegressionDataModule, their defaults, TensorBoard logging on."""
-    module = RegressionModule(initial_model(x.shape[1], seed), lr=lr)
+    module = RegressionModule(initial_model(x.shape[1], seed), partial(torch.optim.SGD, lr=lr))  # SGD, at --lr
     # The whole set trains (no validation split), so all three paths take the same number of steps.
     dm = RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.0, seed=seed)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
-        trainer = _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults(enable_progress_bar=False))
+        trainer = _trainer(epochs, accelerator, log_dir, timer, **_no_validation(len(x), batch_size))
         trainer.fit(module, datamodule=dm)
     return Result("package", timer.times, full_loss(module, x, y))
 
@@ -187,11 +202,21 @@ def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: f
     it; the peak resident memory of the process (bytes) goes with the result, so run one per process."""
     import resource
 
-    dm = RegressionDataModule.from_path(path, in_memory=in_memory, batch_size=batch_size, val_fraction=0.0, seed=seed)
-    module = RegressionModule(initial_model(dm.n_features, seed), lr=lr)
+    from lr_lightning.core.data.memmap import MemmapDataModule, NpyTable
+
+    kwargs = {"batch_size": batch_size, "val_fraction": 0.0, "seed": seed}
+    if in_memory:  # read file by file out of the mapping, in the files' own dtype
+        table = NpyTable(path)
+        x, y = (np.concatenate(parts) for parts in zip(*(table.read_range(a, b) for a, b in table.blocks(table.n_rows)),
+                                                      strict=True))
+        dm = RegressionDataModule(x, y, **kwargs)
+    else:
+        dm = MemmapDataModule(path, **kwargs)
+    dtype = "float64" if dm.dtype == torch.float64 else None  # float64 files train a float64 network
+    module = RegressionModule(initial_model(dm.n_features, seed), partial(torch.optim.SGD, lr=lr), dtype=dtype)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
-        trainer = _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults(enable_progress_bar=False))
+        trainer = _trainer(epochs, accelerator, log_dir, timer, **_no_validation(dm.n_train, batch_size))
         trainer.fit(module, datamodule=dm)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     loss = float(module.trainer.callback_metrics["train/loss"])
@@ -233,3 +258,121 @@ def format_table(results: list[Result], n_samples: int) -> str:
         lines.append(f"{r.path:<12} {r.seconds:9.3f} {n_samples / r.seconds:12,.0f} {r.seconds / base:7.2f}x "
                      f"{r.final_loss:11.5f}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- scripts/benchmark.py
+PathName = Literal["loop", "dataloader", "package", "barebones"]
+Mode = Literal["in-memory", "memory-mapped"]
+
+
+def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, batch_size: PositiveInt = 1024,
+              epochs: PositiveInt = 3, repeats: PositiveInt = 3, lr: PositiveFloat = 0.01,
+              accelerator: Literal["cpu", "gpu"] = "cpu", threads: PositiveInt | None = None,
+              paths: Sequence[PathName] = ("loop", "dataloader", "package"),
+              files: tuple[Path, Path] | None = None) -> int:
+    """Seconds per epoch of (a) a hand-written slicing loop, (b) Lightning over DataLoader(TensorDataset), (c) this
+    package, on the same data, in one process.
+
+    Args:
+        n_samples: rows of generated data
+        n_features: columns of generated data
+        batch_size: samples per step
+        epochs: per path; the first is a warm-up, the median of the rest counts
+        repeats: rounds through all paths, interleaved so that a machine that speeds up or slows down meanwhile
+            affects every path alike
+        lr: SGD learning rate
+        accelerator: cpu or gpu
+        threads: torch threads (default: torch's choice)
+        paths: which to time, as a list: --paths [loop,package]; barebones: Lightning's floor, a minimal module
+            under Trainer(barebones=True)
+        files: instead: .npy data (scripts/make_data.py) in memory vs memory-mapped on SMALL, then memory-mapped
+            on BIG, as a list: --files [SMALL,BIG]; samples/s and peak RSS
+    """
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    if threads:
+        torch.set_num_threads(threads)
+    if files:
+        return _benchmark_files(files, batch_size=batch_size, epochs=epochs, lr=lr, accelerator=accelerator,
+                                threads=threads)
+    x, y = make_data(n_samples, n_features)
+    common = {"batch_size": batch_size, "lr": lr, "epochs": epochs}
+    runners = {
+        "loop": lambda: run_loop(x, y, device=device, **common),
+        "dataloader": lambda: run_dataloader(x, y, accelerator=accelerator, **common),
+        "package": lambda: run_package(x, y, accelerator=accelerator, **common),
+        "barebones": lambda: run_barebones(x, y, accelerator=accelerator, **common),
+    }
+    print(f"{n_samples:,} samples x {n_features} features, batch {batch_size}, {torch.get_num_threads()} threads, "
+          f"{machine_name(device)}, torch {torch.__version__}, lightning {L.__version__}")
+    runs: dict[str, list[Result]] = {path: [] for path in paths}
+    for round_ in range(1, repeats + 1):
+        for path in paths:
+            runs[path].append(runners[path]())
+            print(f"  round {round_}, {path}: {runs[path][-1].seconds:.3f} s/epoch", file=sys.stderr)
+    print(format_table([merge(r) for r in runs.values()], n_samples))
+    return 0
+
+
+def _benchmark_files(files: tuple[Path, Path], *, batch_size: int, epochs: int, lr: float, accelerator: str,
+                     threads: int | None) -> int:
+    """``--files SMALL BIG``: each run in a fresh process (peak RSS is a per-process high-water mark)."""
+    from lr_lightning.core.data.memmap import NpyTable
+
+    small, big = (Path(p) for p in files)
+    try:
+        sizes = {p: (NpyTable(p).n_rows, sum(f.stat().st_size for f in ([p] if p.is_file() else p.glob("*.npy"))))
+                 for p in (small, big)}
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: --files: {e}", file=sys.stderr)
+        return 2
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    print(f"batch {batch_size}, {epochs} epochs per run (the first a warm-up), no validation split, "
+          f"{torch.get_num_threads()} threads, {machine_name(device)}, torch {torch.__version__}, "
+          f"lightning {L.__version__}")
+    rows = []
+    for path, mode in ((small, "in-memory"), (small, "memory-mapped"), (big, "memory-mapped")):
+        flags = ["--one_run", json.dumps([str(path), mode]), "--batch_size", str(batch_size), "--epochs", str(epochs),
+                 "--lr", repr(lr), "--accelerator", accelerator]
+        flags += ["--threads", str(threads)] if threads else []  # the children's threads are the table's
+        done = subprocess.run([sys.executable, "-m", "lr_lightning.benchmark.speed", *flags], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            print(f"error: the {mode} run on {path} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        result = Result(mode, out["times"], out["loss"])
+        print(f"  {mode} on {path}: {result.seconds:.2f} s/epoch, peak RSS {out['peak'] / 1e9:.2f} GB", file=sys.stderr)
+        rows.append((mode, sizes[path][0], sizes[path][1] / 1e9, result, out["peak"]))
+    print(format_files_table(rows))
+    return 0
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """``scripts/benchmark.py``: the flags are :func:`benchmark`'s parameters (and a hidden ``--one_run PATH MODE``,
+    how ``--files`` starts each of its runs in a fresh process)."""
+    import argparse
+
+    parser = Parser(prog="benchmark.py", description=benchmark.__doc__.split("\n\n")[0])
+    parser.add_function_arguments(benchmark, as_group=False)
+    parser.add_argument("--one_run", type=tuple[Path, Mode] | None, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv).as_dict()
+    one_run = args.pop("one_run")
+    if args["accelerator"] == "gpu" and not torch.cuda.is_available():
+        parser.error("--accelerator gpu: no CUDA GPU is visible to torch on this machine")
+    if not args["paths"]:
+        parser.error("--paths: expected at least one path, got []")
+    quiet()
+    if one_run:
+        path, mode = one_run
+        if args["threads"]:
+            torch.set_num_threads(args["threads"])
+        result, peak = run_files(str(path), in_memory=mode == "in-memory", batch_size=args["batch_size"],
+                                 epochs=args["epochs"], lr=args["lr"], accelerator=args["accelerator"])
+        print(json.dumps({"times": result.epoch_seconds, "loss": result.final_loss, "peak": peak}))
+        return 0
+    return benchmark(**args)
+
+
+if __name__ == "__main__":  # `python -m lr_lightning.benchmark.speed`: how --files starts its runs
+    sys.exit(main())

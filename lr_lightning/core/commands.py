@@ -58,7 +58,9 @@ class Parser(jsonargparse.ArgumentParser):
 
 def one_line(message: str) -> str:
     r"""A jsonargparse message as one line: nested ``Parser key "a": ... Parser key "b": ...`` becomes ``--a.b: ...``,
-    and of a union's alternatives (``Optional[X]`` is one) only the real complaint is kept.
+    its type reports (a Union's list of subtypes and errors, a restricted type, a Literal, a yes/no switch) become
+    ``expected ..., got ...``, and of a union's alternatives (``Optional[X]`` is one) a class that cannot be found or
+    built, or a constructor's own complaint, is said as such.
 
     >>> one_line('Parser key "data":\n  Problem with given class_path \'x.DM\':\n    Parser key "batch_size":\n'
     ...          '      Expected a <class \'int\'>. Got value: x')
@@ -67,26 +69,86 @@ def one_line(message: str) -> str:
     ...          '  Errors:\n    - Expected a dot import path string: Nope\n    - Expected a <class \'NoneType\'>\n'
     ...          '  Given value type: <class \'str\'>\n  Given value: Nope')
     "--optimizer: unknown class 'Nope' (a class name --help lists, or an import path like package.module.Class)"
+    >>> one_line('Parser key "stop_below":\n  Does not validate against any of the Union subtypes\n'
+    ...          "  Subtypes: [<class 'float'>, <class 'NoneType'>]\n  Errors:\n    - Expected a <class 'float'>\n"
+    ...          "    - Expected a <class 'NoneType'>\n  Given value type: <class 'str'>\n  Given value: x")
+    "--stop_below: expected float or null, got 'x'"
+    >>> one_line('Parser key "lr":\n  Not of type PositiveFloat: 0 does not conform to restriction v>0')
+    "--lr: expected a number > 0, got '0'"
+    >>> one_line('Parser key "epochs":\n  Not of type PositiveInt: invalid literal for int() with base 10: \'x\'')
+    "--epochs: expected a whole number > 0, got 'x'"
+    >>> one_line("argument --bias/--no_bias: invalid _boolean_type value: 'maybe'")
+    "--bias: expected true or false, got 'maybe'"
     """
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
     keys = [m.group(1) for line in lines if (m := re.fullmatch(r'Parser key "([^"]+)":', line))]
-    if any("Does not validate against any of the Union subtypes" in line for line in lines):
-        given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), "")
-        errors = [i for i, line in enumerate(lines) if line.startswith("- ") and "NoneType" not in line]
-        first = lines[errors[0]][2:] if errors else "not a valid value"
-        if first.startswith("Problem with given class_path") and errors[0] + 1 < len(lines):
-            first = f"cannot use {given!r} ({lines[errors[0] + 1].removeprefix('- ')})"
-        elif first.startswith("Expected a dot import path string"):
-            first = (f"unknown class {given!r} (a class name --help lists, or an import path like "
-                     "package.module.Class)")
-        elif m := re.fullmatch(r"Expected a <class '(\w+)'>", first):
-            first = f"expected {m.group(1)}, got {given!r}"
-        return (f"--{'.'.join(keys)}: " if keys else "") + first
     rest = [line for line in lines if not re.fullmatch(r'Parser key "[^"]+":', line)
             and not line.startswith("Problem with given class_path")]
-    text = " ".join(rest) or " ".join(lines)
-    text = re.sub(r"Expected a <class '(\w+)'>\. Got value: (.*)$", r"expected \1, got '\2'", text)
+    if rest and rest[0].startswith("Does not validate against any of the Union subtypes"):
+        text = _class_error(rest) or _union(rest)
+    else:
+        text = _expected(" ".join(rest) or " ".join(lines))
+    if m := re.fullmatch(r"argument (--[\w.]+)(?:/--[\w.]+)?: invalid _boolean_type value: (.*)", text):
+        return f"{m.group(1)}: expected true or false, got {m.group(2)}"
     return (f"--{'.'.join(keys)}: " if keys else "") + text
+
+
+def _class_error(lines: list[str]) -> str | None:
+    """A union's report about a class (``Optional[SomeBase]``): one that cannot be found or imported, or the complaint
+    its constructor made; None when the report is about a value's type (:func:`_union` says those)."""
+    errors = [i for i, line in enumerate(lines) if line.startswith("- ") and "NoneType" not in line]
+    if not errors:
+        return None
+    first = lines[errors[0]][2:]
+    given = next((line.partition(": ")[2] for line in lines if line.startswith("Given value: ")), "?")
+    if first.startswith("Problem with given class_path") and errors[0] + 1 < len(lines):
+        return f"cannot use {given!r} ({lines[errors[0] + 1].removeprefix('- ')})"
+    if first.startswith("Expected a dot import path string"):
+        return f"unknown class {given!r} (a class name --help lists, or an import path like package.module.Class)"
+    if first.startswith(("Expected", "expected", "Not of type")):
+        return None
+    return first  # a constructor's own words, e.g. "batch_size must be a positive integer, got 0"
+
+
+# jsonargparse.typing's restricted numbers, as a person says them.
+_RESTRICTED = {"PositiveInt": "a whole number > 0", "NonNegativeInt": "a whole number >= 0",
+               "PositiveFloat": "a number > 0", "NonNegativeFloat": "a number >= 0",
+               "ClosedUnitInterval": "a number in [0, 1]", "OpenUnitInterval": "a number in (0, 1)"}
+
+
+def _expected(text: str) -> str:
+    """One of jsonargparse's type reports as ``expected KIND, got 'VALUE'`` (unchanged when it is none of them)."""
+    text = re.sub(r"Expected a <class '(?:[\w.]+\.)?(?:list|Sequence|tuple)'>\. Got value: (.*)$",
+                  r"expected a list [a, b, ...], got '\1'", text)
+    text = re.sub(r"Expected a <class '(?:[\w.]+\.)?(\w+)'>\. Got value: (.*)$", r"expected \1, got '\2'", text)
+    text = re.sub(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)$",
+                  lambda m: f"expected one of {m.group(1).replace(chr(39), '')}, got '{m.group(2)}'", text)
+    if m := re.fullmatch(r"Not of type (\w+): (.*)", text):  # a restricted type: out of range, or not a number
+        kind, detail = _RESTRICTED.get(m.group(1), m.group(1)), m.group(2)
+        if value := re.fullmatch(r"(.*) does not conform to restriction .*", detail) or re.search(r": '(.*)'$", detail):
+            return f"expected {kind}, got '{value.group(1)}'"
+        return f"expected {kind} ({detail})"
+    return text
+
+
+def _union(lines: list[str]) -> str:
+    """A Union's report (``Optional[float]`` and the like): what each non-None member expected, then the value."""
+    errors = [line[2:] for line in lines if line.startswith("- ")]
+    given = next((line.partition(": ")[2] for line in lines if line.startswith("Given value: ")), "?")
+    quoted = any(line == "Given value type: <class 'str'>" for line in lines)
+    kinds = []
+    for error in errors:
+        if "NoneType" in error:
+            continue
+        if m := re.match(r"Not of type (\w+):", error):
+            kinds.append(_RESTRICTED.get(m.group(1), m.group(1)))
+        elif m := re.fullmatch(r"Expected (?:a )?<class '(?:[\w.]+\.)?(\w+)'>", error):
+            kinds.append("a list [a, b, ...]" if m.group(1) in ("list", "Sequence", "tuple") else m.group(1))
+        else:  # "Expected a tuple with 2 elements", a Literal's report, ...
+            kinds.append(re.sub(r"^[Ee]xpected ", "", _expected(error).split(", got ")[0]))
+    if len(kinds) < len(errors):
+        kinds.append("null")
+    return f"expected {' or '.join(kinds)}, got " + (f"'{given}'" if quoted else given)
 
 
 def entry_point(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:

@@ -1,7 +1,8 @@
 """NIST's Statistical Reference Datasets for linear least squares, and LRE, the digits an answer gets right.
 
 The eleven ``.dat`` files (``../shared/nist-strd`` beside the project) hold data and values certified by NIST
-in 500-digit arithmetic. This module reads them as they are published; nothing is copied into the project.
+in 500-digit arithmetic. This module reads them as they are published; nothing is copied into the project, and
+scores the package on them: :func:`train` fits one the way the package trains, :func:`report` is ``scripts/nist.py``.
 
 >>> round(lre(1.0000001, 1.0), 3)  # 7 correct significant digits (6.99999999975: 1.0000001 is not exact in binary)
 7.0
@@ -11,10 +12,16 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from jsonargparse.typing import PositiveInt
+
+from lr_lightning.core.commands import Parser, entry_point, quiet
 
 # NIST's own grading of how hard each dataset is.
 DIFFICULTY = {"Norris": "lower", "Pontius": "lower", "NoInt1": "average", "NoInt2": "average", "Longley": "higher",
@@ -99,8 +106,25 @@ def in_nist_order(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     return np.concatenate([bias, weight[0]]) if bias is not None else weight[0]
 
 
-def train(d: StRD, *, optimizer: str, precision: str, epochs: int, lr: float) -> np.ndarray:
-    """Fit ``d`` with the package (standardized, full batch), return its coefficients as NIST orders them."""
+def lbfgs(dtype: str = "float64") -> Callable[..., Any]:
+    """torch's LBFGS as the NIST runs use it (``RegressionModule(optimizer=lbfgs())``): full batch, strong-Wolfe line
+    search, and a stop when the gradient reaches the precision of ``dtype``, not when the loss stops falling by eps:
+    near the optimum the loss changes with the square of the weights' error, so that rule would stop at sqrt(eps),
+    half the digits. (RegressionModule turns the line search off once the loss stalls.)"""
+    from functools import partial
+
+    import torch
+
+    return partial(torch.optim.LBFGS, lr=1.0, line_search_fn="strong_wolfe", max_iter=20, history_size=20,
+                   tolerance_grad=100 * torch.finfo(getattr(torch, dtype)).eps, tolerance_change=0.0)
+
+
+def train(d: StRD, optimizer: Callable[..., Any], *, precision: str, epochs: int) -> np.ndarray:
+    """Fit ``d`` with the package (standardized, full batch), return its coefficients as NIST orders them.
+
+    ``optimizer``: ``params -> Optimizer`` (:func:`lbfgs`, ``functools.partial(torch.optim.SGD, lr=0.1)``).
+    ``precision``: the Trainer's, ``"64-true"`` (data and network in float64) or ``"32-true"``.
+    """
     import lightning as L
     import torch
 
@@ -108,12 +132,82 @@ def train(d: StRD, *, optimizer: str, precision: str, epochs: int, lr: float) ->
     from lr_lightning.core.networks import LinearRegression
     from lr_lightning.core.regression_module import RegressionModule
 
-    dtype = torch.float64 if precision.startswith("64") else torch.float32
+    dtype = "float64" if precision.startswith("64") else "float32"
     dm = RegressionDataModule(d.x, d.y, batch_size=len(d.y), val_fraction=0.0, shuffle=False, standardize=True,
-                              polynomial_degree=d.polynomial_degree, bias=d.bias, dtype=dtype)
+                              polynomial_degree=d.polynomial_degree, bias=d.bias, dtype=getattr(torch, dtype))
+    dm.setup("fit")  # fits the feature map (standardization) on the data, which the module then applies
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(dm.n_features, bias=d.bias), lr=lr, optimizer=optimizer)
+    module = RegressionModule(LinearRegression(dm.n_features, bias=d.bias), optimizer,
+                              normalization=dm.feature_map.spec, target_names=dm.target_names, dtype=dtype)
     trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=epochs, logger=False,
-                        enable_checkpointing=False, **dm.trainer_defaults(enable_progress_bar=False))
+                        enable_checkpointing=False, limit_val_batches=0, log_every_n_steps=1,  # no validation split
+                        enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, datamodule=dm)
     return in_nist_order(*module.coefficients())
+
+
+# ------------------------------------------------------------------------------------ scripts/nist.py
+DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "nist-strd"
+
+
+def report(data_dir: Path = DATA_DIR, lbfgs_epochs: PositiveInt = 50, sgd_epochs: PositiveInt = 500) -> int:
+    """LRE (correct significant digits) of this package on NIST's linear least-squares reference datasets,
+    NIST-style, with numpy.linalg.lstsq as the well-known reference.
+
+    Args:
+        data_dir: folder of the NIST StRD .dat files (default: ../shared/nist-strd beside the project)
+        lbfgs_epochs: epochs of the float64 LBFGS fit
+        sgd_epochs: epochs of the float32 SGD fit (lr 0.1)
+    """
+    from functools import partial
+
+    import torch
+
+    from lr_lightning.exact.solver import fit_statistics, least_squares, polynomial_features
+
+    missing = [f"{name}.dat" for name in NAMES if not (Path(data_dir) / f"{name}.dat").is_file()]
+    if missing:
+        print(f"error: --data_dir {data_dir}: no {', '.join(missing)} there (the eleven NIST StRD .dat files)",
+              file=sys.stderr)
+        return 2
+    try:
+        datasets = load_all(data_dir)
+    except (OSError, ValueError) as e:
+        print(f"error: --data_dir {data_dir}: {e}", file=sys.stderr)
+        return 2
+    print(f"{'dataset':<9} {'difficulty':<10} {'lstsq raw':>9} {'least_sq':>9} {'resid SD':>9} {'R²':>6} "
+          f"{'lbfgs f64':>9} {'sgd f32':>8}")
+    for d in datasets:
+        design = polynomial_features(d.x, d.polynomial_degree)
+        design = np.column_stack([np.ones(len(design)), design]) if d.bias else design
+        reference = np.linalg.lstsq(design, d.y, rcond=None)[0]
+        weight, bias = least_squares(d.x, d.y, bias=d.bias, polynomial_degree=d.polynomial_degree)
+        ours = in_nist_order(weight, bias)
+        sd, r2 = fit_statistics(d.x, d.y, weight, bias, d.polynomial_degree)
+        lbfgs_fit = train(d, lbfgs("float64"), precision="64-true", epochs=lbfgs_epochs)
+        sgd_fit = train(d, partial(torch.optim.SGD, lr=0.1), precision="32-true", epochs=sgd_epochs)
+        print(f"{d.name:<9} {d.difficulty:<10} {min_lre(reference, d.certified):9.1f} "
+              f"{min_lre(ours, d.certified):9.1f} {lre(sd[0], d.residual_sd):9.1f} "
+              f"{lre(r2[0], d.r_squared):6.1f} {min_lre(lbfgs_fit, d.certified):9.1f} "
+              f"{min_lre(sgd_fit, d.certified):8.1f}")
+    print("LRE: the smallest number of correct significant digits over all certified parameters (15 = all).\n"
+          "lstsq raw: numpy.linalg.lstsq on the raw design; least_sq: lr_lightning.least_squares (resid SD, R²: its "
+          "residual standard deviation and R²);\nlbfgs f64 / sgd f32: RegressionModule on standardized data, "
+          "full batch, in float64 with LBFGS / float32 with SGD (lr 0.1).")
+    return 0
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """``scripts/nist.py``: the flags are :func:`report`'s parameters."""
+    parser = Parser(prog="nist.py", description=report.__doc__.split("\n\n")[0])
+    parser.add_function_arguments(report, as_group=False)
+    args = parser.parse_args(argv)
+    if not args.data_dir.is_dir():
+        parser.error(f"--data_dir {args.data_dir}: no such folder (the NIST StRD .dat files)")
+    quiet()
+    return report(**args.as_dict())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,7 @@ tutorial prints. ``stop_below`` ends a stage after the first epoch whose loss is
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -125,15 +126,17 @@ def module_stage(x: Any, y: Any, *, lr: float, epochs: int, bias: bool = False,
 # ---------- 5. Lightning: RegressionModule owns loss and optimizer, RegressionDataModule the data, Trainer the loop
 def lightning_stage(x: Any, y: Any, *, lr: float, epochs: int, bias: bool = False,
                     stop_below: float | None = None) -> list[Step]:
-    module = RegressionModule(_zero_model(bias), lr=lr)  # plain SGD with exactly lr, MSE loss
-    dm = RegressionDataModule(x, y, batch_size=len(x), val_fraction=0.0, shuffle=False)  # full batch, all data
+    module = RegressionModule(_zero_model(bias), optimizer=partial(torch.optim.SGD, lr=lr))  # plain SGD, MSE loss
+    # Full batch, all data for training, in float32 like the other stages (float64 arrays would stay float64).
+    dm = RegressionDataModule(x, y, batch_size=len(x), val_fraction=0.0, shuffle=False, dtype=torch.float32)
     history = _History()
     callbacks: list[L.Callback] = [history]
     if stop_below is not None:  # the tutorial's `if loss < threshold: break`
         callbacks.append(EarlyStopping("train/loss", stopping_threshold=stop_below, patience=epochs + 1,
                                        check_on_train_epoch_end=True))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, callbacks=callbacks, logger=False,
-                        enable_checkpointing=False, **dm.trainer_defaults(enable_progress_bar=False))
+                        enable_checkpointing=False, limit_val_batches=0, log_every_n_steps=1,  # no validation split
+                        enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, datamodule=dm)  # loss, backward, step and zero_grad happen in there
     return history.steps
 
