@@ -213,7 +213,8 @@ def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: f
     else:
         dm = MemmapDataModule(path, **kwargs)
     dtype = "float64" if dm.dtype == torch.float64 else None  # float64 files train a float64 network
-    module = RegressionModule(initial_model(dm.n_features, seed), partial(torch.optim.SGD, lr=lr), dtype=dtype)
+    module = RegressionModule(initial_model(dm.n_features, seed), partial(torch.optim.SGD, lr=lr),
+                              weights_dtype=dtype)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
         trainer = _trainer(epochs, accelerator, log_dir, timer, **_no_validation(dm.n_train, batch_size))

@@ -138,15 +138,15 @@ def _union(lines: list[str]) -> str:
     quoted = any(line == "Given value type: <class 'str'>" for line in lines)
     kinds = []
     for error in errors:
-        if "NoneType" in error:
-            continue
+        if "NoneType" in error or error.startswith("Expected a dot import path string") and len(errors) > 1:
+            continue  # (a number's alternative "a torch.Tensor class" is never what the user meant)
         if m := re.match(r"Not of type (\w+):", error):
             kinds.append(_RESTRICTED.get(m.group(1), m.group(1)))
         elif m := re.fullmatch(r"Expected (?:a )?<class '(?:[\w.]+\.)?(\w+)'>", error):
             kinds.append("a list [a, b, ...]" if m.group(1) in ("list", "Sequence", "tuple") else m.group(1))
         else:  # "Expected a tuple with 2 elements", a Literal's report, ...
             kinds.append(re.sub(r"^[Ee]xpected ", "", _expected(error).split(", got ")[0]))
-    if len(kinds) < len(errors):
+    if any("NoneType" in error for error in errors):
         kinds.append("null")
     return f"expected {' or '.join(kinds)}, got " + (f"'{given}'" if quoted else given)
 

@@ -138,7 +138,7 @@ def train(d: StRD, optimizer: Callable[..., Any], *, precision: str, epochs: int
     dm.setup("fit")  # fits the feature map (standardization) on the data, which the module then applies
     torch.manual_seed(0)
     module = RegressionModule(LinearRegression(dm.n_features, bias=d.bias), optimizer,
-                              normalization=dm.feature_map.spec, target_names=dm.target_names, dtype=dtype)
+                              normalization=dm.feature_map.spec, output_names=dm.target_names, weights_dtype=dtype)
     trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=epochs, logger=False,
                         enable_checkpointing=False, limit_val_batches=0, log_every_n_steps=1,  # no validation split
                         enable_progress_bar=False, enable_model_summary=False)
