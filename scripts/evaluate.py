@@ -3,7 +3,7 @@
 
 import sys
 
-from lr_lightning.core.cli import evaluate_main
+from lr_lightning.core.evaluate import evaluate_main
 
 if __name__ == "__main__":
     sys.exit(evaluate_main())

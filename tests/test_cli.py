@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from lr_lightning.benchmark.speed import main as benchmark_main
-from lr_lightning.core.cli import evaluate_main, fit_main
+from lr_lightning.core.cli import fit_main
+from lr_lightning.core.evaluate import evaluate_main
 from lr_lightning.core.predict import predict_main
 from lr_lightning.exact.nist import main as nist_main
 

@@ -1,0 +1,62 @@
+"""``scripts/evaluate.py``: validate, test or predict with a checkpoint on the data of a run's ``config.yaml``,
+through the same parser and parts as ``fit.py`` (:mod:`lr_lightning.core.cli`)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+from lr_lightning.core.cli import ESSENTIALS, build_parts, instantiate, parse
+from lr_lightning.core.commands import UsageError, entry_point, quiet, show
+
+
+@entry_point
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """``evaluate.py``: a checkpoint on the data of a config, through the same parser and parts as ``fit.py``."""
+    import lightning as L
+    import torch
+
+    try:
+        parser, cfg = parse("evaluate", argv)
+        quiet()
+        L.seed_everything(cfg.seed, verbose=False)
+        init = instantiate(parser, cfg)
+        dm, module, _ = build_parts(cfg, init, with_reference=False)
+        path = Path(cfg.ckpt_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"--ckpt_path {path}: no such file")
+        from lr_lightning.core.checkpoints import read_checkpoint
+
+        try:
+            module.check_resumable(read_checkpoint(path), dm.feature_names)
+        except ValueError as e:
+            raise UsageError(f"--ckpt_path {path}: {str(e).replace('cannot resume: ', '')}") from None
+        trainer_args = {k: v for k, v in vars(init.trainer).items() if k != "callbacks"}
+        # Evaluating needs none of the callbacks that wrote the checkpoint (Lightning asks for them, for resuming).
+        warnings.filterwarnings("ignore", r"Be aware that when using `ckpt_path`, callbacks used to create")
+        trainer = L.Trainer(**{k: cfg[k] for k in ESSENTIALS if k != "max_epochs"}, logger=False,
+                            enable_progress_bar=bool(cfg.progress_bar), callbacks=init.trainer.callbacks,
+                            **trainer_args)
+    except (UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    run = {"validate": trainer.validate, "test": trainer.test, "predict": trainer.predict}[cfg.stage]
+    if cfg.stage != "predict" and not (dm.n_val if cfg.stage == "validate" else dm.n_test):
+        split = "val" if cfg.stage == "validate" else "test"
+        print(f"error: --stage {cfg.stage}: the data has no {split} split (--data.{split}_fraction)", file=sys.stderr)
+        return 2
+    results = run(module, datamodule=dm, ckpt_path=str(path), weights_only=True,
+                  **({} if cfg.stage == "predict" else {"verbose": False}))
+    if cfg.stage != "predict":
+        print(", ".join(f"{k} {float(v):.6g}" for k, v in results[0].items()))
+        return 0
+    preds = torch.cat(results).double().cpu().numpy()
+    header = ",".join([*(f"predicted_{t}" for t in dm.target_names)])
+    lines = [header, *(",".join(f"{v:.6g}" for v in row) for row in preds)]
+    if cfg.out is None:
+        print("\n".join(lines))
+    else:
+        Path(cfg.out).write_text("\n".join(lines) + "\n")
+        print(f"{len(preds)} predictions in row order: {show(cfg.out)}")
+    return 0

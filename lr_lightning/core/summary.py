@@ -1,0 +1,87 @@
+"""The summary ``fit.py`` prints at the end: what was trained on what, the fitted equation, the metrics, how far from
+the least-squares optimum, and where the checkpoints and logs are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lr_lightning.core.commands import show
+
+if TYPE_CHECKING:
+    from lr_lightning.core.cli import Run
+
+
+def predict_one(module: Any, x: Any) -> list[float]:
+    """The module's prediction for one input row, wherever the module now lives."""
+    import torch
+
+    p = next(module.parameters())
+    with torch.no_grad():
+        return module(x.to(device=p.device, dtype=p.dtype)).flatten().tolist()
+
+
+def _equation(weight: Any, bias: float | None, names: list[str], shown: int = 8) -> str:
+    """``+0.5·x0 -1.2·x1 … (24 more) +0.3``: the first ``shown`` terms of a fitted linear model."""
+    terms = " ".join(f"{w:+.6g}·{name}" for w, name in zip(weight[:shown], names[:shown], strict=True))
+    more = f" … ({len(names) - shown} more)" if len(names) > shown else ""
+    return terms + more + (f" {bias:+.6g}" if bias is not None else "")
+
+
+def print_summary(run: Run, seconds: float, before: list[float] | None, metrics: dict[str, float]) -> None:
+    import torch
+
+    dm, module, trainer = run.dm, run.module, run.trainer
+    path = getattr(dm, "path", None)
+    source = Path(path).name if path is not None else type(dm).__name__.removesuffix("DataModule").lower()
+    print(f"\nTrained {type(module.model).__name__} on {source} data ({dm.n_train} train, {dm.n_val} val, "
+          f"{dm.n_test} test samples) for {trainer.current_epoch} epochs on {trainer.strategy.root_device.type} in "
+          f"{seconds:.1f} s")
+    if trainer.world_size > 1:
+        print(f"  {trainer.world_size} processes ({trainer.num_nodes} node(s) × {trainer.num_devices} devices, "
+              f"{trainer.strategy.__class__.__name__}): batch size {dm.batch_size} per device, "
+              f"{dm.batch_size * trainer.world_size} per step")
+    if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
+        print(f"  stopped early: train/loss fell below {run.cfg.stop_below}")
+    try:
+        w, b = module.coefficients()  # in raw units and raw powers, whatever the feature map
+    except ValueError:
+        w = b = None
+    names = [f"{name}^{p}" if p > 1 else name for name in dm.feature_names
+             for p in range(1, (dm.polynomial_degree or 1) + 1)]
+    if w is not None:
+        for j, target in enumerate(dm.target_names):
+            print(f"  {target} = {_equation(w[j], b[j] if b is not None else None, names)}"
+                  + ("   (no intercept: --data.bias true fits one)" if b is None else ""))
+        if getattr(dm, "true_weight", None) is not None:
+            true = " ".join(f"{v:+.4f}" for v in dm.true_weight[0, :8].tolist())
+            more = " …" if dm.true_weight.shape[1] > 8 else ""
+            print(f"  true weights {true}{more}, true bias {dm.true_bias.item():+.4f}")
+    shown = ["train/loss", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
+    if any(k in metrics for k in shown):  # none after --max_epochs 0
+        print("  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
+    opt = run.reference
+    if w is not None and opt is not None:
+        # The best linear fit on the same training rows: how far did training get?
+        split = "val" if "val" in opt["mse"] else "train"
+        ours = metrics.get("val/loss", metrics.get("train/loss"))
+        if split == "train" and dm.feature_map is not None:
+            ours = None  # train/loss is in standardized units then: no gap in original units to show
+        equation = _equation(opt["weight"][0], opt["bias"][0] if opt["bias"] is not None else None, names)
+        # With dependent columns many fits are equally good; the one shown is the minimum-norm one (say so).
+        deficient = f" (rank {opt['rank']} of {opt['n_coefficients']}: minimum norm)" if opt["dependent"] else ""
+        print(f"  least squares: {dm.target_names[0]} = {equation}{deficient}, {split} MSE {opt['mse'][split]:.6g}"
+              + (f"; gap {ours - opt['mse'][split]:+.3g}" if ours is not None else ""))
+    if before is not None:
+        after = predict_one(module, torch.tensor([[5.0]]))
+        print(f"  prediction for x = 5: {before[0]:.4f} before training, {after[0]:.4f} after")
+    from lr_lightning.core.callbacks import SaveLast
+
+    saver = next(c for c in trainer.callbacks if isinstance(c, SaveLast))
+    ckpt = trainer.checkpoint_callback
+    if saver.path.is_file():
+        best = f", best ({ckpt.monitor}) {show(ckpt.best_model_path)}" if ckpt and ckpt.best_model_path else ""
+        print(f"Checkpoints: last {show(saver.path)}{best}")
+    if trainer.logger is not None:
+        print(f"Logs: {trainer.logger.log_dir} (config.yaml repeats the run)")
+        print(f"View the curves: tensorboard --logdir {run.cfg.log_dir}")
