@@ -118,6 +118,11 @@ def build_parser(stage: str = "fit") -> Parser:
                        "best.ckpt)")
         p.add_argument("--out", type=Optional[str], default=None, help="--stage predict: write the predictions "  # noqa: UP045
                        "to this CSV (default: print them)")
+    from lr_lightning.core.checkpoints import construct_network
+
+    # Networks are built as checkpoints build them: on the meta device first, so one too large for this machine is a
+    # one-line error instead of minutes of allocation.
+    p.add_instantiator(lambda cls, *args, **kwargs: construct_network(cls, kwargs), nn.Module)
     for key, fn in LINKED.items():
         p.link_arguments("data", f"model.init_args.{key}", compute_fn=fn, apply_on="instantiate")
     # The model has an intercept exactly when the data is prepared for one (centred features): one setting, the data's.
@@ -133,6 +138,8 @@ def _data_dtype(precision: Any) -> str | None:
 
 
 def parse(stage: str, argv: list[str] | None) -> tuple[Parser, Namespace]:
+    if os.getcwd() not in sys.path:  # as with `python -m`: --model my_nets.Net finds my_nets.py where you run
+        sys.path.insert(0, os.getcwd())
     argv = _data_shorthand(list(sys.argv[1:] if argv is None else argv))
     for arg in argv:  # a link's target is set by the data: given by hand, jsonargparse would drop it without a word
         key = arg.split("=", 1)[0].removeprefix("--").replace(".init_args.", ".")
@@ -156,6 +163,8 @@ def _hint(argv: list[str], message: str) -> str:
 
     first = re.match(r'Parser key "(\w+)":', message)
     typed = [a.split("=", 1)[0] for a in argv if first and a.split("=", 1)[0].endswith(f".{first.group(1)}")]
+    if first and not typed:  # given in a config file: the key's place there
+        typed = [f"--{path}" for path in _config_paths(argv, first.group(1)) if "." in path]
     if typed:
         return message.replace(first.group(0), f'Parser key "{typed[0].removeprefix("--")}":', 1)
     refused = re.search(r"Option '(\w+)' is not accepted", message)
@@ -182,18 +191,36 @@ def _hint(argv: list[str], message: str) -> str:
     return message
 
 
-def _config_keys(argv: list[str]) -> set[str]:
-    """The top-level keys of the ``--config`` files in ``argv`` (unreadable ones: none; the parser says why)."""
+def _config_paths(argv: list[str], key: str) -> list[str]:
+    """Where ``key`` sits in the ``--config`` files of ``argv``, as flags say it (``model.hidden``, not
+    ``model.init_args.hidden``)."""
+    def walk(node: Any, prefix: str) -> list[str]:
+        if not isinstance(node, dict):
+            return []
+        found = [f"{prefix}{key}"] if key in node else []
+        for k, v in node.items():
+            found += walk(v, prefix if k == "init_args" else f"{prefix}{k}.")
+        return found
+
+    return [path for config in _configs(argv) for path in walk(config, "")]
+
+
+def _configs(argv: list[str]) -> list[Any]:
+    """The ``--config`` files of ``argv``, read (unreadable ones: skipped; the parser says why)."""
     import yaml
 
-    keys: set[str] = set()
+    configs = []
     for i, arg in enumerate(argv):
         path = arg.split("=", 1)[1] if arg.startswith("--config=") else argv[i + 1] if arg == "--config" and \
             i + 1 < len(argv) else None
-        with contextlib.suppress(OSError, yaml.YAMLError, AttributeError, TypeError):
-            loaded = yaml.safe_load(Path(path).read_text()) if path else None
-            keys |= {k for k in loaded if isinstance(loaded, dict) and loaded.get(k) is not None}
-    return keys
+        with contextlib.suppress(OSError, yaml.YAMLError, TypeError):
+            configs.append(yaml.safe_load(Path(path).read_text()) if path else None)
+    return configs
+
+
+def _config_keys(argv: list[str]) -> set[str]:
+    """The top-level keys the ``--config`` files in ``argv`` give a value."""
+    return {k for config in _configs(argv) if isinstance(config, dict) for k, v in config.items() if v is not None}
 
 
 def _data_shorthand(argv: list[str]) -> list[str]:
@@ -217,7 +244,7 @@ def _data_shorthand(argv: list[str]) -> list[str]:
             try:
                 cls = datamodule_for_path(value)
             except (ValueError, FileNotFoundError) as e:
-                raise UsageError(f"--data {value}: {e}") from None
+                raise UsageError(f"--data {e}" if str(e).startswith(value) else f"--data {value}: {e}") from None
             out += ["--data", f"{cls.__module__}.{cls.__qualname__}", "--data.path", value]
         else:
             out += ["--data", value]
@@ -451,6 +478,10 @@ def _check_flags(cfg: Namespace) -> None:
         plot = Path(cfg.plot)
         if plot.is_dir() or any(p.exists() and not p.is_dir() for p in plot.parents):
             raise UsageError(f"--plot {cfg.plot}: is a directory or lies under a file; name a .png file to write")
+    if not 0 <= cfg.seed <= 2**32 - 1:
+        raise UsageError(f"--seed {cfg.seed}: must be a whole number from 0 to {2**32 - 1}")
+    if cfg.checkpoint_every is not None and cfg.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint_every must be a whole number >= 1, got {cfg.checkpoint_every}")
     if cfg.max_epochs < -1:
         raise UsageError(f"--max_epochs must be >= 0 (or -1 for no limit), got {cfg.max_epochs}")
     if cfg.num_nodes < 1:

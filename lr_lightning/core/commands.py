@@ -80,7 +80,9 @@ def one_line(message: str) -> str:
     >>> one_line("argument --bias/--no_bias: invalid _boolean_type value: 'maybe'")
     "--bias: expected true or false, got 'maybe'"
     """
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    # 'Parser key "config": File does not exist' on one line is two: the key, then what is wrong with it.
+    message = re.sub(r'^(\s*Parser key "[^"]+":) (\S)', r"\1\n\2", str(message), flags=re.M)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
     keys = [m.group(1) for line in lines if (m := re.fullmatch(r'Parser key "([^"]+)":', line))]
     rest = [line for line in lines if not re.fullmatch(r'Parser key "[^"]+":', line)
             and not line.startswith("Problem with given class_path")]
@@ -148,6 +150,7 @@ def _union(lines: list[str]) -> str:
             kinds.append(re.sub(r"^[Ee]xpected ", "", _expected(error).split(", got ")[0]))
     if any("NoneType" in error for error in errors):
         kinds.append("null")
+    kinds = list(dict.fromkeys(kinds))  # tuple[int, ...] | list[int] is one kind to a person
     return f"expected {' or '.join(kinds)}, got " + (f"'{given}'" if quoted else given)
 
 

@@ -156,16 +156,25 @@ class RegressionModule(L.LightningModule):
         """Build the optimizer and scheduler once on a copy of the parameters, so that a bad setting (a negative or
         infinite lr, an argument the class does not take) is one line now, not an exception after start-up."""
         params = [p.detach().clone().requires_grad_() for p in self.model.parameters()]
+        _check_numbers(self._factories["optimizer"], "optimizer")
         try:
             optimizer = self._factories["optimizer"](params)
         except (TypeError, ValueError) as e:
             raise ValueError(f"optimizer: {str(e).splitlines()[0]}") from None
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(f"optimizer: the factory returned a {type(optimizer).__name__}, not a torch optimizer")
+        # torch checks `lr < 0` and the like, which nan passes; and a rate beyond the weights' dtype overflows in the
+        # first step (float32: anything above 3.4e38).
+        largest = max((torch.finfo(p.dtype).max for p in params if p.is_floating_point()), default=math.inf)
         for group in optimizer.param_groups:
             lr = group.get("lr")
-            if isinstance(lr, (int, float)) and not (math.isfinite(lr) and lr > 0):
-                raise ValueError(f"optimizer: lr must be a finite number > 0, got {lr!r}")
+            if isinstance(lr, (int, float)) and not (math.isfinite(lr) and 0 < lr <= largest):
+                raise ValueError(f"optimizer: lr must be a finite number > 0, got {lr!r}"
+                                 + (" (beyond the weights' float range)" if math.isfinite(lr) and lr > 0 else ""))
+            for key, value in group.items():
+                numbers = value if isinstance(value, tuple) else (value,)
+                if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                    raise ValueError(f"optimizer: {key} must be finite, got {value!r}")
         if self._factories["lr_scheduler"] is not None:
             try:
                 self._factories["lr_scheduler"](optimizer)
@@ -438,6 +447,25 @@ class RegressionModule(L.LightningModule):
         value = getattr(self, "_hp_metric", None)
         if self.logger is not None and value is not None:
             self.logger.log_metrics({"hp_metric": value}, step=self.global_step)
+
+
+def _check_numbers(factory: Any, what: str) -> None:
+    """A factory's arguments that the class takes as numbers (its default is one) must be numbers: torch would say
+    ``'<' not supported between instances of 'str' and 'float'``, naming neither the argument nor the value."""
+    import functools
+
+    if not isinstance(factory, functools.partial):
+        return
+    cls = next((a for a in (factory.func, *factory.args) if isinstance(a, type)), None)
+    try:
+        defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()} if cls else {}
+    except (TypeError, ValueError):
+        return
+    for key, value in factory.keywords.items():
+        default = defaults.get(key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                (not isinstance(value, (int, float, torch.Tensor)) or isinstance(value, bool)):
+            raise ValueError(f"{what}: {key} must be a number, got {value!r}")
 
 
 def _factory(value: Any, what: str, trusted: tuple[type, ...]) -> Any:
