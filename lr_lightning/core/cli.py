@@ -533,7 +533,7 @@ def make_trainer(cfg: Namespace, trainer_args: Namespace, logger: Any, callbacks
             Path(logger.log_dir).rmdir()
             if created:
                 Path(cfg.log_dir).rmdir()
-        flags = " ".join(f"--{k} {cfg[k]}" for k in ESSENTIALS if cfg[k] != ESSENTIALS[k])
+        flags = " ".join(f"--{k} {cfg[k]}" for k in ESSENTIALS if cfg[k] != ESSENTIALS[k] and k != "max_epochs")
         raise UsageError(f"{flags or 'Trainer'}: {str(e).splitlines()[0]}") from None
 
 
