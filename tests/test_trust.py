@@ -96,7 +96,7 @@ def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, ca
          ("--accelerator cpu --devices 0,0", "`devices` selected with `CPUAccelerator` should be an int > 0")),
         (["--num_nodes", "2"], "--num_nodes 2: no cluster launcher found; run the same command on each machine"),
         (["--plot", "{d}"], "is a directory or lies under a file; name a .png file to write"),
-        (["--stop_below", "nan"], "--stop_below: expected float, got 'nan'"),
+        (["--stop_below", "nan"], ("--stop_below: expected float", "got 'nan'")),
         (["--stop_below", "0"], "--stop_below 0.0: must be a finite loss > 0"),
         (["--model.activation", "tanh"], "--model.activation: not an argument of the default model"),
         (["--data", "synthetic", "--data.target", "3"], "--data.target: not an argument of SyntheticDataModule"),
@@ -329,23 +329,22 @@ def test_resuming_with_other_settings_is_refused_before_training(tmp_path, capsy
             "--log_dir", str(tmp_path / "logs")]
     assert fit_main(base) == 0
     capsys.readouterr()
-    # A config records every argument of the optimizer (jsonargparse's defaults included).
-    for extra, words in [(["--optimizer", "Adam"], "the optimizer: SGD(lr=0.01, momentum=0.0, dampening=0.0, "),
-                         (["--data.n_features", "3"], "the network: LinearRegression(in_features=2, out_features=1, "
-                                                 "bias=True) there, LinearRegression(in_features=3"),
+    # The settings that differ, each as "<there> there, <here> here" (what is shown of a recipe's arguments may be
+    # all of them or only those that differ: the words below hold for both).
+    for extra, words in [(["--optimizer", "Adam"], ("the optimizer: SGD", "there, Adam")),
+                         (["--data.n_features", "3"], ("the network: LinearRegression(in_features=2",
+                                                       "there, LinearRegression(in_features=3")),
                          (["--data.standardize", "true"],
-                          "the feature map (standardize/polynomial_degree): none there"),
-                         (["--model", "MLPRegressor"], "there, MLPRegressor(in_features=2, hidden=(64, 64)")]:
+                          ("the feature map (standardize/polynomial_degree): none there",)),
+                         (["--model", "MLPRegressor"], ("the network: LinearRegression", "there, MLPRegressor"))]:
         assert fit_main([*base, *extra, "--resume", "last"]) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: cannot resume: ") and words in err[0], err
-        if extra[0] == "--optimizer":
-            assert "there, Adam(lr=0.001, " in err[0], err
+        assert len(err) == 1 and err[0].startswith("error: cannot resume: ") and all(w in err[0] for w in words), err
     # The API says the same, as Lightning starts to restore (before any training step).
     ckpt = next((tmp_path / "logs").glob("*/checkpoints/last.ckpt"))
     dm = SyntheticDataModule(n_features=2)
     module = RegressionModule(LinearRegression(2), optimizer=torch.optim.Adam, **dm.module_inputs())
-    with pytest.raises(ValueError, match=r"the optimizer: SGD\(lr=0.01, momentum=0.0, .*\) there, Adam\(\) here"):
+    with pytest.raises(ValueError, match=r"the optimizer: SGD\b.* there, Adam\b.* here"):
         make_trainer(max_epochs=3).fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
 
 
