@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule, datamodule_for_path
 from lr_lightning.core.cli import fit_main, predict_main
 
 FILES = {
@@ -39,7 +39,7 @@ CASES = [
     (["--data", "{d}/good.csv", "--target", "price"], "no column 'price' for --target; the columns are a, b, y"),
     (["--data", "{d}/binary.csv"], "binary.csv: not a text CSV file"),
     (["--data", "{d}/cube.npy"], "cube.npy: expected a 2-D array (rows, columns)"),
-    (["--data", "{d}/data.txt"], "unknown data format '.txt'; expected a .csv or .npy file"),
+    (["--data", "{d}/data.txt"], "unknown data format '.txt'; expected a .csv, .npy or .parquet file"),
     (["--val-fraction", "1.5", "--data", "synthetic"], "val_fraction must be in [0, 1), got 1.5"),
     (["--test-fraction", "-0.1", "--data", "synthetic"], "test_fraction must be in [0, 1), got -0.1"),
     (["--val-fraction", "0.6", "--test-fraction", "0.4", "--data", "synthetic"], "leave no training samples"),
@@ -103,7 +103,7 @@ def test_api_raises_with_the_same_words(folder, capsys, name):
     fit_main(["--data", str(folder / name), "--log-dir", str(folder / "logs")])
     cli_words = capsys.readouterr().err.strip().removeprefix("error: ")
     with pytest.raises((ValueError, FileNotFoundError)) as e:
-        RegressionDataModule.from_path(folder / name)
+        datamodule_for_path(folder / name)(folder / name)
     assert str(e.value) == cli_words
 
 

@@ -5,8 +5,8 @@ import re
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
-from lr_lightning.core.data.datamodules import EpochSampler
+from lr_lightning import LinearRegression, RegressionModule, SyntheticDataModule
+from lr_lightning.core.data.loaders import EpochOrder
 
 from .conftest import make_trainer, run_script
 
@@ -23,18 +23,18 @@ def _fit(train, dm=None, epochs=3):
 
 
 def test_sliced_batches_train_exactly_like_a_dataloader_on_the_same_order():
-    dm = RegressionDataModule.synthetic(n_samples=1000, n_features=4, batch_size=64, val_fraction=0.0, seed=3)
+    dm = SyntheticDataModule(n_samples=1000, n_features=4, batch_size=64, val_fraction=0.0, seed=3)
     dm.setup("fit")
     x, y = dm.splits["train"]
     # The same per-epoch permutations (Lightning calls set_epoch on either sampler), one sample at a time.
-    loader = DataLoader(TensorDataset(x, y), batch_size=64, sampler=EpochSampler(len(x), shuffle=True, seed=3))
+    loader = DataLoader(TensorDataset(x, y), batch_size=64, sampler=EpochOrder(len(x), shuffle=True, seed=3))
     fast, slow = _fit(None, dm), _fit(loader)
     torch.testing.assert_close(fast, slow, rtol=1e-6, atol=1e-7)
 
 
 def test_same_seed_same_parameters_bitwise_and_another_seed_differs():
     def run(seed):
-        return _fit(None, RegressionDataModule.synthetic(n_samples=500, n_features=4, batch_size=32,
+        return _fit(None, SyntheticDataModule(n_samples=500, n_features=4, batch_size=32,
                                                          val_fraction=0.0, seed=seed))
 
     assert torch.equal(run(1), run(1))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+from lr_lightning import LinearRegression, RegressionModule, SyntheticDataModule
 
 from .conftest import make_trainer, run_script
 
@@ -13,9 +13,9 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 def test_gpu_fit_matches_cpu_fit():
     def fit(accelerator):
         torch.manual_seed(0)
-        dm = RegressionDataModule.synthetic(n_samples=512, n_features=4, batch_size=512, val_fraction=0.25)
+        dm = SyntheticDataModule(n_samples=512, n_features=4, batch_size=512, val_fraction=0.25)
         module = RegressionModule(LinearRegression(dm.n_features), lr=0.1)
-        make_trainer(accelerator=accelerator, max_epochs=20, **dm.trainer_defaults()).fit(module, datamodule=dm)
+        make_trainer(accelerator=accelerator, max_epochs=20).fit(module, datamodule=dm)
         return module.model.linear.weight.detach().cpu()
 
     torch.testing.assert_close(fit("gpu"), fit("cpu"), atol=1e-4, rtol=1e-4)
@@ -31,9 +31,9 @@ def test_no_host_sync_inside_training_steps_or_batch_slicing():
     """Data lives on the GPU, batches are sliced there, and our per-step code never waits for the device."""
     import lightning as L
 
-    from lr_lightning.core.data.datamodules import TensorBatches
+    from lr_lightning.core.data.loaders import TensorBatches
 
-    dm = RegressionDataModule.synthetic(n_samples=4096, n_features=8, batch_size=256, val_fraction=0.0)
+    dm = SyntheticDataModule(n_samples=4096, n_features=8, batch_size=256, val_fraction=0.0)
     module = RegressionModule(LinearRegression(dm.n_features))
     step, next_batch = RegressionModule.training_step, TensorBatches.__iter__
 

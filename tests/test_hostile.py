@@ -27,9 +27,8 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lr_lightning import RegressionDataModule, RegressionModule
+from lr_lightning import CSVDataModule, NpyDataModule, RegressionModule
 from lr_lightning.core.cli import fit_main, predict_main
-from lr_lightning.core.data.memmap import MemmapDataModule
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -101,7 +100,7 @@ def test_any_csv_reads_correctly_or_is_one_clear_error(data: bytes) -> None:
         path = Path(d) / "data.csv"
         path.write_bytes(data)
         try:
-            dm = RegressionDataModule.from_csv(path)
+            dm = CSVDataModule(path)
         except Exception as e:  # noqa: BLE001 - the property: only these two, in one line, naming the file
             assert_one_line_error(e, "data.csv")
             return
@@ -121,7 +120,7 @@ def test_a_valid_csv_gives_exactly_its_numbers(rows: list[list[float]], bom: boo
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "ok.csv"
         path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
-        dm = RegressionDataModule.from_csv(path, val_fraction=0.0, dtype=torch.float64)
+        dm = CSVDataModule(path, val_fraction=0.0, dtype=torch.float64)
     expected = np.asarray(rows)
     assert dm.feature_names == ["a", "b"] and dm.target_names == ["y"]
     np.testing.assert_array_equal(dm.x.numpy(), expected[:, :2])
@@ -164,9 +163,9 @@ def test_any_npy_reads_correctly_or_is_one_clear_error(case: tuple[bytes, str]) 
         path.write_bytes(data)
         try:
             if mode == "in-memory":
-                dm = RegressionDataModule.from_npy(path, val_fraction=0.0)
+                dm = NpyDataModule(path, in_memory=True, val_fraction=0.0)
             else:
-                dm = MemmapDataModule(path, val_fraction=0.0)
+                dm = NpyDataModule(path, val_fraction=0.0)
             dm.setup("fit")
             x, y = next(iter(dm.train_dataloader()))
         except Exception as e:  # noqa: BLE001

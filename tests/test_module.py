@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+from lr_lightning import (
+    LinearRegression,
+    RegressionDataModule,
+    RegressionModule,
+    SyntheticDataModule,
+    TutorialDataModule,
+)
 
 from .conftest import make_trainer
 
@@ -27,9 +33,9 @@ def test_tutorial_parity_through_lightning():
     """x = 1..4, y = 2x, w = 0, lr 0.01, full batch: the tutorial's printed table."""
     model = LinearRegression(1, 1, bias=False)
     nn.init.zeros_(model.linear.weight)
-    dm = RegressionDataModule.tutorial()
+    dm = TutorialDataModule()
     record = RecordEpochs()
-    make_trainer(max_epochs=10, callbacks=[record], **dm.trainer_defaults()).fit(RegressionModule(model), datamodule=dm)
+    make_trainer(max_epochs=10, callbacks=[record]).fit(RegressionModule(model), datamodule=dm)
     w = [round(w, 3) for w, _ in record.rows]
     assert w == [0.300, 0.555, 0.772, 0.956, 1.113, 1.246, 1.359, 1.455, 1.537, 1.606]
     assert record.rows[0][1] == pytest.approx(30.0, rel=1e-6)  # loss in epoch 1, before its update
@@ -59,9 +65,9 @@ def test_bad_settings_raise(kwargs, words):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_learns_known_weights_from_synthetic_data(optimizer):
-    dm = RegressionDataModule.synthetic(n_samples=2000, n_features=3, noise=0.05, seed=1, batch_size=64)
+    dm = SyntheticDataModule(n_samples=2000, n_features=3, noise=0.05, seed=1, batch_size=64)
     module = RegressionModule(LinearRegression(dm.n_features), lr=0.05, optimizer=optimizer)
-    make_trainer(max_epochs=15, **dm.trainer_defaults()).fit(module, datamodule=dm)
+    make_trainer(max_epochs=15).fit(module, datamodule=dm)
     # Measured: the weights 1.9e-3 off, the bias 6.4e-4.
     torch.testing.assert_close(module.model.linear.weight.detach().double(), dm.true_weight, atol=0.02, rtol=0)
     torch.testing.assert_close(module.model.linear.bias.detach().double(), dm.true_bias, atol=0.02, rtol=0)
@@ -83,9 +89,9 @@ def test_a_1d_prediction_against_a_column_target_is_refused():
 
 
 def test_logged_keys_and_exact_epoch_metrics():
-    dm = RegressionDataModule.synthetic(n_samples=230, noise=0.5, batch_size=32, val_fraction=0.2, test_fraction=0.1)
+    dm = SyntheticDataModule(n_samples=230, noise=0.5, batch_size=32, val_fraction=0.2, test_fraction=0.1)
     module = RegressionModule(LinearRegression(1), lr=0.1)
-    trainer = make_trainer(max_epochs=3, **dm.trainer_defaults())
+    trainer = make_trainer(max_epochs=3)
     trainer.fit(module, datamodule=dm)
     assert {"train/loss", "train/loss_step", "val/loss", "val/mae", "val/r2"} <= set(
         trainer.callback_metrics)
@@ -118,9 +124,9 @@ class RecordSteps(L.Callback):
 
 
 def test_epoch_train_loss_is_the_weighted_mean_of_that_epochs_steps():
-    dm = RegressionDataModule.synthetic(n_samples=100, noise=0.5, batch_size=32, val_fraction=0.0)  # 32, 32, 32, 4
+    dm = SyntheticDataModule(n_samples=100, noise=0.5, batch_size=32, val_fraction=0.0)  # 32, 32, 32, 4
     record = RecordSteps()
-    make_trainer(max_epochs=3, callbacks=[record], **dm.trainer_defaults()).fit(
+    make_trainer(max_epochs=3, callbacks=[record]).fit(
         RegressionModule(LinearRegression(1), lr=0.1), datamodule=dm)
     for steps, epoch_loss in zip(record.steps, record.epochs, strict=False):
         assert [n for _, n in steps] == [32, 32, 32, 4]
@@ -140,8 +146,8 @@ def test_predict_step_returns_predictions_in_row_order():
 
 
 def _fit_and_save(module, tmp_path):
-    dm = RegressionDataModule.synthetic(n_samples=100, n_features=2, val_fraction=0.2)
-    trainer = make_trainer(max_epochs=2, **dm.trainer_defaults())
+    dm = SyntheticDataModule(n_samples=100, n_features=2, val_fraction=0.2)
+    trainer = make_trainer(max_epochs=2)
     trainer.fit(module, datamodule=dm)
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)

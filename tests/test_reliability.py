@@ -115,7 +115,7 @@ def _fit_saving(ckpt_path=None, hook=None, at=None, path=None):
     """Three epochs of 8 steps with momentum SGD; optionally save at a hook and stop there, like a kill."""
     import lightning as L
 
-    from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+    from lr_lightning import LinearRegression, RegressionModule, SyntheticDataModule
 
     from .conftest import make_trainer
 
@@ -130,10 +130,10 @@ def _fit_saving(ckpt_path=None, hook=None, at=None, path=None):
                 trainer.save_checkpoint(path, weights_only=False)
                 raise _Stop
 
-    dm = RegressionDataModule.synthetic(n_samples=1000, n_features=2, batch_size=100, val_fraction=0.2, seed=7)
+    dm = SyntheticDataModule(n_samples=1000, n_features=2, batch_size=100, val_fraction=0.2, seed=7)
     torch.manual_seed(0)
     module = RegressionModule(LinearRegression(2), lr=0.05, momentum=0.9)
-    trainer = make_trainer(max_epochs=3, callbacks=[SaveAndStop()], **dm.trainer_defaults())
+    trainer = make_trainer(max_epochs=3, callbacks=[SaveAndStop()])
     with contextlib.suppress(_Stop):
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     return module.model.linear.weight.detach().clone(), trainer.global_step

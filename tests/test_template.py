@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule
+from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule, SyntheticDataModule
 from lr_lightning.core.cli import fit_main
 
 from .conftest import make_trainer, run_script
@@ -107,7 +107,7 @@ def test_multi_output_shapes_and_metrics_per_output_and_averaged(tmp_path):
     y = np.column_stack([x @ [1.0, 2.0, 0.0] + 1, 0.1 * (x @ [0.0, -1.0, 3.0]) + rng.standard_normal(400)])
     dm = RegressionDataModule(x, y, batch_size=40, target_names=["a", "b"])
     module = RegressionModule(LinearRegression(3, 2), lr=0.05)
-    trainer = make_trainer(max_epochs=20, **dm.trainer_defaults())
+    trainer = make_trainer(max_epochs=20)
     trainer.fit(module, datamodule=dm)
     assert module(torch.zeros(7, 3)).shape == (7, 2)
     m = {k: v.item() for k, v in trainer.callback_metrics.items()}
@@ -134,9 +134,9 @@ def test_multi_output_end_to_end_from_x_and_y_files(tmp_path, capsys):
 
 @pytest.mark.parametrize(("scheduler", "final_lr"), [("cosine", 0.0), ("step", 0.1 * 0.1**2), ("plateau", 0.1)])
 def test_schedulers_step_each_epoch(scheduler, final_lr):
-    dm = RegressionDataModule.synthetic(n_samples=200)
+    dm = SyntheticDataModule(n_samples=200)
     module = RegressionModule(LinearRegression(1), lr=0.1, scheduler=scheduler)
-    trainer = make_trainer(max_epochs=6, **dm.trainer_defaults())
+    trainer = make_trainer(max_epochs=6)
     trainer.fit(module, datamodule=dm)
     # cosine reaches 0 at max_epochs; step multiplies by 0.1 every 2 of 6 epochs (after epochs 2 and 4 and 6,
     # the last after training ends); plateau keeps the rate while val/loss improves.
@@ -150,9 +150,9 @@ def test_schedulers_step_each_epoch(scheduler, final_lr):
 def test_compile_trains_the_same_network_and_keeps_checkpoint_keys():
     def run(compile):
         torch.manual_seed(0)
-        dm = RegressionDataModule.synthetic(n_samples=64, batch_size=64, val_fraction=0.0)
+        dm = SyntheticDataModule(n_samples=64, batch_size=64, val_fraction=0.0)
         module = RegressionModule(MLPRegressor(1, [8]), lr=0.05, compile=compile)
-        make_trainer(max_epochs=3, **dm.trainer_defaults()).fit(module, datamodule=dm)
+        make_trainer(max_epochs=3).fit(module, datamodule=dm)
         return module
 
     # torch.compile's CPU backend needs a working C++ toolchain; without one, skip. Probed on its own, so that an

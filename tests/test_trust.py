@@ -17,7 +17,14 @@ import pytest
 import torch
 from torch import nn
 
-from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule
+from lr_lightning import (
+    LinearRegression,
+    MLPRegressor,
+    RegressionDataModule,
+    RegressionModule,
+    SyntheticDataModule,
+    TutorialDataModule,
+)
 from lr_lightning.core.callbacks import claim_version
 from lr_lightning.core.cli import fit_main
 from lr_lightning.core.figures import TensorBoardFigures
@@ -45,8 +52,8 @@ SETTINGS = [
      "weight_decay must be a finite number >= 0, got nan"),
     (lambda: RegressionModule(LinearRegression(1), optimizer="lbfgs", weight_decay=0.1),
      ["--optimizer", "lbfgs", "--weight-decay", "0.1"], "weight_decay does not apply to lbfgs"),
-    (lambda: RegressionDataModule.tutorial(seed=-1), ["--seed", "-1"], "seed"),
-    (lambda: RegressionDataModule.tutorial(seed=2**40), ["--seed", str(2**40)], "seed"),
+    (lambda: TutorialDataModule(seed=-1), ["--seed", "-1"], "seed"),
+    (lambda: TutorialDataModule(seed=2**40), ["--seed", str(2**40)], "seed"),
     (lambda: TensorBoardFigures(times=-2), ["--figures", "-2"], "figures must be a whole number >= 0"),
 ]
 
@@ -162,7 +169,7 @@ def test_float64_data_trains_in_float64_without_being_asked():
                               val_fraction=0.0, shuffle=False, standardize=True)
     assert dm.x.dtype == torch.float64 and dm.hparams["dtype"] == "float64"
     module = RegressionModule(LinearRegression(1), lr=1.0, optimizer="lbfgs")
-    make_trainer(max_epochs=30, **dm.trainer_defaults()).fit(module, datamodule=dm)
+    make_trainer(max_epochs=30).fit(module, datamodule=dm)
     assert module.model.linear.weight.dtype == torch.float64
     lre = nist.min_lre(nist.in_nist_order(*module.coefficients()), d.certified)
     # measured: 11.51 with 1 and 2 threads, torch kernels default/avx2/avx512, OpenBLAS Sandybridge; float32 data: 4.3
@@ -175,26 +182,26 @@ def test_float32_and_other_inputs_keep_float32():
     assert RegressionDataModule([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], val_fraction=0).x.dtype == torch.float32
     assert RegressionDataModule(np.zeros(4), np.zeros(4), val_fraction=0, dtype=torch.float32).x.dtype == \
         torch.float32
-    assert RegressionDataModule.synthetic(n_samples=10).x.dtype == torch.float32
+    assert SyntheticDataModule(n_samples=10).x.dtype == torch.float32
 
 
 @pytest.mark.parametrize("data_bias", [True, False])
 def test_a_bias_mismatch_between_data_and_network_is_refused(data_bias):
-    dm = RegressionDataModule.synthetic(n_samples=50, standardize=True, bias=data_bias, val_fraction=0.0)
+    dm = SyntheticDataModule(n_samples=50, standardize=True, bias=data_bias, val_fraction=0.0)
     module = RegressionModule(LinearRegression(1, bias=not data_bias))
     words = "has none (bias=False): pass bias=False to the datamodule" if data_bias else "build the network with bias"
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        make_trainer(max_epochs=1, **dm.trainer_defaults()).fit(module, datamodule=dm)
+        make_trainer(max_epochs=1).fit(module, datamodule=dm)
 
 
 def test_lbfgs_logs_the_loss_at_the_start_of_its_step():
-    dm = RegressionDataModule.synthetic(n_samples=200, noise=0.5, val_fraction=0.0, batch_size=200, seed=3)
+    dm = SyntheticDataModule(n_samples=200, noise=0.5, val_fraction=0.0, batch_size=200, seed=3)
     torch.manual_seed(0)
     module = RegressionModule(LinearRegression(1), lr=1.0, optimizer="lbfgs")
     x, y = dm.x, dm.y
     with torch.no_grad():
         initial = float(((module(x) - y) ** 2).mean())
-    trainer = make_trainer(max_epochs=1, **dm.trainer_defaults())
+    trainer = make_trainer(max_epochs=1)
     trainer.fit(module, datamodule=dm)
     assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(initial, rel=1e-5)
     with torch.no_grad():
@@ -296,10 +303,10 @@ def test_resuming_with_other_settings_is_refused_before_training(tmp_path, capsy
         assert len(err) == 1 and err[0].startswith("error: cannot resume: ") and words in err[0], err
     # The API says the same, as Lightning starts to restore (before any training step).
     ckpt = next((tmp_path / "logs").glob("*/checkpoints/last.ckpt"))
-    dm = RegressionDataModule.synthetic(n_features=2)
+    dm = SyntheticDataModule(n_features=2)
     module = RegressionModule(LinearRegression(2), optimizer="adam")
     with pytest.raises(ValueError, match="the optimizer: 'sgd' there, 'adam' here"):
-        make_trainer(max_epochs=3, **dm.trainer_defaults()).fit(module, datamodule=dm, ckpt_path=ckpt,
+        make_trainer(max_epochs=3).fit(module, datamodule=dm, ckpt_path=ckpt,
                                                                 weights_only=True)
 
 
@@ -308,9 +315,9 @@ README_EXAMPLE = """
 import lightning as L
 from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
 
-dm = RegressionDataModule.synthetic(n_samples=1000, n_features=3, noise=0.1)
+dm = SyntheticDataModule(n_samples=1000, n_features=3, noise=0.1)
 module = RegressionModule(LinearRegression(dm.n_features), lr=0.05)
-trainer = L.Trainer(max_epochs=5, **dm.trainer_defaults())
+trainer = L.Trainer(max_epochs=5, enable_progress_bar=False)
 trainer.fit(module, datamodule=dm)
 print("done")
 """

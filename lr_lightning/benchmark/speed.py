@@ -19,6 +19,7 @@ epochs after the first (warm-up), so start-up costs are not counted.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -32,7 +33,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from lr_lightning.core.data.datamodules import RegressionDataModule
+from lr_lightning.core.data.datamodules import RegressionDataModule, datamodule_for_path
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.regression_module import RegressionModule
 
@@ -142,7 +143,9 @@ def run_package(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: in
     dm = RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.0, seed=seed)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
-        trainer = _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults(enable_progress_bar=False))
+        # Logged as often as the DataLoader path (b): every min(50, steps per epoch) steps.
+        steps = math.ceil(dm.n_train / dm.batch_size)
+        trainer = _trainer(epochs, accelerator, log_dir, timer, log_every_n_steps=min(50, steps))
         trainer.fit(module, datamodule=dm)
     return Result("package", timer.times, full_loss(module, x, y))
 
@@ -187,11 +190,13 @@ def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: f
     it; the peak resident memory of the process (bytes) goes with the result, so run one per process."""
     import resource
 
-    dm = RegressionDataModule.from_path(path, in_memory=in_memory, batch_size=batch_size, val_fraction=0.0, seed=seed)
+    dm = datamodule_for_path(path)(path, in_memory=in_memory, batch_size=batch_size, val_fraction=0.0, seed=seed)
     module = RegressionModule(initial_model(dm.n_features, seed), lr=lr)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
-        trainer = _trainer(epochs, accelerator, log_dir, timer, **dm.trainer_defaults(enable_progress_bar=False))
+        # Logged as often as the DataLoader path (b): every min(50, steps per epoch) steps.
+        steps = math.ceil(dm.n_train / dm.batch_size)
+        trainer = _trainer(epochs, accelerator, log_dir, timer, log_every_n_steps=min(50, steps))
         trainer.fit(module, datamodule=dm)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     loss = float(module.trainer.callback_metrics["train/loss"])

@@ -364,7 +364,12 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         StopOnSignal,
         find_last_checkpoint,
     )
-    from lr_lightning.core.data.datamodules import RegressionDataModule
+    from lr_lightning.core.data.datamodules import (
+        CSVDataModule,
+        SyntheticDataModule,
+        TutorialDataModule,
+        datamodule_for_path,
+    )
     from lr_lightning.core.figures import LossHistory, TensorBoardFigures, have_matplotlib
     from lr_lightning.core.regression_module import RegressionModule, read_checkpoint, single_linear
     from lr_lightning.exact.solver import RankDeficientWarning
@@ -437,12 +442,15 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     bias = args.data != "tutorial" if args.bias is None else args.bias
     data_kwargs |= {"standardize": args.standardize, "polynomial_degree": args.polynomial_degree, "bias": bias}
     if args.data == "tutorial":
-        dm = RegressionDataModule.tutorial(**data_kwargs)
+        dm = TutorialDataModule(**data_kwargs)
     elif args.data == "synthetic":
         synthetic = {"n_samples": args.n_samples, "n_features": args.n_features, "noise": args.noise}
-        dm = RegressionDataModule.synthetic(**{k: v for k, v in synthetic.items() if v is not None}, **data_kwargs)
+        dm = SyntheticDataModule(**{k: v for k, v in synthetic.items() if v is not None}, **data_kwargs)
     else:
-        dm = RegressionDataModule.from_path(args.data, args.target, in_memory=args.in_memory, **data_kwargs)
+        cls = datamodule_for_path(args.data)
+        if cls is not CSVDataModule:  # a CSV is always read into memory
+            data_kwargs["in_memory"] = args.in_memory
+        dm = cls(args.data, args.target, **data_kwargs)
     if args.optimizer == "lbfgs" and args.batch_size is None:
         # LBFGS's line search needs the same (full-batch) loss at every evaluation; hparams record what ran.
         dm.batch_size = dm.hparams["batch_size"] = dm.n_samples
@@ -459,7 +467,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
         raise UsageError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     every = args.checkpoint_every or 1  # set below, from the steps per epoch, once the number of processes is known
     plain_sgd = args.optimizer == "sgd" and not args.momentum
-    if dm.optimum is not None and (dm.n_val or single_linear(model) is not None):
+    if not dm.table.streamed and (dm.n_val or single_linear(model) is not None):
         # The least-squares reference (val/excess_mse, the summary's "least squares" line) is computed here, once
         # (it is cached): whatever it cannot solve is reported now as bad input, not after training, and a rank
         # warning comes once per run, from the first process only.
@@ -469,7 +477,7 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
             if _get_rank() or 0:
                 warnings.simplefilter("ignore", RankDeficientWarning)
             try:
-                dm.optimum()
+                _optimum(dm)
             except ValueError as e:
                 raise UsageError(f"{args.data}: the least-squares reference on the training split: {e}") from None
     if args.resume_path is not None:
@@ -502,14 +510,14 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
     if progress_bar:
         # Redraw when the numbers it shows change (every log_every_n_steps), not every step: a redraw formats
         # the metrics, which on a GPU also waits for them.
-        callbacks.append(TQDMProgressBar(refresh_rate=dm.trainer_defaults()["log_every_n_steps"]))
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(50, math.ceil(dm.n_train / dm.batch_size)))))
     else:
         callbacks.append(ProgressLines())
     try:
         trainer = L.Trainer(
             accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes, strategy=args.strategy,
             precision=args.precision, max_epochs=args.max_epochs, logger=logger, callbacks=callbacks,
-            plugins=[AtomicCheckpointIO()], **dm.trainer_defaults(enable_progress_bar=progress_bar),
+            plugins=[AtomicCheckpointIO()], enable_progress_bar=progress_bar, enable_model_summary=False,
         )
     except (MisconfigurationException, ValueError, RuntimeError, ImportError) as e:
         with contextlib.suppress(OSError):  # nothing ran: give back the run folder (and --log-dir, if it was new)
@@ -520,11 +528,35 @@ def build_fit(args: argparse.Namespace) -> tuple[RegressionDataModule, Regressio
                          f"--num-nodes {args.num_nodes} --precision {args.precision}: "
                          f"{str(e).splitlines()[0]}") from None
     # Steps per epoch shrink with the number of processes, and log_every_n_steps and the checkpoint interval too.
-    trainer.log_every_n_steps = dm.trainer_defaults(trainer.world_size)["log_every_n_steps"]
+    trainer.log_every_n_steps = max(1, min(50, math.ceil(dm.n_train / (dm.batch_size * trainer.world_size))))
     if args.checkpoint_every is None:
         steps = math.ceil(dm.n_train / (dm.batch_size * trainer.world_size))
         saver.every_n_steps = max(1, steps // 4)
     return dm, module, trainer
+
+
+@functools.lru_cache(maxsize=2)
+def _optimum(dm: RegressionDataModule) -> dict[str, Any]:
+    """The least-squares fit on the training split (raw inputs, the same model) and its MSE on each split, computed
+    once per datamodule (a rank-deficient split warns once). It was ``RegressionDataModule.optimum``; the datamodule
+    no longer solves anything (#13), and this stays here until the command line takes it from lr_lightning.exact."""
+
+    from lr_lightning.core.basis import polynomial_features
+    from lr_lightning.exact.solver import least_squares
+
+    x, y = (t.numpy() for t in dm.raw_split("train"))  # views: least_squares widens chunk by chunk
+    fit = least_squares(x, y, bias=dm.bias, polynomial_degree=dm.polynomial_degree, names=dm.feature_names)
+    weight, bias = fit
+    mse = {}
+    for name in ("test", "val", "train"):
+        xs, ys = dm.raw_split(name)
+        if len(xs):  # in chunks: no float64 copy of a whole split
+            sse = sum(float(((polynomial_features(xs[i:i + 65536].double().numpy(), dm.polynomial_degree) @ weight.T
+                              + (bias if bias is not None else 0) - ys[i:i + 65536].double().numpy()) ** 2).sum())
+                      for i in range(0, len(xs), 65536))
+            mse[name] = sse / (len(xs) * ys.shape[1])
+    return {"weight": weight, "bias": bias, "mse": mse, "rank": fit.rank, "n_coefficients": fit.n_coefficients,
+            "dependent": fit.dependent}
 
 
 # Set by the launchers Lightning works with on several machines: torchrun, SLURM, LSF, MPI, or by hand.
@@ -631,9 +663,9 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
     shown = ["train/loss", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
     if any(k in metrics for k in shown):  # none after --max-epochs 0
         print("  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
-    if w is not None and dm.optimum is not None:
+    if w is not None and not dm.table.streamed:
         # The best linear fit on the same training rows: how far did training get?
-        opt = dm.optimum()
+        opt = _optimum(dm)
         split = "val" if "val" in opt["mse"] else "train"
         ours = metrics.get("val/loss", metrics.get("train/loss"))
         if split == "train" and dm.feature_map is not None:
@@ -653,39 +685,6 @@ def print_summary(args: argparse.Namespace, dm: RegressionDataModule, module: Re
     if trainer.logger is not None:
         print(f"Logs: {trainer.logger.log_dir}")
         print(f"View the curves: tensorboard --logdir {args.log_dir}")
-
-
-# ------------------------------------------------------------------------------------------ make_data
-def make_data_parser() -> Parser:
-    p = Parser(prog="make_data.py", description="Write a synthetic regression dataset as .npy shards, for "
-               "`fit.py --data DIR` (memory-mapped: it may be far larger than memory).",
-               formatter_class=HelpFormatter)
-    p.add_argument("out", type=Path, help="a new directory for part-00000.npy, ... and truth.json")
-    p.add_argument("--rows", type=int, default=1_000_000, help="samples in all")
-    p.add_argument("--features", type=int, default=16)
-    p.add_argument("--shard-rows", type=int, default=1 << 20, help="rows per .npy file")
-    p.add_argument("--noise", type=float, default=0.1, help="standard deviation of the noise")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    return p
-
-
-@entry_point
-def make_data_main(argv: list[str] | None = None) -> int:
-    args = make_data_parser().parse_args(argv)
-    from lr_lightning.core.data.memmap import write_synthetic
-
-    start = time.perf_counter()
-    try:
-        write_synthetic(args.out, args.rows, args.features, args.shard_rows, args.noise, args.seed, args.dtype)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    size = sum(p.stat().st_size for p in args.out.glob("*.npy"))
-    print(f"Wrote {args.rows} rows × {args.features} features + 1 target ({size / 1e9:.2f} GB, {args.dtype}) to "
-          f"{args.out} in {time.perf_counter() - start:.1f} s; true weights in {args.out / 'truth.json'}")
-    print(f"Train on it: python scripts/fit.py --data {args.out}")
-    return 0
 
 
 # -------------------------------------------------------------------------------------------- predict
@@ -854,7 +853,7 @@ def _predict_inputs(args: argparse.Namespace, features: list[str], dtype: torch.
     import numpy as np
     import torch
 
-    from lr_lightning.core.data.datamodules import MissingHeaderError, parse_number, read_csv_table
+    from lr_lightning.core.data.tables import MissingHeaderError, parse_number, read_csv_table
 
     # A value beyond the dtype's range becomes inf when cast to it: refused as inf is.
     max_abs = float(torch.finfo(dtype).max)
@@ -1043,7 +1042,7 @@ def _benchmark_files(args: argparse.Namespace, device: str) -> int:
     import torch
 
     from lr_lightning.benchmark import speed as benchmark
-    from lr_lightning.core.data.memmap import NpyTable
+    from lr_lightning.core.data.tables import NpyTable
 
     small, big = (Path(p) for p in args.files)
     try:

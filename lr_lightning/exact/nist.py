@@ -114,6 +114,6 @@ def train(d: StRD, *, optimizer: str, precision: str, epochs: int, lr: float) ->
     torch.manual_seed(0)
     module = RegressionModule(LinearRegression(dm.n_features, bias=d.bias), lr=lr, optimizer=optimizer)
     trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=epochs, logger=False,
-                        enable_checkpointing=False, **dm.trainer_defaults(enable_progress_bar=False))
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, datamodule=dm)
     return in_nist_order(*module.coefficients())

@@ -133,7 +133,7 @@ def lightning_stage(x: Any, y: Any, *, lr: float, epochs: int, bias: bool = Fals
         callbacks.append(EarlyStopping("train/loss", stopping_threshold=stop_below, patience=epochs + 1,
                                        check_on_train_epoch_end=True))
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, callbacks=callbacks, logger=False,
-                        enable_checkpointing=False, **dm.trainer_defaults(enable_progress_bar=False))
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, datamodule=dm)  # loss, backward, step and zero_grad happen in there
     return history.steps
 

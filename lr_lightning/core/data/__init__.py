@@ -1,1 +1,33 @@
-"""Data: ``RegressionDataModule`` and the tables it reads."""
+"""Data: the datamodule family (``datamodules``) over one table abstraction (``tables``), served by ``loaders``.
+
+- :mod:`~lr_lightning.core.data.tables`: ``Table`` and its implementations (arrays, CSV, ``.npy``, Parquet), and the
+  CSV reader ``read_csv_table``.
+- :mod:`~lr_lightning.core.data.loaders`: the per-epoch order of rows and the batches, on one process or many.
+- :mod:`~lr_lightning.core.data.datamodules`: ``RegressionDataModule`` and its subclasses, and
+  ``datamodule_for_path``.
+"""
+
+from lr_lightning.core.data.datamodules import (
+    CSVDataModule,
+    NpyDataModule,
+    ParquetDataModule,
+    RegressionDataModule,
+    SyntheticDataModule,
+    TutorialDataModule,
+    datamodule_for_path,
+)
+from lr_lightning.core.data.loaders import BlockBatches, BlockOrder, EpochOrder, TensorBatches, rank_slices
+from lr_lightning.core.data.tables import (
+    ArrayTable,
+    CsvTable,
+    MissingHeaderError,
+    NpyTable,
+    ParquetTable,
+    Table,
+    read_csv_table,
+)
+
+__all__ = ["ArrayTable", "BlockBatches", "BlockOrder", "CSVDataModule", "CsvTable", "EpochOrder", "MissingHeaderError",
+           "NpyDataModule", "NpyTable", "ParquetDataModule", "ParquetTable", "RegressionDataModule",
+           "SyntheticDataModule", "Table", "TensorBatches", "TutorialDataModule", "datamodule_for_path",
+           "rank_slices", "read_csv_table"]
