@@ -91,7 +91,7 @@ def test_a_1d_prediction_against_a_column_target_is_refused():
 def test_logged_keys_and_exact_epoch_metrics():
     dm = SyntheticDataModule(n_samples=230, noise=0.5, batch_size=32, val_fraction=0.2, test_fraction=0.1)
     module = RegressionModule(LinearRegression(1), lr=0.1)
-    trainer = make_trainer(max_epochs=3)
+    trainer = make_trainer(max_epochs=3, log_every_n_steps=5)  # 6 steps an epoch: a step is logged
     trainer.fit(module, datamodule=dm)
     assert {"train/loss", "train/loss_step", "val/loss", "val/mae", "val/r2"} <= set(
         trainer.callback_metrics)

@@ -313,7 +313,7 @@ def test_resuming_with_other_settings_is_refused_before_training(tmp_path, capsy
 # ------------------------------------------------------------------------------------------- quiet API
 README_EXAMPLE = """
 import lightning as L
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+from lr_lightning import LinearRegression, RegressionModule, SyntheticDataModule
 
 dm = SyntheticDataModule(n_samples=1000, n_features=3, noise=0.1)
 module = RegressionModule(LinearRegression(dm.n_features), lr=0.05)

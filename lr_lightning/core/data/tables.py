@@ -250,7 +250,7 @@ def _read_with_pyarrow(data: bytes, columns: Sequence[str] | None, header: bool,
     out = np.empty((table.num_rows, len(wanted)), dtype=np.float64)
     for j in range(len(wanted)):
         out[:, j] = table.column(j).to_numpy()
-    if not (np.abs(out) <= max_abs).all():  # nan and inf fail this too
+    if not (np.isfinite(out).all() and (np.abs(out) <= max_abs).all()):
         return None
     return wanted, out
 
