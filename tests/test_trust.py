@@ -306,8 +306,7 @@ def test_resuming_with_other_settings_is_refused_before_training(tmp_path, capsy
     dm = SyntheticDataModule(n_features=2)
     module = RegressionModule(LinearRegression(2), optimizer="adam")
     with pytest.raises(ValueError, match="the optimizer: 'sgd' there, 'adam' here"):
-        make_trainer(max_epochs=3).fit(module, datamodule=dm, ckpt_path=ckpt,
-                                                                weights_only=True)
+        make_trainer(max_epochs=3).fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
 
 
 # ------------------------------------------------------------------------------------------- quiet API
@@ -317,7 +316,7 @@ from lr_lightning import LinearRegression, RegressionModule, SyntheticDataModule
 
 dm = SyntheticDataModule(n_samples=1000, n_features=3, noise=0.1)
 module = RegressionModule(LinearRegression(dm.n_features), lr=0.05)
-trainer = L.Trainer(max_epochs=5, enable_progress_bar=False)
+trainer = L.Trainer(max_epochs=5, enable_progress_bar=False, enable_model_summary=False)
 trainer.fit(module, datamodule=dm)
 print("done")
 """
