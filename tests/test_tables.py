@@ -296,7 +296,8 @@ def test_pyarrow_reads_a_large_csv_the_same_as_the_line_by_line_reader(tmp_path)
     rng = np.random.default_rng(0)
     data = rng.standard_normal((5000, 4)) * 10.0 ** rng.integers(-30, 30, (5000, 4))
     path = tmp_path / "d.csv"
-    path.write_text("# made by a test\na,b,c,y\n" + "".join(",".join(repr(float(v)) for v in row) + "\n" for row in data))
+    rows = "".join(",".join(repr(float(v)) for v in row) + "\n" for row in data)
+    path.write_text("# made by a test\na,b,c,y\n" + rows)
     names, fast = read_csv_table(path)
     assert names == ["a", "b", "c", "y"] and fast.tobytes() == data.tobytes()  # every bit
     assert _read_line_by_line(path, None, True, np.inf)[1].tobytes() == data.tobytes()
