@@ -605,7 +605,7 @@ class ParquetDataModule(RegressionDataModule):
 
     Streamed, each row group is a block: the split deals out row groups, and an epoch visits them in a fresh order,
     shuffling the rows within each. Write row groups of about a million rows or fewer (``make_data.py --format
-    parquet`` does): memory holds about two decoded row groups.
+    parquet`` does): memory holds one decoded row group at a time.
 
     Args:
         path: a .parquet file, or a directory of .parquet files.

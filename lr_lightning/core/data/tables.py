@@ -565,7 +565,7 @@ COLUMNS_PER_READ = 8  # columns decoded at a time: pyarrow's buffers for a row g
 class ParquetTable(Table):
     """A ``.parquet`` file, or a directory of them taken in name order (the same columns in each), read row group by
     row group: each row group is a block, decoded when a batch first needs it and dropped once its block is done
-    (at most two are held), so memory stays at about two row groups whatever the file's size.
+    (one is held at a time), so memory stays at about one row group whatever the file's size.
 
     Every column must hold numbers (integers or floats); ``target`` names the target column (default: the last).
     The rows are read in the columns' common dtype (float32 columns stay float32). A null is read as nan, which the
@@ -583,6 +583,9 @@ class ParquetTable(Table):
     """
 
     streamed = True
+    # Decoded row groups held. Batches visit the blocks one after another (a batch crossing from one into the next
+    # reads each once), so one is enough; each more costs a row group of memory.
+    cached_groups = 1
 
     def __init__(self, path: str | Path, target: str | None = None) -> None:
         import pyarrow as pa
@@ -653,7 +656,7 @@ class ParquetTable(Table):
         if k in self._cache:
             self._cache.move_to_end(k)
             return self._cache[k]
-        while len(self._cache) >= 2:
+        while len(self._cache) >= self.cached_groups:
             self._cache.popitem(last=False)
         fi, g = self.groups[k]
         n = int(self.starts[k + 1] - self.starts[k])
