@@ -187,7 +187,7 @@ def _from_yaml(cls, init_args):
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--data", type=RegressionDataModule)
     config = parser.parse_object({"data": {"class_path": f"{cls.__module__}.{cls.__name__}", "init_args": init_args}})
-    return parser.instantiate_classes(config).data
+    return parser.instantiate(config).data
 
 
 def test_each_subclass_is_built_from_a_yaml_config(tmp_path):
@@ -304,6 +304,7 @@ def test_pyarrow_reads_a_large_csv_the_same_as_the_line_by_line_reader(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------- imports
+@pytest.mark.slow  # four fresh interpreters that import torch and Lightning: about 25 s on 2 cores
 def test_no_import_cycles_and_core_imports_nothing_outside_itself():
     """Each module of the package imports in a fresh interpreter on its own (a cycle fails for one of them), and
     importing any module of lr_lightning.core loads no module of exact, tutorial or benchmark."""
