@@ -16,6 +16,12 @@ _EXPORTS = {
     "MLPRegressor": "lr_lightning.core.networks",
     "RegressionModule": "lr_lightning.core.regression_module",
     "RegressionDataModule": "lr_lightning.core.data.datamodules",
+    "TutorialDataModule": "lr_lightning.core.data.datamodules",
+    "SyntheticDataModule": "lr_lightning.core.data.datamodules",
+    "CSVDataModule": "lr_lightning.core.data.datamodules",
+    "NpyDataModule": "lr_lightning.core.data.datamodules",
+    "ParquetDataModule": "lr_lightning.core.data.datamodules",
+    "datamodule_for_path": "lr_lightning.core.data.datamodules",
     # The exact solver lives in `exact/solver.py`, so that `lr_lightning.least_squares` is the function README
     # documents, not a submodule shadowing it.
     "least_squares": "lr_lightning.exact.solver",
@@ -23,11 +29,20 @@ _EXPORTS = {
     "polynomial_features": "lr_lightning.core.basis",
     "RankDeficientWarning": "lr_lightning.exact.solver",
 }
-__all__ = ["LinearRegression", "MLPRegressor", "RankDeficientWarning", "RegressionDataModule", "RegressionModule",
-           "fit_statistics", "least_squares", "polynomial_features"]
+__all__ = ["CSVDataModule", "LinearRegression", "MLPRegressor", "NpyDataModule", "ParquetDataModule",
+           "RankDeficientWarning", "RegressionDataModule", "RegressionModule", "SyntheticDataModule",
+           "TutorialDataModule", "datamodule_for_path", "fit_statistics", "least_squares", "polynomial_features"]
 
 if TYPE_CHECKING:
-    from lr_lightning.core.data.datamodules import RegressionDataModule
+    from lr_lightning.core.data.datamodules import (
+        CSVDataModule,
+        NpyDataModule,
+        ParquetDataModule,
+        RegressionDataModule,
+        SyntheticDataModule,
+        TutorialDataModule,
+        datamodule_for_path,
+    )
     from lr_lightning.core.networks import LinearRegression, MLPRegressor
     from lr_lightning.core.regression_module import RegressionModule
     from lr_lightning.exact.solver import (

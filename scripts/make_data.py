@@ -1,9 +1,8 @@
 #!/usr/bin/env python
-"""Write a synthetic dataset as .npy shards: `python scripts/make_data.py --help`."""
-
+"""Write a synthetic dataset as .npy shards or Parquet files: `python scripts/make_data.py --help`."""
 import sys
 
-from lr_lightning.core.cli import make_data_main
+from lr_lightning.benchmark.make_data import main
 
 if __name__ == "__main__":
-    sys.exit(make_data_main())
+    sys.exit(main())

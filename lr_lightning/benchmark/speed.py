@@ -35,14 +35,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 from jsonargparse.typing import PositiveFloat, PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_lightning.core.commands import Parser, entry_point, quiet
-from lr_lightning.core.data.datamodules import RegressionDataModule
+from lr_lightning.core.data.datamodules import RegressionDataModule, datamodule_for_path
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.regression_module import RegressionModule
 
@@ -202,16 +201,7 @@ def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: f
     it; the peak resident memory of the process (bytes) goes with the result, so run one per process."""
     import resource
 
-    from lr_lightning.core.data.memmap import MemmapDataModule, NpyTable
-
-    kwargs = {"batch_size": batch_size, "val_fraction": 0.0, "seed": seed}
-    if in_memory:  # read file by file out of the mapping, in the files' own dtype
-        table = NpyTable(path)
-        x, y = (np.concatenate(parts) for parts in zip(*(table.read_range(a, b) for a, b in table.blocks(table.n_rows)),
-                                                      strict=True))
-        dm = RegressionDataModule(x, y, **kwargs)
-    else:
-        dm = MemmapDataModule(path, **kwargs)
+    dm = datamodule_for_path(path)(path, in_memory=in_memory, batch_size=batch_size, val_fraction=0.0, seed=seed)
     dtype = "float64" if dm.dtype == torch.float64 else None  # float64 files train a float64 network
     module = RegressionModule(initial_model(dm.n_features, seed), partial(torch.optim.SGD, lr=lr),
                               weights_dtype=dtype)

@@ -35,11 +35,11 @@ def have_matplotlib() -> bool:
 def held_out(dm: Any, limit: int = MAX_POINTS) -> tuple[str, torch.Tensor, torch.Tensor]:
     """``(split, x, y)``: up to ``limit`` raw rows of the validation split (the training split without one)."""
     split = "val" if dm.n_val else "train"
-    if hasattr(dm, "table"):  # memory-mapped: read the first rows of the split's blocks
+    if dm.table.streamed:  # read the first rows of the split's blocks
         rows = np.concatenate([np.arange(a, b) for a, b in dm.ranges[split]])[:limit]
         x, y = (torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in dm.table.read(rows))
         return split, x, y
-    x, y = dm.raw_splits[split]
+    x, y = dm.raw_split(split)
     return split, x[:limit].cpu().double(), y[:limit].cpu().double()
 
 

@@ -1,10 +1,11 @@
 """Output a user can act on: Lightning's start-up chatter off, Python warnings as one line each.
 
 Lightning prints banners and tips at INFO level (``GPU available: ...``, a litlogger advert, ``Trainer(
-limit_val_batches=0) was configured ...``) and Lightning 2.6 triggers a torch 2.13 deprecation warning (``LeafSpec``)
-that no user of ours can act on. :func:`quiet_lightning` turns exactly those off; it runs when the module
-``regression_module`` is imported, so the Python API is as quiet as the command line. Real warnings stay:
-only that one deprecation is filtered, by its message. To see the banners again::
+limit_val_batches=0) was configured ...``), Lightning 2.6 triggers a torch 2.13 deprecation warning (``LeafSpec``)
+that no user of ours can act on, and it warns about two things that are intended here (an empty validation loader
+meaning "no validation", fewer steps per epoch than the logging interval on small data). :func:`quiet_lightning`
+turns exactly those off; it runs when the module ``regression_module`` is imported, so the Python API is as quiet as
+the command line. Real warnings stay: only those three are filtered, each by its message. To see the banners again::
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO)
 """
@@ -21,6 +22,13 @@ def quiet_lightning() -> None:
     """Keep Lightning's output to what a user can act on (see the module's docstring)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
+    # A datamodule without a validation split returns `[]` from val_dataloader: Lightning's own way of saying "no
+    # validation loop" (nothing runs, no sanity check), about which it still warns that the list is empty.
+    warnings.filterwarnings("ignore", r"Total length of `list` across ranks is zero", UserWarning)
+    # On small data an epoch has fewer steps than log_every_n_steps (50): Lightning then logs once an epoch, as it
+    # should, and warns about it on every run; the tutorial's four points would warn every time.
+    warnings.filterwarnings("ignore", r"The number of training batches \(\d+\) is smaller than the logging interval",
+                            UserWarning)
 
 
 def one_line_warnings() -> None:
