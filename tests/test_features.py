@@ -10,12 +10,14 @@ from torch import nn
 from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule, SyntheticDataModule
 from lr_lightning.exact import nist
 
-from .conftest import make_trainer
+from .conftest import lbfgs, make_trainer, sgd
 from .test_least_squares import NIST_DIR, needs_nist
 
 
-def _fit(dm, epochs=40, optimizer="lbfgs", lr=1.0, precision="64-true", bias=True):
-    module = RegressionModule(LinearRegression(dm.n_features, bias=bias), lr=lr, optimizer=optimizer)
+def _fit(dm, epochs=40, optimizer=None, precision="64-true", bias=True, **kwargs):
+    optimizer = optimizer or lbfgs(torch.float64 if precision.startswith("64") else torch.float32)
+    module = RegressionModule(LinearRegression(dm.n_features, bias=bias), optimizer=optimizer,
+                              **dm.module_inputs(), **kwargs)
     trainer = make_trainer(max_epochs=epochs, precision=precision)
     trainer.fit(module, datamodule=dm)
     return module, trainer
@@ -89,19 +91,17 @@ def test_checkpoint_round_trip_keeps_the_normalization(tmp_path):
     np.testing.assert_allclose(loaded.coefficients()[0], module.coefficients()[0])  # measured: 1.5e-8 (relative)
 
 
-@pytest.mark.skip(reason="the least-squares reference left the datamodule (#13); RegressionModule's val/excess_mse "
-                  "comes back when it takes the reference from lr_lightning.exact")
 def test_val_excess_mse_is_the_gap_to_the_least_squares_optimum():
+    from lr_lightning.exact.reference import optimum
+
     dm = SyntheticDataModule(n_samples=300, n_features=2, noise=0.3, val_fraction=0.3, batch_size=32)
-    module, trainer = _fit(dm, epochs=3, optimizer="sgd", lr=0.05, precision="32-true")
+    reference = optimum(dm)
+    module, trainer = _fit(dm, epochs=3, optimizer=sgd(0.05), precision="32-true", reference_mse=reference["mse"])
     m = trainer.callback_metrics
-    optimum = dm.optimum()
     # Measured: 1.9e-9 apart.
-    assert m["val/excess_mse"].item() == pytest.approx(m["val/loss"].item() - optimum["mse"]["val"], abs=1e-6)
-    assert m["val/loss"].item() > optimum["mse"]["val"]  # three epochs of SGD are not the optimum yet
-    excess = module.val_metrics["excess_mse"]
-    trainer.validate(module, datamodule=dm, verbose=False)  # setup runs again: the metric is kept, not replaced
-    assert module.val_metrics["excess_mse"] is excess
+    assert m["val/excess_mse"].item() == pytest.approx(m["val/loss"].item() - reference["mse"]["val"], abs=1e-6)
+    assert m["val/loss"].item() > reference["mse"]["val"]  # three epochs of SGD are not the optimum yet
+    trainer.validate(module, datamodule=dm, verbose=False)  # a second validation: the same figure again
     assert trainer.callback_metrics["val/excess_mse"].item() == pytest.approx(m["val/excess_mse"].item(), abs=1e-6)
 
 

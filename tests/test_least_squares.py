@@ -255,15 +255,13 @@ def test_lr_lightning_least_squares_is_the_function_also_after_importing_the_mod
 
 # ------------------------------------------------------------------------------------ data module, CLI
 def test_the_reference_on_a_data_module_warns_once_and_keeps_the_rank():
-    from lr_lightning.core.cli import _optimum  # RegressionDataModule.optimum until #13 moved it out of the data
+    from lr_lightning.exact.reference import optimum
 
     rng = np.random.default_rng(8)
     x = np.column_stack([rng.normal(size=50), np.full(50, 2.0)])
     dm = RegressionDataModule(x, x[:, 0] + 1, feature_names=["u", "k"])
     with pytest.warns(RankDeficientWarning, match="columns intercept, k are linearly dependent") as record:
-        first = _optimum(dm)
-        dm.setup("fit")
-        assert _optimum(dm) is first
+        first = optimum(dm)
     assert len(record) == 1
     assert first["rank"] == 2 and first["n_coefficients"] == 3 and first["dependent"] == ("intercept", "k")
     assert first["mse"]["val"] < 1e-10  # minimum norm, and still the best fit
@@ -291,15 +289,15 @@ def _dependent_columns(case):
 
 @pytest.mark.parametrize(("case", "flags", "words"), [
     ("constant", [], "least squares: columns intercept, c are linearly dependent (c is constant; rank 3 of 4"),
-    ("collinear", ["--standardize"], "least squares: columns x1, x2 are linearly dependent (rank 3 of 4"),
-    ("few rows", ["--val-fraction", "0", "--no-bias"],
+    ("collinear", ["--data.standardize", "true"], "least squares: columns x1, x2 are linearly dependent (rank 3 of 4"),
+    ("few rows", ["--data.val_fraction", "0", "--data.bias", "false"],
      "least squares: columns x1, x2, x3, x4 are linearly dependent (3 samples for 4 coefficients; rank 3 of 4"),
-    ("polynomial", ["--polynomial-degree", "5"], "(x1 has 4 distinct values, too few for degree 5; rank 4 of 6"),
+    ("polynomial", ["--data.polynomial_degree", "5"], "(x1 has 4 distinct values, too few for degree 5; rank 4 of 6"),
 ])
 def test_fit_trains_on_dependent_columns_and_warns_once(tmp_path, case, flags, words):
     columns = _dependent_columns(case)
     path = _csv(tmp_path / "d.csv", list(columns.values()), list(columns))
-    result = run_main(fit_main, "--data", str(path), "--max-epochs", "2", *flags, cwd=tmp_path)
+    result = run_main(fit_main, "--data", str(path), "--max_epochs", "2", *flags, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
@@ -311,8 +309,9 @@ def test_fit_trains_on_dependent_columns_and_warns_once(tmp_path, case, flags, w
 
 def test_fit_refuses_an_unsolvable_reference_before_training(tmp_path):
     path = _csv(tmp_path / "wide.csv", [[-1e308, 1e308, 0.0, 1.0, 2.0], [1.0, 2.0, 3.0, 4.0, 5.0]], ["x", "y"])
-    result = run_main(fit_main, "--data", str(path), "--precision", "64-true", "--val-fraction", "0", cwd=tmp_path)
+    result = run_main(fit_main, "--data", str(path), "--precision", "64-true", "--data.val_fraction", "0",
+                      cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"error: {path}: the least-squares reference on the training split: x: column 'x' spans -1e+308 to "
+        "error: --data: the least-squares reference on the training split: x: column 'x' spans -1e+308 to "
         "1e+308, a range float64 cannot hold; rescale it"]

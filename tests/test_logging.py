@@ -44,7 +44,7 @@ def test_hparams_of_module_and_data_reach_tensorboard(tmp_path):
     _, _, trainer = _fit(tmp_path, "--max_epochs", "2", "--optimizer.lr", "0.02")
     text = (Path(trainer.logger.log_dir) / "hparams.yaml").read_text()
     assert "lr: 0.02" in text and "class_path: lr_lightning.core.networks.LinearRegression" in text
-    assert "class_path: torch.optim.sgd.SGD" in text and "val_fraction" in text
+    assert "class_path: torch.optim.SGD" in text and "val_fraction" in text
 
 
 def test_checkpoints_last_and_best_by_val_loss(tmp_path):

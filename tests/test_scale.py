@@ -15,7 +15,7 @@ from lr_lightning.benchmark.make_data import write_synthetic
 from lr_lightning.core.data.loaders import BlockBatches, BlockOrder, TensorBatches, rank_slices
 from lr_lightning.core.data.tables import NpyTable
 
-from .conftest import make_trainer, run_script
+from .conftest import make_trainer, run_script, sgd
 
 
 # ------------------------------------------------------------------------------------------- sharding
@@ -127,7 +127,7 @@ def test_memory_mapped_training_equals_in_memory_training_on_the_same_batches(tm
 
     def train(loader):
         torch.manual_seed(0)
-        module = RegressionModule(LinearRegression(3), lr=0.05)
+        module = RegressionModule(LinearRegression(3), optimizer=sgd(0.05))
         make_trainer(max_epochs=3, log_every_n_steps=5, limit_val_batches=0).fit(module, train_dataloaders=loader)
         return module.model.linear
 

@@ -28,7 +28,7 @@ from lr_lightning import (
 from lr_lightning.core.data.loaders import BlockBatches
 from lr_lightning.core.data.tables import ArrayTable, CsvTable, NpyTable, ParquetTable, Table, read_csv_table
 
-from .conftest import ROOT, make_trainer
+from .conftest import ROOT, make_trainer, sgd
 
 
 def _data(n=1000, k=3, seed=0):
@@ -113,7 +113,7 @@ def test_not_a_parquet_file_is_one_line(tmp_path):
 
 def _train(dm, epochs=2):
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(dm.n_features), lr=0.05)
+    module = RegressionModule(LinearRegression(dm.n_features), optimizer=sgd(0.05))
     make_trainer(max_epochs=epochs).fit(module, datamodule=dm)
     return module.model.linear
 
@@ -251,10 +251,11 @@ def test_tutorial_data_trains_y_equals_w_x_and_fit_emits_no_warning(tmp_path):
 def test_module_inputs_hand_the_fitted_feature_map_to_the_module():
     dm = SyntheticDataModule(n_samples=100, n_features=2, standardize=True, dtype="float64")
     inputs = dm.module_inputs()
-    assert inputs == {"normalization": dm.feature_map.spec, "target_names": ["y"], "dtype": "float64"}
+    assert inputs == {"normalization": dm.feature_map.spec, "output_names": ["y"], "weights_dtype": "float64"}
     train_x = dm.raw_split("train")[0]
     assert inputs["normalization"]["feature_mean"] == pytest.approx(train_x.mean(0).tolist())  # training rows only
-    assert TutorialDataModule().module_inputs() == {"normalization": None, "target_names": ["y"], "dtype": "float32"}
+    assert TutorialDataModule().module_inputs() == {"normalization": None, "output_names": ["y"],
+                                                    "weights_dtype": "float32"}
 
 
 def test_tables_behind_each_datamodule(tmp_path):

@@ -189,7 +189,7 @@ def _predict_inputs(args: Namespace, features: list[str], dtype: torch.dtype) ->
     import numpy as np
     import torch
 
-    from lr_lightning.core.data import MissingHeaderError, parse_number, read_csv_table
+    from lr_lightning.core.data.tables import MissingHeaderError, parse_number, read_csv_table
 
     # A value beyond the dtype's range becomes inf when cast to it: refused as inf is.
     max_abs = float(torch.finfo(dtype).max)
