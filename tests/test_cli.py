@@ -267,7 +267,7 @@ def test_benchmark_flag_errors_are_one_line(tmp_path, flags, words):
 
 def test_benchmark_files_runs_each_mode_through_the_package(tmp_path):
     """The child run that --files starts in a fresh process per mode (--one_run), here in this one."""
-    from lr_lightning.core.data.memmap import write_synthetic
+    from lr_lightning.benchmark.make_data import write_synthetic
 
     write_synthetic(tmp_path / "data", 3000, 2, shard_rows=1024)
     for mode in ("in-memory", "memory-mapped"):

@@ -14,10 +14,6 @@ from lr_lightning.core.cli import fit_main
 
 from .conftest import ROOT, run_main, run_script, sgd
 
-
-def _bug(reason):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
 # 16,000 training samples in batches of 64: 250 steps an epoch; last.ckpt every 35 steps lands mid-epoch.
 RUN = ["--data", "synthetic", "--data.n_samples", "20000", "--data.n_features", "4", "--data.batch_size", "64",
        "--max_epochs", "6", "--optimizer.lr", "0.05", "--optimizer.momentum", "0.9", "--seed", "7",
@@ -107,12 +103,6 @@ def test_divergence_stops_at_once_with_a_suggestion_and_keeps_finite_weights(tmp
     # and the suggestion works
     again = run_main(fit_main, "--data", "synthetic", "--optimizer.lr", "0.4", "--max_epochs", "5", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-
-
-@_bug("every fit.py run on data of fewer than 50 batches prints Lightning's 'warning: The number of training "
-      "batches (25) is smaller than the logging interval Trainer(log_every_n_steps=50)...' (and with no validation "
-      "split 'Total length of `list` across ranks is zero'): the old CLI chose log_every_n_steps from the data "
-      "(trainer_defaults), cli.py leaves Lightning's 50")
 def test_divergence_prints_nothing_but_its_error_line(tmp_path):
     result = _diverging_run(tmp_path)
     assert result.returncode == 1
@@ -172,11 +162,6 @@ def test_resume_is_exact_from_any_point(tmp_path, hook, at):
     resumed, resumed_steps = _fit_saving(ckpt_path=tmp_path / "cut.ckpt")
     assert resumed_steps == steps == 24
     assert torch.equal(resumed, whole)
-
-
-@_bug("fit.py --model lrl_resume_net.Net cannot import a network kept in the working directory: 'error: --model: "
-      "cannot use 'lrl_resume_net.Net' (No module named 'lrl_resume_net')'; cli.py no longer puts the working "
-      "directory on sys.path as the old --model did")
 def test_resume_keeps_working_for_a_users_own_network(tmp_path, monkeypatch, capsys):
     """fit.py builds the network from --model (the user named it), then loads the state: no trust needed."""
     from lr_lightning.core.cli import fit_main

@@ -307,7 +307,7 @@ def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, 
 def _benchmark_files(files: tuple[Path, Path], *, batch_size: int, epochs: int, lr: float, accelerator: str,
                      threads: int | None) -> int:
     """``--files SMALL BIG``: each run in a fresh process (peak RSS is a per-process high-water mark)."""
-    from lr_lightning.core.data.memmap import NpyTable
+    from lr_lightning.core.data.tables import NpyTable
 
     small, big = (Path(p) for p in files)
     try:

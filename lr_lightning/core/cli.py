@@ -118,11 +118,6 @@ def build_parser(stage: str = "fit") -> Parser:
                        "best.ckpt)")
         p.add_argument("--out", type=Optional[str], default=None, help="--stage predict: write the predictions "  # noqa: UP045
                        "to this CSV (default: print them)")
-    from lr_lightning.core.checkpoints import construct_network
-
-    # Networks are built as checkpoints build them: on the meta device first, so one too large for this machine is a
-    # one-line error instead of minutes of allocation.
-    p.add_instantiator(lambda cls, *args, **kwargs: construct_network(cls, kwargs), nn.Module)
     for key, fn in LINKED.items():
         p.link_arguments("data", f"model.init_args.{key}", compute_fn=fn, apply_on="instantiate")
     # The model has an intercept exactly when the data is prepared for one (centred features): one setting, the data's.
@@ -391,10 +386,16 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
 def instantiate(parser: Parser, cfg: Namespace) -> Namespace:
     """The config's objects (data first: the network's sizes are linked from it); a constructor's complaint is one
     line."""
+    from torch import nn
+
+    from lr_lightning.core.checkpoints import construct_network
     from lr_lightning.core.commands import one_line
 
+    # Networks are built as checkpoints build them: on the meta device first, so one too large for this machine is a
+    # one-line error instead of minutes of allocation.
+    network = (lambda cls, *args, **kwargs: construct_network(cls, kwargs), nn.Module, True)
     try:
-        return parser.instantiate(cfg)
+        return parser.instantiate(cfg, instantiators=[network])
     except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
         # Which part complained: the class named in the message (jsonargparse quotes the part's config).
         part = next((k for k in ("data", "model") if cfg[k] is not None and f"'{cfg[k].class_path}'" in str(e)), None)
