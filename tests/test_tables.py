@@ -3,8 +3,6 @@ the module, and the CSV reader on pyarrow."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import lightning as L
@@ -28,7 +26,7 @@ from lr_lightning import (
 from lr_lightning.core.data.loaders import BlockBatches
 from lr_lightning.core.data.tables import ArrayTable, CsvTable, NpyTable, ParquetTable, Table, read_csv_table
 
-from .conftest import ROOT, make_trainer, sgd
+from .conftest import make_trainer, sgd
 
 
 def _data(n=1000, k=3, seed=0):
@@ -302,34 +300,3 @@ def test_pyarrow_reads_a_large_csv_the_same_as_the_line_by_line_reader(tmp_path)
     names, fast = read_csv_table(path)
     assert names == ["a", "b", "c", "y"] and fast.tobytes() == data.tobytes()  # every bit
     assert _read_line_by_line(path, None, True, np.inf)[1].tobytes() == data.tobytes()
-
-
-# ------------------------------------------------------------------------------------------------- imports
-@pytest.mark.slow  # four fresh interpreters that import torch and Lightning: about 25 s on 2 cores
-def test_no_import_cycles_and_core_imports_nothing_outside_itself():
-    """Each module of the package imports in a fresh interpreter on its own (a cycle fails for one of them), and
-    importing any module of lr_lightning.core loads no module of exact, tutorial or benchmark."""
-    script = """
-import importlib, pkgutil, sys
-import lr_lightning
-names = [m.name for m in pkgutil.walk_packages(lr_lightning.__path__, "lr_lightning.")]
-print("\\n".join(names))
-"""
-    names = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
-                           check=True).stdout.split()
-    core = [n for n in names if n.startswith("lr_lightning.core.")]
-    check = f"""
-import sys
-for name in {core!r}:
-    __import__(name)
-bad = sorted(m for m in sys.modules if m.startswith(("lr_lightning.exact", "lr_lightning.tutorial",
-                                                     "lr_lightning.benchmark")))
-assert not bad, bad
-"""
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    for name in ("lr_lightning.core.data.tables", "lr_lightning.core.data.loaders",
-                 "lr_lightning.core.data.datamodules"):
-        # Imported first, each one: with a cycle, one of them would meet a half-initialized module.
-        result = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd=ROOT)
-        assert result.returncode == 0, result.stderr[-2000:]

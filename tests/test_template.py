@@ -95,7 +95,7 @@ def test_a_users_own_network_trains_from_the_config_class_path_and_reloads(tmp_p
 
 @pytest.mark.parametrize(("flags", "words"), [
     (["--model", "nowhere.Net"], "--model: cannot use 'nowhere.Net' (No module named 'nowhere')"),
-    (["--model", "Net"], "--model: unknown class 'Net'"),
+    (["--model", "NoSuchNet"], "--model: unknown class 'NoSuchNet'"),
     (["--model.hidden", "[8]"], "--model.hidden: not an argument of the default model"),
     (["--model", "MLPRegressor", "--model.hidden", "[0]"], "hidden must be a list of positive layer widths"),
 ])

@@ -13,8 +13,14 @@ from torch import nn
 class LinearRegression(nn.Module):
     """``y = x @ W.T + b`` with one ``nn.Linear`` inside.
 
-    The init arguments are kept as attributes of the same name (scikit-learn's convention), which is how
-    :class:`RegressionModule` records in its checkpoint how to rebuild the model.
+    The init arguments are kept as attributes of the same name (scikit-learn's convention): from Python, that is how
+    :class:`RegressionModule` records in its checkpoint how to rebuild the model (from the command line, the
+    config's ``class_path``/``init_args`` is the record).
+
+    Args:
+        in_features: input columns (on the command line: linked from the data).
+        out_features: outputs, one per target (linked from the data).
+        bias: fit an intercept (on the command line: ``--data.bias``, since centring the data depends on it).
 
     >>> model = LinearRegression(in_features=3)
     >>> model(torch.zeros(8, 3)).shape
@@ -53,9 +59,15 @@ class MLPRegressor(nn.Module):
     """A multilayer perceptron for regression: ``Linear -> activation`` per hidden layer, then a ``Linear`` out.
 
     The second network in the package, to show that nothing else changes when the network does: the same
-    ``RegressionModule``, ``RegressionDataModule``, ``scripts/fit.py --model mlp --hidden 64 64``, checkpoints
+    ``RegressionModule``, datamodules, ``scripts/fit.py --model MLPRegressor --model.hidden [64,64]``, checkpoints
     and ``scripts/predict.py`` train and serve it. Like ``LinearRegression`` it keeps its init arguments as
     attributes, so checkpoints record how to rebuild it.
+
+    Args:
+        in_features: input columns (linked from the data on the command line).
+        hidden: the hidden layers' widths.
+        out_features: outputs, one per target (linked from the data).
+        activation: ``relu``, ``tanh``, ``gelu`` or ``silu``.
 
     >>> model = MLPRegressor(in_features=2, hidden=(16, 8), out_features=3)
     >>> model(torch.zeros(5, 2)).shape
