@@ -189,7 +189,7 @@ def test_missing_file_and_unknown_target(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.csv: no such file"):
         datamodule_for_path(tmp_path / "nope.csv")(tmp_path / "nope.csv")
     (tmp_path / "d.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="no column 'c' for --target; the columns are a, b"):
+    with pytest.raises(ValueError, match="no target column 'c'; the columns are a, b"):
         CSVDataModule(tmp_path / "d.csv", target="c")
 
 

@@ -38,7 +38,7 @@ CASES = [
     (["--data", "{d}/inf.csv"], "inf.csv: row 3, column 'b': 'inf' is not a finite number"),
     (["--data", "{d}/ragged.csv"], "ragged.csv: row 3 has 2 values, the header has 3 columns"),
     (["--data", "{d}/one.csv"], "one.csv: only one column ('y'); need at least one feature column"),
-    (["--data", "{d}/good.csv", "--data.target", "price"], ("good.csv: no column 'price'", "the columns are a, b, y")),
+    (["--data", "{d}/good.csv", "--data.target", "price"], ("good.csv: no target column 'price'", "the columns are a, b, y")),
     (["--data", "{d}/binary.csv"], "binary.csv: not a text CSV file"),
     (["--data", "{d}/cube.npy"], "cube.npy: expected a 2-D array (rows, columns)"),
     (["--data", "{d}/data.txt"], "data.txt: unknown data format '.txt'"),

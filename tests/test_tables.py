@@ -74,7 +74,7 @@ def test_parquet_directory_target_by_name_and_where(tmp_path):
     assert table.feature_names == ["u", "w", "t"] and table.target_names == ["v"] and table.n_rows == 90
     np.testing.assert_array_equal(table.read(np.array([45]))[1], data[[45], 1:2])
     assert table.where(45).endswith("b.pq: row 5")
-    with pytest.raises(ValueError, match=r"parts: no column 'z' for --target; the columns are u, v, w, t"):
+    with pytest.raises(ValueError, match=r"parts: no target column 'z'; the columns are u, v, w, t"):
         ParquetTable(tmp_path / "parts", target="z")
 
 

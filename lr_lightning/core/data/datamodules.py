@@ -211,7 +211,7 @@ class RegressionDataModule(L.LightningDataModule):
         check_degree(args["polynomial_degree"])
         if table.streamed and args["polynomial_degree"] is not None:
             raise ValueError(f"{getattr(table, 'path', 'data')}: polynomial_degree needs the data in memory; load it "
-                             "with in_memory=True (--in-memory)")
+                             "with in_memory=True (fit.py: --data.in_memory true)")
         self.table, self.dtype = table, dtype
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, args["shuffle"], seed, args["drop_last"]
         self.standardize, self.polynomial_degree, self.bias = args["standardize"], args["polynomial_degree"], \

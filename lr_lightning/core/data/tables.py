@@ -134,7 +134,7 @@ def read_csv(path: str | Path, target: str | None = None,
     names, data = read_csv_table(path, max_abs=max_abs)
     target = names[-1] if target is None else target
     if target not in names:
-        raise ValueError(f"{path}: no column {target!r} for --target; the columns are {', '.join(names)}")
+        raise ValueError(f"{path}: no target column {target!r}; the columns are {', '.join(names)}")
     if len(names) < 2:
         raise ValueError(f"{path}: only one column ({names[0]!r}); need at least one feature column besides the target")
     t = names.index(target)
@@ -551,9 +551,9 @@ def _column(target: int | str, columns: int, path: Path) -> int:
     try:
         t = int(target)
     except ValueError:
-        raise ValueError(f"{path}: no column {target!r} for --target; columns are 0..{columns - 1}") from None
+        raise ValueError(f"{path}: no target column {target!r}; columns are 0..{columns - 1}") from None
     if not -columns <= t < columns:
-        raise ValueError(f"{path}: no column {target!r} for --target; columns are 0..{columns - 1}")
+        raise ValueError(f"{path}: no target column {target!r}; columns are 0..{columns - 1}")
     return t % columns
 
 
@@ -636,7 +636,7 @@ class ParquetTable(Table):
                              "the target")
         target = names[-1] if target is None else target
         if target not in names:
-            raise ValueError(f"{self.path}: no column {target!r} for --target; the columns are {', '.join(names)}")
+            raise ValueError(f"{self.path}: no target column {target!r}; the columns are {', '.join(names)}")
         if starts[-1] == 0:
             raise ValueError(f"{self.path}: no rows")
         self.feature_names = [n for n in names if n != target]
