@@ -63,11 +63,11 @@ def build_parser(stage: str = "fit") -> Parser:
 
     import lightning as L
     from jsonargparse import ActionConfigFile
-    from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
     from torch import nn
 
     import lr_lightning.core.networks  # noqa: F401 - its classes answer to short names: --model MLPRegressor
     from lr_lightning.core.data import RegressionDataModule
+    from lr_lightning.core.regression_module import LRSchedulerCallable, OptimizerCallable
 
     fit = stage == "fit"
     p = Parser(prog="fit.py" if fit else "evaluate.py", description=(
@@ -499,8 +499,8 @@ def _check_flags(cfg: Namespace) -> None:
     on_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
     if isinstance(cfg.devices, int) and not on_gpu and not 1 <= cfg.devices <= (os.cpu_count() or 1):
         # Lightning would start that many processes on the CPU.
-        raise UsageError(f"--devices {cfg.devices}: this machine has {os.cpu_count()} CPU cores; use at most "
-                         f"{os.cpu_count()}")
+        raise UsageError(f"--devices {cfg.devices}: on the CPU, a number of processes from 1 to {os.cpu_count()} "
+                         f"(this machine's cores)")
 
 
 def _resume_path(cfg: Namespace) -> Path | None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
@@ -42,6 +41,11 @@ from lr_lightning.core.quiet import quiet_lightning
 quiet_lightning()  # the Python API as quiet as the command line: see lr_lightning/core/quiet.py
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+# The factories the module is given (lightning.pytorch.cli's aliases, spelled out here: importing that module defines
+# a second class named ReduceLROnPlateau, which makes `--lr_scheduler ReduceLROnPlateau` ambiguous to jsonargparse).
+OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
+LRSchedulerCallable = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler
+                               | torch.optim.lr_scheduler.ReduceLROnPlateau]
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01}}
 
 

@@ -82,6 +82,6 @@ def print_summary(run: Run, seconds: float, before: list[float] | None, metrics:
     if saver.path.is_file():
         best = f", best ({ckpt.monitor}) {show(ckpt.best_model_path)}" if ckpt and ckpt.best_model_path else ""
         print(f"Checkpoints: last {show(saver.path)}{best}")
-    if trainer.logger is not None:
+    if trainer.logger is not None and trainer.logger.log_dir is not None:
         print(f"Logs: {trainer.logger.log_dir} (config.yaml repeats the run)")
         print(f"View the curves: tensorboard --logdir {run.cfg.log_dir}")
