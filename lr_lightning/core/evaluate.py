@@ -31,7 +31,12 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         try:
             module.check_resumable(read_checkpoint(path), dm.feature_names)
         except ValueError as e:
-            raise UsageError(f"--ckpt_path {path}: {str(e).replace('cannot resume: ', '')}") from None
+            words = str(e).replace("cannot resume: ", "").replace("(resume with the settings of the first run)",
+                                                                  "(evaluate with the run's own config.yaml)")
+            raise UsageError(f"--ckpt_path {path}: {words}") from None
+        if cfg.out is not None and (Path(cfg.out).is_dir() or not Path(cfg.out).parent.is_dir()):
+            raise UsageError(f"--out {cfg.out}: " + ("is a directory; name a file" if Path(cfg.out).is_dir() else
+                                                      "its folder does not exist"))
         trainer_args = {k: v for k, v in vars(init.trainer).items() if k != "callbacks"}
         # Evaluating needs none of the callbacks that wrote the checkpoint (Lightning asks for them, for resuming).
         warnings.filterwarnings("ignore", r"Be aware that when using `ckpt_path`, callbacks used to create")
@@ -57,6 +62,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     if cfg.out is None:
         print("\n".join(lines))
     else:
-        Path(cfg.out).write_text("\n".join(lines) + "\n")
+        try:
+            Path(cfg.out).write_text("\n".join(lines) + "\n")
+        except OSError as e:
+            print(f"error: --out {cfg.out}: {e.strerror}", file=sys.stderr)
+            return 2
         print(f"{len(preds)} predictions in row order: {show(cfg.out)}")
     return 0
