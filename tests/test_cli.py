@@ -34,6 +34,7 @@ def _weights(folder: Path) -> dict:
     return torch.load(next(folder.glob("*/checkpoints/last.ckpt")), weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow  # 7 s: fit.py in a new Python, as a user runs it
 def test_default_run_reproduces_the_tutorial_quietly(tmp_path):
     result = run_script("fit.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -25,6 +25,7 @@ def _state(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow  # 17 s: a training process killed with SIGKILL, then resumed, each a new Python
 def test_a_run_killed_mid_epoch_resumes_to_bitwise_equal_parameters(tmp_path):
     assert run_script("fit.py", *RUN, "--log_dir", "whole", cwd=tmp_path).returncode == 0
     whole = _state(tmp_path / "whole/version_0/checkpoints/last.ckpt")

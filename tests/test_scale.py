@@ -81,6 +81,7 @@ def _fit(tmp_path, name, *flags):
     return result
 
 
+@pytest.mark.slow  # 26 s: two DDP processes (gloo), then one, each a new Python
 @pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32", reason="needs torch.distributed")
 def test_two_ddp_processes_train_like_one_process_with_twice_the_batch_and_resume(tmp_path):
     single = _fit(tmp_path, "single", "--data.batch_size", "32", "--max_epochs", "4")
@@ -253,6 +254,7 @@ def test_resume_mid_epoch_skips_exactly_the_batches_already_trained(tmp_path):
     assert all(torch.equal(a[0], b[0]) for a, b in zip(rest, full[5:], strict=True))
 
 
+@pytest.mark.slow  # 7 s: make_data.py and fit.py, each a new Python
 def test_make_data_then_fit_on_the_shards_recovers_the_true_weights(tmp_path):
     made = run_script("make_data.py", "shards", "--n_rows", "20000", "--n_features", "3", "--shard_rows", "7000",
                       cwd=tmp_path)

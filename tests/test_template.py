@@ -48,6 +48,7 @@ def _metric(stdout, key):
     return float(stdout.split(f"{key} ")[1].split(",")[0].split()[0])
 
 
+@pytest.mark.slow  # 14 s: two 40-epoch fits through the command line
 def test_mlp_fits_a_sine_that_the_linear_model_cannot_with_the_same_module_data_and_cli(tmp_path, capsys):
     data = str(_sine_csv(tmp_path))
     common = ["--data", data, "--data.standardize", "true", "--optimizer", "Adam", "--optimizer.lr", "0.01",

@@ -254,6 +254,7 @@ def test_runs_started_together_never_share_a_folder(tmp_path):
     assert sorted(versions) == list(range(24))
 
 
+@pytest.mark.slow  # 5 s: two fit.py processes at once
 def test_two_fits_started_together_get_their_own_folders(tmp_path):
     args = ["--data", "synthetic", "--max_epochs", "2", "--figures", "0", "--log_dir", "logs"]
     procs = [subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args, "--seed", str(seed)], cwd=tmp_path,
@@ -271,6 +272,7 @@ RUN = ["--data", "synthetic", "--data.n_samples", "20000", "--data.n_features", 
        "--max_epochs", "50", "--checkpoint_every", "1000", "--figures", "0", "--seed", "5"]
 
 
+@pytest.mark.slow  # 11 s each: a real process signalled mid-training, then resumed
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_the_run_with_a_resumable_checkpoint_and_exit_128_plus_signal(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *RUN, "--log_dir", "logs"], cwd=tmp_path,
