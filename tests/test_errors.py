@@ -51,7 +51,7 @@ CASES = [
     (["--optimizer.lr", "nan"], "--optimizer.lr: expected float, got 'nan'"),
     (["--max_epochs", "-5"], "--max_epochs must be >= 0 (or -1 for no limit), got -5"),
     (["--optimizer", "rmsprop"], "--optimizer: unknown class 'rmsprop'"),
-    (["--devices", "64", "--accelerator", "cpu"], "--devices 64: this machine has"),
+    (["--devices", "64", "--accelerator", "cpu"], "--devices 64: on the CPU, a number of processes from 1 to"),
     (["--devices", "two", "--accelerator", "cpu"],
      ("--accelerator cpu --devices two", "`devices` selected with `CPUAccelerator` should be an int > 0")),
     (["--precision", "13-bits"], ("--precision 13-bits", "Precision '13-bits' is invalid")),
