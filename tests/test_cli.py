@@ -169,7 +169,9 @@ def test_gpu_requested_without_gpu_is_one_clear_line(tmp_path):
     (["--model.in_features", "3"], ["--model.in_features is set by the data"]),
     (["--model.bias", "true"], ["--model.bias is set by --data.bias"]),
     (["--data.seed", "3"], ["--data.seed is set by --seed"]),
-    (["--model", "subprocess.Popen"], ["--model"]),
+    # A class path is code: jsonargparse's denylist refuses these before anything is imported.
+    (["--model", "subprocess.Popen"], ["--model: cannot use 'subprocess.Popen'", "import path denylist"]),
+    (["--optimizer", "os.system"], ["--optimizer", "'os.system' is not allowed"]),
     (["--strategy", "bogus"], ["--strategy bogus", "invalid strategy"]),
     (["--unknown", "1"], ["unrecognized arguments: --unknown"]),
 ])

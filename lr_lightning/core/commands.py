@@ -48,6 +48,14 @@ class Parser(jsonargparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        # A class path is code to import and call: jsonargparse's denylist (subprocess, os, eval, pickle, ...) refuses
+        # those before importing them. jsonargparse 4.x only warns unless the list is set; set, it is enforced.
+        try:
+            from jsonargparse._common import default_import_path_denylist
+        except ImportError:  # a jsonargparse before the denylist: nothing to enforce
+            pass
+        else:
+            jsonargparse.set_parsing_settings(import_path_denylist=list(default_import_path_denylist))
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
@@ -80,6 +88,9 @@ def one_line(message: str) -> str:
     >>> one_line("argument --bias/--no_bias: invalid _boolean_type value: 'maybe'")
     "--bias: expected true or false, got 'maybe'"
     """
+    # jsonargparse's advice for a denied import path is how to allow it: not ours to give.
+    message = str(message).replace(" Add the import path to import_path_allowlist in set_parsing_settings to allow it.",
+                                   "")
     # 'Parser key "config": File does not exist' on one line is two: the key, then what is wrong with it.
     message = re.sub(r'^(\s*Parser key "[^"]+":) (\S)', r"\1\n\2", str(message), flags=re.M)
     lines = [line.strip() for line in message.splitlines() if line.strip()]
