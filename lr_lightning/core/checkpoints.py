@@ -205,18 +205,24 @@ def factory_recipe(factory: Any) -> dict[str, Any] | None:
     """
     if factory is None or isinstance(factory, Mapping):
         return dict(factory) if factory is not None else None
+    cls, keywords = unwrap_factory(factory)
+    if cls is None:
+        return None
+    plain = {k: v for k, v in keywords.items() if _is_plain(v)}
+    return {"class_path": class_path(cls), "init_args": plain} if len(plain) == len(keywords) else None
+
+
+def unwrap_factory(factory: Any) -> tuple[type | None, dict[str, Any]]:
+    """The class a factory builds and the keyword arguments it passes: ``partial(torch.optim.SGD, lr=0.1)`` is
+    ``(SGD, {"lr": 0.1})``; jsonargparse's partials put the class among the positional arguments. A lambda: None."""
     keywords: dict[str, Any] = {}
     while isinstance(factory, functools.partial):
         keywords = {**factory.keywords, **keywords}
         classes = [a for a in (factory.func, *factory.args) if isinstance(a, type)]
         if classes:
-            factory = classes[-1]
-            break
+            return classes[-1], keywords
         factory = factory.func
-    if not isinstance(factory, type):
-        return None
-    plain = {k: v for k, v in keywords.items() if _is_plain(v)}
-    return {"class_path": class_path(factory), "init_args": plain} if len(plain) == len(keywords) else None
+    return (factory, keywords) if isinstance(factory, type) else (None, keywords)
 
 
 def build_factory(recipe: Mapping[str, Any], what: str, trusted: Iterable[type] = ()) -> Any:

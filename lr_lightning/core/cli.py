@@ -409,7 +409,7 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
     """The module around the network, optimizer and scheduler the config names, given what the data declares."""
     import inspect
 
-    from lr_lightning.core.checkpoints import class_path
+    from lr_lightning.core.checkpoints import class_path, unwrap_factory
     from lr_lightning.core.regression_module import RegressionModule
 
     dm, network = init.data, init.model
@@ -424,24 +424,12 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
         # LBFGS's line search needs the same (full-batch) loss at every evaluation; hparams record what ran.
         dm.batch_size = dm.hparams["batch_size"] = dm.n_samples
     reference = _reference(dm, network) if with_reference else None
-    trusted = [type(network), *(_class(init.optimizer), _class(init.lr_scheduler))]
+    trusted = [type(network), *(unwrap_factory(init.optimizer)[0], unwrap_factory(init.lr_scheduler)[0])]
     module = RegressionModule(recipe, optimizer=optimizer, lr_scheduler=cfg.lr_scheduler and
                               cfg.lr_scheduler.as_dict(), monitor="val/loss" if dm.n_val else "train/loss",
                               reference_mse=reference and reference["mse"], compile=cfg.compile,
                               trusted=[c for c in trusted if c is not None], **inputs)
     return dm, module, reference
-
-
-def _class(factory: Any) -> type | None:
-    """The class inside a jsonargparse factory (a partial that names it among its arguments)."""
-    import functools
-
-    while isinstance(factory, functools.partial):
-        classes = [a for a in (factory.func, *factory.args) if isinstance(a, type)]
-        if classes:
-            return classes[-1]
-        factory = factory.func
-    return factory if isinstance(factory, type) else None
 
 
 def _default(cfg: Namespace, key: str) -> Any:

@@ -33,6 +33,7 @@ from lr_lightning.core.checkpoints import (
     factory_recipe,
     model_spec,
     read_checkpoint,
+    unwrap_factory,
 )
 from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.networks import single_linear
@@ -456,16 +457,12 @@ class RegressionModule(L.LightningModule):
 def _check_numbers(factory: Any, what: str) -> None:
     """A factory's arguments that the class takes as numbers (its default is one) must be numbers: torch would say
     ``'<' not supported between instances of 'str' and 'float'``, naming neither the argument nor the value."""
-    import functools
-
-    if not isinstance(factory, functools.partial):
-        return
-    cls = next((a for a in (factory.func, *factory.args) if isinstance(a, type)), None)
+    cls, keywords = unwrap_factory(factory)
     try:
         defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()} if cls else {}
     except (TypeError, ValueError):
         return
-    for key, value in factory.keywords.items():
+    for key, value in keywords.items():
         default = defaults.get(key)
         if isinstance(default, (int, float)) and not isinstance(default, bool) and \
                 (not isinstance(value, (int, float, torch.Tensor)) or isinstance(value, bool)):
