@@ -80,7 +80,20 @@ def _conditioned_basis(x: np.ndarray, degree: int, bias: bool) -> tuple[np.ndarr
 
 def basis_to_raw(centre: list[float], scale: list[float], k: int, degree: int, bias: bool,
                  chebyshev: bool = True) -> np.ndarray:
-    """The exact (long double) matrix T with raw coefficients = T @ basis coefficients.
+    """:func:`basis_to_raw_exact` in long double."""
+    to_raw = basis_to_raw_exact(centre, scale, k, degree, bias, chebyshev)
+    p = len(to_raw)
+    exact = np.zeros((p, p), dtype=LD)
+    for a in range(p):
+        for b in range(p):
+            if v := to_raw[a][b]:
+                exact[a, b] = LD(v.numerator) / LD(v.denominator)
+    return exact
+
+
+def basis_to_raw_exact(centre: list[float], scale: list[float], k: int, degree: int, bias: bool,
+                       chebyshev: bool = True) -> list[list[Fraction]]:
+    """The matrix T, as exact fractions, with raw coefficients = T @ basis coefficients.
 
     The basis is, per input column j, ``P_m((x_j - centre_j) / scale_j)`` for m = 1..degree, with P_m the
     Chebyshev polynomial T_m when there is an intercept (and ``chebyshev``), else the power t^m; an intercept,
@@ -103,12 +116,7 @@ def basis_to_raw(centre: list[float], scale: list[float], k: int, degree: int, b
                         to_raw[bias + j * degree + (i - 1)][col] += value
                     elif bias:
                         to_raw[0][col] += value
-    exact = np.zeros((p, p), dtype=LD)
-    for a in range(p):
-        for b in range(p):
-            if v := to_raw[a][b]:
-                exact[a, b] = LD(v.numerator) / LD(v.denominator)
-    return exact
+    return to_raw
 
 
 def _chebyshev(degree: int) -> list[list[int]]:

@@ -2,10 +2,11 @@
 
 Lightning prints banners and tips at INFO level (``GPU available: ...``, a litlogger advert, ``Trainer(
 limit_val_batches=0) was configured ...``), Lightning 2.6 triggers a torch 2.13 deprecation warning (``LeafSpec``)
-that no user of ours can act on, and it warns about two things that are intended here (an empty validation loader
-meaning "no validation", fewer steps per epoch than the logging interval on small data). :func:`quiet_lightning`
-turns exactly those off; it runs when the module ``regression_module`` is imported, so the Python API is as quiet as
-the command line. Real warnings stay: only those three are filtered, each by its message. To see the banners again::
+that no user of ours can act on, and it warns about things that are intended here: an empty validation loader
+meaning "no validation", fewer steps per epoch than the logging interval on small data, ``sync_dist`` advice for
+metrics torchmetrics has already synced, and the exact solver's lack of an optimizer. :func:`quiet_lightning` turns
+exactly those off; it runs when the module ``regression_module`` is imported, so the Python API is as quiet as the
+command line. Real warnings stay: each is filtered by its own message. To see the banners again::
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO)
 """
@@ -29,6 +30,11 @@ def quiet_lightning() -> None:
     # should, and warns about it on every run; the tutorial's four points would warn every time.
     warnings.filterwarnings("ignore", r"The number of training batches \(\d+\) is smaller than the logging interval",
                             UserWarning)
+    # Our val/ and test/ metrics are torchmetrics objects, already summed across devices when computed: Lightning
+    # cannot know that, and under DDP recommends sync_dist for each (a user's own keys still get the advice).
+    warnings.filterwarnings("ignore", r"It is recommended to use `self.log\('(val|test)/", UserWarning)
+    # The exact solver (LeastSquaresModule) has no optimizer by design: its passes are sums and its solve closed-form.
+    warnings.filterwarnings("ignore", r"`LightningModule.configure_optimizers` returned `None`", UserWarning)
 
 
 def one_line_warnings() -> None:

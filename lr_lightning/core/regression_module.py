@@ -151,9 +151,7 @@ class RegressionModule(L.LightningModule):
         # it is a host sync every step, and a NaN loss shows up in the mean anyway.
         self.train_loss = MeanMetric(nan_strategy="disable")
         # One state per target (num_outputs / raw_values): the epoch's figures per target and, averaged, overall.
-        k = len(output_names) if output_names else 1
-        metrics = MetricCollection({"loss": MeanSquaredError(num_outputs=k), "mae": MeanAbsoluteError(num_outputs=k),
-                                    "r2": R2Score(multioutput="raw_values")})
+        metrics = regression_metrics(len(output_names) if output_names else 1)
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
 
@@ -376,23 +374,7 @@ class RegressionModule(L.LightningModule):
         self._log_metrics(self.test_metrics)
 
     def _log_metrics(self, metrics: MetricCollection) -> None:
-        """Each metric averaged over the targets (``val/loss``; R² the mean of the targets' R²) and, with several
-        targets, per target (``val/loss_<name>``). ``compute`` has already summed the states across devices."""
-        if not next(iter(metrics.values())).update_called:  # an empty loop: nothing to report
-            return
-        values = metrics.compute()
-        names = self.hparams.output_names or []
-        split = metrics.prefix.rstrip("/")
-        reference = (self.hparams.reference_mse or {}).get(split)
-        for key, value in values.items():
-            value = value.reshape(-1)
-            self.log(key, value.mean(), sync_dist=False)
-            if key == f"{split}/loss" and reference is not None:  # both in original units, on the same rows
-                self.log(f"{split}/excess_mse", value.mean() - reference, sync_dist=False)
-            if len(names) > 1 and len(value) == len(names):
-                for name, v in zip(names, value, strict=True):
-                    self.log(f"{key}_{name}", v, sync_dist=False)
-        metrics.reset()
+        log_metrics(self, metrics, self.hparams.output_names or [], self.hparams.reference_mse)
 
     def predict_step(self, batch: Batch | torch.Tensor, batch_idx: int) -> torch.Tensor:
         return self(batch[0] if isinstance(batch, (tuple, list)) else batch)
@@ -452,6 +434,33 @@ class RegressionModule(L.LightningModule):
         value = getattr(self, "_hp_metric", None)
         if self.logger is not None and value is not None:
             self.logger.log_metrics({"hp_metric": value}, step=self.global_step)
+
+
+def regression_metrics(k: int) -> MetricCollection:
+    """MSE (``loss``), MAE and R² over ``k`` targets, one state per target (``num_outputs`` / ``raw_values``)."""
+    return MetricCollection({"loss": MeanSquaredError(num_outputs=k), "mae": MeanAbsoluteError(num_outputs=k),
+                             "r2": R2Score(multioutput="raw_values")})
+
+
+def log_metrics(module: L.LightningModule, metrics: MetricCollection, names: list[str],
+                reference_mse: Mapping[str, float] | None = None) -> None:
+    """Log each metric averaged over the targets (``val/loss``; R² the mean of the targets' R²) and, with several
+    targets, per target (``val/loss_<name>``); with ``reference_mse``, ``<split>/excess_mse`` too. ``compute`` has
+    already summed the states across devices."""
+    if not next(iter(metrics.values())).update_called:  # an empty loop: nothing to report
+        return
+    values = metrics.compute()
+    split = metrics.prefix.rstrip("/")
+    reference = (reference_mse or {}).get(split)
+    for key, value in values.items():
+        value = value.reshape(-1)
+        module.log(key, value.mean(), sync_dist=False)
+        if key == f"{split}/loss" and reference is not None:  # both in original units, on the same rows
+            module.log(f"{split}/excess_mse", value.mean() - reference, sync_dist=False)
+        if len(names) > 1 and len(value) == len(names):
+            for name, v in zip(names, value, strict=True):
+                module.log(f"{key}_{name}", v, sync_dist=False)
+    metrics.reset()
 
 
 def _check_numbers(factory: Any, what: str) -> None:

@@ -68,8 +68,9 @@ def print_summary(run: Run, seconds: float, before: list[float] | None, metrics:
         if split == "train" and dm.feature_map is not None:
             ours = None  # train/loss is in standardized units then: no gap in original units to show
         equation = _equation(opt["weight"][0], opt["bias"][0] if opt["bias"] is not None else None, names)
-        # With dependent columns many fits are equally good; the one shown is the minimum-norm one (say so).
-        deficient = f" (rank {opt['rank']} of {opt['n_coefficients']}: minimum norm)" if opt["dependent"] else ""
+        # Aliased columns (constant, or combinations of earlier ones) are not estimable and left out (say which).
+        deficient = f" ({', '.join(opt['aliased'])} aliased; rank {opt['rank']} of {opt['n_coefficients']})" \
+            if opt["aliased"] else ""
         print(f"  least squares: {dm.target_names[0]} = {equation}{deficient}, {split} MSE {opt['mse'][split]:.6g}"
               + (f"; gap {ours - opt['mse'][split]:+.3g}" if ours is not None else ""))
     if before is not None:

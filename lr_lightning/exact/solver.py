@@ -1,25 +1,27 @@
-"""The closed-form optimum: linear least squares to (nearly) every digit float64 can hold.
+"""The exact least-squares fit, pass by pass: what :class:`LeastSquaresModule` runs under the Trainer and what
+:func:`least_squares` runs over arrays. One machinery, on any device, over data of any size, across DDP ranks.
 
-SGD only approaches the best linear fit; this computes it, so the package can say how far training got
-(``val/excess_mse``) and can be checked against NIST's certified values (``scripts/nist.py``).
+How, and why not the textbook formula ``(XᵀX) β = Xᵀy``:
 
-How, and why not the textbook formula: the normal equations ``(XᵀX) β = Xᵀy`` square the condition number,
-and raw polynomial columns ``x, x², …, x¹⁰`` are nearly parallel, so on NIST's Filip data they lose every
-digit. Instead:
-
-1. Each input column is mapped to [-1, 1] and expanded in Chebyshev polynomials (a constant column carries
-   the intercept). That basis spans the same models as raw powers but is well conditioned, so a Householder
-   QR in float64 solves it accurately.
-2. The answer is then refined (Björck's iterative refinement of the augmented system) with residuals of the
-   *raw* design ``[1, x, x², …]`` computed in extended precision (``np.longdouble``). Each round the float64 QR
-   solves for a correction; the extended-precision residuals make the corrections converge on the exact
-   least-squares solution of the raw problem, not of its float64 rounding.
-3. Coefficients live in the raw basis throughout; the map from the Chebyshev basis to raw powers is computed
-   exactly with ``fractions.Fraction`` and applied in extended precision.
-4. A rank-deficient design (a constant or duplicated column, too few rows or distinct x values) has no unique
-   solution. Its rank is decided on the basis with columns of unit norm, with ``numpy.linalg.lstsq``'s
-   tolerance, and the answer is lstsq's: the solution of minimum norm in raw coefficients, refined the same way,
-   with one :class:`RankDeficientWarning` naming the columns involved.
+1. **The design is solved on a well-conditioned basis.** Raw polynomial columns ``x, x², …, x¹⁰`` are nearly
+   parallel (NIST's Filip loses every digit in them); each input is mapped to [-1, 1] and expanded in Chebyshev
+   polynomials, which span the same models. :func:`~lr_lightning.core.basis.basis_to_raw_exact` maps coefficients
+   back to raw powers exactly. Without a polynomial the basis is the raw columns.
+2. **Pass 1 accumulates centred co-moments** (:mod:`~lr_lightning.exact.moments`) of ``[basis, y]`` in float64,
+   batch by batch, merged pairwise, on the batches' device; ranks merge theirs with one all-gather. Centring keeps
+   the digits an offset in the data would cancel, and the unit-scaled centred system of a well-conditioned basis
+   is solved by Cholesky without loss.
+3. **Aliasing the way R's ``lm`` does it**: columns are taken in order, and one that is constant or (nearly) a
+   linear combination of the columns before it is *aliased*: not estimable, reported as null, left out of the fit.
+   R's QR drops a column whose remaining norm is below 10⁻⁷ of its own; the normal equations resolve 10⁻⁶ of its
+   spread, so that is the threshold here (:data:`ALIAS_TOL`).
+4. **Further passes only where they buy digits**: iterative refinement, with the residuals ``y - Xβ`` and the
+   gradient ``Xᵀr`` of the *raw* design computed in double-double arithmetic (:mod:`~lr_lightning.exact.compensated`,
+   ~32 digits from float64 on any device), and each correction solved on the basis. It converges on the exact
+   least-squares solution of the raw problem (``Xᵀr = 0``), not of its float64 rounding. Taken when the basis is
+   polynomial, when the system's condition number costs digits, or when the residual sum of squares would cancel
+   (R² near 1); well-conditioned data is done in one pass. ``robust=True`` adds one pass for the leverages and
+   the HC0-HC3 "meat".
 
 >>> import numpy as np
 >>> x = np.arange(10.0)
@@ -30,64 +32,572 @@ digit. Instead:
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
+import torch
 
-from lr_lightning.core.basis import (
-    LD,
-    _basis_columns,
-    _columns,
-    _conditioned_basis,
-    _validate,
-    _with_intercept,
-    basis_to_raw,
-    check_degree,
-    polynomial_features,
-    scaling,
-)
+from lr_lightning.core.basis import _columns, _validate, basis_to_raw_exact, check_degree, polynomial_features, scaling
+from lr_lightning.core.features import FeatureMap
+from lr_lightning.exact import compensated as dd
+from lr_lightning.exact.moments import CoMoments, PairwiseSum, merge_in_order
 
-__all__ = ["LeastSquaresResult", "RankDeficientWarning", "check_degree", "fit_statistics", "least_squares",
-           "polynomial_features"]
+__all__ = ["ALIAS_TOL", "Design", "LeastSquaresResult", "LeastSquaresSolver", "RankDeficientWarning",
+           "check_degree", "fit_statistics", "least_squares", "polynomial_features"]
+
+EPS = float(np.finfo(np.float64).eps)
+# A column whose part not explained by the columns before it is below 10⁻⁶ of its own spread is aliased (a pivot of
+# the unit-scaled centred system below 10⁻¹²). R's lm: 10⁻⁷ of the column's norm, on a QR.
+ALIAS_TOL = 1e-12
+# Refine when pass 1's coefficients or residual sum of squares may have lost digits beyond this relative error.
+REFINE_BELOW = 1e-11
+# Rows per piece in the double-double passes: their temporaries are (rows × coefficients × targets).
+PIECE = 1 << 20
+
+Gather = Callable[[torch.Tensor], torch.Tensor]
 
 
-
-
-
-
+def no_gather(t: torch.Tensor) -> torch.Tensor:
+    """One process: the "gathered" stack holds this rank's tensor alone."""
+    return t[None]
 
 
 class RankDeficientWarning(UserWarning):
-    """The design has fewer independent columns than coefficients (a constant or duplicated column, fewer rows than
-    coefficients, a polynomial degree the distinct x values cannot pin down): infinitely many coefficient vectors
-    fit equally well, and :func:`least_squares` reports the one of minimum norm, as ``numpy.linalg.lstsq`` does."""
+    """Some coefficients are aliased: their columns are constant or linear combinations of the columns before them
+    (a duplicated column, fewer distinct x values than a polynomial's degree needs). They are not estimable and
+    reported as such (null, "—"); the others are estimated without them, as R's ``lm`` does."""
 
 
+@dataclass(frozen=True)
+class Design:
+    """What is being fitted: ``y ≈ intercept + Σ raw coefficients · raw columns``, raw columns being each input's
+    powers ``x, x², …, x^d`` (or the inputs themselves), solved on the basis of ``centre``/``scale``.
+
+    >>> Design(n_inputs=2, n_outputs=1, polynomial_degree=2, input_names=("a", "b")).names
+    ['intercept', 'a', 'a^2', 'b', 'b^2']
+    """
+
+    n_inputs: int
+    n_outputs: int
+    bias: bool = True
+    polynomial_degree: int | None = None
+    centre: tuple[float, ...] | None = None  # the basis's scaling of each input (the data module's feature map's)
+    scale: tuple[float, ...] | None = None
+    input_names: tuple[str, ...] | None = None
+    output_names: tuple[str, ...] | None = None
+
+    @property
+    def degree(self) -> int:
+        return self.polynomial_degree or 1
+
+    @property
+    def n_coefficients(self) -> int:
+        return self.bias + self.n_inputs * self.degree
+
+    @property
+    def names(self) -> list[str]:
+        """Coefficient names: ``intercept`` first, then features in data order, raw powers as ``x``, ``x^2``, …"""
+        inputs = self.input_names or tuple(f"x{j}" for j in range(self.n_inputs))
+        return (["intercept"] if self.bias else []) + [n if m == 1 else f"{n}^{m}" for n in inputs
+                                                       for m in range(1, self.degree + 1)]
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.output_names or [f"y{j}" for j in range(self.n_outputs)] if self.n_outputs > 1 else
+                    self.output_names or ["y"])
+
+    def feature_map(self) -> FeatureMap:
+        """The basis (the data module's feature map without its standardization: the co-moments centre, and the
+        solve scales each column to unit size)."""
+        k = self.n_inputs
+        nf = k * self.degree
+        spec = {"polynomial_degree": self.polynomial_degree, "bias": self.bias,
+                "centre": list(self.centre or [0.0] * k), "scale": list(self.scale or [1.0] * k),
+                "feature_mean": [0.0] * nf, "feature_scale": [1.0] * nf, "y_mean": [0.0] * self.n_outputs,
+                "y_scale": [1.0] * self.n_outputs}
+        return FeatureMap(spec)
+
+    def to_raw(self) -> list[list[Fraction]]:
+        """T, exactly: raw coefficients (intercept first) = T @ basis coefficients."""
+        k = self.n_inputs
+        return basis_to_raw_exact(list(self.centre or [0.0] * k), list(self.scale or [1.0] * k), k, self.degree,
+                                  self.bias, chebyshev=self.polynomial_degree is not None)
+
+
+@dataclass
+class _Solution:
+    """Everything after pass 1 that later passes and the statistics use (float64, on the host)."""
+
+    n: int
+    mean: np.ndarray  # (q,) means of [basis columns, targets]
+    comoment: np.ndarray  # (q, q)
+    keep: np.ndarray  # (p_basis,) bool over basis coefficients (intercept first): estimated, not aliased
+    chol: np.ndarray  # L of the unit-scaled kept system, A_kk = D L Lᵀ D
+    unit: np.ndarray  # D
+    beta: tuple[torch.Tensor, torch.Tensor]  # basis coefficients (p_basis, m) in double-double
+    sse: np.ndarray  # (m,) residual sums of squares
+    condition: float  # of the unit-scaled kept system
+    meats: np.ndarray | None = None  # (3, m, 1+k, 1+k): HC0, HC2, HC3 in centred coordinates
+    history: list[float] = field(default_factory=list)  # refinement: relative size of each correction
+
+
+class LeastSquaresSolver:
+    """The passes of one exact fit: ``update(x, y)`` for every batch of raw rows, then ``end_pass()``; repeat while
+    it returns False. The stages are ``"moments"``, then ``"refine"`` (as often as it buys digits, at most
+    ``max_refinements``), then ``"robust"`` if asked, then ``"done"``.
+
+    ``gather`` (at ``end_pass``) stacks a tensor from every DDP rank (``LightningModule.all_gather``); every rank
+    then computes the same answer from the same merged sums.
+    """
+
+    def __init__(self, design: Design, *, robust: bool = False, max_refinements: int = 6,
+                 expected_rows: int | None = None) -> None:
+        self.design, self.robust, self.max_refinements = design, robust, max_refinements
+        self.expected_rows = expected_rows
+        self.stage = "moments"
+        self.passes = 0
+        self._map: FeatureMap | None = None
+        exact = design.to_raw()
+        hi = [[float(v) for v in row] for row in exact]
+        lo = [[float(v - Fraction(h)) for v, h in zip(row, hrow, strict=True)] for row, hrow in zip(exact, hi,
+                                                                                                    strict=True)]
+        self._t = (torch.tensor(hi, dtype=torch.float64), torch.tensor(lo, dtype=torch.float64))  # host, exact
+        self._t_ld = np.array([[np.longdouble(v.numerator) / np.longdouble(v.denominator) for v in row]
+                               for row in exact], dtype=np.longdouble)
+        self.solution: _Solution | None = None
+        self._begin()
+
+    @property
+    def max_passes(self) -> int:
+        return 1 + self.max_refinements + self.robust
+
+    @property
+    def done(self) -> bool:
+        return self.stage == "done"
+
+    # ------------------------------------------------------------------------------------ per batch
+    def _basis(self, x: torch.Tensor) -> torch.Tensor:
+        if self._map is None or self._map.centre.device != x.device:
+            self._map = self.design.feature_map().to(x.device)
+        return self._map.basis(x)
+
+    def _begin(self) -> None:
+        self._rows = 0
+        self._moments = PairwiseSum()
+        self._sums: dict[str, Any] = {}
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Take one batch of raw inputs ``(rows, n_inputs)`` and targets ``(rows, n_outputs)``; no host sync."""
+        x, y = x.double(), y.double()
+        self._rows += len(x)  # a Python int: the batch's length is known on the host
+        if self.stage == "moments":
+            self._moments.add(CoMoments.of(torch.cat([self._basis(x), y], dim=1)))
+        elif self.stage == "refine":
+            step = max(1, PIECE // (self.design.n_coefficients * y.shape[1]))
+            for i in range(0, len(x), step):
+                self._refine_update(x[i:i + step], y[i:i + step])
+        elif self.stage == "robust":
+            self._robust_update(x, y)
+        else:
+            raise RuntimeError("the fit is done; no further pass takes data")
+
+    def _refine_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        bias = self.design.bias
+        raw = raw_design(x, self.design.degree)
+        r = residuals(raw, y, self._raw_beta_device(x.device), bias)
+        g = dd.total(dd.mul((raw[0][:, :, None], raw[1][:, :, None]), (r[0][:, None, :], r[1][:, None, :])), dim=0)
+        if bias:
+            g0 = dd.total(r, dim=0)
+            g = (torch.cat([g0[0][None], g[0]]), torch.cat([g0[1][None], g[1]]))
+        sse = ((r[0] + r[1]) ** 2).sum(dim=0)
+        if "g" in self._sums:
+            self._sums["g"] = dd.add(self._sums["g"], g)
+            self._sums["sse"] = self._sums["sse"] + sse
+        else:
+            self._sums["g"], self._sums["sse"] = g, sse
+
+    def _raw_beta_device(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._sums.get("beta_device") is None or self._sums["beta_device"][0].device != device:
+            self._sums["beta_device"] = tuple(t.to(device) for t in self.raw_beta())
+        return self._sums["beta_device"]
+
+    def _robust_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        s = self.solution
+        dev = x.device
+        if self._sums.get("robust_device") is None:
+            k = torch.from_numpy(np.flatnonzero(s.keep[self.design.bias:])).to(dev)
+            mean = torch.from_numpy(s.mean[:len(s.keep) - self.design.bias]).to(dev)[k]
+            beta = s.beta[0].to(dev)
+            self._sums["robust_device"] = (k, mean, torch.from_numpy(s.chol).to(dev),
+                                           torch.from_numpy(s.unit).to(dev), beta)
+        k, mean, chol, unit, beta = self._sums["robust_device"]
+        z = self._basis(x)
+        bias = self.design.bias
+        pred = z @ beta[bias:] + (beta[0] if bias else 0.0)
+        r = y - pred  # (rows, m): float64 is plenty for the weights of a covariance
+        u = z[:, k] - mean if bias else z[:, k]
+        w = torch.linalg.solve_triangular(chol, (u / unit).T, upper=False)  # L⁻¹ D⁻¹ uᵀ
+        h = (w * w).sum(dim=0) + (1.0 / s.n if bias else 0.0)  # leverages
+        design = torch.cat([u.new_ones(len(u), 1), u], dim=1) if bias else u
+        meats = []
+        for power in (0, 1, 2):  # HC0 (and HC1, a rescaling of it), HC2, HC3
+            weight = r**2 / (1.0 - h)[:, None] ** power  # (rows, m)
+            meats.append(torch.einsum("ri,rt,rj->tij", design, weight, design))
+        meats = torch.stack(meats)
+        self._sums["meats"] = self._sums["meats"] + meats if "meats" in self._sums else meats
+
+    # ------------------------------------------------------------------------------------ per pass
+    def end_pass(self, gather: Gather = no_gather, device: torch.device | None = None) -> bool:
+        """Merge this pass's sums across ranks and decide what comes next; True when the fit is done.
+
+        Every rank must call it (it gathers), with ``gather`` stacking its tensor with every rank's.
+        """
+        self.passes += 1
+        rows = int(gather(torch.tensor([float(self._rows)], dtype=torch.float64, device=device)).sum())
+        if self.stage == "moments":
+            self._end_moments(gather, device, rows)
+        elif self.stage == "refine":
+            self._end_refine(gather, device, rows)
+        elif self.stage == "robust":
+            self._check_rows(rows)
+            meats = self._sums.get("meats")
+            if meats is None:  # a rank without rows
+                size = 1 + int(self.solution.keep[self.design.bias:].sum()) if self.design.bias else \
+                    int(self.solution.keep.sum())
+                meats = torch.zeros(3, self.design.n_outputs, size, size, dtype=torch.float64, device=device)
+            self.solution.meats = gather(meats).sum(dim=0).cpu().numpy()
+            self.stage = "done"
+        self._begin()
+        return self.done
+
+    def _check_rows(self, rows: int) -> None:
+        if self.expected_rows is not None and rows != self.expected_rows:
+            raise ValueError(f"least squares: a pass saw {rows} rows, the training split has {self.expected_rows}; "
+                             "every pass must see every row once (no limit_train_batches, max_steps or "
+                             "overfit_batches)")
+        if self.solution is not None and rows != self.solution.n:
+            raise ValueError(f"least squares: pass {self.passes} saw {rows} rows, pass 1 saw {self.solution.n}; "
+                             "every pass must see every row once")
+
+    def _end_moments(self, gather: Gather, device: torch.device | None, rows: int) -> None:
+        q = self.design.n_coefficients - self.design.bias + self.design.n_outputs
+        local = self._moments.result()
+        if local is None:
+            local = CoMoments.of(torch.zeros(0, q, dtype=torch.float64, device=device))
+        flat = gather(local.stacked())
+        total = merge_in_order([CoMoments.unstack(row, q) for row in flat])
+        n = int(total.n.item())
+        self._check_rows(n)
+        self.solution = self._solve(n, total.mean.cpu().numpy(), total.comoment.cpu().numpy())
+        s = self.solution
+        # Pass 1's answer is final where its digits are: a condition number that costs fewer than ~5 of them in
+        # the coefficients, and a residual sum of squares that does not cancel them (it is SST - explained).
+        tss = np.diag(s.comoment)[-self.design.n_outputs:] if self.design.bias else \
+            np.diag(s.comoment)[-self.design.n_outputs:] + s.n * s.mean[-self.design.n_outputs:] ** 2
+        with np.errstate(over="ignore", divide="ignore"):
+            cancel = np.max(tss / np.maximum(s.sse, np.finfo(np.float64).tiny)) if len(tss) else 1.0
+        error = EPS * s.condition * max(1.0, float(cancel))
+        polynomial = self.design.degree > 1
+        if (polynomial or error > REFINE_BELOW) and self.max_refinements > 0:
+            self.stage = "refine"
+        else:
+            self.stage = "robust" if self.robust else "done"
+
+    def _end_refine(self, gather: Gather, device: torch.device | None, rows: int) -> None:
+        self._check_rows(rows)
+        s = self.solution
+        p, m = len(s.keep), self.design.n_outputs
+        g = self._sums.get("g") or dd.from_float(torch.zeros(p, m, dtype=torch.float64, device=device))
+        sse = self._sums.get("sse")
+        sse = torch.zeros(m, dtype=torch.float64, device=device) if sse is None else sse
+        g_all = dd.total((gather(g[0]), gather(g[1])), dim=0)
+        s.sse = gather(sse).sum(dim=0).cpu().numpy()
+        g_raw = (g_all[0].cpu(), g_all[1].cpu())
+        # The gradient on the basis, Tᵀ g, in double-double (T's entries are exact in it), then the correction.
+        tt = (self._t[0].T.contiguous(), self._t[1].T.contiguous())
+        g_basis = dd.total(dd.mul((tt[0][:, :, None], tt[1][:, :, None]), (g_raw[0][None], g_raw[1][None])), dim=1)
+        step = self._correction((g_basis[0] + g_basis[1]).numpy())
+        before = self.raw_beta()
+        s.beta = dd.add(s.beta, dd.from_float(torch.from_numpy(step)))
+        after = self.raw_beta()
+        change = np.abs((after[0] - before[0] + (after[1] - before[1])).numpy())
+        size = float(np.max(change / np.maximum(np.abs(after[0].numpy()), np.finfo(np.float64).tiny),
+                            initial=0.0))
+        stalled = bool(s.history) and size > 0.5 * s.history[-1]
+        s.history.append(size)
+        if size <= 1e-30 or stalled or len(s.history) >= self.max_refinements:
+            self.stage = "robust" if self.robust else "done"
+
+    # ------------------------------------------------------------------------------------ algebra
+    def _system(self, n: int, mean: np.ndarray, comoment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(A, b)``: the centred normal equations of the basis columns (uncentred without an intercept)."""
+        f = self.design.n_coefficients - self.design.bias
+        a, b = comoment[:f, :f], comoment[:f, f:]
+        if not self.design.bias:
+            a = a + n * np.outer(mean[:f], mean[:f])
+            b = b + n * np.outer(mean[:f], mean[f:])
+        return a, b
+
+    def _solve(self, n: int, mean: np.ndarray, comoment: np.ndarray) -> _Solution:
+        design = self.design
+        p, f = design.n_coefficients, design.n_coefficients - design.bias
+        if n <= p:
+            raise ValueError(f"least squares: {n} rows for {p} coefficients; it needs more rows than coefficients")
+        a, b = self._system(n, mean, comoment)
+        diag = np.diag(a).copy()
+        # Constant columns: spread at the rounding level of their values (with an intercept they are aliased with
+        # it; without one only an all-zero column is).
+        constant = diag <= n * (1e3 * EPS * np.abs(mean[:f])) ** 2 if design.bias else diag == 0
+        if design.bias and f and constant.all():
+            names = design.names[1:]
+            raise ValueError(f"least squares: every column ({', '.join(names[:8])}{', …' if len(names) > 8 else ''}) "
+                             "is constant; only the intercept could be estimated")
+        if not f:
+            keep_f = np.zeros(0, dtype=bool)
+        else:
+            keep_f = ~constant
+            keep_f = _in_order_pivots(a, keep_f)
+        keep = np.concatenate([[True], keep_f]) if design.bias else keep_f
+        if not keep.any():
+            raise ValueError("least squares: every column is zero; nothing can be estimated")
+        k = np.flatnonzero(keep_f)
+        unit = np.sqrt(np.diag(a)[k])
+        chol = np.linalg.cholesky(a[np.ix_(k, k)] / np.outer(unit, unit))
+        eig = np.linalg.eigvalsh(chol @ chol.T) if len(k) else np.ones(1)
+        condition = float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf
+        coef = _chol_solve(chol, unit, b[k])  # (kept, m)
+        full = np.zeros((p, design.n_outputs))
+        full[np.flatnonzero(keep)[design.bias:] if design.bias else k] = coef
+        if design.bias:
+            full[0] = mean[f:] - mean[:f][k] @ coef
+        sse = np.diag(comoment)[f:] - np.einsum("km,km->m", b[k], coef) if design.bias else \
+            (np.diag(comoment)[f:] + n * mean[f:] ** 2) - np.einsum("km,km->m", b[k], coef)
+        beta = dd.from_float(torch.from_numpy(full))
+        self._announce_aliased(keep, n)
+        return _Solution(n, mean, comoment, keep, chol, unit, beta, np.maximum(sse, 0.0), condition)
+
+    def _announce_aliased(self, keep: np.ndarray, n: int) -> None:
+        aliased = [name for name, kept in zip(self.design.names, keep, strict=True) if not kept]
+        if not aliased:
+            return
+        shown = ", ".join(aliased[:12]) + (f" … ({len(aliased) - 12} more)" if len(aliased) > 12 else "")
+        verb = "is" if len(aliased) == 1 else "are"
+        warnings.warn(f"least squares: {shown} {verb} aliased (constant, or a linear combination of the columns "
+                      f"before {'it' if len(aliased) == 1 else 'them'}): not estimable, reported as null; rank "
+                      f"{int(keep.sum())} of {len(keep)} coefficients", RankDeficientWarning, stacklevel=4)
+
+    def _correction(self, g_basis: np.ndarray) -> np.ndarray:
+        """The basis coefficients' correction from the gradient ``Bᵀ r`` (basis coordinates, intercept first)."""
+        s, bias = self.solution, self.design.bias
+        f = len(s.keep) - bias
+        k = np.flatnonzero(s.keep[bias:])
+        step = np.zeros_like(g_basis)
+        if bias:
+            mean = s.mean[:f][k]
+            dc = _chol_solve(s.chol, s.unit, g_basis[1:][k] - np.outer(mean, g_basis[0]))
+            step[1:][k] = dc
+            step[0] = g_basis[0] / s.n - mean @ dc
+        else:
+            step[k] = _chol_solve(s.chol, s.unit, g_basis[k])
+        return step
+
+    def raw_beta(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw coefficients (intercept first), (p, m), in double-double: T @ basis coefficients."""
+        beta = self.solution.beta
+        return dd.total(dd.mul((self._t[0][:, :, None], self._t[1][:, :, None]), (beta[0][None], beta[1][None])),
+                        dim=1)
+
+    # ------------------------------------------------------------------------------------ results
+    def coefficients(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(weight (m, n_inputs·degree), bias (m,) or None)`` in raw units, float64; aliased ones are 0 (they
+        take no part in the fit)."""
+        hi, lo = self.raw_beta()
+        raw = (hi + lo).numpy().T.copy()  # (m, p)
+        raw[:, ~self.solution.keep] = 0.0
+        if self.design.bias:
+            return raw[:, 1:].copy(), raw[:, 0].copy()
+        return raw, None
+
+    def covariances(self) -> dict[str, np.ndarray]:
+        """Unscaled and sandwich covariances of the raw coefficients, kept ones only, in long double.
+
+        ``{"unscaled": (p_k, p_k) (XᵀX)⁻¹, and with robust=True "HC0", "HC1", "HC2", "HC3": (m, p_k, p_k)}``.
+        """
+        s, bias = self.solution, self.design.bias
+        keep = s.keep
+        f = len(keep) - bias
+        k = np.flatnonzero(keep[bias:])
+        ld = np.longdouble
+        # Centred coordinates (intercept at the means, then the kept basis columns) -> raw coefficients.
+        to_raw = self._t_ld[np.ix_(keep, keep)]
+        if bias:
+            shift = np.eye(1 + len(k), dtype=ld)
+            shift[0, 1:] = -s.mean[:f][k]
+            to_raw = to_raw @ shift
+        # (Gram)⁻¹ in those coordinates: diag(1/n, A⁻¹) with an intercept, A⁻¹ without; A⁻¹ = D⁻¹L⁻ᵀL⁻¹D⁻¹.
+        linv = np.linalg.solve(s.chol, np.eye(len(k))) if len(k) else np.zeros((0, 0))
+        half = (linv / s.unit[None, :]).T.astype(ld)  # D⁻¹ L⁻ᵀ
+        if bias:
+            half = _block_diag(np.array([[1 / np.sqrt(s.n)]], dtype=ld), half)
+        w = to_raw @ half
+        out = {"unscaled": (w @ w.T).astype(np.float64)}
+        if s.meats is not None:
+            bread = to_raw @ (half @ half.T)
+            dof = s.n - int(keep.sum())
+            for name, meat, factor in (("HC0", 0, 1.0), ("HC1", 0, s.n / dof if dof > 0 else math.nan),
+                                       ("HC2", 1, 1.0), ("HC3", 2, 1.0)):
+                out[name] = np.stack([(bread @ s.meats[meat, t].astype(ld) @ bread.T).astype(np.float64) * factor
+                                      for t in range(self.design.n_outputs)])
+        return out
+
+    def statistics(self) -> dict[str, dict[str, Any]]:
+        """The regression table per target (:func:`lr_lightning.exact.statistics.regression_statistics`)."""
+        from lr_lightning.exact.statistics import regression_statistics
+
+        s = self.solution
+        f = len(s.keep) - self.design.bias
+        m = self.design.n_outputs
+        tss = np.diag(s.comoment)[f:] if self.design.bias else np.diag(s.comoment)[f:] + s.n * s.mean[f:] ** 2
+        hi, lo = self.raw_beta()
+        coef = (hi + lo).numpy()
+        cov = self.covariances()
+        # Residuals below the data's own rounding (|r| ~ eps·|y|) are an exact fit: NIST's Wampler1 certifies a
+        # residual SD of 0 and an infinite F, and double-double residuals of 1e-26 would say otherwise.
+        sse = np.where(s.sse <= EPS**2 * tss, 0.0, s.sse)
+        condition = self.condition_number()
+        out = {}
+        for t, name in enumerate(self.design.targets):
+            robust = {key: cov[key][t] for key in ("HC0", "HC1", "HC2", "HC3") if key in cov} or None
+            out[name] = regression_statistics(
+                names=self.design.names, coef=coef[:, t], keep=s.keep, unscaled_cov=cov["unscaled"],
+                sse=float(sse[t]), tss=float(tss[t]), n=s.n, bias=self.design.bias, robust=robust,
+                condition_number=condition)
+        assert len(out) == m
+        return out
+
+    def condition_number(self) -> float:
+        """statsmodels' condition number, ``sqrt(λmax/λmin)`` of XᵀX for the raw design (the intercept's column of
+        ones included), from a square-root factor of XᵀX rebuilt from the co-moments: its singular values are those
+        of X, so only one condition number's worth of digits is lost, not two."""
+        s, bias = self.solution, self.design.bias
+        f = len(s.keep) - bias
+        lam, vec = np.linalg.eigh(s.comoment[:f, :f])
+        root = np.sqrt(np.clip(lam, 0.0, None))[:, None] * vec.T  # rootᵀ root = C
+        mean = s.mean[:f][None, :] * math.sqrt(s.n)
+        if bias:
+            factor = np.block([[np.full((1, 1), math.sqrt(s.n)), mean], [np.zeros((f, 1)), root]])
+        else:
+            factor = np.vstack([root, mean])  # C + n m mᵀ
+        # Basis coefficients = T⁻¹ raw ones: the raw design is the basis times T⁻¹.
+        factor = factor @ np.linalg.inv(self._t_ld.astype(np.float64))
+        sv = np.linalg.svd(factor, compute_uv=False)
+        return float(sv[0] / sv[-1]) if sv[-1] > 0 else math.inf
+
+
+def raw_design(x: torch.Tensor, degree: int) -> dd.DD:
+    """Raw columns ``x_j^m`` (m = 1..degree, input by input) in double-double: exact powers, not float64's."""
+    his, los = [], []
+    for j in range(x.shape[1]):
+        power = dd.from_float(x[:, j])
+        his.append(power[0]), los.append(power[1])
+        for _ in range(2, degree + 1):
+            power = dd.mul(power, dd.from_float(x[:, j]))
+            his.append(power[0]), los.append(power[1])
+    if not his:
+        return x.new_zeros(len(x), 0), x.new_zeros(len(x), 0)
+    return torch.stack(his, dim=1), torch.stack(los, dim=1)
+
+
+def residuals(raw: dd.DD, y: torch.Tensor, beta: dd.DD, bias: bool) -> dd.DD:
+    """``y - (intercept + raw @ weights)`` in double-double; ``beta`` (p, m) holds the intercept first if ``bias``."""
+    weights = (beta[0][int(bias):], beta[1][int(bias):])
+    if raw[0].shape[1]:
+        products = dd.mul((raw[0][:, :, None], raw[1][:, :, None]), (weights[0][None], weights[1][None]))
+        pred = dd.total(products, dim=1)  # (rows, m)
+    else:
+        pred = dd.from_float(y.new_zeros(y.shape))
+    if bias:
+        pred = dd.add(pred, (beta[0][0].expand_as(pred[0]), beta[1][0].expand_as(pred[1])))
+    return dd.add(dd.from_float(y), (-pred[0], -pred[1]))
+
+
+def _block_diag(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros((a.shape[0] + b.shape[0], a.shape[1] + b.shape[1]), dtype=np.result_type(a, b))
+    out[:a.shape[0], :a.shape[1]], out[a.shape[0]:, a.shape[1]:] = a, b
+    return out
+
+
+def _chol_solve(chol: np.ndarray, unit: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``A⁻¹ rhs`` with ``A = D L Lᵀ D``."""
+    if not len(unit):
+        return np.zeros_like(rhs)
+    z = np.linalg.solve(chol, rhs / unit[:, None])
+    return np.linalg.solve(chol.T, z) / unit[:, None]
+
+
+def _in_order_pivots(a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Cholesky of the unit-scaled ``a`` over the columns in ``keep``, in order: a column whose pivot (its part not
+    explained by the kept columns before it, relative to its spread) is below :data:`ALIAS_TOL` is dropped."""
+    keep = keep.copy()
+    idx = np.flatnonzero(keep)
+    if not len(idx):
+        return keep
+    unit = np.sqrt(np.diag(a)[idx])
+    scaled = a[np.ix_(idx, idx)] / np.outer(unit, unit)
+    try:  # the common case: no column is in doubt
+        chol = np.linalg.cholesky(scaled)
+        if np.min(np.diag(chol)) ** 2 > ALIAS_TOL:
+            return keep
+    except np.linalg.LinAlgError:
+        pass
+    rows: list[np.ndarray] = []  # rows of L for the kept columns so far
+    kept: list[int] = []
+    for j in range(len(idx)):
+        row = np.zeros(len(kept))
+        for i, _ in enumerate(kept):
+            row[i] = (scaled[kept[i], j] - rows[i][:i] @ row[:i]) / rows[i][i]
+        pivot = scaled[j, j] - row @ row
+        if pivot <= ALIAS_TOL:
+            keep[idx[j]] = False
+            continue
+        rows.append(np.concatenate([row, [math.sqrt(pivot)]]))
+        kept.append(j)
+    return keep
+
+
+# ---------------------------------------------------------------------------------------- over arrays
 class LeastSquaresResult(tuple):
     """``(weight, bias)``, so that ``weight, bias = least_squares(...)`` unpacks it, plus what the solve found out.
 
     Attributes:
-        weight: ``(n_outputs, n_features)``, in raw powers of the raw inputs.
+        weight: ``(n_outputs, n_features)``, in raw powers of the raw inputs; aliased coefficients are 0.
         bias: ``(n_outputs,)``, or ``None`` without an intercept.
-        rank: the numerical rank of the design; ``n_coefficients`` when it has full rank.
+        rank: the number of estimated coefficients; ``n_coefficients`` when none is aliased.
         n_coefficients: the number of coefficients, the intercept included.
-        dependent: the names of the coefficients caught in a linear dependency (``"intercept"``, ``"x1"``,
-            ``"x1^2"``, …), in coefficient order; empty at full rank.
+        aliased: the names of the aliased (not estimable) coefficients (``"x1^2"``, …), in coefficient order.
+        statistics: the regression table per target, as ``LeastSquaresModule.statistics``.
     """
 
     rank: int
     n_coefficients: int
-    dependent: tuple[str, ...]
+    aliased: tuple[str, ...]
+    statistics: dict[str, dict[str, Any]]
 
     def __new__(cls, weight: np.ndarray, bias: np.ndarray | None, rank: int, n_coefficients: int,
-                dependent: tuple[str, ...] = ()) -> LeastSquaresResult:
+                aliased: tuple[str, ...] = (), statistics: dict[str, dict[str, Any]] | None = None
+                ) -> LeastSquaresResult:
         self = super().__new__(cls, (weight, bias))
-        self.rank, self.n_coefficients, self.dependent = rank, n_coefficients, tuple(dependent)
+        self.rank, self.n_coefficients, self.aliased = rank, n_coefficients, tuple(aliased)
+        self.statistics = statistics or {}
         return self
 
     def __getnewargs__(self) -> tuple[Any, ...]:  # pickle and copy: a tuple subclass with a __new__ of its own
-        return (*self, self.rank, self.n_coefficients, self.dependent)
+        return (*self, self.rank, self.n_coefficients, self.aliased, self.statistics)
 
     @property
     def weight(self) -> np.ndarray:
@@ -102,37 +612,47 @@ class LeastSquaresResult(tuple):
         return self.rank == self.n_coefficients
 
 
+def run_passes(solver: LeastSquaresSolver, batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+               gather: Gather = no_gather) -> LeastSquaresSolver:
+    """Drive ``solver`` over ``batches()`` (a fresh iterator per pass) until it is done."""
+    device = None
+    while not solver.done:
+        for x, y in batches():
+            device = x.device
+            solver.update(x, y)
+        solver.end_pass(gather, device)
+    return solver
+
+
 def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | None = None,
-                  max_refinements: int = 10, chunk_rows: int = 1 << 16, *,
-                  names: list[str] | None = None) -> LeastSquaresResult:
-    """The least-squares fit ``y ≈ features(x) @ weight.T + bias``, in float64.
+                  max_refinements: int = 6, chunk_rows: int = 1 << 16, *, names: list[str] | None = None,
+                  robust: bool = False) -> LeastSquaresResult:
+    """The least-squares fit ``y ≈ features(x) @ weight.T + bias``, exact to float64, over arrays.
 
-    ``features`` is the identity, or the polynomial expansion of :func:`polynomial_features`. Problems larger than
-    ``chunk_rows`` rows are streamed in chunks of that many rows (memory stays O(chunk_rows × features)).
-
-    A rank-deficient design (a constant or duplicated column, fewer rows than coefficients, …) is not an error: as
-    ``numpy.linalg.lstsq`` on the raw design ``[1, x, x², …]`` does, the result is the minimum-norm solution in
-    raw coefficients, with the rank found with lstsq's tolerance (``eps · max(n, p) · σ_max``, here on the
-    well-conditioned basis with columns of unit norm), and one :class:`RankDeficientWarning` names the columns
-    involved.
+    The same passes as :class:`~lr_lightning.exact.least_squares_module.LeastSquaresModule` runs under the Trainer,
+    over chunks of ``chunk_rows`` rows (memory stays O(chunk_rows × features)). ``features`` is the identity or the
+    polynomial expansion of :func:`polynomial_features`. Aliased coefficients (R's ``lm``: a constant column, one
+    that is a linear combination of the columns before it) are 0 in ``weight``, named in ``.aliased`` and in one
+    :class:`RankDeficientWarning`; the others are estimated without them.
 
     Args:
         x: ``(n_samples, n_inputs)`` real numbers (or ``(n_samples,)``: one input).
         y: ``(n_samples, n_outputs)`` real numbers (or ``(n_samples,)``: one output).
         bias: fit an intercept.
         polynomial_degree: expand each input column into its powers up to this degree (``None``: as it is).
-        max_refinements: at most this many rounds of extended-precision refinement (two when streamed).
-        chunk_rows: stream problems with more rows than this.
-        names: the input columns' names, for messages (default ``x0``, ``x1``, …); powers are named ``x1^2``.
+        max_refinements: at most this many refinement passes.
+        chunk_rows: rows per chunk.
+        names: the input columns' names (default ``x0``, ``x1``, …); powers are named ``x1^2``.
+        robust: also compute HC0-HC3 standard errors (``.statistics``).
 
     Returns:
-        ``(weight, bias)``: ``weight`` of shape ``(n_outputs, n_features)`` in raw powers of the raw inputs,
-        ``bias`` of shape ``(n_outputs,)`` or ``None`` when ``bias=False``; as a :class:`LeastSquaresResult`,
-        which also carries ``rank``, ``n_coefficients`` and ``dependent``.
+        ``(weight, bias)`` as a :class:`LeastSquaresResult`, which also carries ``rank``, ``n_coefficients``,
+        ``aliased`` and ``statistics``.
 
     Raises:
         ValueError: no samples, a non-finite, complex or non-numeric value (the argument, row and column are
-            named), x and y of different lengths, or a bad ``polynomial_degree``, ``names`` or ``chunk_rows``.
+            named), x and y of different lengths, no more rows than coefficients, every column constant, or a bad
+            ``polynomial_degree``, ``names`` or ``chunk_rows``.
     """
     check_degree(polynomial_degree)
     if not isinstance(bias, (bool, np.bool_)):
@@ -147,238 +667,47 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     y = _columns(y, "y")
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}; they must match row for row")
-    degree = polynomial_degree or 1
-    lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
-    with np.errstate(over="ignore"):
-        too_wide = ~np.isfinite(hi - lo)
-    if too_wide.any():  # the scaling onto [-1, 1] would divide by inf
-        j = int(np.argmax(too_wide))
-        raise ValueError(f"x: column {names[j]!r} spans {lo[j]:g} to {hi[j]:g}, a range float64 cannot hold; "
-                         "rescale it")
-    if len(x) > chunk_rows:
-        # At this size the float64 solve of the well-conditioned basis is already good to ~1e-14, and each round
-        # of refinement is a pass over all the data: two rounds at most.
-        beta, rank, null = _streamed(x, y, bias, degree, polynomial_degree, min(2, max_refinements), chunk_rows)
-    else:
-        beta, rank, null = _in_memory(x, y, bias, degree, polynomial_degree, max_refinements)
-    beta64 = beta.astype(np.float64)
-    if not np.isfinite(beta64).all():
+    centre = scale = None
+    if polynomial_degree is not None:
+        lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+        with np.errstate(over="ignore"):
+            too_wide = ~np.isfinite(hi - lo)
+        if too_wide.any():  # the scaling onto [-1, 1] would divide by inf
+            j = int(np.argmax(too_wide))
+            raise ValueError(f"x: column {names[j]!r} spans {lo[j]:g} to {hi[j]:g}, a range float64 cannot hold; "
+                             "rescale it")
+        c, s = scaling(x, bool(bias))
+        centre, scale = tuple(c.tolist()), tuple(s.tolist())
+    design = Design(x.shape[1], y.shape[1], bool(bias), polynomial_degree, centre, scale, tuple(names))
+    solver = LeastSquaresSolver(design, robust=robust, max_refinements=max_refinements, expected_rows=len(x))
+
+    def batches() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, len(x), chunk_rows):
+            yield torch.from_numpy(np.asarray(x[i:i + chunk_rows])), torch.from_numpy(np.asarray(y[i:i + chunk_rows]))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RankDeficientWarning)
+        run_passes(solver, batches)
+    for w in caught:  # re-issued here, so that the warning points at the caller's line
+        warnings.warn(w.message, w.category, stacklevel=2)
+    weight, intercept = solver.coefficients()
+    if not (np.isfinite(weight).all() and (intercept is None or np.isfinite(intercept).all())):
         raise ValueError("least squares: the solution overflows float64 (are x and y in sensible units?)")
-    p = len(beta64)
-    dependent: tuple[str, ...] = ()
-    if null is not None:
-        coefficient_names = (["intercept"] if bias else []) + [n if m == 1 else f"{n}^{m}" for n in names
-                                                                for m in range(1, degree + 1)]
-        involved = _involved(null, lo, hi, degree, bias)
-        dependent = tuple(name for name, i in zip(coefficient_names, involved, strict=True) if i)
-        warnings.warn(_rank_message(x, dependent, names, lo, hi, polynomial_degree, rank, p),
-                      RankDeficientWarning, stacklevel=2)
-    if bias:
-        return LeastSquaresResult(beta64[1:].T.copy(), beta64[0].copy(), rank, p, dependent)
-    return LeastSquaresResult(beta64.T.copy(), None, rank, p, dependent)
-
-
-def _in_memory(x: np.ndarray, y: np.ndarray, bias: bool, degree: int, polynomial_degree: int | None,
-               max_refinements: int) -> tuple[np.ndarray, int, np.ndarray | None]:
-    """``(raw coefficients (p, m) in long double, rank, raw null space or None)`` for data that fits in memory."""
-    raw = _with_intercept(polynomial_features(x.astype(LD), polynomial_degree), bias)  # the model, exactly
-    basis, t = _conditioned_basis(x, degree, bias)
-    q, r = np.linalg.qr(basis)
-    spectrum = _Spectrum.of(r, len(x))
-    y_ld = y.astype(LD)
-    history: list[float] = []
-    if spectrum.rank < basis.shape[1]:
-        # Rank deficient: no unique solution, and the QR below would divide by zero. Refine the minimum-norm one.
-        def pinv(resid: np.ndarray) -> np.ndarray:
-            return spectrum.solve(q.T @ resid)
-
-        null = spectrum.raw_null_space(t)
-        beta = _project_out(null, t @ pinv(y).astype(LD))
-        for _ in range(max_refinements):
-            d_beta = _project_out(null, t @ pinv((y_ld - raw @ beta).astype(np.float64)).astype(LD))
-            beta = beta + d_beta
-            if _converged(d_beta, beta, history):
-                break
-        return beta, spectrum.rank, null
-
-    beta = t @ np.linalg.solve(r, q.T @ y).astype(LD)  # raw coefficients, (p, m)
-    resid = y_ld - raw @ beta
-    for _ in range(max_refinements):
-        # Björck: correct (resid, beta) so that resid + X beta = y and Xᵀ resid = 0, with the errors of both
-        # equations measured in extended precision and the corrections solved in float64 through the QR.
-        f = y_ld - resid - raw @ beta
-        g = -(raw.T @ resid)
-        u = np.linalg.solve(r.T, (t.T @ g).astype(np.float64))
-        d1 = q.T @ f.astype(np.float64)
-        d_beta = t @ np.linalg.solve(r, d1 - u).astype(LD)
-        d_resid = (q @ (u - d1) + f.astype(np.float64)).astype(LD)
-        beta, resid = beta + d_beta, resid + d_resid
-        if _converged(d_beta, beta, history):
-            break
-    return beta, basis.shape[1], None
-
-
-class _Spectrum:
-    """The SVD of ``R D⁻¹``, where ``B = Q R`` (or ``BᵀB = RᵀR``) and ``D`` holds the column norms of the basis B.
-
-    The singular values are those of B with its columns scaled to unit norm: the rank is decided there, with
-    ``numpy.linalg.lstsq``'s tolerance, so that a column's units cannot make it look (in)dependent.
-    """
-
-    def __init__(self, d: np.ndarray, u: np.ndarray, s: np.ndarray, vt: np.ndarray, rank: int) -> None:
-        self.d, self.u, self.s, self.vt, self.rank = d, u, s, vt, rank
-
-    @classmethod
-    def of(cls, r: np.ndarray, n: int) -> _Spectrum:
-        norms = np.linalg.norm(r, axis=0)
-        d = np.where(norms > 0, norms, 1.0)
-        u, s, vt = np.linalg.svd(r / d, full_matrices=True)
-        tol = np.finfo(np.float64).eps * max(n, r.shape[1]) * (s[0] if len(s) else 0.0)
-        return cls(d, u, s, vt, int((s > tol).sum()))
-
-    def solve(self, qt_rhs: np.ndarray) -> np.ndarray:
-        """Basis coefficients of minimum norm (in the scaled basis) for ``Qᵀ rhs``: ``D⁻¹ V_r S_r⁻¹ U_rᵀ Qᵀ rhs``."""
-        k = self.rank
-        return self.vt[:k].T @ ((self.u[:, :k].T @ qt_rhs) / self.s[:k, None]) / self.d[:, None]
-
-    def solve_normal(self, bt_rhs: np.ndarray) -> np.ndarray:
-        """The same from ``Bᵀ rhs`` (the streamed path has no Q): ``D⁻¹ V_r S_r⁻² V_rᵀ D⁻¹ Bᵀ rhs``."""
-        k = self.rank
-        return self.vt[:k].T @ ((self.vt[:k] @ (bt_rhs / self.d[:, None])) / self.s[:k, None] ** 2) / self.d[:, None]
-
-    def raw_null_space(self, t: np.ndarray) -> np.ndarray:
-        """An orthonormal basis (p, p - rank) of the raw coefficients that change no prediction: the directions the
-        minimum-norm solution must not have. Basis null vectors ``D⁻¹ V_null`` mapped to raw ones by T."""
-        null = t @ (self.vt[self.rank:].T / self.d[:, None]).astype(LD)
-        null = (null / np.abs(null).max(axis=0)).astype(np.float64)  # T can be large: scale before leaving LD
-        return np.linalg.qr(null)[0]
-
-
-def _project_out(null: np.ndarray | None, beta: np.ndarray) -> np.ndarray:
-    """``beta`` without its component in the raw null space (if any): what is left is the minimum-norm solution."""
-    if null is None:
-        return beta
-    n = null.astype(LD)
-    return beta - n @ (n.T @ beta)
-
-
-def _involved(null: np.ndarray, lo: np.ndarray, hi: np.ndarray, degree: int, bias: bool) -> np.ndarray:
-    """Which raw coefficients take part in a dependency: those with a share of the null space, measured with each
-    raw column at its own magnitude (``max |x|^m``), so that the units of a column decide nothing."""
-    magnitude = np.maximum(np.abs(lo), np.abs(hi)).astype(LD)
-    size = np.concatenate([[LD(1)] if bias else [], *[magnitude[j] ** np.arange(1, degree + 1, dtype=LD)
-                                                         for j in range(len(lo))]])
-    size = np.where(size > 0, size, LD(1))  # an all-zero column: its own magnitude is no scale
-    scaled = null.astype(LD) * size[:, None]
-    scaled = (scaled / np.abs(scaled).max(axis=0)).astype(np.float64)
-    share = np.linalg.norm(np.linalg.qr(scaled)[0], axis=1)  # rotation-invariant: the projector's diagonal
-    return share > 1e-6
-
-
-def _rank_message(x: np.ndarray, dependent: tuple[str, ...], names: list[str], lo: np.ndarray, hi: np.ndarray,
-                  polynomial_degree: int | None, rank: int, p: int) -> str:
-    """One line: which columns, why if it can be said (a constant column, too few rows, too few distinct x), the
-    rank."""
-    shown = ", ".join(dependent[:12]) + (f" … ({len(dependent) - 12} more)" if len(dependent) > 12 else "")
-    what = f"columns {shown} are linearly dependent" if len(dependent) > 1 else f"column {shown} is all zeros"
-    why = []
-    involved = [j for j, n in enumerate(names) if n in dependent or any(d.startswith(f"{n}^") for d in dependent)]
-    # (An all-zero column is constant too, but "all zeros" said it; without an intercept a constant column alone is
-    # no dependency.)
-    constant = [names[j] for j in involved if lo[j] == hi[j] and len(dependent) > 1]
-    if constant:
-        why.append(f"{', '.join(constant)} {'is' if len(constant) == 1 else 'are'} constant")
-    if len(x) < p:
-        why.append(f"{len(x)} samples for {p} coefficients")
-    elif polynomial_degree is not None and polynomial_degree > 1:
-        for j in involved:
-            distinct = len(np.unique(x[:, j]))
-            if distinct <= polynomial_degree and names[j] not in constant:
-                why.append(f"{names[j]} has {distinct} distinct values, too few for degree {polynomial_degree}")
-    elif not constant and (distinct := len(np.unique(x, axis=0))) < p:  # duplicated rows
-        why.append(f"{distinct} distinct rows of x for {p} coefficients")
-    why.append(f"rank {rank} of {p} coefficients")
-    return f"least squares: {what} ({'; '.join(why)}); reporting the minimum-norm solution"
-
-
-
-
-def _streamed(x: np.ndarray, y: np.ndarray, bias: bool, degree: int, polynomial_degree: int | None,
-              max_refinements: int, chunk: int) -> tuple[np.ndarray, int, np.ndarray | None]:
-    """Large problems, chunk by chunk: the Gram matrix of the well-conditioned basis (never raw columns, whose
-    squared condition number would lose every digit), then the same extended-precision refinement.
-
-    Returns ``(raw coefficients (p, m) in long double, rank, raw null space or None)``.
-    """
-    centre, scale = scaling(x, bias)
-    t = basis_to_raw(centre.tolist(), scale.tolist(), x.shape[1], degree, bias)
-
-    def basis(rows: slice) -> np.ndarray:
-        return _basis_columns((x[rows] - centre) / scale, degree, bias)
-
-    def raw(rows: slice) -> np.ndarray:
-        return _with_intercept(polynomial_features(x[rows].astype(LD), polynomial_degree), bias)
-
-    chunks = [slice(i, i + chunk) for i in range(0, len(x), chunk)]
-    gram = sum(b.T @ b for b in map(basis, chunks))
-    norms = np.sqrt(np.diag(gram))
-    unit = gram / np.outer(*[np.where(norms > 0, norms, 1.0)] * 2)
-    eigen = np.linalg.eigvalsh(unit)
-    null = None
-    if eigen[0] > 1e-8 * eigen[-1]:
-        # Condition number of the unit-column basis below 10⁴: squaring it in the Gram matrix costs nothing.
-        cholesky = np.linalg.cholesky(gram)
-
-        def solve(rhs: np.ndarray) -> np.ndarray:  # gram⁻¹ rhs through its Cholesky factor
-            return np.linalg.solve(cholesky.T, np.linalg.solve(cholesky, rhs))
-
-        rank = len(gram)
-    else:
-        # Nearly or exactly dependent columns: the Gram matrix cannot tell which (its eigenvalues carry only half
-        # the digits), so a second pass finds R of the basis by a QR chunk by chunk (TSQR), and the rank is decided
-        # on R as in memory. The solve goes through R's SVD, on the numerical range only.
-        r = np.zeros((0, gram.shape[1]))
-        for c in chunks:
-            block = basis(c)
-            stacked = np.empty((len(r) + len(block), r.shape[1]), order="F")  # LAPACK's order: no copy in qr
-            stacked[:len(r)], stacked[len(r):] = r, block
-            r = np.linalg.qr(stacked, mode="r")
-        spectrum = _Spectrum.of(r, len(x))
-        solve, rank = spectrum.solve_normal, spectrum.rank
-        if rank < len(gram):
-            null = spectrum.raw_null_space(t)
-
-    beta = _project_out(null, t @ solve(sum(basis(c).T @ y[c] for c in chunks)).astype(LD))
-    history: list[float] = []
-    for _ in range(max_refinements):
-        # Residuals of the raw design in extended precision, projected on the basis: the correction.
-        rhs = sum(basis(c).T @ (y[c].astype(LD) - raw(c) @ beta).astype(np.float64) for c in chunks)
-        d_beta = _project_out(null, t @ solve(rhs).astype(LD))
-        beta = beta + d_beta
-        if _converged(d_beta, beta, history):
-            break
-    return beta, rank, null
-
-
-def _converged(d_beta: np.ndarray, beta: np.ndarray, history: list[float]) -> bool:
-    """Done when the correction is below extended precision, or stops shrinking (then rounding, not the method,
-    is what is left: more rounds only cost time)."""
-    size = float(np.max(np.abs(d_beta) / np.maximum(np.abs(beta), np.finfo(np.float64).tiny)))
-    stalled = bool(history) and size > 0.5 * history[-1]
-    history.append(size)
-    return size <= 4 * float(np.finfo(LD).eps) or stalled
-
-
+    keep = solver.solution.keep
+    aliased = tuple(n for n, kept in zip(design.names, keep, strict=True) if not kept)
+    return LeastSquaresResult(weight, intercept, int(keep.sum()), design.n_coefficients, aliased,
+                              solver.statistics())
 
 
 def fit_statistics(x: Any, y: Any, weight: np.ndarray, bias: np.ndarray | None,
                    polynomial_degree: int | None = None, rank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Residual standard deviation and R² of a fit, per output, with residuals in extended precision.
+    """Residual standard deviation and R² of any fit (a trained model's too), per output, with residuals in
+    double-double.
 
     R² is centred (``1 - SSE / Σ(y - ȳ)²``) with an intercept and uncentred (``1 - SSE / Σy²``) without one,
     as NIST reports it. NaN means "undefined", never an error: the residual SD is NaN when no degrees of freedom
     are left (samples <= rank: an exact fit says nothing about the noise), and R² is NaN where the target has no
-    variation to explain (Σ(y - ȳ)² = 0, or Σy² = 0 without an intercept).
+    variation to explain.
 
     Args:
         x, y: the data the fit was made on, as for :func:`least_squares`.
@@ -386,27 +715,18 @@ def fit_statistics(x: Any, y: Any, weight: np.ndarray, bias: np.ndarray | None,
         polynomial_degree: as for :func:`least_squares`.
         rank: the rank of the design (``least_squares(...).rank``); default: every coefficient counts.
     """
-    x, y = _columns(x, "x"), _columns(y, "y").astype(LD)
+    x, y = _columns(x, "x"), _columns(y, "y")
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}; they must match row for row")
-    pred = polynomial_features(x.astype(LD), polynomial_degree) @ np.asarray(weight, dtype=LD).T
-    if bias is not None:
-        pred = pred + np.asarray(bias, dtype=LD)
-    sse = ((y - pred) ** 2).sum(axis=0)
+    weight = np.asarray(weight, dtype=np.float64)
+    beta = np.concatenate([np.asarray(bias, dtype=np.float64)[None], weight.T]) if bias is not None else weight.T
+    x64, y64 = torch.from_numpy(x.astype(np.float64)), torch.from_numpy(y.astype(np.float64))
+    r = residuals(raw_design(x64, polynomial_degree or 1), y64,
+                  dd.from_float(torch.from_numpy(np.ascontiguousarray(beta))), bias is not None)
+    sse = ((r[0] + r[1]) ** 2).sum(dim=0).numpy()
+    y64 = y.astype(np.float64)
+    total = ((y64 - y64.mean(axis=0)) ** 2).sum(axis=0) if bias is not None else (y64**2).sum(axis=0)
     dof = len(y) - (weight.shape[1] + (bias is not None) if rank is None else rank)
-    total = ((y - y.mean(axis=0)) ** 2).sum(axis=0) if bias is not None else (y**2).sum(axis=0)
     sd = np.sqrt(sse / dof) if dof > 0 else np.full(sse.shape, np.nan)
     r2 = 1 - sse / np.where(total > 0, total, 1)
     return sd.astype(np.float64), np.where(total > 0, r2, np.nan).astype(np.float64)
-
-
-
-
-
-
-
-
-
-
-
-

@@ -332,7 +332,10 @@ class RegressionDataModule(L.LightningDataModule):
         # transfer_batch_to_device has nothing left to copy.
         device = self.trainer.strategy.root_device if self.trainer is not None else None
         if device is not None and device.type != "cpu":
-            self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+            if self.serves_raw:
+                self._raw = {k: (x.to(device), y.to(device)) for k, (x, y) in self._raw.items()}
+            else:
+                self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
     def _setup_streamed(self) -> None:
         if self.ranges:
@@ -386,13 +389,22 @@ class RegressionDataModule(L.LightningDataModule):
                     yield name, start, *self.table.read_range(start, stop)
                     self.table.release(start, stop)
 
+    @property
+    def serves_raw(self) -> bool:
+        """Whether the loaders serve raw rows: when the module being trained applies the feature map itself and says
+        so with a ``raw_batches = True`` attribute (``LeastSquaresModule``, whose refinement needs the raw design).
+        Otherwise they serve mapped features, computed once here rather than in every step."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return bool(getattr(module, "raw_batches", False))
+
     def _loader(self, split: str, shuffle: bool = False, drop_last: bool = False) -> TensorBatches:
+        raw = self.serves_raw
         if self.table.streamed:
             return BlockBatches(self.table, self.ranges[split], self.batch_size, shuffle, self.seed, drop_last,
                                 rank=self.rank, world_size=self.world_size, dtype=self.dtype,
-                                feature_map=self.feature_map)
-        return TensorBatches(*self.splits[split], self.batch_size, shuffle, self.seed, drop_last, rank=self.rank,
-                             world_size=self.world_size)
+                                feature_map=None if raw else self.feature_map)
+        return TensorBatches(*(self._raw if raw else self.splits)[split], self.batch_size, shuffle, self.seed,
+                             drop_last, rank=self.rank, world_size=self.world_size)
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", self.shuffle, self.drop_last)

@@ -1,0 +1,243 @@
+"""``LeastSquaresModule``: the exact least-squares fit and its statistics, trained by ``Trainer.fit``.
+
+Least squares needs no gradient steps: its sufficient statistics are sums over rows, and sums are what a Lightning
+epoch visits once and what DDP merges. So the module runs :class:`~lr_lightning.exact.solver.LeastSquaresSolver`'s
+passes as epochs (pass 1: co-moments; further passes only where they buy digits, or for ``robust=True``), on any of
+the package's data modules (in memory, ``.npy`` shards, Parquet), on any accelerator, across any number of DDP
+processes and nodes, and stops the Trainer itself when done.
+
+After ``fit``, ``module.model`` is a float64 :class:`~lr_lightning.core.networks.LinearRegression` holding the
+solution on the data's features, and the module applies the feature map in ``forward`` as ``RegressionModule``
+does: ``module(x_raw)`` predicts in original units, and its checkpoints load with
+``RegressionModule.load_from_checkpoint`` (``scripts/predict.py``, ``evaluate.py``). ``module.statistics`` holds
+the regression table per target (:func:`~lr_lightning.exact.statistics.regression_statistics`).
+
+>>> import lightning as L, numpy as np
+>>> from lr_lightning import RegressionDataModule
+>>> x = np.arange(20.0)[:, None]
+>>> dm = RegressionDataModule(x, 3 * x[:, 0] + 1 + np.sin(x[:, 0]), val_fraction=0, dtype="float64")
+>>> module = LeastSquaresModule()
+>>> L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+...           enable_model_summary=False).fit(module, datamodule=dm)
+>>> s = module.statistics["y"]
+>>> s["names"], [round(c, 4) for c in s["coef"]], s["df_resid"]
+(['intercept', 'x0'], [1.1479, 2.993], 18)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torchmetrics import MetricCollection
+
+from lr_lightning.core.features import FeatureMap
+from lr_lightning.core.networks import LinearRegression
+from lr_lightning.core.quiet import quiet_lightning
+from lr_lightning.core.regression_module import log_metrics, regression_metrics
+from lr_lightning.exact.solver import Design, LeastSquaresSolver, no_gather
+
+quiet_lightning()
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class LeastSquaresModule(L.LightningModule):
+    """The exact least-squares fit of a linear model with an intercept (``bias=True``) or without, with classic and,
+    with ``robust=True``, heteroscedasticity-consistent (HC0-HC3) standard errors.
+
+    ``Trainer.fit(module, datamodule=dm)`` with one of the package's data modules: the module takes the data's
+    feature map (polynomial degree), sizes and names from ``dm.module_inputs()`` and asks it for raw rows
+    (``raw_batches``), since the refinement passes need the raw design. Any ``max_epochs`` at least the number of
+    passes it takes works (1 for well-conditioned data, a few more for ill-conditioned or polynomial designs, one
+    more for ``robust``); too few is a ValueError naming the number.
+
+    Args:
+        bias: fit an intercept; it must agree with the data module's ``bias`` (which centres or not).
+        robust: one more pass for the leverages: ``statistics[target]["stderr_hc"]`` gets HC0-HC3 standard errors.
+        max_refinements: at most this many refinement passes.
+    """
+
+    # Read by RegressionDataModule's loaders: serve this module raw rows, not mapped features.
+    raw_batches = True
+
+    def __init__(self, bias: bool = True, robust: bool = False, max_refinements: int = 6) -> None:
+        super().__init__()
+        for name, value in (("bias", bias), ("robust", robust)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        if isinstance(max_refinements, bool) or not isinstance(max_refinements, int) or max_refinements < 0:
+            raise ValueError(f"max_refinements must be a whole number >= 0, got {max_refinements!r}")
+        self.save_hyperparameters()
+        self.automatic_optimization = False  # no optimizer: the passes are sums, and the solve is closed-form
+        self.model: LinearRegression | None = None
+        self.feature_map: FeatureMap | None = None
+        self.solver: LeastSquaresSolver | None = None
+        self.statistics: dict[str, dict[str, Any]] | None = None
+        self.output_names: list[str] = []
+        self.normalization: dict[str, Any] | None = None
+        self.val_metrics: MetricCollection | None = None
+        self.test_metrics: MetricCollection | None = None
+
+    # ------------------------------------------------------------------------------------ set-up
+    def setup(self, stage: str) -> None:
+        if self.model is not None:
+            return
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "module_inputs"):
+            raise ValueError("LeastSquaresModule takes its data from one of lr_lightning's data modules: "
+                             "Trainer.fit(module, datamodule=dm) (it reads the feature map, sizes and names there)")
+        if dm.bias != self.hparams.bias:
+            raise ValueError(f"LeastSquaresModule(bias={self.hparams.bias}) but the data module has "
+                             f"bias={dm.bias}: give both the same (it decides whether the data is centred)")
+        inputs = dm.module_inputs()
+        spec = inputs["normalization"]
+        degree = spec["polynomial_degree"] if spec else None
+        design = Design(dm.n_inputs, dm.n_outputs, self.hparams.bias, degree,
+                        tuple(spec["centre"]) if degree else None, tuple(spec["scale"]) if degree else None,
+                        tuple(map(str, dm.feature_names)), tuple(map(str, dm.target_names)))
+        if dm.n_train <= design.n_coefficients:
+            raise ValueError(f"least squares: {dm.n_train} training rows for {design.n_coefficients} coefficients; "
+                             "it needs more rows than coefficients")
+        self.solver = LeastSquaresSolver(design, robust=self.hparams.robust,
+                                         max_refinements=self.hparams.max_refinements, expected_rows=dm.n_train)
+        self.normalization, self.output_names = spec, list(inputs["output_names"])
+        self.feature_map = FeatureMap(spec) if spec else None
+        self.model = LinearRegression(dm.n_features, dm.n_outputs, self.hparams.bias).double()
+        with torch.no_grad():  # nothing is fitted yet: predictions of zero, not of random weights
+            for p in self.model.parameters():
+                p.zero_()
+        metrics = regression_metrics(dm.n_outputs)
+        self.val_metrics, self.test_metrics = metrics.clone(prefix="val/"), metrics.clone(prefix="test/")
+
+    def configure_optimizers(self) -> Any:
+        return None  # nothing to optimize (Lightning's note about it is silenced in lr_lightning.core.quiet)
+
+    def on_fit_start(self) -> None:
+        trainer = self.trainer
+        if trainer.max_epochs is not None and 0 <= trainer.max_epochs < 1 + self.hparams.robust:
+            raise ValueError(f"LeastSquaresModule needs at least {1 + self.hparams.robust} passes over the data "
+                             f"(epochs) but the Trainer stops after max_epochs={trainer.max_epochs}")
+        if trainer.limit_train_batches not in (1.0, None) or trainer.overfit_batches:
+            raise ValueError("LeastSquaresModule needs every training row in every pass: no limit_train_batches or "
+                             "overfit_batches")
+        if trainer.fit_loop.epoch_loop.max_steps not in (-1, None):
+            raise ValueError("LeastSquaresModule stops by itself; max_steps would cut a pass short")
+
+    # ------------------------------------------------------------------------------------ passes
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        x, y = batch
+        if y.ndim == 1:
+            raise ValueError(f"targets must be (n_samples, n_outputs), got shape {tuple(y.shape)}")
+        self.solver.update(x, y)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            # The pass ends here, before this epoch's validation: a finished fit is validated at once.
+            self._end_pass()
+
+    def _end_pass(self) -> None:
+        if self.solver.end_pass(_gather if self.trainer.world_size > 1 else no_gather, self.device):
+            self._finish()
+
+    def on_train_epoch_end(self) -> None:
+        if self.solver.done:
+            self.trainer.should_stop = True
+            return
+        if self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs >= 0:
+            raise ValueError(f"LeastSquaresModule needs more passes over the data than max_epochs="
+                             f"{self.trainer.max_epochs} (up to {self.solver.max_passes} here: 1, up to "
+                             f"{self.hparams.max_refinements} refinements"
+                             f"{', 1 for robust' if self.hparams.robust else ''}); raise max_epochs")
+
+    def _finish(self) -> None:
+        """Put the solution into ``model`` (on the data's features) and compute the statistics."""
+        s = self.solver
+        self.statistics = s.statistics()
+        weight, bias = _on_features(s, self.feature_map)
+        with torch.no_grad():
+            self.model.linear.weight.copy_(torch.from_numpy(weight))
+            if bias is not None:
+                self.model.linear.bias.copy_(torch.from_numpy(bias))
+
+    # ------------------------------------------------------------------------------------ use
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predictions in original units from raw inputs (float64)."""
+        x = x.to(torch.float64)
+        if self.feature_map is None:
+            return self.model(x)
+        return self.feature_map.untarget(self.model(self.feature_map.features(x)))
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if self.solver is not None and self.solver.done:
+            self.val_metrics.update(self(batch[0]), batch[1].to(torch.float64))
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.test_metrics.update(self(batch[0]), batch[1].to(torch.float64))
+
+    def on_validation_epoch_end(self) -> None:
+        log_metrics(self, self.val_metrics, self.output_names)
+
+    def on_test_epoch_end(self) -> None:
+        log_metrics(self, self.test_metrics, self.output_names)
+
+    def predict_step(self, batch: Batch | torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+    def coefficients(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(weight (out, in), bias (out,) or None)`` in raw units (raw powers after a polynomial expansion), float64;
+        aliased coefficients are 0."""
+        if self.solver is None or not self.solver.done:
+            raise ValueError("coefficients(): the module has not been fitted (Trainer.fit(module, datamodule=dm))")
+        return self.solver.coefficients()
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Saved as the RegressionModule it now is (a LinearRegression with the data's feature map), so that
+        # RegressionModule.load_from_checkpoint, predict.py and evaluate.py read it; what only this module has goes
+        # under its own key, as plain data (the file loads with weights_only=True).
+        if self.model is None:
+            return
+        checkpoint["hyper_parameters"] = {
+            "model": {"class_path": "lr_lightning.core.networks.LinearRegression",
+                      "init_args": {"in_features": self.model.in_features, "out_features": self.model.out_features,
+                                    "bias": self.model.bias}},
+            "normalization": self.normalization, "output_names": self.output_names, "weights_dtype": "float64"}
+        checkpoint["least_squares"] = {"bias": self.hparams.bias, "robust": self.hparams.robust,
+                                       "solved": bool(self.solver is not None and self.solver.done),
+                                       "statistics": self.statistics}
+
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        raise ValueError("a LeastSquaresModule checkpoint holds the fitted LinearRegression: load it with "
+                         "RegressionModule.load_from_checkpoint(path); its statistics are in "
+                         "torch.load(path, weights_only=True)['least_squares']['statistics']")
+
+
+def _on_features(solver: LeastSquaresSolver, fm: FeatureMap | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The solution as weights on the data module's features (what ``model`` sees): the solver's basis coefficients,
+    through the feature map's standardization of features and targets."""
+    hi, lo = solver.solution.beta
+    beta = (hi + lo).numpy()  # (p_basis, m), intercept first: on the basis the feature map expands to
+    bias = solver.design.bias
+    b, w = (beta[0], beta[1:].T) if bias else (None, beta.T)  # w: (m, features)
+    if fm is None:
+        return np.ascontiguousarray(w), b
+    spec = fm.spec
+    f_mean, f_scale = np.asarray(spec["feature_mean"]), np.asarray(spec["feature_scale"])
+    y_mean, y_scale = np.asarray(spec["y_mean"]), np.asarray(spec["y_scale"])
+    # basis·w + b = ((basis - f_mean)/f_scale)·(w·f_scale) + b + w·f_mean; then (y - y_mean)/y_scale.
+    w_feat = w * f_scale[None, :]
+    b_feat = (b + w @ f_mean) if b is not None else None
+    w_feat = w_feat / y_scale[:, None]
+    if b_feat is not None:
+        b_feat = (b_feat - y_mean) / y_scale
+    return np.ascontiguousarray(w_feat), b_feat
+
+
+def _gather(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``t``, stacked in rank order (torch.distributed's all-gather; no autograd needed, so not
+    Lightning's ``all_gather``, which goes through torch's deprecated differentiable one)."""
+    parts = [torch.empty_like(t) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(parts, t.contiguous())
+    return torch.stack(parts)

@@ -1,0 +1,149 @@
+"""The regression table: standard errors, t, p, confidence intervals, R², F, likelihood, AIC/BIC, as statsmodels'
+``OLS(...).fit()`` reports them (its definitions, checked against it in the tests), from the exact solver's sums.
+
+:func:`regression_statistics` builds one target's dict; :func:`format_table` prints it the way statsmodels users
+read it; :func:`to_json` writes it as strict JSON (infinities as strings, undefined values as null).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+KEYS = ("names", "coef", "stderr", "t", "p", "ci95", "n", "df_model", "df_resid", "residual_sd", "r2", "adj_r2",
+        "f_stat", "f_pvalue", "log_likelihood", "aic", "bic", "condition_number", "rank")
+
+
+def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarray, unscaled_cov: np.ndarray,
+                          sse: float, tss: float, n: int, bias: bool, robust: dict[str, np.ndarray] | None = None,
+                          condition_number: float = math.nan) -> dict[str, Any]:
+    """One target's table. Aliased coefficients (``keep`` False) are None in every per-coefficient list.
+
+    Args:
+        names: coefficient names, the intercept first if ``bias``.
+        coef: (p,) raw coefficients; ``keep``: (p,) which are estimated.
+        unscaled_cov: (XᵀX)⁻¹ over the kept coefficients; times σ² it is the classic covariance.
+        sse: residual sum of squares; ``tss``: total sum of squares, centred with an intercept, uncentred without
+            (then R² is uncentred, as NIST and statsmodels report it).
+        n: rows; ``bias``: the model has an intercept.
+        robust: ``{"HC0": (p_k, p_k), …}`` sandwich covariances over the kept coefficients.
+        condition_number: statsmodels' ``sqrt(λmax/λmin)`` of XᵀX (the intercept's column included).
+    """
+    rank = int(keep.sum())
+    df_resid, df_model = n - rank, rank - int(bias)
+    sigma2 = sse / df_resid
+    kept_coef = np.asarray(coef, dtype=np.float64)[keep]
+    stderr = np.sqrt(np.maximum(np.diag(unscaled_cov), 0.0) * sigma2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = kept_coef / stderr
+    p = 2 * stats.t.sf(np.abs(t), df_resid)
+    half = stats.t.ppf(0.975, df_resid) * stderr
+    r2 = 1 - sse / tss if tss > 0 else math.nan
+    if df_model <= 0 or tss <= 0:
+        f_stat = math.nan  # no regressor beside the intercept, or nothing to explain
+    elif sse == 0:
+        f_stat = math.inf  # an exact fit (NIST's Wampler1)
+    else:
+        f_stat = float(((tss - sse) / df_model) / (sse / df_resid))
+    f_pvalue = float(stats.f.sf(f_stat, df_model, df_resid)) if not math.isnan(f_stat) else math.nan
+    llf = -n / 2 * (math.log(2 * math.pi) + (math.log(sse / n) if sse > 0 else -math.inf) + 1)
+    out: dict[str, Any] = {
+        "names": list(names),
+        "coef": _spread(kept_coef, keep),
+        "stderr": _spread(stderr, keep),
+        "t": _spread(t, keep),
+        "p": _spread(p, keep),
+        "ci95": [None if v is None else [v[0], v[1]] for v in
+                 _spread_pairs(kept_coef - half, kept_coef + half, keep)],
+        "n": int(n),
+        "df_model": int(df_model),
+        "df_resid": int(df_resid),
+        "residual_sd": math.sqrt(sigma2),
+        "r2": float(r2),
+        "adj_r2": float(1 - (n - int(bias)) / df_resid * (1 - r2)) if not math.isnan(r2) else math.nan,
+        "f_stat": f_stat,
+        "f_pvalue": f_pvalue,
+        "log_likelihood": float(llf),
+        "aic": float(-2 * llf + 2 * rank),
+        "bic": float(-2 * llf + math.log(n) * rank),
+        "condition_number": float(condition_number),
+        "rank": rank,
+    }
+    if robust is not None:
+        out["stderr_hc"] = {key: _spread(np.sqrt(np.maximum(np.diag(cov), 0.0)), keep) for key, cov in
+                            robust.items()}
+    return out
+
+
+def _spread(values: np.ndarray, keep: np.ndarray) -> list[float | None]:
+    """Kept coefficients' values in their places, None for the aliased ones."""
+    it = iter(np.asarray(values, dtype=np.float64).tolist())
+    return [next(it) if k else None for k in keep]
+
+
+def _spread_pairs(lo: np.ndarray, hi: np.ndarray, keep: np.ndarray) -> list[tuple[float, float] | None]:
+    pairs = iter(zip(lo.tolist(), hi.tolist(), strict=True))
+    return [next(pairs) if k else None for k in keep]
+
+
+# ------------------------------------------------------------------------------------------------ output
+def _cell(value: float | None, width: int, fmt: str = ".4g") -> str:
+    if value is None:
+        return f"{'—':>{width}}"
+    if isinstance(value, float) and math.isinf(value):
+        return f"{'inf' if value > 0 else '-inf':>{width}}"
+    return f"{value:>{width}{fmt}}"
+
+
+def format_table(s: dict[str, Any], target: str = "y") -> str:
+    """The table statsmodels users know: one row per coefficient (coef, std err, t, P>|t|, [0.025, 0.975]; "—" for
+    an aliased one), then R², adjusted R², F and its p-value, AIC, BIC, the row count and the condition number.
+
+    >>> x = np.arange(10.0)
+    >>> from lr_lightning.exact.solver import least_squares
+    >>> s = least_squares(x, 2 * x + 1 + np.sin(x)).statistics["y"]
+    >>> print(format_table(s).splitlines()[2])
+    intercept           1.14      0.4315      2.643     0.02956      0.1455      2.135
+    """
+    width = max(12, *(len(n) for n in s["names"]))
+    lines = [f"{'y: ' + target:<{width}} {'coef':>11} {'std err':>11} {'t':>10} {'P>|t|':>11} {'[0.025':>11} "
+             f"{'0.975]':>10}", "-" * (width + 72)]
+    for i, name in enumerate(s["names"]):
+        ci = s["ci95"][i] or (None, None)
+        lines.append(f"{name:<{width}} {_cell(s['coef'][i], 11)} {_cell(s['stderr'][i], 11)} "
+                     f"{_cell(s['t'][i], 10)} {_cell(s['p'][i], 11)} {_cell(ci[0], 11)} {_cell(ci[1], 10)}")
+    lines.append("-" * (width + 72))
+    r2_label = "R²" if len(s["names"]) and s["names"][0] == "intercept" else "R² (uncentred)"
+    lines.append(f"{r2_label}: {s['r2']:.6g}   adj. R²: {s['adj_r2']:.6g}   F({s['df_model']}, {s['df_resid']}): "
+                 f"{_cell(s['f_stat'], 0)}   P(F): {_cell(s['f_pvalue'], 0)}")
+    lines.append(f"AIC: {_cell(s['aic'], 0, '.6g')}   BIC: {_cell(s['bic'], 0, '.6g')}   log-likelihood: "
+                 f"{_cell(s['log_likelihood'], 0, '.6g')}   n: {s['n']}   residual SD: {s['residual_sd']:.6g}   "
+                 f"condition number: {s['condition_number']:.3g}")
+    if "stderr_hc" in s:
+        lines.append("robust std err " + "   ".join(
+            f"{key}: " + " ".join(_cell(v, 0) for v in values) for key, values in s["stderr_hc"].items()))
+    return "\n".join(lines)
+
+
+def _strict(value: Any) -> Any:
+    """JSON has no NaN or infinity: NaN (undefined) becomes null, ±inf the strings "Infinity"/"-Infinity"."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def to_json(statistics: dict[str, dict[str, Any]]) -> str:
+    """Strict JSON (any parser reads it): per target name, the table's dict."""
+    return json.dumps(_strict(statistics), indent=1, allow_nan=False)
