@@ -25,13 +25,15 @@ _EXPORTS = {
     # The exact solver lives in `exact/solver.py`, so that `lr_lightning.least_squares` is the function README
     # documents, not a submodule shadowing it.
     "least_squares": "lr_lightning.exact.solver",
+    "LeastSquaresModule": "lr_lightning.exact.least_squares_module",
     "fit_statistics": "lr_lightning.exact.solver",
     "polynomial_features": "lr_lightning.core.basis",
     "RankDeficientWarning": "lr_lightning.exact.solver",
 }
-__all__ = ["CSVDataModule", "LinearRegression", "MLPRegressor", "NpyDataModule", "ParquetDataModule",
-           "RankDeficientWarning", "RegressionDataModule", "RegressionModule", "SyntheticDataModule",
-           "TutorialDataModule", "datamodule_for_path", "fit_statistics", "least_squares", "polynomial_features"]
+__all__ = ["CSVDataModule", "LeastSquaresModule", "LinearRegression", "MLPRegressor", "NpyDataModule",
+           "ParquetDataModule", "RankDeficientWarning", "RegressionDataModule", "RegressionModule",
+           "SyntheticDataModule", "TutorialDataModule", "datamodule_for_path", "fit_statistics", "least_squares",
+           "polynomial_features"]
 
 if TYPE_CHECKING:
     from lr_lightning.core.data.datamodules import (
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     )
     from lr_lightning.core.networks import LinearRegression, MLPRegressor
     from lr_lightning.core.regression_module import RegressionModule
+    from lr_lightning.exact.least_squares_module import LeastSquaresModule
     from lr_lightning.exact.solver import (
         RankDeficientWarning,
         fit_statistics,
