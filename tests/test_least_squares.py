@@ -112,68 +112,71 @@ def _design(x, bias, degree):
 
 
 def _rank_cases():
-    """(id, x, y, bias, degree, names, words of the warning): each a different way to lose rank, on well-scaled data."""
+    """(id, x, y, bias, degree, names, aliased, words of the warning): each a different way to lose rank, on
+    well-scaled data. R's lm aliases, in column order, each column that is constant or a combination of those before
+    it."""
     rng = np.random.default_rng(5)
     n = 40
     x1, x2 = rng.normal(size=n), rng.normal(size=n)
     y = 1 + 2 * x1 - x2 + 0.1 * rng.normal(size=n)
-    few_x = rng.normal(size=(3, 4))
     grid = np.repeat([-1.0, -0.5, 0.5, 1.0], 5)  # 4 distinct values, degree 5 wants 6
     twice = np.repeat(rng.normal(size=(2, 2)), 10, axis=0)  # 20 rows, only 2 distinct
     return [
-        ("constant column", np.column_stack([x1, np.full(n, 3.0), x2]), y, True, None, ["x1", "c", "x2"],
-         r"columns intercept, c are linearly dependent \(c is constant; rank 3 of 4 coefficients\)"),
+        ("constant column", np.column_stack([x1, np.full(n, 3.0), x2]), y, True, None, ["x1", "c", "x2"], ("c",),
+         r"^least squares: c is aliased \(constant, or a linear combination of the columns before it\): not "
+         r"estimable, reported as null; rank 3 of 4 coefficients$"),
+        # Without an intercept a constant column is a regressor (the intercept, in effect); a second one is aliased.
         ("constant columns, no intercept", np.column_stack([x1, np.full(n, 3.0), np.full(n, -2.0)]), y, False, None,
-         ["x1", "c", "d"], r"columns c, d are linearly dependent \(c, d are constant; rank 2 of 3 coefficients\)"),
-        ("collinear columns", np.column_stack([x1, 2 * x1, x2]), y, True, None, ["x1", "x2", "x3"],
-         r"columns x1, x2 are linearly dependent \(rank 3 of 4 coefficients\)"),
-        ("fewer rows than coefficients", few_x, rng.normal(size=3), True, None, None,
-         r"columns intercept, x0, x1, x2, x3 are linearly dependent \(3 samples for 5 coefficients; rank 3 of 5"),
-        ("degree beyond the distinct x", grid, rng.normal(size=20), True, 5, ["x"],
-         r"columns intercept, x, x\^2, x\^3, x\^4, x\^5 are linearly dependent \(x has 4 distinct values, too few "
-         r"for degree 5; rank 4 of 6 coefficients\); reporting the minimum-norm solution$"),
-        ("duplicated rows", twice, rng.normal(size=20), True, None, ["a", "b"],
-         r"columns intercept, a, b are linearly dependent \(2 distinct rows of x for 3 coefficients; rank 2 of 3"),
+         ["x1", "c", "d"], ("d",), r"d is aliased .* rank 2 of 3 coefficients"),
+        ("collinear columns", np.column_stack([x1, 2 * x1, x2]), y, True, None, ["x1", "x2", "x3"], ("x2",),
+         r"x2 is aliased .* rank 3 of 4 coefficients"),
+        ("degree beyond the distinct x", grid, rng.normal(size=20), True, 5, ["x"], ("x^4", "x^5"),
+         r"x\^4, x\^5 are aliased .* rank 4 of 6 coefficients"),
+        ("duplicated rows", twice, rng.normal(size=20), True, None, ["a", "b"], ("b",),
+         r"b is aliased .* rank 2 of 3 coefficients"),
     ]
 
 
-@pytest.mark.parametrize(("x", "y", "bias", "degree", "names", "words"), [c[1:] for c in _rank_cases()],
+@pytest.mark.parametrize(("x", "y", "bias", "degree", "names", "aliased", "words"), [c[1:] for c in _rank_cases()],
                          ids=[c[0] for c in _rank_cases()])
-def test_rank_deficiency_gives_lstsq_minimum_norm_solution_and_one_warning(x, y, bias, degree, names, words):
-    reference, _, rank, _ = np.linalg.lstsq(_design(x, bias, degree), y, rcond=None)
+def test_aliased_columns_are_left_out_as_r_does_with_one_warning(x, y, bias, degree, names, aliased, words):
     with pytest.warns(RankDeficientWarning, match=words) as record:
         fit = least_squares(x, y, bias=bias, polynomial_degree=degree, names=names)
     assert len(record) == 1 and "\n" not in str(record[0].message)
-    assert fit.rank == rank < fit.n_coefficients and not fit.full_rank
+    assert fit.aliased == aliased and fit.rank == fit.n_coefficients - len(aliased) and not fit.full_rank
+    # The estimated coefficients are the fit on the other columns; the aliased ones are 0 (and None in statistics).
+    coefficient_names = fit.statistics["y"]["names"]
+    kept = [i for i, name in enumerate(coefficient_names) if name not in aliased]
+    reference = np.linalg.lstsq(_design(x, bias, degree)[:, kept], y, rcond=None)[0]
     ours = nist.in_nist_order(*fit)
-    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-8 * np.abs(reference).max())
+    np.testing.assert_allclose(ours[kept], reference, rtol=1e-9, atol=1e-12)
+    assert not ours[[i for i in range(len(ours)) if i not in kept]].any()
     weight, bias_ = fit  # still unpacks as (weight, bias)
     assert weight.shape == (1, x.reshape(len(x), -1).shape[1] * (degree or 1)) and (bias_ is None) == (not bias)
 
 
-def test_the_columns_named_are_the_dependent_ones():
+def test_the_column_named_is_the_one_that_depends_on_those_before_it():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(30, 4))
     x[:, 3] = x[:, 1] - 0.5 * x[:, 2] + 4  # x3 depends on x1, x2 and the intercept; x0 is free
     with pytest.warns(RankDeficientWarning):
         fit = least_squares(x, rng.normal(size=30), names=["x0", "x1", "x2", "x3"])
-    assert fit.dependent == ("intercept", "x1", "x2", "x3")
+    assert fit.aliased == ("x3",)
 
 
-def test_streamed_path_with_a_constant_column_matches_in_memory_and_lstsq():
+def test_chunked_with_a_constant_column_matches_in_memory():
     rng = np.random.default_rng(7)
     x = np.column_stack([rng.uniform(-2, 3, 3000), np.full(3000, 1.5), rng.normal(size=3000)])
     y = 0.5 + x[:, 0] - 2 * x[:, 2] + 0.01 * rng.normal(size=3000)
-    with pytest.warns(RankDeficientWarning, match=r"columns intercept, k are linearly dependent \(k is constant") \
-            as record:
+    with pytest.warns(RankDeficientWarning, match=r"k is aliased") as record:
         streamed = least_squares(x, y, chunk_rows=500, names=["a", "k", "b"])
     assert len(record) == 1
     with pytest.warns(RankDeficientWarning):
         whole = least_squares(x, y)
-    reference = np.linalg.lstsq(_design(x, True, None), y, rcond=None)[0]
-    assert streamed.rank == whole.rank == 3 and streamed.dependent == ("intercept", "k")
-    np.testing.assert_allclose(nist.in_nist_order(*streamed), reference, rtol=1e-10)
-    np.testing.assert_allclose(nist.in_nist_order(*whole), reference, rtol=1e-10)
+    reference = np.linalg.lstsq(_design(x[:, [0, 2]], True, None), y, rcond=None)[0]
+    assert streamed.rank == whole.rank == 3 and streamed.aliased == ("k",)
+    np.testing.assert_allclose(nist.in_nist_order(*streamed)[[0, 1, 3]], reference, rtol=1e-10)
+    np.testing.assert_allclose(nist.in_nist_order(*whole)[[0, 1, 3]], reference, rtol=1e-10)
 
 
 def test_full_rank_problems_report_full_rank_and_do_not_warn():
@@ -183,12 +186,12 @@ def test_full_rank_problems_report_full_rank_and_do_not_warn():
         warnings.simplefilter("error", RankDeficientWarning)
         fit = least_squares(x, y)
         streamed = least_squares(x, y, chunk_rows=30)
-        # Nearly collinear is not collinear: x3 = x0 + 1e-6 noise is solved, in memory and streamed (where the Gram
-        # matrix can no longer be trusted and a chunked QR takes over).
+        # Nearly collinear is not collinear: x3 = x0 + 1e-6 noise (R's lm keeps it: 1e-6 > its 1e-7) is solved, in
+        # one chunk and in several, after the QR pass that decides it.
         x[:, 3] = x[:, 0] + 1e-6 * rng.normal(size=100)
         close = least_squares(x, y)
         close_streamed = least_squares(x, y, chunk_rows=30)
-    assert (fit.rank, fit.n_coefficients, fit.dependent, fit.full_rank) == (5, 5, (), True)
+    assert (fit.rank, fit.n_coefficients, fit.aliased, fit.full_rank) == (5, 5, (), True)
     assert streamed.rank == close.rank == close_streamed.rank == 5
     np.testing.assert_allclose(fit.weight, streamed.weight, rtol=1e-11)
     reference = np.linalg.lstsq(_design(x, True, None), y, rcond=None)[0]
@@ -196,6 +199,15 @@ def test_full_rank_problems_report_full_rank_and_do_not_warn():
     np.testing.assert_allclose(close_streamed.weight, close.weight, rtol=1e-8)
     again = pickle.loads(pickle.dumps(fit))
     assert again.rank == 5 and np.array_equal(again.weight, fit.weight)
+
+
+def test_below_r_s_threshold_a_near_copy_is_aliased():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(100, 2))
+    x[:, 1] = x[:, 0] + 1e-9 * rng.normal(size=100)  # 1e-9 of its spread: below R's 1e-7
+    with pytest.warns(RankDeficientWarning, match="x1 is aliased"):
+        fit = least_squares(x, x[:, 0] + rng.normal(size=100))
+    assert fit.rank == 2
 
 
 # ----------------------------------------------------------------------------------------- bad input
@@ -208,7 +220,10 @@ def test_full_rank_problems_report_full_rank_and_do_not_warn():
     (np.arange(4.0), np.arange(3.0), "x has 4 samples but y has 3"),
     (["a", "b"], [1.0, 2.0], "x: expected real numbers, got values of dtype <U1"),
     ([-1e308, 1e308, 0.0], [1.0, 2.0, 3.0], "x: column 'b' spans -1e\\+308 to 1e\\+308, a range float64 cannot hold"),
-], ids=["nan", "inf", "empty", "complex x", "complex y", "lengths", "strings", "overflowing range"])
+    ([[1.0, 2.0], [3.0, 5.0], [4.0, 1.0]], [1.0, 2.0, 3.0], "3 rows for 3 coefficients; it needs more rows"),
+    ([[1.0, 2.0]] * 4, [1.0, 2.0, 3.0, 4.0], r"every column \(a, b\) is constant"),
+], ids=["nan", "inf", "empty", "complex x", "complex y", "lengths", "strings", "overflowing range", "n <= p",
+        "all constant"])
 def test_what_cannot_be_solved_is_one_clear_value_error(x, y, words):
     names = ["a", "b"] if np.ndim(x) == 2 and np.shape(x)[1] == 2 else ["b"]
     with warnings.catch_warnings():
@@ -260,11 +275,15 @@ def test_the_reference_on_a_data_module_warns_once_and_keeps_the_rank():
     rng = np.random.default_rng(8)
     x = np.column_stack([rng.normal(size=50), np.full(50, 2.0)])
     dm = RegressionDataModule(x, x[:, 0] + 1, feature_names=["u", "k"])
-    with pytest.warns(RankDeficientWarning, match="columns intercept, k are linearly dependent") as record:
+    with pytest.warns(RankDeficientWarning, match="k is aliased") as record:
         first = optimum(dm)
     assert len(record) == 1
-    assert first["rank"] == 2 and first["n_coefficients"] == 3 and first["dependent"] == ("intercept", "k")
-    assert first["mse"]["val"] < 1e-10  # minimum norm, and still the best fit
+    assert first["rank"] == 2 and first["n_coefficients"] == 3 and first["aliased"] == ("k",)
+    assert first["mse"]["val"] < 1e-10  # the fit without k, and still the best one
+    few = RegressionDataModule(x[:4], x[:4, 0], val_fraction=0)  # 4 rows for 3 coefficients: fine; 3 would not be
+    with pytest.warns(RankDeficientWarning, match="k is aliased"):
+        assert optimum(few)["rank"] == 2
+    assert optimum(RegressionDataModule(x[:3], x[:3, 0], val_fraction=0)) is None  # no reference: training goes on
 
 
 def _csv(path, columns, names):
@@ -288,11 +307,12 @@ def _dependent_columns(case):
 
 
 @pytest.mark.parametrize(("case", "flags", "words"), [
-    ("constant", [], "least squares: columns intercept, c are linearly dependent (c is constant; rank 3 of 4"),
-    ("collinear", ["--data.standardize", "true"], "least squares: columns x1, x2 are linearly dependent (rank 3 of 4"),
-    ("few rows", ["--data.val_fraction", "0", "--data.bias", "false"],
-     "least squares: columns x1, x2, x3, x4 are linearly dependent (3 samples for 4 coefficients; rank 3 of 4"),
-    ("polynomial", ["--data.polynomial_degree", "5"], "(x1 has 4 distinct values, too few for degree 5; rank 4 of 6"),
+    ("constant", [], "least squares: c is aliased (constant, or a linear combination of the columns before it): "
+     "not estimable, reported as null; rank 3 of 4"),
+    ("collinear", ["--data.standardize", "true"], "least squares: x2 is aliased (constant, or a linear combination of "
+     "the columns before it): not estimable, reported as null; rank 3 of 4"),
+    ("few rows", ["--data.val_fraction", "0", "--data.bias", "false"], None),
+    ("polynomial", ["--data.polynomial_degree", "5"], "least squares: x1^4, x1^5 are aliased"),
 ])
 def test_fit_trains_on_dependent_columns_and_warns_once(tmp_path, case, flags, words):
     columns = _dependent_columns(case)
@@ -301,10 +321,14 @@ def test_fit_trains_on_dependent_columns_and_warns_once(tmp_path, case, flags, w
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
-    warned = [line for line in output.splitlines() if "linearly dependent" in line]
+    warned = [line for line in output.splitlines() if "aliased (" in line]
+    assert "Checkpoints: last" in result.stdout
+    if words is None:  # 3 rows for 4 coefficients: no exact reference, and training goes on without it
+        assert warned == [] and "least squares:" not in result.stdout
+        return
     assert len(warned) == 1 and words in warned[0], output
-    # The whole summary, the reference line (marked as the minimum-norm fit) and the checkpoints included.
-    assert "minimum norm)" in result.stdout and "Checkpoints: last" in result.stdout
+    # The whole summary, the reference line (naming the aliased columns) and the checkpoints included.
+    assert "aliased; rank" in result.stdout
 
 
 def test_fit_refuses_an_unsolvable_reference_before_training(tmp_path):

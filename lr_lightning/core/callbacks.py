@@ -265,7 +265,7 @@ class TensorBoardFigures(L.Callback):
         experiment = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else self.times
         every = max(1, epochs // self.times)
-        last = trainer.current_epoch + 1 >= epochs
+        last = trainer.current_epoch + 1 >= epochs or trainer.should_stop  # a module that stops itself: its end
         if experiment is None or not ((trainer.current_epoch + 1) % every == 0 or last):
             return
         step = trainer.global_step

@@ -46,6 +46,8 @@ LINKED = {"in_features": lambda dm: dm.n_features, "out_features": lambda dm: dm
 # Optional: the exact least-squares reference (val/excess_mse, the summary's "least squares" line). A copy of the
 # template without lr_lightning/exact simply has none.
 REFERENCE = "lr_lightning.exact.reference"
+# `--solver exact`: the exact least-squares module and its regression table, found by name like REFERENCE.
+EXACT_MODULE, EXACT_STATISTICS = "lr_lightning.exact.least_squares_module", "lr_lightning.exact.statistics"
 SHORT_DATA = {"tutorial": "TutorialDataModule", "synthetic": "SyntheticDataModule"}
 # The parts a run gets when neither the flags nor the config name them. They are not the parser's defaults: jsonargparse
 # keeps a default class's arguments when another class is chosen, wherever the new class takes them too, so
@@ -62,7 +64,7 @@ def build_parser(stage: str = "fit") -> Parser:
     from typing import Optional
 
     import lightning as L
-    from jsonargparse import ActionConfigFile
+    from jsonargparse import ActionConfigFile, ActionYesNo
     from torch import nn
 
     import lr_lightning.core.networks  # noqa: F401 - its classes answer to short names: --model MLPRegressor
@@ -90,6 +92,11 @@ def build_parser(stage: str = "fit") -> Parser:
                    help="any torch scheduler, stepped each epoch: --lr_scheduler CosineAnnealingLR "
                    "--lr_scheduler.T_max 50")
     p.add_argument("--compile", type=bool, default=False, help="run the network through torch.compile")
+    p.add_argument("--solver", type=str, default="gradient", choices=["gradient", "exact"],
+                   help="gradient: train with --optimizer; exact: the exact least-squares fit of the linear model "
+                   "(a few passes over the data) with its regression table, written to statistics.json")
+    p.add_argument("--robust", action=ActionYesNo, default=False, help="--solver exact: also HC0-HC3 "
+                   "(heteroscedasticity-consistent) standard errors, one more pass")
     for name, default in ESSENTIALS.items():
         kind = {"devices": Optional[int | str | list[int]], "num_nodes": int, "max_epochs": int}.get(  # noqa: UP045
             name, str)
@@ -148,7 +155,27 @@ def parse(stage: str, argv: list[str] | None) -> tuple[Parser, Namespace]:
     named = {key for key in CHOSEN for arg in argv if arg == f"--{key}" or arg.startswith(f"--{key}=")}
     named |= _config_keys(argv)  # what a config names stays as it is
     chosen = [arg for key, flags in CHOSEN.items() if key not in named for arg in flags]
-    return parser, parser.parse_args(chosen + argv)
+    cfg = parser.parse_args(chosen + argv)
+    if stage == "fit":
+        _check_solver(cfg, argv)
+    return parser, cfg
+
+
+def _check_solver(cfg: Namespace, argv: list[str]) -> None:
+    """``--solver exact`` fits the linear model in closed form: the flags of training by gradient do not apply."""
+    if cfg.solver != "exact":
+        if cfg.robust:
+            raise UsageError("--robust: robust standard errors come with --solver exact")
+        return
+    flags = [a.split("=", 1)[0] for a in argv if a.startswith("--")]
+    given = [f for f in flags if f.split(".")[0] in ("--optimizer", "--lr_scheduler", "--stop_below", "--resume",
+                                                     "--compile", "--checkpoint_every")]
+    if given:
+        raise UsageError(f"{given[0]}: not with --solver exact (a closed-form fit in a few passes: no optimizer, "
+                         "schedule or resuming)")
+    if not cfg.model.class_path.endswith(".LinearRegression"):
+        raise UsageError(f"--model {cfg.model.class_path.rpartition('.')[2]}: --solver exact fits a linear model "
+                         "(LinearRegression)")
 
 
 def _hint(argv: list[str], message: str) -> str:
@@ -284,7 +311,8 @@ class Run:
         from lr_lightning.core.summary import predict_one, print_summary
 
         trainer, module, dm = self.trainer, self.module, self.dm
-        before = predict_one(module, torch.tensor([[5.0]])) if dm.n_inputs == 1 else None
+        exact = self.cfg.solver == "exact"
+        before = predict_one(module, torch.tensor([[5.0]])) if dm.n_inputs == 1 and not exact else None
         stop = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
         saver = next(c for c in trainer.callbacks if isinstance(c, SaveLast))
         stop.install()  # from here to the summary; during training it waits for the step in flight to end
@@ -294,7 +322,8 @@ class Run:
             trainer.fit(module, datamodule=dm, ckpt_path=self.resume, weights_only=True)
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # trainer.test replaces them
             if dm.n_test:
-                metrics |= trainer.test(module, datamodule=dm, ckpt_path="best", verbose=False)[0]
+                metrics |= trainer.test(module, datamodule=dm, ckpt_path=None if exact else "best",
+                                        verbose=False)[0]
         except DivergenceError as e:
             last = show(saver.path) if saver.path.is_file() else ""
             print(f"error: {e}" + (f" (last finite weights: {last})" if last else ""), file=sys.stderr)
@@ -308,7 +337,9 @@ class Run:
         finally:
             stop.restore()
         seconds = time.perf_counter() - start
-        if trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
+        if trainer.is_global_zero and exact:
+            self.report_exact(seconds, metrics)
+        elif trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
             print_summary(self, seconds, before, metrics)
             if self.cfg.plot is not None:
                 from lr_lightning.core.callbacks import LossHistory
@@ -317,6 +348,17 @@ class Run:
                 history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
                 print(f"Plot: {show(save_png(self.cfg.plot, history, module, dm))}")
         return 0
+
+
+    def report_exact(self, seconds: float, metrics: dict[str, float]) -> None:
+        """The regression table per target, statistics.json in the run's folder, and the summary's other lines."""
+        from lr_lightning.core.summary import print_exact_summary
+
+        statistics = importlib.import_module(EXACT_STATISTICS)
+        tables = [statistics.format_table(s, target) for target, s in self.module.statistics.items()]
+        path = Path(self.trainer.logger.log_dir) / "statistics.json"
+        path.write_text(statistics.to_json(self.module.statistics) + "\n")
+        print_exact_summary(self, seconds, metrics, tables, path)
 
 
 def build_run(parser: Parser, cfg: Namespace) -> Run:
@@ -340,6 +382,9 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
         raise UsageError(f"--plot {cfg.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
     resume = _resume_path(cfg)
     L.seed_everything(cfg.seed, verbose=False)
+    exact = cfg.get("solver") == "exact"
+    if exact and cfg.data.init_args.get("dtype") is None:
+        cfg.data.init_args.dtype = "float64"  # the solver computes in float64: a CSV's digits read as float32 are lost
     init = instantiate(parser, cfg)
     dm, module, reference = build_parts(cfg, init)
     if resume is not None:
@@ -353,19 +398,25 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     version, created = _run_version(cfg, resume)
     logger = TensorBoardLogger(cfg.log_dir, name="", version=version)
     checkpoints = Path(logger.log_dir) / "checkpoints"
-    saver = SaveLast(checkpoints, every_n_steps=cfg.checkpoint_every)
-    plain_sgd = module.hparams.optimizer is not None and module.hparams.optimizer["class_path"].endswith(".SGD") \
-        and not (module.hparams.optimizer.get("init_args") or {}).get("momentum")
-    callbacks: list[L.Callback] = [
-        ModelCheckpoint(checkpoints, monitor=module.hparams.monitor, mode="min", filename="best",
-                        auto_insert_metric_name=False, enable_version_counter=False),
-        # The guard runs before the saver and refuses to let broken weights into last.ckpt.
-        DivergenceGuard(stable_lr=(lambda: dm.stable_lr(dm.bias)) if plain_sgd else None),
-        saver,
-        StopOnSignal(saver),  # after the saver: a signal's checkpoint is the step's own
-        figures,
-        LossHistory(),
-    ]
+    if exact:
+        # A pass is no training state worth saving mid-way: last.ckpt at each pass's end, the final one solved.
+        saver = SaveLast(checkpoints, every_n_steps=2**62)
+        callbacks: list[L.Callback] = [saver, StopOnSignal(saver), figures, LossHistory()]
+    else:
+        saver = SaveLast(checkpoints, every_n_steps=cfg.checkpoint_every)
+        plain_sgd = module.hparams.optimizer is not None and \
+            module.hparams.optimizer["class_path"].endswith(".SGD") and \
+            not (module.hparams.optimizer.get("init_args") or {}).get("momentum")
+        callbacks = [
+            ModelCheckpoint(checkpoints, monitor=module.hparams.monitor, mode="min", filename="best",
+                            auto_insert_metric_name=False, enable_version_counter=False),
+            # The guard runs before the saver and refuses to let broken weights into last.ckpt.
+            DivergenceGuard(stable_lr=(lambda: dm.stable_lr(dm.bias)) if plain_sgd else None),
+            saver,
+            StopOnSignal(saver),  # after the saver: a signal's checkpoint is the step's own
+            figures,
+            LossHistory(),
+        ]
     if cfg.lr_scheduler is not None:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the schedule, as a curve
     if cfg.stop_below is not None:
@@ -413,6 +464,13 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
     from lr_lightning.core.regression_module import RegressionModule
 
     dm, network = init.data, init.model
+    # (evaluate.py reads an exact run's checkpoint as the RegressionModule it holds: only fit.py solves.)
+    if cfg.get("solver") == "exact" and with_reference:
+        try:
+            exact = importlib.import_module(EXACT_MODULE)
+        except ImportError:
+            raise UsageError("--solver exact: this copy has no lr_lightning/exact") from None
+        return dm, exact.LeastSquaresModule(bias=dm.bias, robust=cfg.robust), None
     inputs = dm.module_inputs()  # fits the feature map (if any) on the training split
     # The recipe the checkpoint records: the config's, with the sizes the data gave.
     accepted = inspect.signature(type(network)).parameters
@@ -514,11 +572,15 @@ def make_trainer(cfg: Namespace, trainer_args: Namespace, logger: Any, callbacks
                  created: bool) -> L.Trainer:
     """The Trainer: the flat essentials, ``--trainer.*`` (with the user's callbacks), and the run's own parts."""
     import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     kwargs = {k: v for k, v in vars(trainer_args).items() if k not in ("callbacks",)}
+    callbacks = [*(trainer_args.callbacks or []), *callbacks]
     try:
+        # No ModelCheckpoint of Lightning's own choosing (epoch=N-step=M.ckpt): the run's are given here.
         return L.Trainer(**{k: cfg[k] for k in ESSENTIALS}, logger=logger, enable_progress_bar=progress_bar,
-                         callbacks=[*(trainer_args.callbacks or []), *callbacks], **kwargs)
+                         callbacks=callbacks, **kwargs,
+                         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
     except Exception as e:  # Lightning's MisconfigurationException, ValueError, RuntimeError, ImportError, ...
         with contextlib.suppress(OSError):  # nothing ran: give back the run folder (and --log_dir, if it was new)
             Path(logger.log_dir).rmdir()

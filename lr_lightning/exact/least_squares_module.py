@@ -38,10 +38,13 @@ from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.quiet import quiet_lightning
 from lr_lightning.core.regression_module import log_metrics, regression_metrics
 from lr_lightning.exact.solver import Design, LeastSquaresSolver, no_gather
+from lr_lightning.exact.statistics import format_table
 
 quiet_lightning()
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+# The table's figures shown as hparams metrics in TensorBoard.
+FIGURES = ("r2", "adj_r2", "residual_sd", "f_stat", "log_likelihood", "aic", "bic", "condition_number")
 
 
 class LeastSquaresModule(L.LightningModule):
@@ -101,6 +104,13 @@ class LeastSquaresModule(L.LightningModule):
         if dm.n_train <= design.n_coefficients:
             raise ValueError(f"least squares: {dm.n_train} training rows for {design.n_coefficients} coefficients; "
                              "it needs more rows than coefficients")
+        if not dm.table.streamed and design.n_inputs:
+            # In memory, an all-constant design is known before any pass (streamed data: after the first).
+            x = dm.raw_split("train")[0]
+            if bool((x == x[:1]).all()) and self.hparams.bias:
+                names = ", ".join(design.names[1:9]) + (", …" if len(design.names) > 9 else "")
+                raise ValueError(f"least squares: every column ({names}) is constant; only the intercept could be "
+                                 "estimated")
         self.solver = LeastSquaresSolver(design, robust=self.hparams.robust,
                                          max_refinements=self.hparams.max_refinements, expected_rows=dm.n_train)
         self.normalization, self.output_names = spec, list(inputs["output_names"])
@@ -142,7 +152,6 @@ class LeastSquaresModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         if self.solver.done:
-            self.trainer.should_stop = True
             return
         if self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs >= 0:
             raise ValueError(f"LeastSquaresModule needs more passes over the data than max_epochs="
@@ -159,6 +168,28 @@ class LeastSquaresModule(L.LightningModule):
             self.model.linear.weight.copy_(torch.from_numpy(weight))
             if bias is not None:
                 self.model.linear.bias.copy_(torch.from_numpy(bias))
+        # Stop now (not at the epoch's end) so that callbacks at this epoch's end know it is the last one.
+        self.trainer.should_stop = True
+        self._log_statistics()
+
+    def _log_statistics(self) -> None:
+        """TensorBoard: the table as text, and its figures (R², F, AIC, ...) as hparams metrics beside the
+        hyperparameters."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers = [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers or not self.trainer.is_global_zero:
+            return
+        figures = {}
+        for target, s in self.statistics.items():
+            prefix = "statistics/" if len(self.statistics) == 1 else f"statistics/{target}/"
+            figures |= {f"{prefix}{key}": float(s[key]) for key in FIGURES if np.isfinite(s[key])}
+        for logger in loggers:
+            for target, s in self.statistics.items():
+                # Indented: TensorBoard's text tab renders Markdown, and a table must keep its columns.
+                text = "\n".join("    " + line for line in format_table(s, target).splitlines())
+                logger.experiment.add_text(f"statistics/{target}", text, self.global_step)
+            logger.log_hyperparams(dict(self.hparams), figures)
 
     # ------------------------------------------------------------------------------------ use
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ class StRD:
     certified_sd: np.ndarray  # their standard deviations
     residual_sd: float
     r_squared: float  # uncentred (1 - SSE / sum y^2) for the models without intercept, as NIST reports
+    f_statistic: float = math.nan  # the ANOVA table's F (inf for the exact fits Wampler1 and Wampler2)
 
     @property
     def difficulty(self) -> str:
@@ -61,7 +62,7 @@ def load(path: str | Path) -> StRD:
     c0, c1 = int(cert_range[1]), int(cert_range[2])
     d0, d1 = int(data_range[1]), int(data_range[2])
     params: dict[int, tuple[float, float]] = {}
-    residual_sd = r_squared = math.nan
+    residual_sd = r_squared = f_statistic = math.nan
     for line in lines[c0 - 1:c1]:
         if m := re.match(r"\s*B(\d+)\s+(\S+)\s+(\S+)", line):
             params[int(m[1])] = (float(m[2]), float(m[3]))
@@ -69,6 +70,9 @@ def load(path: str | Path) -> StRD:
             residual_sd = float(m[1])
         elif m := re.search(r"R-Squared\s+(\S+)", line):
             r_squared = float(m[1])
+    for line in lines[c0 - 1:d0 - 1]:  # the certified ANOVA table: "Regression  df  SS  MS  F"
+        if m := re.match(r"\s*Regression\s+\d+\s+\S+\s+\S+\s+(\S+)", line):
+            f_statistic = float(m[1])  # Python reads NIST's "Infinity"
     data = np.array([[float(v) for v in line.split()] for line in lines[d0 - 1:d1] if line.strip()])
     y, x = data[:, 0], data[:, 1:]
     bias = 0 in params
@@ -77,7 +81,7 @@ def load(path: str | Path) -> StRD:
     degree = n_weights if x.shape[1] == 1 and n_weights > 1 else None
     return StRD(name=path.stem, x=x, y=y, bias=bias, polynomial_degree=degree,
                 certified=np.array([params[k][0] for k in order]), certified_sd=np.array([params[k][1] for k in order]),
-                residual_sd=residual_sd, r_squared=r_squared)
+                residual_sd=residual_sd, r_squared=r_squared, f_statistic=f_statistic)
 
 
 def load_all(folder: str | Path) -> list[StRD]:
@@ -90,6 +94,8 @@ def lre(estimate: float, certified: float) -> float:
 
     Capped at 15, the digits NIST certifies; an estimate that is off entirely scores 0, and NaN scores 0.
     """
+    if estimate == certified:  # also an infinite F certified as infinite (an exact fit)
+        return 15.0
     if not math.isfinite(estimate):
         return 0.0
     err = abs(estimate - certified) / (abs(certified) if certified != 0 else 1.0)

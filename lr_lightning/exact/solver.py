@@ -13,8 +13,9 @@ How, and why not the textbook formula ``(XᵀX) β = Xᵀy``:
    is solved by Cholesky without loss.
 3. **Aliasing the way R's ``lm`` does it**: columns are taken in order, and one that is constant or (nearly) a
    linear combination of the columns before it is *aliased*: not estimable, reported as null, left out of the fit.
-   R's QR drops a column whose remaining norm is below 10⁻⁷ of its own; the normal equations resolve 10⁻⁶ of its
-   spread, so that is the threshold here (:data:`ALIAS_TOL`).
+   R's rule (remaining norm below 10⁻⁷ of the column's, :data:`ALIAS_TOL`) needs a QR to be decided; the squared
+   system of co-moments only tells when no column comes near it. So where one does, one more pass builds R of the
+   centred columns batch by batch (TSQR: each batch stacked under the R so far, merged across ranks the same way).
 4. **Further passes only where they buy digits**: iterative refinement, with the residuals ``y - Xβ`` and the
    gradient ``Xᵀr`` of the *raw* design computed in double-double arithmetic (:mod:`~lr_lightning.exact.compensated`,
    ~32 digits from float64 on any device), and each correction solved on the basis. It converges on the exact
@@ -51,9 +52,12 @@ __all__ = ["ALIAS_TOL", "Design", "LeastSquaresResult", "LeastSquaresSolver", "R
            "check_degree", "fit_statistics", "least_squares", "polynomial_features"]
 
 EPS = float(np.finfo(np.float64).eps)
-# A column whose part not explained by the columns before it is below 10⁻⁶ of its own spread is aliased (a pivot of
-# the unit-scaled centred system below 10⁻¹²). R's lm: 10⁻⁷ of the column's norm, on a QR.
-ALIAS_TOL = 1e-12
+# R's lm: a column whose part not explained by the columns before it is below 10⁻⁷ of its own size is aliased (here:
+# of its spread, since the columns are centred). Decided on a QR, where the co-moments put that in doubt.
+ALIAS_TOL = 1e-7
+# The co-moments decide alone when every column's unexplained part is above 10⁻⁴·⁵ of its spread (a Cholesky pivot
+# of the unit-scaled system above 10⁻⁹): far from ALIAS_TOL even with the digits the squared system loses.
+QR_BELOW = 1e-9
 # Refine when pass 1's coefficients or residual sum of squares may have lost digits beyond this relative error.
 REFINE_BELOW = 1e-11
 # Rows per piece in the double-double passes: their temporaries are (rows × coefficients × targets).
@@ -201,6 +205,15 @@ class LeastSquaresSolver:
             step = max(1, PIECE // (self.design.n_coefficients * y.shape[1]))
             for i in range(0, len(x), step):
                 self._refine_update(x[i:i + step], y[i:i + step])
+        elif self.stage == "qr":
+            n, mean, _, candidates, unit = self._pending
+            columns = torch.from_numpy(np.flatnonzero(candidates)).to(x.device)
+            z = self._basis(x)[:, columns]
+            if self.design.bias:
+                z = z - torch.from_numpy(mean[:len(candidates)][candidates]).to(x.device)
+            z = z / torch.from_numpy(unit).to(x.device)
+            r = self._sums.get("r")
+            self._sums["r"] = torch.linalg.qr(z if r is None else torch.cat([r, z]), mode="r").R
         elif self.stage == "robust":
             self._robust_update(x, y)
         else:
@@ -263,6 +276,8 @@ class LeastSquaresSolver:
             self._end_moments(gather, device, rows)
         elif self.stage == "refine":
             self._end_refine(gather, device, rows)
+        elif self.stage == "qr":
+            self._end_qr(gather, device, rows)
         elif self.stage == "robust":
             self._check_rows(rows)
             meats = self._sums.get("meats")
@@ -293,7 +308,39 @@ class LeastSquaresSolver:
         total = merge_in_order([CoMoments.unstack(row, q) for row in flat])
         n = int(total.n.item())
         self._check_rows(n)
-        self.solution = self._solve(n, total.mean.cpu().numpy(), total.comoment.cpu().numpy())
+        mean, comoment = total.mean.cpu().numpy(), total.comoment.cpu().numpy()
+        if not (np.isfinite(mean).all() and np.isfinite(comoment).all()):
+            raise ValueError("least squares: the sums of squares overflow float64 (values beyond ~1e154 squared); "
+                             "rescale the data")
+        candidates, in_doubt = self._screen(n, mean, comoment)
+        if in_doubt:  # a column near R's threshold: a QR pass decides
+            unit = np.sqrt(np.diag(self._system(n, mean, comoment)[0])[candidates])
+            self._pending = (n, mean, comoment, candidates, unit)
+            self.stage = "qr"
+            return
+        self.solution = self._solve(n, mean, comoment, candidates)
+        self._next_after_solve()
+
+    def _end_qr(self, gather: Gather, device: torch.device | None, rows: int) -> None:
+        self._check_rows(rows)
+        n, mean, comoment, candidates, unit = self._pending
+        c = int(candidates.sum())
+        r = self._sums.get("r")
+        if r is None or len(r) < c:  # few rows on this rank: pad to the common shape with zero rows
+            r = torch.zeros(c, c, dtype=torch.float64, device=device) if r is None else \
+                torch.cat([r, r.new_zeros(c - len(r), c)])
+        r = torch.linalg.qr(gather(r).reshape(-1, c), mode="r").R.cpu().numpy()
+        # Columns have unit spread here, so |R_jj| is the part of column j not explained by the columns before it.
+        aliased = np.abs(np.diag(r)) < ALIAS_TOL
+        keep_f = candidates.copy()
+        keep_f[np.flatnonzero(candidates)[aliased]] = False
+        kept = np.linalg.qr(r[:, ~aliased], mode="r")
+        kept = kept * np.sign(np.diag(kept))[:, None]  # a Cholesky factor has a positive diagonal
+        self.solution = self._solve(n, mean, comoment, keep_f, chol=kept.T)
+        self._pending = None
+        self._next_after_solve(force_refine=True)
+
+    def _next_after_solve(self, force_refine: bool = False) -> None:
         s = self.solution
         # Pass 1's answer is final where its digits are: a condition number that costs fewer than ~5 of them in
         # the coefficients, and a residual sum of squares that does not cancel them (it is SST - explained).
@@ -303,7 +350,7 @@ class LeastSquaresSolver:
             cancel = np.max(tss / np.maximum(s.sse, np.finfo(np.float64).tiny)) if len(tss) else 1.0
         error = EPS * s.condition * max(1.0, float(cancel))
         polynomial = self.design.degree > 1
-        if (polynomial or error > REFINE_BELOW) and self.max_refinements > 0:
+        if (force_refine or polynomial or error > REFINE_BELOW) and self.max_refinements > 0:
             self.stage = "refine"
         else:
             self.stage = "robust" if self.robust else "done"
@@ -343,33 +390,47 @@ class LeastSquaresSolver:
             b = b + n * np.outer(mean[:f], mean[f:])
         return a, b
 
-    def _solve(self, n: int, mean: np.ndarray, comoment: np.ndarray) -> _Solution:
+    def _screen(self, n: int, mean: np.ndarray, comoment: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``(candidates, in doubt)``: the basis columns that are not constant, and whether one of them comes near
+        R's aliasing threshold (then a QR pass decides). Raises ValueError for what cannot be estimated at all."""
         design = self.design
         p, f = design.n_coefficients, design.n_coefficients - design.bias
         if n <= p:
             raise ValueError(f"least squares: {n} rows for {p} coefficients; it needs more rows than coefficients")
-        a, b = self._system(n, mean, comoment)
+        a, _ = self._system(n, mean, comoment)
         diag = np.diag(a).copy()
         # Constant columns: spread at the rounding level of their values (with an intercept they are aliased with
         # it; without one only an all-zero column is).
         constant = diag <= n * (1e3 * EPS * np.abs(mean[:f])) ** 2 if design.bias else diag == 0
-        if design.bias and f and constant.all():
-            names = design.names[1:]
+        if f and constant.all():
+            names = design.names[design.bias:]
             raise ValueError(f"least squares: every column ({', '.join(names[:8])}{', …' if len(names) > 8 else ''}) "
-                             "is constant; only the intercept could be estimated")
-        if not f:
-            keep_f = np.zeros(0, dtype=bool)
-        else:
-            keep_f = ~constant
-            keep_f = _in_order_pivots(a, keep_f)
+                             + ("is constant; only the intercept could be estimated" if design.bias else
+                                "is zero; nothing can be estimated"))
+        candidates = ~constant
+        idx = np.flatnonzero(candidates)
+        unit = np.sqrt(diag[idx])
+        try:
+            chol = np.linalg.cholesky(a[np.ix_(idx, idx)] / np.outer(unit, unit))
+            in_doubt = bool(len(idx)) and float(np.min(np.diag(chol))) ** 2 < QR_BELOW
+        except np.linalg.LinAlgError:  # not even positive definite: an exact dependency
+            in_doubt = True
+        return candidates, in_doubt
+
+    def _solve(self, n: int, mean: np.ndarray, comoment: np.ndarray, keep_f: np.ndarray,
+               chol: np.ndarray | None = None) -> _Solution:
+        """The first solution from the co-moments, over the basis columns in ``keep_f`` (``chol``: the factor of
+        their unit-scaled system, if a QR pass made it)."""
+        design = self.design
+        p, f = design.n_coefficients, design.n_coefficients - design.bias
+        a, b = self._system(n, mean, comoment)
         keep = np.concatenate([[True], keep_f]) if design.bias else keep_f
-        if not keep.any():
-            raise ValueError("least squares: every column is zero; nothing can be estimated")
         k = np.flatnonzero(keep_f)
         unit = np.sqrt(np.diag(a)[k])
-        chol = np.linalg.cholesky(a[np.ix_(k, k)] / np.outer(unit, unit))
-        eig = np.linalg.eigvalsh(chol @ chol.T) if len(k) else np.ones(1)
-        condition = float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf
+        if chol is None:
+            chol = np.linalg.cholesky(a[np.ix_(k, k)] / np.outer(unit, unit))
+        sv = np.linalg.svd(chol, compute_uv=False) if len(k) else np.ones(1)  # A's condition is their ratio²
+        condition = float((sv[0] / sv[-1]) ** 2) if sv[-1] > 0 else math.inf
         coef = _chol_solve(chol, unit, b[k])  # (kept, m)
         full = np.zeros((p, design.n_outputs))
         full[np.flatnonzero(keep)[design.bias:] if design.bias else k] = coef
@@ -540,36 +601,6 @@ def _chol_solve(chol: np.ndarray, unit: np.ndarray, rhs: np.ndarray) -> np.ndarr
     return np.linalg.solve(chol.T, z) / unit[:, None]
 
 
-def _in_order_pivots(a: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Cholesky of the unit-scaled ``a`` over the columns in ``keep``, in order: a column whose pivot (its part not
-    explained by the kept columns before it, relative to its spread) is below :data:`ALIAS_TOL` is dropped."""
-    keep = keep.copy()
-    idx = np.flatnonzero(keep)
-    if not len(idx):
-        return keep
-    unit = np.sqrt(np.diag(a)[idx])
-    scaled = a[np.ix_(idx, idx)] / np.outer(unit, unit)
-    try:  # the common case: no column is in doubt
-        chol = np.linalg.cholesky(scaled)
-        if np.min(np.diag(chol)) ** 2 > ALIAS_TOL:
-            return keep
-    except np.linalg.LinAlgError:
-        pass
-    rows: list[np.ndarray] = []  # rows of L for the kept columns so far
-    kept: list[int] = []
-    for j in range(len(idx)):
-        row = np.zeros(len(kept))
-        for i, _ in enumerate(kept):
-            row[i] = (scaled[kept[i], j] - rows[i][:i] @ row[:i]) / rows[i][i]
-        pivot = scaled[j, j] - row @ row
-        if pivot <= ALIAS_TOL:
-            keep[idx[j]] = False
-            continue
-        rows.append(np.concatenate([row, [math.sqrt(pivot)]]))
-        kept.append(j)
-    return keep
-
-
 # ---------------------------------------------------------------------------------------- over arrays
 class LeastSquaresResult(tuple):
     """``(weight, bias)``, so that ``weight, bias = least_squares(...)`` unpacks it, plus what the solve found out.
@@ -668,14 +699,14 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}; they must match row for row")
     centre = scale = None
+    lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+    with np.errstate(over="ignore"):
+        too_wide = ~np.isfinite(hi - lo)
+    if too_wide.any():  # its spread (and the sums of squares) would be inf
+        j = int(np.argmax(too_wide))
+        raise ValueError(f"x: column {names[j]!r} spans {lo[j]:g} to {hi[j]:g}, a range float64 cannot hold; "
+                         "rescale it")
     if polynomial_degree is not None:
-        lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
-        with np.errstate(over="ignore"):
-            too_wide = ~np.isfinite(hi - lo)
-        if too_wide.any():  # the scaling onto [-1, 1] would divide by inf
-            j = int(np.argmax(too_wide))
-            raise ValueError(f"x: column {names[j]!r} spans {lo[j]:g} to {hi[j]:g}, a range float64 cannot hold; "
-                             "rescale it")
         c, s = scaling(x, bool(bias))
         centre, scale = tuple(c.tolist()), tuple(s.tolist())
     design = Design(x.shape[1], y.shape[1], bool(bias), polynomial_degree, centre, scale, tuple(names))

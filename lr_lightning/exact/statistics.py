@@ -101,7 +101,8 @@ def _cell(value: float | None, width: int, fmt: str = ".4g") -> str:
 
 def format_table(s: dict[str, Any], target: str = "y") -> str:
     """The table statsmodels users know: one row per coefficient (coef, std err, t, P>|t|, [0.025, 0.975]; "—" for
-    an aliased one), then R², adjusted R², F and its p-value, AIC, BIC, the row count and the condition number.
+    an aliased one), then R², adjusted R², F and its p-value, AIC, BIC, the row count and the condition number; with
+    robust standard errors, a second block of HC0-HC3.
 
     >>> x = np.arange(10.0)
     >>> from lr_lightning.exact.solver import least_squares
@@ -110,22 +111,25 @@ def format_table(s: dict[str, Any], target: str = "y") -> str:
     intercept           1.14      0.4315      2.643     0.02956      0.1455      2.135
     """
     width = max(12, *(len(n) for n in s["names"]))
-    lines = [f"{'y: ' + target:<{width}} {'coef':>11} {'std err':>11} {'t':>10} {'P>|t|':>11} {'[0.025':>11} "
-             f"{'0.975]':>10}", "-" * (width + 72)]
+    rule = "-" * (width + 72)
+    lines = [f"{target:<{width}} {'coef':>11} {'std err':>11} {'t':>10} {'P>|t|':>11} {'[0.025':>11} "
+             f"{'0.975]':>10}", rule]
     for i, name in enumerate(s["names"]):
         ci = s["ci95"][i] or (None, None)
         lines.append(f"{name:<{width}} {_cell(s['coef'][i], 11)} {_cell(s['stderr'][i], 11)} "
                      f"{_cell(s['t'][i], 10)} {_cell(s['p'][i], 11)} {_cell(ci[0], 11)} {_cell(ci[1], 10)}")
-    lines.append("-" * (width + 72))
+    lines.append(rule)
     r2_label = "R²" if len(s["names"]) and s["names"][0] == "intercept" else "R² (uncentred)"
-    lines.append(f"{r2_label}: {s['r2']:.6g}   adj. R²: {s['adj_r2']:.6g}   F({s['df_model']}, {s['df_resid']}): "
-                 f"{_cell(s['f_stat'], 0)}   P(F): {_cell(s['f_pvalue'], 0)}")
+    lines.append(f"{r2_label}: {_cell(s['r2'], 0, '.6g')}   adj. R²: {_cell(s['adj_r2'], 0, '.6g')}   "
+                 f"F({s['df_model']}, {s['df_resid']}): {_cell(s['f_stat'], 0)}   P(F): {_cell(s['f_pvalue'], 0)}")
     lines.append(f"AIC: {_cell(s['aic'], 0, '.6g')}   BIC: {_cell(s['bic'], 0, '.6g')}   log-likelihood: "
-                 f"{_cell(s['log_likelihood'], 0, '.6g')}   n: {s['n']}   residual SD: {s['residual_sd']:.6g}   "
-                 f"condition number: {s['condition_number']:.3g}")
+                 f"{_cell(s['log_likelihood'], 0, '.6g')}   n: {s['n']}   residual SD: "
+                 f"{_cell(s['residual_sd'], 0, '.6g')}   condition number: {_cell(s['condition_number'], 0, '.3g')}")
     if "stderr_hc" in s:
-        lines.append("robust std err " + "   ".join(
-            f"{key}: " + " ".join(_cell(v, 0) for v in values) for key, values in s["stderr_hc"].items()))
+        kinds = list(s["stderr_hc"])
+        lines += ["", f"{'robust std err':<{width}} " + " ".join(f"{k:>11}" for k in kinds), rule]
+        for i, name in enumerate(s["names"]):
+            lines.append(f"{name:<{width}} " + " ".join(_cell(s["stderr_hc"][k][i], 11) for k in kinds))
     return "\n".join(lines)
 
 
