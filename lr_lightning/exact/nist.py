@@ -169,7 +169,7 @@ def report(data_dir: Path = DATA_DIR, lbfgs_epochs: PositiveInt = 50, sgd_epochs
 
     import torch
 
-    from lr_lightning.exact.solver import fit_statistics, least_squares, polynomial_features
+    from lr_lightning.exact.solver import least_squares, polynomial_features
 
     missing = [f"{name}.dat" for name in NAMES if not (Path(data_dir) / f"{name}.dat").is_file()]
     if missing:
@@ -181,25 +181,25 @@ def report(data_dir: Path = DATA_DIR, lbfgs_epochs: PositiveInt = 50, sgd_epochs
     except (OSError, ValueError) as e:
         print(f"error: --data_dir {data_dir}: {e}", file=sys.stderr)
         return 2
-    print(f"{'dataset':<9} {'difficulty':<10} {'lstsq raw':>9} {'least_sq':>9} {'resid SD':>9} {'R²':>6} "
-          f"{'lbfgs f64':>9} {'sgd f32':>8}")
+    print(f"{'dataset':<9} {'difficulty':<10} {'lstsq raw':>9} {'least_sq':>9} {'std err':>8} {'resid SD':>9} "
+          f"{'R²':>6} {'F':>6} {'lbfgs f64':>9} {'sgd f32':>8}")
     for d in datasets:
         design = polynomial_features(d.x, d.polynomial_degree)
         design = np.column_stack([np.ones(len(design)), design]) if d.bias else design
         reference = np.linalg.lstsq(design, d.y, rcond=None)[0]
-        weight, bias = least_squares(d.x, d.y, bias=d.bias, polynomial_degree=d.polynomial_degree)
-        ours = in_nist_order(weight, bias)
-        sd, r2 = fit_statistics(d.x, d.y, weight, bias, d.polynomial_degree)
+        fit = least_squares(d.x, d.y, bias=d.bias, polynomial_degree=d.polynomial_degree)
+        table = fit.statistics["y"]
         lbfgs_fit = train(d, lbfgs("float64"), precision="64-true", epochs=lbfgs_epochs)
         sgd_fit = train(d, partial(torch.optim.SGD, lr=0.1), precision="32-true", epochs=sgd_epochs)
         print(f"{d.name:<9} {d.difficulty:<10} {min_lre(reference, d.certified):9.1f} "
-              f"{min_lre(ours, d.certified):9.1f} {lre(sd[0], d.residual_sd):9.1f} "
-              f"{lre(r2[0], d.r_squared):6.1f} {min_lre(lbfgs_fit, d.certified):9.1f} "
+              f"{min_lre(in_nist_order(*fit), d.certified):9.1f} {min_lre(table['stderr'], d.certified_sd):8.1f} "
+              f"{lre(table['residual_sd'], d.residual_sd):9.1f} {lre(table['r2'], d.r_squared):6.1f} "
+              f"{lre(table['f_stat'], d.f_statistic):6.1f} {min_lre(lbfgs_fit, d.certified):9.1f} "
               f"{min_lre(sgd_fit, d.certified):8.1f}")
-    print("LRE: the smallest number of correct significant digits over all certified parameters (15 = all).\n"
-          "lstsq raw: numpy.linalg.lstsq on the raw design; least_sq: lr_lightning.least_squares (resid SD, R²: its "
-          "residual standard deviation and R²);\nlbfgs f64 / sgd f32: RegressionModule on standardized data, "
-          "full batch, in float64 with LBFGS / float32 with SGD (lr 0.1).")
+    print("LRE: the smallest number of correct significant digits over all certified values (15 = all).\n"
+          "lstsq raw: numpy.linalg.lstsq on the raw design; least_sq: lr_lightning.least_squares (LeastSquaresModule's "
+          "passes), with its std err, residual SD, R² and F;\nlbfgs f64 / sgd f32: RegressionModule on standardized "
+          "data, full batch, in float64 with LBFGS / float32 with SGD (lr 0.1).")
     return 0
 
 
