@@ -354,3 +354,15 @@ def test_warnings_stay_quiet_through_the_api():
         warnings.simplefilter("error")  # any warning fails the test, except what quiet_lightning() silences
         quiet_lightning()
         fit(RegressionDataModule(x, x.sum(axis=1) + rng.normal(size=100), dtype="float64"), robust=True)
+
+
+def test_the_readme_example_runs_and_prints_the_table_s_figures(capsys):
+    from .conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Exact least squares at any scale"):]
+    code = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python\n") + 10)]
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("['intercept', 'size', 'age'] [") and "tensor([[" in printed[1]
+
