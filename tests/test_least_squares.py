@@ -281,7 +281,7 @@ def test_the_reference_on_a_data_module_warns_once_and_keeps_the_rank():
     assert first["rank"] == 2 and first["n_coefficients"] == 3 and first["aliased"] == ("k",)
     assert first["mse"]["val"] < 1e-10  # the fit without k, and still the best one
     few = RegressionDataModule(x[:4], x[:4, 0], val_fraction=0)  # 4 rows for 3 coefficients: fine; 3 would not be
-    with pytest.warns(RankDeficientWarning, match="k is aliased"):
+    with pytest.warns(RankDeficientWarning, match="x1 is aliased"):  # (its constant column, unnamed)
         assert optimum(few)["rank"] == 2
     assert optimum(RegressionDataModule(x[:3], x[:3, 0], val_fraction=0)) is None  # no reference: training goes on
 

@@ -36,7 +36,7 @@ class CoMoments:
     @classmethod
     def of(cls, a: torch.Tensor) -> CoMoments:
         """The co-moments of the rows of ``a`` (float64, ``(rows, columns)``)."""
-        n = a.new_tensor(float(len(a)))
+        n = a.new_full((), float(len(a)))  # a fill on the device, not a copy from the host (no sync)
         if not len(a):  # a DDP rank's share of a last batch can be empty
             return cls(n, a.new_zeros(a.shape[1]), a.new_zeros(a.shape[1], a.shape[1]))
         mean = a.mean(dim=0)

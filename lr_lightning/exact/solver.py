@@ -166,6 +166,8 @@ class LeastSquaresSolver:
         self.stage = "moments"
         self.passes = 0
         self._map: FeatureMap | None = None
+        self._device = torch.device("cpu")
+        self._dev: dict[str, Any] = {}
         exact = design.to_raw()
         hi = [[float(v) for v in row] for row in exact]
         lo = [[float(v - Fraction(h)) for v, h in zip(row, hrow, strict=True)] for row, hrow in zip(exact, hi,
@@ -185,10 +187,37 @@ class LeastSquaresSolver:
         return self.stage == "done"
 
     # ------------------------------------------------------------------------------------ per batch
+    def to(self, device: torch.device | str) -> LeastSquaresSolver:
+        """Put what the passes need on ``device`` before the first batch: moving it later, inside a pass, would be a
+        host-to-device copy (a sync) in a batch."""
+        self._device = torch.device(device)
+        self._map = self.design.feature_map().to(self._device)
+        self._prepare()
+        return self
+
     def _basis(self, x: torch.Tensor) -> torch.Tensor:
-        if self._map is None or self._map.centre.device != x.device:
-            self._map = self.design.feature_map().to(x.device)
+        if self._map is None or self._map.centre.device != x.device:  # not moved ahead (least_squares, on the CPU)
+            self.to(x.device)
         return self._map.basis(x)
+
+    def _prepare(self) -> None:
+        """The device's copies of what the coming pass reads in every batch, made once between passes."""
+        dev, s = self._device, self.solution
+        self._dev: dict[str, Any] = {}
+        if self.stage == "refine":
+            self._dev["beta"] = tuple(t.to(dev) for t in self.raw_beta())
+        elif self.stage == "qr":
+            n, mean, _, candidates, unit = self._pending
+            self._dev["columns"] = torch.from_numpy(np.flatnonzero(candidates)).to(dev)
+            self._dev["mean"] = torch.from_numpy(mean[:len(candidates)][candidates]).to(dev)
+            self._dev["unit"] = torch.from_numpy(unit).to(dev)
+        elif self.stage == "robust":
+            bias = self.design.bias
+            k = np.flatnonzero(s.keep[bias:])
+            self._dev["robust"] = (torch.from_numpy(k).to(dev),
+                                   torch.from_numpy(s.mean[:len(s.keep) - bias][k].copy()).to(dev),
+                                   torch.from_numpy(s.chol).to(dev), torch.from_numpy(s.unit).to(dev),
+                                   s.beta[0].to(dev))
 
     def _begin(self) -> None:
         self._rows = 0
@@ -206,12 +235,10 @@ class LeastSquaresSolver:
             for i in range(0, len(x), step):
                 self._refine_update(x[i:i + step], y[i:i + step])
         elif self.stage == "qr":
-            n, mean, _, candidates, unit = self._pending
-            columns = torch.from_numpy(np.flatnonzero(candidates)).to(x.device)
-            z = self._basis(x)[:, columns]
+            z = self._basis(x)[:, self._dev["columns"]]
             if self.design.bias:
-                z = z - torch.from_numpy(mean[:len(candidates)][candidates]).to(x.device)
-            z = z / torch.from_numpy(unit).to(x.device)
+                z = z - self._dev["mean"]
+            z = z / self._dev["unit"]
             r = self._sums.get("r")
             self._sums["r"] = torch.linalg.qr(z if r is None else torch.cat([r, z]), mode="r").R
         elif self.stage == "robust":
@@ -222,7 +249,7 @@ class LeastSquaresSolver:
     def _refine_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         bias = self.design.bias
         raw = raw_design(x, self.design.degree)
-        r = residuals(raw, y, self._raw_beta_device(x.device), bias)
+        r = residuals(raw, y, self._dev["beta"], bias)
         g = dd.total(dd.mul((raw[0][:, :, None], raw[1][:, :, None]), (r[0][:, None, :], r[1][:, None, :])), dim=0)
         if bias:
             g0 = dd.total(r, dim=0)
@@ -234,21 +261,9 @@ class LeastSquaresSolver:
         else:
             self._sums["g"], self._sums["sse"] = g, sse
 
-    def _raw_beta_device(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._sums.get("beta_device") is None or self._sums["beta_device"][0].device != device:
-            self._sums["beta_device"] = tuple(t.to(device) for t in self.raw_beta())
-        return self._sums["beta_device"]
-
     def _robust_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         s = self.solution
-        dev = x.device
-        if self._sums.get("robust_device") is None:
-            k = torch.from_numpy(np.flatnonzero(s.keep[self.design.bias:])).to(dev)
-            mean = torch.from_numpy(s.mean[:len(s.keep) - self.design.bias]).to(dev)[k]
-            beta = s.beta[0].to(dev)
-            self._sums["robust_device"] = (k, mean, torch.from_numpy(s.chol).to(dev),
-                                           torch.from_numpy(s.unit).to(dev), beta)
-        k, mean, chol, unit, beta = self._sums["robust_device"]
+        k, mean, chol, unit, beta = self._dev["robust"]
         z = self._basis(x)
         bias = self.design.bias
         pred = z @ beta[bias:] + (beta[0] if bias else 0.0)
@@ -288,6 +303,7 @@ class LeastSquaresSolver:
             self.solution.meats = gather(meats).sum(dim=0).cpu().numpy()
             self.stage = "done"
         self._begin()
+        self._prepare()
         return self.done
 
     def _check_rows(self, rows: int) -> None:
