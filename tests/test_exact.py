@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lr_lightning import LeastSquaresModule, NpyDataModule, RegressionDataModule, RegressionModule
+from lr_lightning import LeastSquaresModule, NpyDataModule, ParquetDataModule, RegressionDataModule, RegressionModule
 from lr_lightning.core.cli import fit_main
 from lr_lightning.core.predict import predict_main
 from lr_lightning.exact import nist
@@ -237,13 +237,21 @@ def test_shards_larger_than_memory_give_the_in_memory_answer(tmp_path):
     table = np.column_stack([x, y])
     for i, (a, b) in enumerate([(0, 700), (700, 1500), (1500, 2000)]):  # uneven shards
         np.save(tmp_path / "shards" / f"part{i}.npy", table[a:b])
-    streamed = fit(NpyDataModule(tmp_path / "shards", batch_size=128, val_fraction=0), robust=True)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "y": y}), tmp_path / "t.parquet",
+                   row_group_size=600)  # row groups of 600, 600, 600, 200: streamed one at a time
     in_memory = fit(RegressionDataModule(x, y, batch_size=128, val_fraction=0, shuffle=False), robust=True)
-    a, b = (next(iter(m.statistics.values())) for m in (streamed, in_memory))
-    for key in ("coef", "stderr", "p"):
-        np.testing.assert_allclose(a[key], b[key], rtol=1e-10)
-    np.testing.assert_allclose(a["stderr_hc"]["HC3"], b["stderr_hc"]["HC3"], rtol=1e-10)
-    assert a["n"] == 2000
+    b = in_memory.statistics["y"]
+    for streamed in (NpyDataModule(tmp_path / "shards", batch_size=128, val_fraction=0),
+                     ParquetDataModule(tmp_path / "t.parquet", batch_size=128, val_fraction=0)):
+        assert streamed.table.streamed
+        a = next(iter(fit(streamed, robust=True).statistics.values()))
+        for key in ("coef", "stderr", "p"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-10)
+        np.testing.assert_allclose(a["stderr_hc"]["HC3"], b["stderr_hc"]["HC3"], rtol=1e-10)
+        assert a["n"] == 2000
 
 
 def test_the_fitted_module_predicts_and_its_checkpoint_loads_as_a_regression_module(tmp_path):
