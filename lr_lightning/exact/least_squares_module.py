@@ -138,13 +138,18 @@ class LeastSquaresModule(L.LightningModule):
                              "overfit_batches")
         if trainer.fit_loop.epoch_loop.max_steps not in (-1, None):
             raise ValueError("LeastSquaresModule stops by itself; max_steps would cut a pass short")
+        if str(trainer.precision).endswith("-true") and str(trainer.precision) not in ("32-true", "64-true"):
+            raise ValueError(f"LeastSquaresModule computes in float64; precision={trainer.precision} would round the "
+                             "fitted model's weights to it (use 32-true or 64-true)")
 
     # ------------------------------------------------------------------------------------ passes
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         if y.ndim == 1:
             raise ValueError(f"targets must be (n_samples, n_outputs), got shape {tuple(y.shape)}")
-        self.solver.update(x, y)
+        # In float64 whatever the Trainer's precision: a "-mixed" precision's autocast must not touch the sums.
+        with torch.autocast(x.device.type, enabled=False):
+            self.solver.update(x, y)
         if batch_idx + 1 == self.trainer.num_training_batches:
             # The pass ends here, before this epoch's validation: a finished fit is validated at once.
             self._end_pass()
