@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from lr_lightning import LinearRegression, NpyDataModule, RegressionDataModule, RegressionModule, SyntheticDataModule
+from lr_lightning.benchmark.make_data import main as make_data_main
 from lr_lightning.benchmark.make_data import write_synthetic
 from lr_lightning.core.data.loaders import BlockBatches, BlockOrder, TensorBatches, rank_slices
 from lr_lightning.core.data.tables import NpyTable
 
-from .conftest import make_trainer, run_script, sgd
+from .conftest import make_trainer, run_main, run_script, sgd
 
 
 # ------------------------------------------------------------------------------------------- sharding
@@ -268,7 +269,7 @@ def test_make_data_then_fit_on_the_shards_recovers_the_true_weights(tmp_path):
     ckpt = torch.load(next(tmp_path.glob("lightning_logs/*/checkpoints/last.ckpt")), weights_only=True)
     weight = ckpt["state_dict"]["model.linear.weight"][0].numpy()
     np.testing.assert_allclose(weight, truth["weight"], atol=0.01)  # measured: 1.6e-3 off
-    again = run_script("make_data.py", "shards", cwd=tmp_path)
+    again = run_main(make_data_main, "shards", cwd=tmp_path)  # in this process: its refusal is what is tested
     assert again.returncode == 2 and "already exists and holds data" in again.stderr
 
 

@@ -12,8 +12,9 @@ from torch import nn
 from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule
 from lr_lightning.core.cli import fit_main
 from lr_lightning.core.data import SyntheticDataModule
+from lr_lightning.core.predict import predict_main
 
-from .conftest import make_trainer, run_script, sgd
+from .conftest import make_trainer, run_main, sgd
 
 
 class TinyNet(nn.Module):
@@ -72,7 +73,7 @@ def test_mlp_fits_a_sine_that_the_linear_model_cannot_with_the_same_module_data_
     assert isinstance(module.model, MLPRegressor) and module.model.hidden == [64, 64]
     with torch.no_grad():
         assert module(torch.tensor([[0.5]])).item() == pytest.approx(np.sin(1.5), abs=0.15)  # measured: 0.021 off
-    served = run_script("predict.py", "--ckpt", str(ckpt), "--x", "0.5", cwd=tmp_path)
+    served = run_main(predict_main, "--ckpt", str(ckpt), "--x", "0.5", cwd=tmp_path)
     assert served.returncode == 0, served.stderr
     assert float(served.stdout.splitlines()[-1].split(",")[-1]) == pytest.approx(module(torch.tensor([[0.5]])).item(),
                                                                            rel=1e-5)

@@ -23,7 +23,7 @@ from lr_lightning.core.cli import fit_main
 from lr_lightning.core.data import RegressionDataModule, SyntheticDataModule, TutorialDataModule
 from lr_lightning.core.runs import claim_version
 
-from .conftest import LBFGS, ROOT, SHARED, lbfgs, make_trainer, run_main, run_script, sgd
+from .conftest import LBFGS, ROOT, SHARED, lbfgs, make_trainer, run_main, sgd
 
 
 def _exit_code(argv: list[str]) -> int:
@@ -296,8 +296,8 @@ def test_a_signal_ends_the_run_with_a_resumable_checkpoint_and_exit_128_plus_sig
     state = torch.load(last, weights_only=True)
     assert 0 < state["global_step"] < 50 * 250 and "loops" in state
     # It resumes where it stopped, into its own folder, and finishes.
-    resumed = run_script("fit.py", *RUN, "--log_dir", "logs", "--resume", "logs/version_0/checkpoints/last.ckpt",
-                         "--max_epochs", str(state["epoch"] + 2), cwd=tmp_path)
+    resumed = run_main(fit_main, *RUN, "--log_dir", "logs", "--resume", "logs/version_0/checkpoints/last.ckpt",
+                       "--max_epochs", str(state["epoch"] + 2), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["version_0"]
     assert torch.load(last, weights_only=True)["global_step"] > state["global_step"]
