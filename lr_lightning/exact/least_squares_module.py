@@ -44,6 +44,8 @@ quiet_lightning()
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 # The table's figures shown as hparams metrics in TensorBoard.
+# The size of one batch of a pass, in float64 bytes of [basis, targets] (8 MiB: ~25,000 rows of 40 columns).
+PASS_BYTES = 8 << 20
 FIGURES = ("r2", "adj_r2", "residual_sd", "f_stat", "log_likelihood", "aic", "bic", "condition_number")
 
 
@@ -80,6 +82,7 @@ class LeastSquaresModule(L.LightningModule):
         self.solver: LeastSquaresSolver | None = None
         self.statistics: dict[str, dict[str, Any]] | None = None
         self.output_names: list[str] = []
+        self.pass_rows: int | None = None
         self.normalization: dict[str, Any] | None = None
         self.val_metrics: MetricCollection | None = None
         self.test_metrics: MetricCollection | None = None
@@ -107,10 +110,15 @@ class LeastSquaresModule(L.LightningModule):
         if not dm.table.streamed and design.n_inputs:
             # In memory, an all-constant design is known before any pass (streamed data: after the first).
             x = dm.raw_split("train")[0]
-            if bool((x == x[:1]).all()) and self.hparams.bias:
+            low, high = torch.aminmax(x, dim=0)  # one read, no mask as large as the data
+            if bool((low == high).all()) and self.hparams.bias:
                 names = ", ".join(design.names[1:9]) + (", …" if len(design.names) > 9 else "")
                 raise ValueError(f"least squares: every column ({names}) is constant; only the intercept could be "
                                  "estimated")
+        # Rows per batch in a pass (read by the data module's loaders): blocks of about PASS_BYTES, since a sum's
+        # result doesn't depend on how its rows are batched, and the block buffer then stays cache-sized.
+        q = design.n_coefficients + design.n_outputs
+        self.pass_rows = max(1024, PASS_BYTES // (8 * q))
         self.solver = LeastSquaresSolver(design, robust=self.hparams.robust,
                                          max_refinements=self.hparams.max_refinements, expected_rows=dm.n_train)
         self.normalization, self.output_names = spec, list(inputs["output_names"])

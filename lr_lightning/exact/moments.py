@@ -34,14 +34,33 @@ class CoMoments:
     comoment: torch.Tensor
 
     @classmethod
-    def of(cls, a: torch.Tensor) -> CoMoments:
-        """The co-moments of the rows of ``a`` (float64, ``(rows, columns)``)."""
-        n = a.new_full((), float(len(a)))  # a fill on the device, not a copy from the host (no sync)
-        if not len(a):  # a DDP rank's share of a last batch can be empty
-            return cls(n, a.new_zeros(a.shape[1]), a.new_zeros(a.shape[1], a.shape[1]))
-        mean = a.mean(dim=0)
-        centred = a - mean
-        return cls(n, mean, centred.T @ centred)
+    def of(cls, *columns: torch.Tensor, work: torch.Tensor | None = None) -> CoMoments:
+        """The co-moments of the rows of ``columns`` side by side (``(rows, k)`` blocks of any float dtype, e.g. the
+        features and the targets), computed in float64.
+
+        ``work``, a float64 ``(at least rows, Σk)`` buffer on the same device, is where the block is assembled and
+        centred in place: reused from batch to batch, it spares a fresh allocation (and its page faults) and two
+        copies per batch, which at a Gram matrix's arithmetic intensity cost as much as the product itself.
+        """
+        rows, q = len(columns[0]), sum(c.shape[1] for c in columns)
+        n = columns[0].new_full((), float(rows), dtype=torch.float64)  # a fill on the device, not a host copy
+        if not rows:  # a DDP rank's share of a last batch can be empty
+            zeros = columns[0].new_zeros(q, dtype=torch.float64)
+            return cls(n, zeros, zeros.new_zeros(q, q))
+        if work is None or work.shape[0] < rows or work.shape[1] != q:
+            work = columns[0].new_empty(rows, q, dtype=torch.float64)
+        a, j, means = work[:rows], 0, []
+        for c in columns:
+            part = a[:, j:j + c.shape[1]]
+            if c.dtype == torch.float64:  # centred as it is copied: one write of the block, not two
+                means.append(c.mean(dim=0))
+                torch.sub(c, means[-1], out=part)
+            else:  # converted to float64 first, then centred in place
+                part.copy_(c)
+                means.append(part.mean(dim=0))
+                part.sub_(means[-1])
+            j += c.shape[1]
+        return cls(n, torch.cat(means), a.T @ a)
 
     def merge(self, other: CoMoments) -> CoMoments:
         """These rows and ``other``'s, as if computed at once. Empty sides are exact no-ops."""

@@ -196,6 +196,9 @@ class LeastSquaresSolver:
         return self
 
     def _basis(self, x: torch.Tensor) -> torch.Tensor:
+        if self.design.polynomial_degree is None:
+            return x  # the raw columns are the basis: no copy (the co-moments convert to float64 as they copy)
+        x = x.double()
         if self._map is None or self._map.centre.device != x.device:  # not moved ahead (least_squares, on the CPU)
             self.to(x.device)
         return self._map.basis(x)
@@ -223,14 +226,20 @@ class LeastSquaresSolver:
         self._rows = 0
         self._moments = PairwiseSum()
         self._sums: dict[str, Any] = {}
+        self._work: torch.Tensor | None = None  # pass 1's block buffer, reused by every batch of the pass
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Take one batch of raw inputs ``(rows, n_inputs)`` and targets ``(rows, n_outputs)``; no host sync."""
-        x, y = x.double(), y.double()
         self._rows += len(x)  # a Python int: the batch's length is known on the host
         if self.stage == "moments":
-            self._moments.add(CoMoments.of(torch.cat([self._basis(x), y], dim=1)))
-        elif self.stage == "refine":
+            basis = self._basis(x)
+            q = basis.shape[1] + y.shape[1]
+            if self._work is None or self._work.shape[0] < len(x) or self._work.device != x.device:
+                self._work = x.new_empty(len(x), q, dtype=torch.float64)
+            self._moments.add(CoMoments.of(basis, y, work=self._work))
+            return
+        x, y = x.double(), y.double()
+        if self.stage == "refine":
             step = max(1, PIECE // (self.design.n_coefficients * y.shape[1]))
             for i in range(0, len(x), step):
                 self._refine_update(x[i:i + step], y[i:i + step])
