@@ -260,7 +260,8 @@ def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, 
               epochs: PositiveInt = 3, repeats: PositiveInt = 3, lr: PositiveFloat = 0.01,
               accelerator: Literal["cpu", "gpu"] = "cpu", threads: PositiveInt | None = None,
               paths: Sequence[PathName] = ("loop", "dataloader", "package"),
-              files: tuple[Path, Path] | None = None) -> int:
+              files: tuple[Path, Path] | None = None, exact: bool = False, exact_rows: PositiveInt = 2_000_000,
+              exact_features: PositiveInt = 40, exact_files: Path | None = None) -> int:
     """Seconds per epoch of (a) a hand-written slicing loop, (b) Lightning over DataLoader(TensorDataset), (c) this
     package, on the same data, in one process.
 
@@ -278,10 +279,20 @@ def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, 
             under Trainer(barebones=True)
         files: instead: .npy data (scripts/make_data.py) in memory vs memory-mapped on SMALL, then memory-mapped
             on BIG, as a list: --files [SMALL,BIG]; samples/s and peak RSS
+        exact: instead: the exact solver (LeastSquaresModule) vs scikit-learn vs statsmodels in memory, on
+            exact_rows x exact_features float64 data, over --repeats interleaved rounds
+        exact_rows: rows of the --exact comparison
+        exact_features: columns of the --exact comparison
+        exact_files: with --exact, also the exact solver alone over these .npy shards, memory-mapped (e.g.
+            `make_data.py DIR --n_rows 25000000 --n_features 40`), beside one SGD epoch at batch 1024
     """
     device = "cuda" if accelerator == "gpu" else "cpu"
     if threads:
         torch.set_num_threads(threads)
+    if exact or exact_files:
+        from lr_lightning.benchmark import exact as exact_benchmark
+
+        return exact_benchmark.run(exact_rows, exact_features, repeats, exact_files)
     if files:
         return _benchmark_files(files, batch_size=batch_size, epochs=epochs, lr=lr, accelerator=accelerator,
                                 threads=threads)

@@ -110,8 +110,7 @@ class LeastSquaresModule(L.LightningModule):
         if not dm.table.streamed and design.n_inputs:
             # In memory, an all-constant design is known before any pass (streamed data: after the first).
             x = dm.raw_split("train")[0]
-            low, high = torch.aminmax(x, dim=0)  # one read, no mask as large as the data
-            if bool((low == high).all()) and self.hparams.bias:
+            if self.hparams.bias and _all_rows_equal(x):
                 names = ", ".join(design.names[1:9]) + (", …" if len(design.names) > 9 else "")
                 raise ValueError(f"least squares: every column ({names}) is constant; only the intercept could be "
                                  "estimated")
@@ -280,6 +279,12 @@ def _on_features(solver: LeastSquaresSolver, fm: FeatureMap | None) -> tuple[np.
     if b_feat is not None:
         b_feat = (b_feat - y_mean) / y_scale
     return np.ascontiguousarray(w_feat), b_feat
+
+
+def _all_rows_equal(x: torch.Tensor, rows: int = 1 << 16) -> bool:
+    """Whether every row of ``x`` equals the first, in chunks: data that varies answers in the first chunk, without a
+    mask (or a column reduction, ~0.3 s at 2M x 40) the size of the data."""
+    return not any(bool((x[i:i + rows] != x[0]).any()) for i in range(0, len(x), rows))
 
 
 def _gather(t: torch.Tensor) -> torch.Tensor:

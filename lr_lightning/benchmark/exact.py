@@ -1,0 +1,235 @@
+"""The exact solver against the libraries people use for the same job, in one run (``scripts/benchmark.py --exact``).
+
+In memory (2M x 40 float64 by default), interleaved rounds of:
+
+- ``lr_lightning``: ``Trainer.fit(LeastSquaresModule(), datamodule=RegressionDataModule(x, y))`` with the defaults
+  (the statistics included), timed from building the data module to the end of ``fit``;
+- ``scikit-learn``: ``LinearRegression().fit(x, y)`` (coefficients only: scikit-learn has no standard errors);
+- ``statsmodels``: ``OLS(y, add_constant(x)).fit()`` and its standard errors (``.bse``).
+
+Each row: the median time over the rounds, the ratio of that time to ours, the process's peak resident memory
+while the call ran (sampled every millisecond; the data itself, held throughout, is in every figure), and the largest
+relative difference of the coefficients and standard errors from ours.
+
+With ``--exact_files DIR`` (``.npy`` shards from ``scripts/make_data.py``, e.g. 25M x 40 float32), ours alone,
+memory-mapped: each pass's time and the peak RSS of a fresh process running the whole fit, beside one SGD epoch of
+``RegressionModule`` at batch 1024 over the same files in another fresh process (what a pass must not be slower
+than).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from lr_lightning.benchmark.speed import EpochTimer, machine_name
+
+
+class PeakRSS:
+    """The process's peak resident memory (bytes) while the ``with`` block runs, sampled from ``/proc/self/statm``
+    every millisecond by a thread (``None`` where there is no ``/proc``). A sampler, not the kernel's high-water
+    mark: that one only grows, so it can't tell one call from the call before it in the same process."""
+
+    def __init__(self, every: float = 0.001) -> None:
+        self.every, self.peak = every, None
+        try:
+            import resource
+
+            self._page = resource.getpagesize()
+            self._statm = open("/proc/self/statm", "rb")  # noqa: SIM115 - closed in __exit__
+        except (OSError, ImportError):
+            self._statm = None
+
+    def _rss(self) -> int:
+        self._statm.seek(0)
+        return int(self._statm.read().split()[1]) * self._page
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> PeakRSS:
+        if self._statm is not None:
+            self.peak, self._stop = self._rss(), threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._statm is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._rss())
+            self._statm.close()
+
+
+def make_data(n_samples: int, n_features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian features with an offset (the case centring exists for) and noise: a fit that is neither exact nor
+    ill-conditioned, so every solver takes its default path."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, n_features)) + 10.0
+    y = x @ rng.standard_normal(n_features) + 3.0 + 0.5 * rng.standard_normal(n_samples)
+    return x, y
+
+
+def fit_ours(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    from lr_lightning import LeastSquaresModule, RegressionDataModule
+
+    dm = RegressionDataModule(x, y, val_fraction=0.0)
+    module = LeastSquaresModule()
+    L.Trainer(max_epochs=10, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False).fit(module, datamodule=dm)
+    s = module.statistics["y"]
+    return {"coef": np.array(s["coef"], dtype=float), "stderr": np.array(s["stderr"], dtype=float)}
+
+
+def fit_sklearn(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit(x, y)
+    return {"coef": np.concatenate([[model.intercept_], model.coef_])}
+
+
+def fit_statsmodels(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    import statsmodels.api as sm
+
+    result = sm.OLS(y, sm.add_constant(x)).fit()
+    return {"coef": np.asarray(result.params), "stderr": np.asarray(result.bse)}
+
+
+def fit_normal_equations(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """The floor: numpy's Gram matrix and a solve (one product over the data, as ours; the textbook normal equations
+    that lose digits on ill-conditioned data, so no library's answer)."""
+    s = x.sum(axis=0)  # the intercept's row and column, without a copy of x with a column of ones
+    gram = np.block([[np.array([[len(x)]], dtype=float), s[None, :]], [s[:, None], x.T @ x]])
+    return {"coef": np.linalg.solve(gram, np.concatenate([[y.sum()], x.T @ y]))}
+
+
+SOLVERS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]] = {
+    "lr_lightning": fit_ours, "scikit-learn": fit_sklearn, "statsmodels": fit_statsmodels,
+    "numpy XᵀX": fit_normal_equations}
+
+
+def _relative(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return float(np.max(np.abs(a - b) / np.abs(b)))
+
+
+def in_memory(n_samples: int, n_features: int, repeats: int) -> str:
+    """The in-memory table: interleaved rounds, medians."""
+    for solve in SOLVERS.values():  # warm-up, untimed: first imports and first calls into each library
+        solve(*make_data(1000, n_features, seed=1))
+    x, y = make_data(n_samples, n_features)
+    times: dict[str, list[float]] = {name: [] for name in SOLVERS}
+    peaks: dict[str, list[int]] = {name: [] for name in SOLVERS}
+    answers: dict[str, dict[str, np.ndarray]] = {}
+    for round_ in range(1, repeats + 1):
+        for name, solve in SOLVERS.items():
+            with PeakRSS() as rss:
+                start = time.perf_counter()
+                answers[name] = solve(x, y)
+                times[name].append(time.perf_counter() - start)
+            if rss.peak is not None:
+                peaks[name].append(rss.peak)
+            print(f"  round {round_}, {name}: {times[name][-1]:.3f} s", file=sys.stderr)
+    ours = answers["lr_lightning"]
+    base = statistics.median(times["lr_lightning"])
+    lines = [f"{n_samples:,} x {n_features} float64 in memory, {repeats} interleaved rounds (median), "
+             f"{torch.get_num_threads()} threads",
+             f"{'solver':<16} {'seconds':>8} {'vs ours':>8} {'peak RSS':>9} {'coef rel. diff':>15} "
+             f"{'stderr rel. diff':>17}"]
+    for name in SOLVERS:
+        t = statistics.median(times[name])
+        peak = f"{max(peaks[name]) / 1e9:6.2f} GB" if peaks[name] else "      —"
+        diffs = []
+        for key in ("coef", "stderr"):
+            d = _relative(answers[name].get(key), ours.get(key)) if name != "lr_lightning" else None
+            diffs.append(f"{d:.1e}" if d is not None else "—")
+        lines.append(f"{name:<16} {t:8.3f} {t / base:7.1f}x {peak:>9} {diffs[0]:>15} {diffs[1]:>17}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- memory-mapped, one process per run
+def _child_exact(path: str) -> dict[str, Any]:
+    import resource
+
+    from lr_lightning import LeastSquaresModule
+    from lr_lightning.core.data.datamodules import datamodule_for_path
+
+    dm = datamodule_for_path(path)(path, val_fraction=0.0)
+    module, timer = LeastSquaresModule(), EpochTimer()
+    start = time.perf_counter()
+    L.Trainer(max_epochs=10, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, callbacks=[timer]).fit(module, datamodule=dm)
+    total = time.perf_counter() - start
+    return {"passes": timer.times, "total": total, "rows": dm.n_train,
+            "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _child_sgd(path: str) -> dict[str, Any]:
+    import resource
+    from functools import partial
+
+    from lr_lightning.benchmark.speed import initial_model
+    from lr_lightning.core.data.datamodules import datamodule_for_path
+    from lr_lightning.core.regression_module import RegressionModule
+
+    dm = datamodule_for_path(path)(path, val_fraction=0.0, batch_size=1024)
+    module = RegressionModule(initial_model(dm.n_features), partial(torch.optim.SGD, lr=0.01))
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as log_dir:
+        L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, callbacks=[timer], limit_val_batches=0, default_root_dir=log_dir,
+                  log_every_n_steps=50).fit(module, datamodule=dm)
+    return {"epoch": timer.times[0], "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def memory_mapped(path: Path) -> str:
+    """Ours over ``.npy`` shards, memory-mapped, beside one SGD epoch at batch 1024; each in a fresh process."""
+    out = {}
+    for kind in ("exact", "sgd"):
+        done = subprocess.run([sys.executable, "-m", "lr_lightning.benchmark.exact", kind, str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the {kind} run on {path} failed:\n{done.stderr[-2000:]}")
+        out[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {kind} on {path}: done", file=sys.stderr)
+    e, s = out["exact"], out["sgd"]
+    size = sum(f.stat().st_size for f in Path(path).glob("*.npy")) if Path(path).is_dir() else Path(path).stat().st_size
+    lines = [f"{e['rows']:,} rows memory-mapped from {path} ({size / 1e9:.1f} GB on disk), a fresh process each",
+             f"{'run':<34} {'seconds':>8} {'peak RSS':>9}"]
+    for i, t in enumerate(e["passes"], 1):
+        lines.append(f"{f'LeastSquaresModule, pass {i}':<34} {t:8.2f} {'':>9}")
+    lines.append(f"{'LeastSquaresModule, whole fit':<34} {e['total']:8.2f} {e['peak'] / 1e9:6.2f} GB")
+    lines.append(f"{'RegressionModule SGD, 1 epoch @1024':<34} {s['epoch']:8.2f} {s['peak'] / 1e9:6.2f} GB")
+    lines.append(f"slowest pass / SGD epoch: {max(e['passes']) / s['epoch']:.2f}")
+    return "\n".join(lines)
+
+
+def run(n_samples: int, n_features: int, repeats: int, files: Path | None) -> int:
+    print(f"{machine_name('cpu')}, torch {torch.__version__}, lightning {L.__version__}")
+    print(in_memory(n_samples, n_features, repeats))
+    if files is not None:
+        print(memory_mapped(files))
+    return 0
+
+
+if __name__ == "__main__":  # `python -m lr_lightning.benchmark.exact exact|sgd PATH`: one memory-mapped run
+    from lr_lightning.core.commands import quiet
+
+    quiet()
+    kind, target = sys.argv[1], sys.argv[2]
+    print(json.dumps(_child_exact(target) if kind == "exact" else _child_sgd(target)))
