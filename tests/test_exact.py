@@ -337,8 +337,13 @@ def test_fit_solver_exact_prints_the_table_and_writes_statistics_json(tmp_path):
     predicted = run_main(predict_main, "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--x", "1", "2",
                          cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
-    assert float(predicted.stdout.splitlines()[1].split(",")[-1]) == pytest.approx(
-        ref.params @ [1.0, 1.0, 2.0], rel=1e-5)
+    printed = float(predicted.stdout.splitlines()[1].split(",")[-1])
+    assert printed == pytest.approx(ref.params @ [1.0, 1.0, 2.0], rel=1e-9)
+    # Every digit of the float64 model's prediction is printed: the text reads back to the same float.
+    from lr_lightning import RegressionModule
+
+    module = RegressionModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert printed == module(torch.tensor([[1.0, 2.0]], dtype=torch.float64)).item()
 
 
 @pytest.mark.parametrize(("flags", "words"), [

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lr_lightning.core.cli import ESSENTIALS, build_parts, instantiate, parse
 from lr_lightning.core.commands import UsageError, entry_point, quiet, show
+from lr_lightning.core.predict import format_row
 
 
 @entry_point
@@ -56,9 +57,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     if cfg.stage != "predict":
         print(", ".join(f"{k} {float(v):.6g}" for k, v in results[0].items()))
         return 0
-    preds = torch.cat(results).double().cpu().numpy()
+    preds = torch.cat(results).cpu().numpy()  # in the model's dtype: printed with the digits it has (format_row)
     header = ",".join([*(f"predicted_{t}" for t in dm.target_names)])
-    lines = [header, *(",".join(f"{v:.6g}" for v in row) for row in preds)]
+    lines = [header, *(format_row(row) for row in preds)]
     if cfg.out is None:
         print("\n".join(lines))
     else:

@@ -55,9 +55,24 @@ def predict_main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(",".join(features + [f"predicted_{t}" for t in targets]))
-    for row, pred in zip(x.tolist(), preds.tolist(), strict=True):
-        print(",".join(f"{v:.6g}" for v in row + pred))
+    for row in table_rows(x, preds):
+        print(format_row(row))
     return 0
+
+
+def table_rows(x: Any, preds: torch.Tensor) -> Any:
+    """Inputs and predictions side by side, as numpy rows in the model's dtype (for :func:`format_row`)."""
+    import numpy as np
+
+    p = preds.detach().cpu().numpy()
+    return np.hstack([np.asarray(x, dtype=p.dtype), p])
+
+
+def format_row(values: Any) -> str:
+    """Comma-separated numbers, each the shortest text that reads back to the same value *in its dtype* (numpy's
+    ``str`` of a float32 or float64 scalar): a float64 model's predictions round-trip exactly, and a float32 one's
+    don't print float64 noise (2.3, not 2.299999952316284)."""
+    return ",".join(str(v) for v in values)
 
 
 def _import_class(path: str, flag: str) -> type:
