@@ -379,3 +379,29 @@ def test_the_readme_example_runs_and_prints_the_table_s_figures(capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("['intercept', 'size', 'age'] [") and "tensor([[" in printed[1]
 
+
+
+def test_a_csv_served_as_float32_warns_that_the_fit_is_of_rounded_values(tmp_path):
+    from lr_lightning.core.data.datamodules import CSVDataModule
+
+    rng = np.random.default_rng(3)
+    x = 1000 + rng.normal(size=(60, 2))
+    y = x @ [1.5, -2.0] + 0.01 * rng.normal(size=60)
+    path = tmp_path / "d.csv"
+    rows = np.column_stack([x, y]).tolist()
+    path.write_text("a,b,y\n" + "\n".join(",".join(map(repr, row)) for row in rows))
+    ref = sm.OLS(y, sm.add_constant(x)).fit()
+    fits = {}
+    for dtype in ("float32", "float64"):
+        module = LeastSquaresModule()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make_trainer(max_epochs=10).fit(module, datamodule=CSVDataModule(path, val_fraction=0, dtype=dtype))
+        fits[dtype] = (module.statistics["y"]["coef"], [str(w.message) for w in caught if "rounding" in str(w.message)])
+    assert fits["float32"][1] == [
+        "CSVDataModule serves float32, rounding the data's float64 values: the exact fit is of the rounded values "
+        "(~7 digits); build it with dtype='float64' to fit the data's own digits"]
+    assert fits["float64"][1] == []
+    np.testing.assert_allclose(fits["float64"][0], ref.params, rtol=1e-9)
+    # The warning is not idle: float32 rounding of values near 1000 moves the slopes far beyond 1e-9.
+    assert np.max(np.abs(np.subtract(fits["float32"][0], ref.params)) / np.abs(ref.params)) > 1e-6

@@ -26,6 +26,7 @@ the regression table per target (:func:`~lr_lightning.exact.statistics.regressio
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
@@ -98,6 +99,7 @@ class LeastSquaresModule(L.LightningModule):
         if dm.bias != self.hparams.bias:
             raise ValueError(f"LeastSquaresModule(bias={self.hparams.bias}) but the data module has "
                              f"bias={dm.bias}: give both the same (it decides whether the data is centred)")
+        _warn_if_rounded(dm)
         inputs = dm.module_inputs()
         spec = inputs["normalization"]
         degree = spec["polynomial_degree"] if spec else None
@@ -279,6 +281,19 @@ def _on_features(solver: LeastSquaresSolver, fm: FeatureMap | None) -> tuple[np.
     if b_feat is not None:
         b_feat = (b_feat - y_mean) / y_scale
     return np.ascontiguousarray(w_feat), b_feat
+
+
+def _warn_if_rounded(dm: Any) -> None:
+    """One warning when the data module serves narrower floats than its source holds (a CSV's text is parsed as
+    float64; a float64 file served as float32): the exact fit would then be of the rounded values, ~7 digits."""
+    from lr_lightning.core.data.tables import CsvTable
+
+    served = torch.empty((), dtype=dm.dtype).element_size()
+    source = 8 if isinstance(dm.table, CsvTable) else np.dtype(getattr(dm.table, "dtype", np.float64)).itemsize
+    if served < source:
+        warnings.warn(f"{type(dm).__name__} serves {str(dm.dtype).removeprefix('torch.')}, rounding the data's "
+                      f"float64 values: the exact fit is of the rounded values (~7 digits); build it with "
+                      f"dtype='float64' to fit the data's own digits", stacklevel=2)
 
 
 def _all_rows_equal(x: torch.Tensor, rows: int = 1 << 16) -> bool:
