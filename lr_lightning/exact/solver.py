@@ -569,8 +569,11 @@ class LeastSquaresSolver:
     def condition_number(self) -> float:
         """statsmodels' condition number, ``sqrt(λmax/λmin)`` of XᵀX for the raw design (the intercept's column of
         ones included), from a square-root factor of XᵀX rebuilt from the co-moments: its singular values are those
-        of X, so only one condition number's worth of digits is lost, not two."""
+        of X, so only one condition number's worth of digits is lost, not two. Infinite when a column is aliased:
+        the design is singular, and the ratio of its rounded singular values would be an arbitrary large number."""
         s, bias = self.solution, self.design.bias
+        if not s.keep.all():
+            return math.inf
         f = len(s.keep) - bias
         lam, vec = np.linalg.eigh(s.comoment[:f, :f])
         root = np.sqrt(np.clip(lam, 0.0, None))[:, None] * vec.T  # rootᵀ root = C
