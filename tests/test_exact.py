@@ -31,6 +31,11 @@ def fit(dm, **kwargs):
     return module
 
 
+def least_squares_statistics(x, y, **kwargs):
+    """The statistics of y on x through the Trainer, in memory, float64."""
+    return fit(RegressionDataModule(x, y, val_fraction=0, dtype="float64"), **kwargs).statistics["y"]
+
+
 # ------------------------------------------------------------------------------------------------ NIST
 @needs_nist
 @pytest.mark.parametrize("name", nist.NAMES)
@@ -405,3 +410,29 @@ def test_a_csv_served_as_float32_warns_that_the_fit_is_of_rounded_values(tmp_pat
     np.testing.assert_allclose(fits["float64"][0], ref.params, rtol=1e-9)
     # The warning is not idle: float32 rounding of values near 1000 moves the slopes far beyond 1e-9.
     assert np.max(np.abs(np.subtract(fits["float32"][0], ref.params)) / np.abs(ref.params)) > 1e-6
+
+
+@pytest.mark.parametrize("scale", [1e77, 1e-100])
+def test_robust_errors_hold_at_any_representable_scale(scale):
+    # Scaling x and y by c leaves the slopes and their standard errors as they are: at 1e77, r²·x² (1e308) would
+    # overflow, at 1e-100 underflow, if the sandwich were summed in the data's units.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(80, 2))
+    y = x @ [1.0, 2.0] + rng.normal(size=80) * (1 + np.abs(x[:, 0]))
+    ref = sm.OLS(y, sm.add_constant(x)).fit()
+    s = least_squares_statistics(x * scale, y * scale, robust=True)
+    for name in ("HC0", "HC1", "HC2", "HC3"):
+        np.testing.assert_allclose(s["stderr_hc"][name][1:], getattr(ref, f"{name}_se")[1:], rtol=1e-9)
+        assert s["stderr_hc"][name][0] == pytest.approx(getattr(ref, f"{name}_se")[0] * scale, rel=1e-9)
+
+
+def test_an_exact_fit_has_zero_robust_errors_and_a_leverage_one_row_leaves_hc2_hc3_undefined():
+    x = np.arange(10.0)[:, None]
+    exact = least_squares_statistics(x, 3 * x[:, 0] + 1, robust=True)
+    assert all(v == 0.0 for name in ("HC0", "HC1", "HC2", "HC3") for v in exact["stderr_hc"][name])
+    # A dummy column that is 1 in one row only: that row has leverage 1, its residual is 0, 0/0 in HC2 and HC3.
+    rng = np.random.default_rng(2)
+    x = np.column_stack([rng.normal(size=30), np.eye(30)[0]])
+    s = least_squares_statistics(x, x[:, 0] + rng.normal(size=30), robust=True)
+    assert all(v is None or np.isnan(v) for name in ("HC2", "HC3") for v in s["stderr_hc"][name])
+    assert all(np.isfinite(v) for v in s["stderr_hc"]["HC0"])

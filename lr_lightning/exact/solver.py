@@ -60,6 +60,8 @@ ALIAS_TOL = 1e-7
 QR_BELOW = 1e-9
 # Refine when pass 1's coefficients or residual sum of squares may have lost digits beyond this relative error.
 REFINE_BELOW = 1e-11
+# A leverage within this of 1 is 1: the row's residual is 0 up to rounding, and HC2/HC3 divide it by 1 - h.
+LEVERAGE_ONE = 1e-10
 # Rows per piece in the double-double passes: their temporaries are (rows × coefficients × targets).
 PIECE = 1 << 20
 
@@ -220,7 +222,7 @@ class LeastSquaresSolver:
             self._dev["robust"] = (torch.from_numpy(k).to(dev),
                                    torch.from_numpy(s.mean[:len(s.keep) - bias][k].copy()).to(dev),
                                    torch.from_numpy(s.chol).to(dev), torch.from_numpy(s.unit).to(dev),
-                                   s.beta[0].to(dev))
+                                   s.beta[0].to(dev), torch.from_numpy(self._residual_scale()).to(dev))
 
     def _begin(self) -> None:
         self._rows = 0
@@ -272,18 +274,23 @@ class LeastSquaresSolver:
 
     def _robust_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         s = self.solution
-        k, mean, chol, unit, beta = self._dev["robust"]
+        k, mean, chol, unit, beta, rscale = self._dev["robust"]
         z = self._basis(x)
         bias = self.design.bias
         pred = z @ beta[bias:] + (beta[0] if bias else 0.0)
         r = y - pred  # (rows, m): float64 is plenty for the weights of a covariance
         u = z[:, k] - mean if bias else z[:, k]
-        w = torch.linalg.solve_triangular(chol, (u / unit).T, upper=False)  # L⁻¹ D⁻¹ uᵀ
+        scaled = u / unit  # unit-sized columns (D⁻¹u): the meat's products neither overflow nor underflow
+        w = torch.linalg.solve_triangular(chol, scaled.T, upper=False)  # L⁻¹ D⁻¹ uᵀ
         h = (w * w).sum(dim=0) + (1.0 / s.n if bias else 0.0)  # leverages
-        design = torch.cat([u.new_ones(len(u), 1), u], dim=1) if bias else u
+        # A leverage of 1 (a row only its own coefficient fits) leaves HC2 and HC3 undefined: 0/0, not a number
+        # that rounding made finite. Such rows divide by 0 here, and end_pass turns the result into NaN.
+        free = torch.where(h >= 1.0 - LEVERAGE_ONE, torch.zeros_like(h), 1.0 - h)
+        design = torch.cat([u.new_ones(len(u), 1), scaled], dim=1) if bias else scaled
+        r = r / rscale  # residuals in units of the residual SD, for the same reason
         meats = []
         for power in (0, 1, 2):  # HC0 (and HC1, a rescaling of it), HC2, HC3
-            weight = r**2 / (1.0 - h)[:, None] ** power  # (rows, m)
+            weight = r**2 / free[:, None] ** power  # (rows, m)
             meats.append(torch.einsum("ri,rt,rj->tij", design, weight, design))
         meats = torch.stack(meats)
         self._sums["meats"] = self._sums["meats"] + meats if "meats" in self._sums else meats
@@ -309,7 +316,9 @@ class LeastSquaresSolver:
                 size = 1 + int(self.solution.keep[self.design.bias:].sum()) if self.design.bias else \
                     int(self.solution.keep.sum())
                 meats = torch.zeros(3, self.design.n_outputs, size, size, dtype=torch.float64, device=device)
-            self.solution.meats = gather(meats).sum(dim=0).cpu().numpy()
+            meats = gather(meats).sum(dim=0).cpu().numpy()
+            meats[1:][~np.isfinite(meats[1:])] = math.nan  # HC2, HC3 with a leverage-1 row: undefined
+            self.solution.meats = meats
             self.stage = "done"
         self._begin()
         self._prepare()
@@ -509,6 +518,12 @@ class LeastSquaresSolver:
             return raw[:, 1:].copy(), raw[:, 0].copy()
         return raw, None
 
+    def _residual_scale(self) -> np.ndarray:
+        """Per target, the residuals' RMS (1 for an exact fit): the unit the robust pass sums them in."""
+        s = self.solution
+        rms = np.sqrt(np.asarray(s.sse, dtype=np.float64) / max(s.n, 1))
+        return np.where(rms > 0, rms, 1.0)
+
     def covariances(self) -> dict[str, np.ndarray]:
         """Unscaled and sandwich covariances of the raw coefficients, kept ones only, in long double.
 
@@ -533,12 +548,17 @@ class LeastSquaresSolver:
         w = to_raw @ half
         out = {"unscaled": (w @ w.T).astype(np.float64)}
         if s.meats is not None:
+            # The meats were summed in scaled units (unit-sized columns, residuals over their SD): back to the data's
+            # units here, in long double, whose range holds what float64's would not (data at 1e77 or 1e-100).
+            d = np.concatenate([[1.0], s.unit]) if bias else s.unit
+            scale = np.outer(d, d).astype(ld)
+            rs = self._residual_scale().astype(ld)
             bread = to_raw @ (half @ half.T)
             dof = s.n - int(keep.sum())
             for name, meat, factor in (("HC0", 0, 1.0), ("HC1", 0, s.n / dof if dof > 0 else math.nan),
                                        ("HC2", 1, 1.0), ("HC3", 2, 1.0)):
-                out[name] = np.stack([(bread @ s.meats[meat, t].astype(ld) @ bread.T).astype(np.float64) * factor
-                                      for t in range(self.design.n_outputs)])
+                out[name] = np.stack([(bread @ (s.meats[meat, t].astype(ld) * scale * rs[t] ** 2) @ bread.T)
+                                      .astype(np.float64) * factor for t in range(self.design.n_outputs)])
         return out
 
     def statistics(self) -> dict[str, dict[str, Any]]:
@@ -558,7 +578,9 @@ class LeastSquaresSolver:
         condition = self.condition_number()
         out = {}
         for t, name in enumerate(self.design.targets):
-            robust = {key: cov[key][t] for key in ("HC0", "HC1", "HC2", "HC3") if key in cov} or None
+            # An exact fit's residuals are 0, and so are its sandwich covariances (not the rounding's 1e-17).
+            robust = {key: cov[key][t] * (0.0 if sse[t] == 0 else 1.0) for key in ("HC0", "HC1", "HC2", "HC3")
+                      if key in cov} or None
             out[name] = regression_statistics(
                 names=self.design.names, coef=coef[:, t], keep=s.keep, unscaled_cov=cov["unscaled"],
                 sse=float(sse[t]), tss=float(tss[t]), n=s.n, bias=self.design.bias, robust=robust,
