@@ -436,3 +436,35 @@ def test_an_exact_fit_has_zero_robust_errors_and_a_leverage_one_row_leaves_hc2_h
     s = least_squares_statistics(x, x[:, 0] + rng.normal(size=30), robust=True)
     assert all(v is None or np.isnan(v) for name in ("HC2", "HC3") for v in s["stderr_hc"][name])
     assert all(np.isfinite(v) for v in s["stderr_hc"]["HC0"])
+
+
+def test_predicting_from_a_rank_deficient_fit_warns_once_as_r_does(tmp_path):
+    rng = np.random.default_rng(8)
+    m2 = rng.uniform(40, 200, size=50)
+    price = 100 + 3 * m2 + rng.normal(size=50)
+    rows = np.column_stack([m2, m2 * 10.7639, price]).tolist()  # square feet: the same column, rescaled
+    (tmp_path / "h.csv").write_text("m2,sqft,price\n" + "\n".join(",".join(map(repr, r)) for r in rows))
+    fitted = run_main(fit_main, "--data", "h.csv", "--solver", "exact", "--data.val_fraction", "0", cwd=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr
+    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    predicted = run_main(predict_main, "--ckpt", str(ckpt), "--x", "100", "1076.39", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stderr.splitlines() == [
+        f"warning: --ckpt {ckpt}: prediction from a rank-deficient fit may be misleading (aliased, not estimated: "
+        "sqft)"]
+    assert float(predicted.stdout.splitlines()[1].split(",")[-1]) == pytest.approx(400, rel=1e-2)
+
+
+def test_an_unfitted_module_says_so_and_a_fitted_one_fits_again_from_scratch():
+    module = LeastSquaresModule()
+    with pytest.raises(ValueError, match="not fitted"):
+        module(torch.zeros(1, 1, dtype=torch.float64))
+    x = np.arange(12.0)[:, None]
+    make_trainer(max_epochs=5).fit(module, datamodule=RegressionDataModule(x, 2 * x[:, 0] + np.sin(x[:, 0]),
+                                                                            val_fraction=0))
+    first = module.statistics["y"]["coef"]
+    make_trainer(max_epochs=5).fit(module, datamodule=RegressionDataModule(x, -x[:, 0] + np.cos(x[:, 0]),
+                                                                            val_fraction=0))
+    ref = sm.OLS(-x[:, 0] + np.cos(x[:, 0]), sm.add_constant(x)).fit()
+    np.testing.assert_allclose(module.statistics["y"]["coef"], ref.params, rtol=1e-9)
+    assert first != module.statistics["y"]["coef"]

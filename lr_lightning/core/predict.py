@@ -154,7 +154,20 @@ def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[
     targets = _checkpoint_names(path, data.get("target_names"), "target_names", n_out, "output(s)")
     features = features or [f"x{i}" for i in range(n_in)]
     targets = targets or (["y"] if n_out == 1 else [f"y{i}" for i in range(n_out)])
+    _warn_if_rank_deficient(path, ckpt.get("least_squares"))
     return module, features, targets
+
+
+def _warn_if_rank_deficient(path: Path, solved: Any) -> None:
+    """One warning line, as R's predict.lm gives one, when an exact fit had aliased columns: their coefficients are
+    0 in the model, so a new row whose aliased column doesn't follow the training data's dependence is mispredicted."""
+    if not isinstance(solved, dict) or not isinstance(solved.get("statistics"), dict):
+        return
+    aliased = sorted({name for s in solved["statistics"].values() if isinstance(s, dict)
+                      for name, c in zip(s.get("names") or [], s.get("coef") or [], strict=False) if c is None})
+    if aliased:
+        print(f"warning: --ckpt {path}: prediction from a rank-deficient fit may be misleading (aliased, not "
+              f"estimated: {', '.join(map(str, aliased))})", file=sys.stderr)
 
 
 def _network_inputs(module: RegressionModule) -> int | None:

@@ -90,8 +90,9 @@ class LeastSquaresModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
-        if self.model is not None:
-            return
+        if self.model is not None and not (stage == "fit" and self.solver is not None and self.solver.done):
+            return  # validate/test/predict use the fit as it is
+        # A first fit, or a fitted module fitted again (on the same or other data): it starts afresh.
         dm = self.trainer.datamodule if self._trainer is not None else None
         if dm is None or not hasattr(dm, "module_inputs"):
             raise ValueError("LeastSquaresModule takes its data from one of lr_lightning's data modules: "
@@ -211,6 +212,8 @@ class LeastSquaresModule(L.LightningModule):
     # ------------------------------------------------------------------------------------ use
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions in original units from raw inputs (float64)."""
+        if self.model is None:
+            raise ValueError("LeastSquaresModule is not fitted: Trainer.fit(module, datamodule=dm) first")
         x = x.to(torch.float64)
         if self.feature_map is None:
             return self.model(x)
