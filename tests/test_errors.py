@@ -13,6 +13,10 @@ from lr_lightning.core.data import RegressionDataModule, datamodule_for_path
 from lr_lightning.core.predict import predict_main
 
 FILES = {
+    # Hostile configs: one that refers to itself (Python's recursion limit), one that expands to 10⁹ strings.
+    "self.yaml": "max_epochs: &a [*a]\n",
+    "laughs.yaml": 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9)),
     "empty.csv": "",
     "header.csv": "a,b\n",
     "words.csv": "a,b\n1,2\n3,lots\n",
@@ -60,6 +64,8 @@ CASES = [
     (["--data", "synthetic", "--data.noise", "-1"], "noise must be a finite number >= 0"),
     pytest.param(["--config", "{d}/missing.yaml"], ("--config", "{d}/missing.yaml", "does not exist")),
     (["--max_epochs", "three"], "--max_epochs: expected int, got 'three'"),
+    (["--config", "{d}/self.yaml"], "line 1: YAML aliases (*a) are not accepted in a config"),
+    (["--config", "{d}/laughs.yaml"], "line 2: YAML aliases (*a) are not accepted in a config"),
     (["--resume", "{d}/good.csv"], "--resume {d}/good.csv: not a checkpoint written by fit.py"),
     (["--resume", "{d}/nope.ckpt"], "--resume {d}/nope.ckpt: no such file"),
     pytest.param(["--checkpoint_every", "0"], ("--checkpoint_every", ">= 1, got 0")),

@@ -41,6 +41,30 @@ class HelpFormatter(jsonargparse.DefaultHelpFormatter):
         return head + (", classes: " + shown if ours else "") + ")"
 
 
+def _yaml_without_aliases(text: str) -> Any:
+    """jsonargparse's YAML loader, refusing aliases (``*name``): a config that refers to itself recursed until
+    Python gave up, and a "billion laughs" one (aliases of aliases) took minutes and gigabytes to expand. A run's
+    config never needs them (``--print_config`` writes none). The tokens are scanned first, in linear time."""
+    import yaml
+    from jsonargparse._loaders_dumpers import yaml_load
+
+    if "*" in text:  # an alias needs one; most values have none, and are not scanned
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, yaml.AliasToken):
+                raise yaml.YAMLError(f"line {token.start_mark.line + 1}: YAML aliases (*{token.value}) are not "
+                                     "accepted in a config; write the values out")
+    return yaml_load(text)
+
+
+def _yaml_errors() -> tuple[type[Exception], ...]:
+    import yaml
+
+    return (yaml.YAMLError,)
+
+
+jsonargparse.set_loader("yaml", _yaml_without_aliases, exceptions=_yaml_errors())
+
+
 class Parser(jsonargparse.ArgumentParser):
     """jsonargparse's parser, with its errors as one line ``error: ...`` (no usage dump) and exit status 2."""
 
