@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -285,3 +287,13 @@ def test_csv_values_beyond_a_dtypes_range_are_refused_when_asked(tmp_path):
     limit = float(torch.finfo(torch.float32).max)
     with pytest.raises(ValueError, match=r"d\.csv: row 2, column 'a': '1e39' is beyond ±3\.40282e\+38"):
         read_csv_table(path, max_abs=limit)
+
+
+def test_a_read_only_array_is_taken_without_a_warning_and_left_as_it_was():
+    # pandas' values under copy-on-write and memory-mapped files are read-only: torch warns on sharing them.
+    x = np.arange(10.0).reshape(5, 2)
+    x.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dm = RegressionDataModule(x, np.arange(5.0), val_fraction=0)
+    assert dm.x.dtype == torch.float64 and dm.x.tolist() == x.tolist() and not x.flags.writeable

@@ -22,6 +22,9 @@ from typing import Any, TextIO
 def quiet_lightning() -> None:
     """Keep Lightning's output to what a user can act on (see the module's docstring)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # Under DDP every process announces itself ("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2"), each line
+    # from another process, interleaved with the run's own output.
+    logging.getLogger("lightning.fabric.utilities.distributed").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
     # A datamodule without a validation split returns `[]` from val_dataloader: Lightning's own way of saying "no
     # validation loop" (nothing runs, no sanity check), about which it still warns that the list is empty.

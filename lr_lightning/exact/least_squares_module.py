@@ -38,7 +38,7 @@ from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.quiet import quiet_lightning
 from lr_lightning.core.regression_module import log_metrics, regression_metrics
-from lr_lightning.exact.solver import Design, LeastSquaresSolver, no_gather
+from lr_lightning.exact.solver import Design, LeastSquaresSolver, RankDeficientWarning, no_gather
 from lr_lightning.exact.statistics import format_table
 
 quiet_lightning()
@@ -165,7 +165,11 @@ class LeastSquaresModule(L.LightningModule):
             self._end_pass()
 
     def _end_pass(self) -> None:
-        if self.solver.end_pass(_gather if self.trainer.world_size > 1 else no_gather, self.device):
+        with warnings.catch_warnings():
+            if self.trainer.global_rank != 0:  # every rank computes the same answer: one warning, not one per rank
+                warnings.simplefilter("ignore", RankDeficientWarning)
+            done = self.solver.end_pass(_gather if self.trainer.world_size > 1 else no_gather, self.device)
+        if done:
             self._finish()
 
     def on_train_epoch_end(self) -> None:

@@ -61,7 +61,13 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
     torch.Size([3, 1])
     """
     try:
-        t = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+        if isinstance(values, torch.Tensor):
+            t = values
+        else:
+            array = np.asarray(values)
+            # A read-only array (a pandas frame's values under copy-on-write, a memory-mapped file) is copied: torch
+            # warns that a tensor sharing it could write to memory that must not change.
+            t = torch.as_tensor(array if array.flags.writeable or array.dtype == object else array.copy())
     except (TypeError, ValueError) as e:  # strings, ragged lists, objects
         raise ValueError(f"{name}: expected an array of real numbers ({e})") from None
     if t.is_complex():
