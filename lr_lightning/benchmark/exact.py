@@ -34,7 +34,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from lr_lightning.benchmark.speed import EpochTimer, machine_name
+from lr_lightning.benchmark.speed import EpochTimer, machine_name, peak_rss
 
 
 class PeakRSS:
@@ -163,13 +163,6 @@ def in_memory(n_samples: int, n_features: int, repeats: int) -> str:
 
 
 # ---------------------------------------------------------------------------- memory-mapped, one process per run
-def _high_water_mark() -> int:
-    """This process's peak RSS (bytes): ``VmHWM``, which starts afresh at exec. Not ``getrusage``'s ``ru_maxrss``:
-    Linux carries that over an exec, so a child would report its parent's peak."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-
-
 def _child_exact(path: str) -> dict[str, Any]:
     from lr_lightning import LeastSquaresModule
     from lr_lightning.core.data.datamodules import datamodule_for_path
@@ -181,7 +174,7 @@ def _child_exact(path: str) -> dict[str, Any]:
               enable_model_summary=False, callbacks=[timer]).fit(module, datamodule=dm)
     total = time.perf_counter() - start
     return {"passes": timer.times, "total": total, "rows": dm.n_train,
-            "peak": _high_water_mark()}
+            "peak": peak_rss()}
 
 
 def _child_sgd(path: str) -> dict[str, Any]:
@@ -198,7 +191,7 @@ def _child_sgd(path: str) -> dict[str, Any]:
         L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                   enable_model_summary=False, callbacks=[timer], limit_val_batches=0, default_root_dir=log_dir,
                   log_every_n_steps=50).fit(module, datamodule=dm)
-    return {"epoch": timer.times[0], "peak": _high_water_mark()}
+    return {"epoch": timer.times[0], "peak": peak_rss()}
 
 
 def memory_mapped(path: Path) -> str:

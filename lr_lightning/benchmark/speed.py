@@ -199,8 +199,6 @@ def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: f
               seed: int = 0) -> tuple[Result, int]:
     """(e) ``.npy`` data through the package, memory-mapped or loaded (``in_memory``), as ``fit.py --data`` runs
     it; the peak resident memory of the process (bytes) goes with the result, so run one per process."""
-    import resource
-
     dm = datamodule_for_path(path)(path, in_memory=in_memory, batch_size=batch_size, val_fraction=0.0, seed=seed)
     dtype = "float64" if dm.dtype == torch.float64 else None  # float64 files train a float64 network
     module = RegressionModule(initial_model(dm.n_features, seed), partial(torch.optim.SGD, lr=lr),
@@ -209,9 +207,22 @@ def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: f
     with tempfile.TemporaryDirectory() as log_dir:
         trainer = _trainer(epochs, accelerator, log_dir, timer, **_no_validation(dm.n_train, batch_size))
         trainer.fit(module, datamodule=dm)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    peak = peak_rss()
     loss = float(module.trainer.callback_metrics["train/loss"])
     return Result("in-memory" if in_memory else "memory-mapped", timer.times, loss), peak
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory (bytes): Linux's ``VmHWM``, which starts afresh at exec. ``getrusage``'s
+    ``ru_maxrss`` (the fallback elsewhere) is carried over an exec on Linux, so a benchmark's child would report its
+    parent's peak if the parent's were higher."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def format_files_table(rows: list[tuple[str, int, float, Result, int]]) -> str:

@@ -44,9 +44,9 @@ from lr_lightning.exact.statistics import format_table
 quiet_lightning()
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-# The table's figures shown as hparams metrics in TensorBoard.
 # The size of one batch of a pass, in float64 bytes of [basis, targets] (8 MiB: ~25,000 rows of 40 columns).
 PASS_BYTES = 8 << 20
+# The table's figures shown as hparams metrics in TensorBoard.
 FIGURES = ("r2", "adj_r2", "residual_sd", "f_stat", "log_likelihood", "aic", "bic", "condition_number")
 
 
