@@ -539,6 +539,7 @@ def _check_flags(cfg: Namespace) -> None:
         # Without a launcher, the first process would wait for the other machines forever.
         raise UsageError(f"--num_nodes {cfg.num_nodes}: no cluster launcher found; run the same command on each "
                          "machine under torchrun or SLURM (README: Several devices, several machines)")
+    _check_torchrun(cfg)
     if cfg.accelerator in ("gpu", "cuda") and not (torch.cuda.is_available() or torch.backends.mps.is_available()):
         raise UsageError(f"--accelerator {cfg.accelerator}: no GPU is visible to torch on this machine; "
                          "use --accelerator cpu (or auto)")
@@ -547,6 +548,22 @@ def _check_flags(cfg: Namespace) -> None:
         # Lightning would start that many processes on the CPU.
         raise UsageError(f"--devices {cfg.devices}: on the CPU, a number of processes from 1 to {os.cpu_count()} "
                          f"(this machine's cores)")
+
+
+def _check_torchrun(cfg: Namespace) -> None:
+    """Under torchrun, the Trainer's ``--devices`` x ``--num_nodes`` must be torchrun's world, or Lightning stops
+    every process with a traceback once the fit starts (and the other machines wait for the missing ones)."""
+    env = os.environ
+    if "TORCHELASTIC_RUN_ID" not in env or not {"WORLD_SIZE", "LOCAL_WORLD_SIZE"} <= env.keys():
+        return
+    world, local = int(env["WORLD_SIZE"]), int(env["LOCAL_WORLD_SIZE"])
+    nodes = world // local  # torchrun's --nnodes (every node runs --nproc-per-node processes)
+    if cfg.num_nodes != nodes:
+        raise UsageError(f"--num_nodes {cfg.num_nodes}: torchrun started {nodes} node(s) (--nnodes {nodes}); give "
+                         "--num_nodes the same number")
+    if isinstance(cfg.devices, int) and cfg.devices != local:
+        raise UsageError(f"--devices {cfg.devices}: torchrun started {local} process(es) on this node "
+                         f"(--nproc-per-node {local}); give --devices the same number")
 
 
 def _resume_path(cfg: Namespace) -> Path | None:
