@@ -8,10 +8,15 @@ differ: the comparisons are relative, key by key and element by element, with nu
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import pickle
+import random
+import shlex
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,9 +25,10 @@ import numpy as np
 import pytest
 import torch
 
+from lr_lightning.benchmark.make_data import write_synthetic
 from lr_lightning.core.cli import fit_main
 
-from .conftest import make_trainer, run_main
+from .conftest import ROOT, make_trainer, run_main
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32",
                                 reason="needs torch.distributed")
@@ -31,9 +37,18 @@ RTOL = 1e-10  # the issue's bound; measured max relative difference is in README
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below Linux's ephemeral range (32768-60999): a port the kernel handed out (bind to 0) is the
+    kind it hands out again, to the gloo connections of other DDP runs on this machine, before torchrun binds it."""
+    rng = random.Random()  # not the tests' seeds: two sessions must not draw the same ports
+    for _ in range(100):
+        port = rng.randrange(20000, 32768)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def assert_same_statistics(a: Any, b: Any, where: str = "") -> float:
@@ -105,26 +120,29 @@ def _fit_cases(tmp: Path, **trainer: Any) -> dict[str, Any]:
     return out
 
 
-def _ddp_worker(rank: int, port: int, tmp: str) -> None:
-    """One of 2 gloo ranks, started by torch.multiprocessing.spawn: the environment torchrun would give, so that
-    Lightning joins this process group instead of starting processes itself."""
+def _ddp_worker(rank: int, tmp: str) -> None:
+    """One of 2 gloo ranks, started by torch.multiprocessing.spawn. The process group meets through a file, not a
+    port (no port to race other runs for); Lightning finds it initialized and joins it, and LOCAL_RANK tells it that
+    the processes were started outside (as torchrun would), so it starts none itself."""
     import lr_lightning.exact.least_squares_module as lsm
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank), NODE_RANK="0")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="1", WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank), NODE_RANK="0")  # MASTER_PORT: read by Lightning, never bound
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=2)
     lsm.PASS_BYTES = 0  # passes of 1024-row batches: several per rank, so merges within a rank are tested too
     torch.set_num_threads(1)  # two processes on a 2-core machine
     results = _fit_cases(Path(tmp), strategy="ddp", devices=2)
     if rank == 0:
         (Path(tmp) / "ddp.pkl").write_bytes(pickle.dumps(results))
+    torch.distributed.destroy_process_group()
 
 
-@pytest.mark.slow  # ~8 s: two new Pythons (spawn) importing torch and Lightning, then 3 fits each
+@pytest.mark.slow  # 4 s: two new Pythons (spawn) importing torch and Lightning, then 4 fits each
 def test_two_ddp_processes_give_one_process_statistics_on_uneven_data(tmp_path, monkeypatch):
     import lr_lightning.exact.least_squares_module as lsm
 
     _shards(tmp_path / "shards")
-    torch.multiprocessing.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_ddp_worker, args=(str(tmp_path),), nprocs=2, join=True)
     ddp = pickle.loads((tmp_path / "ddp.pkl").read_bytes())
     monkeypatch.setattr(lsm, "PASS_BYTES", 0)
     single = _fit_cases(tmp_path)
@@ -159,3 +177,88 @@ def test_flags_that_disagree_with_torchrun_are_one_line_before_any_process_group
                       cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
     assert result.stderr.count("\n") == 1 and not any(tmp_path.iterdir())  # one line, nothing written
+
+
+# ------------------------------------------------------------------------------- README's two machines, on one
+def readme_torchrun_commands() -> dict[tuple[str, int], list[str]]:
+    """README's "Several machines" commands, ``{(solver, node_rank): argv}``."""
+    text = (ROOT / "README.md").read_text().split("### Several machines", 1)[1]
+    block = text.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    commands = {}
+    for line in block.splitlines():
+        if line.startswith("torchrun"):
+            argv = shlex.split(line)
+            solver = "exact" if "--solver" in argv else "sgd"
+            commands[solver, int(argv[argv.index("--node_rank") + 1])] = argv
+    assert sorted(commands) == [("exact", 0), ("exact", 1), ("sgd", 0), ("sgd", 1)], "README lost a command"
+    return commands
+
+
+def _on_loopback(argv: list[str], port: int, log_dir: Path) -> list[str]:
+    """A README command, run here: this Python's torchrun, this checkout's fit.py, machine 0 at 127.0.0.1."""
+    argv = list(argv)
+    argv[argv.index("--master_addr") + 1] = "127.0.0.1"
+    argv[argv.index("--master_port") + 1] = str(port)
+    argv[argv.index("scripts/fit.py")] = str(ROOT / "scripts/fit.py")
+    # Test-only: no progress bar, a folder per run, and few epochs (the default is 100).
+    return [sys.executable, "-m", "torch.distributed.run", *argv[1:], "--progress_bar", "false",
+            "--log_dir", str(log_dir), "--max_epochs", "3"]
+
+
+def _one_process(argv: list[str], log_dir: Path, *extra: str) -> list[str]:
+    """The fit.py part of a README command, without the nodes: one process."""
+    args = argv[argv.index("scripts/fit.py") + 1:]
+    for flag in ("--num_nodes", "--strategy"):
+        i = args.index(flag)
+        del args[i:i + 2]
+    return [*args, "--progress_bar", "false", "--log_dir", str(log_dir), "--max_epochs", "3", *extra]
+
+
+def _kill_if_running(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow  # 11-13 s: two torchrun pairs at once (4 torchrun agents, 4 fit.py) on 2 cores
+def test_readme_two_machine_commands_on_loopback_equal_one_process(tmp_path):
+    write_synthetic(tmp_path / "shards", 600, 3, shard_rows=250)  # README's --data shards/: 250, 250, 100 rows
+    commands = readme_torchrun_commands()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes: dict[tuple[str, int], tuple[subprocess.Popen[bytes], Path]] = {}
+    with contextlib.ExitStack() as stack:
+        for solver in ("exact", "sgd"):  # both pairs at once: their start-up is most of the time
+            port = _free_port()
+            for rank in (0, 1):
+                out = tmp_path / f"{solver}-{rank}"
+                argv = _on_loopback(commands[solver, rank], port, tmp_path / solver)
+                stdout, stderr = (stack.enter_context(open(f"{out}.{ext}", "w")) for ext in ("out", "err"))
+                proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=stdout, stderr=stderr)
+                stack.callback(_kill_if_running, proc)  # a failed assertion must not leave a node waiting
+                nodes[solver, rank] = (proc, out)
+        # Meanwhile one process, in this one: the exact fit, and SGD at the 2 nodes' global batch (2 x 32).
+        one = {"exact": run_main(fit_main, *_one_process(commands["exact", 0], tmp_path / "one-exact"),
+                                 cwd=tmp_path),
+               "sgd": run_main(fit_main, *_one_process(commands["sgd", 0], tmp_path / "one-sgd", "--data.batch_size",
+                                                       "64"), cwd=tmp_path)}
+        assert all(r.returncode == 0 for r in one.values()), [r.stderr[-2000:] for r in one.values()]
+        for proc, out in nodes.values():
+            assert proc.wait(timeout=120) == 0, Path(f"{out}.err").read_text()[-3000:]
+    stdout = {key: Path(f"{out}.out").read_text() for key, (_, out) in nodes.items()}
+    for solver in ("exact", "sgd"):
+        assert " LinearRegression " in stdout[solver, 0] and "2 processes" in stdout[solver, 0]
+        assert "LinearRegression" not in stdout[solver, 1]  # global rank 0 alone speaks ...
+        assert [p.name for p in (tmp_path / solver).iterdir()] == ["version_0"]  # ... and writes one run folder
+
+    def stats(folder: Path) -> Any:
+        return json.loads((folder / "version_0/statistics.json").read_text())
+
+    worst = assert_same_statistics(stats(tmp_path / "one-exact"), stats(tmp_path / "exact"), "statistics.json")
+    one_sgd = torch.load(tmp_path / "one-sgd/version_0/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    two_sgd = torch.load(tmp_path / "sgd/version_0/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    gap = max(float((one_sgd[k] - two_sgd[k]).abs().max()) for k in one_sgd)
+    print(f"exact: {worst:.2g} relative; SGD weights: {gap:.2g} apart")
+    # float32 SGD: the all-reduce averages 2 ranks' mean gradients where one process takes one mean of 64, so each of
+    # the 24 steps may round differently by an ulp (6e-8) times the learning rate. Measured: 7.5e-9 apart. A wrong
+    # batch split (e.g. 32 a step instead of 64) moves the weights by ~1e-2.
+    assert gap <= 1e-6
