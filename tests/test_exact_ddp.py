@@ -162,16 +162,18 @@ def test_two_ddp_processes_give_one_process_statistics_on_uneven_data(tmp_path, 
 
 
 # ------------------------------------------------------------------------------- torchrun's world vs the flags
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--num_nodes", "1"], "error: --num_nodes 1: torchrun started 2 node(s) (--nnodes 2); give --num_nodes the same"),
-    (["--num_nodes", "2", "--devices", "2"], "error: --devices 2: torchrun started 1 process(es) on this node"),
+@pytest.mark.parametrize(("local", "flags", "message"), [
+    (1, ["--num_nodes", "1"], "error: --num_nodes 1: torchrun started 2 node(s) (--nnodes 2); give --num_nodes the"),
+    (1, ["--num_nodes", "2", "--devices", "2"], "error: --devices 2: torchrun started 1 process(es) on this node"),
+    # --nnodes 1 --nproc-per-node 2 on the CPU, where Lightning's --devices auto is one process.
+    (2, ["--num_nodes", "1"], "error: --devices auto: torchrun started 2 process(es) on this node"),
 ])
-def test_flags_that_disagree_with_torchrun_are_one_line_before_any_process_group(tmp_path, monkeypatch, flags,
-                                                                                   message):
-    # What torchrun --nnodes 2 --nproc-per-node 1 sets; without the check, Lightning raises in every process once
-    # the fit starts, and the nodes that started wait for the missing ones.
+def test_flags_that_disagree_with_torchrun_are_one_line_before_any_process_group(tmp_path, monkeypatch, local,
+                                                                                   flags, message):
+    # What torchrun sets for 2 processes in all, `local` on each node; without the check, Lightning raises in every
+    # process once the fit starts, and the nodes that started wait for the missing ones.
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
-    for key, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0"}.items():
+    for key, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": str(local), "RANK": "0", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(key, value)
     result = run_main(fit_main, "--data", "synthetic", "--accelerator", "cpu", "--strategy", "ddp", *flags,
                       cwd=tmp_path)

@@ -539,20 +539,22 @@ def _check_flags(cfg: Namespace) -> None:
         # Without a launcher, the first process would wait for the other machines forever.
         raise UsageError(f"--num_nodes {cfg.num_nodes}: no cluster launcher found; run the same command on each "
                          "machine under torchrun or SLURM (README: Several devices, several machines)")
-    _check_torchrun(cfg)
     if cfg.accelerator in ("gpu", "cuda") and not (torch.cuda.is_available() or torch.backends.mps.is_available()):
         raise UsageError(f"--accelerator {cfg.accelerator}: no GPU is visible to torch on this machine; "
                          "use --accelerator cpu (or auto)")
     on_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
+    _check_torchrun(cfg, on_gpu)
     if isinstance(cfg.devices, int) and not on_gpu and not 1 <= cfg.devices <= (os.cpu_count() or 1):
         # Lightning would start that many processes on the CPU.
         raise UsageError(f"--devices {cfg.devices}: on the CPU, a number of processes from 1 to {os.cpu_count()} "
                          f"(this machine's cores)")
 
 
-def _check_torchrun(cfg: Namespace) -> None:
+def _check_torchrun(cfg: Namespace, on_gpu: bool) -> None:
     """Under torchrun, the Trainer's ``--devices`` x ``--num_nodes`` must be torchrun's world, or Lightning stops
     every process with a traceback once the fit starts (and the other machines wait for the missing ones)."""
+    import torch
+
     env = os.environ
     if "TORCHELASTIC_RUN_ID" not in env or not {"WORLD_SIZE", "LOCAL_WORLD_SIZE"} <= env.keys():
         return
@@ -561,7 +563,9 @@ def _check_torchrun(cfg: Namespace) -> None:
     if cfg.num_nodes != nodes:
         raise UsageError(f"--num_nodes {cfg.num_nodes}: torchrun started {nodes} node(s) (--nnodes {nodes}); give "
                          "--num_nodes the same number")
-    if isinstance(cfg.devices, int) and cfg.devices != local:
+    # What Lightning makes of --devices auto: every visible GPU, or one process on the CPU.
+    devices = (torch.cuda.device_count() if on_gpu else 1) if cfg.devices == "auto" else cfg.devices
+    if isinstance(devices, int) and devices != local:
         raise UsageError(f"--devices {cfg.devices}: torchrun started {local} process(es) on this node "
                          f"(--nproc-per-node {local}); give --devices the same number")
 
