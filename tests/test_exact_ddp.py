@@ -222,7 +222,7 @@ def _kill_if_running(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-@pytest.mark.slow  # 11-13 s: two torchrun pairs at once (4 torchrun agents, 4 fit.py) on 2 cores
+@pytest.mark.slow  # 11-14 s: two torchrun pairs at once (4 torchrun agents, 4 fit.py) on 2 cores
 def test_readme_two_machine_commands_on_loopback_equal_one_process(tmp_path):
     write_synthetic(tmp_path / "shards", 600, 3, shard_rows=250)  # README's --data shards/: 250, 250, 100 rows
     commands = readme_torchrun_commands()
@@ -233,7 +233,9 @@ def test_readme_two_machine_commands_on_loopback_equal_one_process(tmp_path):
             port = _free_port()
             for rank in (0, 1):
                 out = tmp_path / f"{solver}-{rank}"
-                argv = _on_loopback(commands[solver, rank], port, tmp_path / solver)
+                # Each node its own --log_dir, as on its own machine: node 1's must stay unwritten.
+                log_dir = tmp_path / (solver if rank == 0 else f"{solver}-node1")
+                argv = _on_loopback(commands[solver, rank], port, log_dir)
                 stdout, stderr = (stack.enter_context(open(f"{out}.{ext}", "w")) for ext in ("out", "err"))
                 proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=stdout, stderr=stderr)
                 stack.callback(_kill_if_running, proc)  # a failed assertion must not leave a node waiting
@@ -251,6 +253,7 @@ def test_readme_two_machine_commands_on_loopback_equal_one_process(tmp_path):
         assert " LinearRegression " in stdout[solver, 0] and "2 processes" in stdout[solver, 0]
         assert "LinearRegression" not in stdout[solver, 1]  # global rank 0 alone speaks ...
         assert [p.name for p in (tmp_path / solver).iterdir()] == ["version_0"]  # ... and writes one run folder
+        assert not (tmp_path / f"{solver}-node1").exists()
 
     def stats(folder: Path) -> Any:
         return json.loads((folder / "version_0/statistics.json").read_text())
