@@ -543,10 +543,31 @@ def _check_flags(cfg: Namespace) -> None:
         raise UsageError(f"--accelerator {cfg.accelerator}: no GPU is visible to torch on this machine; "
                          "use --accelerator cpu (or auto)")
     on_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
+    _check_torchrun(cfg, on_gpu)
     if isinstance(cfg.devices, int) and not on_gpu and not 1 <= cfg.devices <= (os.cpu_count() or 1):
         # Lightning would start that many processes on the CPU.
         raise UsageError(f"--devices {cfg.devices}: on the CPU, a number of processes from 1 to {os.cpu_count()} "
                          f"(this machine's cores)")
+
+
+def _check_torchrun(cfg: Namespace, on_gpu: bool) -> None:
+    """Under torchrun, the Trainer's ``--devices`` x ``--num_nodes`` must be torchrun's world, or Lightning stops
+    every process with a traceback once the fit starts (and the other machines wait for the missing ones)."""
+    import torch
+
+    env = os.environ
+    if "TORCHELASTIC_RUN_ID" not in env or not {"WORLD_SIZE", "LOCAL_WORLD_SIZE"} <= env.keys():
+        return
+    world, local = int(env["WORLD_SIZE"]), int(env["LOCAL_WORLD_SIZE"])
+    nodes = world // local  # torchrun's --nnodes (every node runs --nproc-per-node processes)
+    if cfg.num_nodes != nodes:
+        raise UsageError(f"--num_nodes {cfg.num_nodes}: torchrun started {nodes} node(s) (--nnodes {nodes}); give "
+                         "--num_nodes the same number")
+    # What Lightning makes of --devices auto: every visible GPU, or one process on the CPU.
+    devices = (torch.cuda.device_count() if on_gpu else 1) if cfg.devices == "auto" else cfg.devices
+    if isinstance(devices, int) and devices != local:
+        raise UsageError(f"--devices {cfg.devices}: torchrun started {local} process(es) on this node "
+                         f"(--nproc-per-node {local}); give --devices the same number")
 
 
 def _resume_path(cfg: Namespace) -> Path | None:
