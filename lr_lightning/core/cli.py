@@ -298,9 +298,10 @@ class Run:
     """One run: the instantiated parts, and the fit with its summary."""
 
     def __init__(self, cfg: Namespace, dm: RegressionDataModule, module: RegressionModule, trainer: L.Trainer,
-                 resume: Path | None, reference: dict[str, Any] | None) -> None:
+                 resume: Path | None, reference: dict[str, Any] | None, created: bool = False) -> None:
         self.cfg, self.dm, self.module, self.trainer = cfg, dm, module, trainer
         self.resume, self.reference = resume, reference
+        self.created = created  # whether the run created --log_dir (given back with the run folder on bad input)
 
     def fit(self, argv: list[str] | None) -> int:
         import torch
@@ -324,6 +325,15 @@ class Run:
             if dm.n_test:
                 metrics |= trainer.test(module, datamodule=dm, ckpt_path=None if exact else "best",
                                         verbose=False)[0]
+        except ValueError as e:
+            if not exact:
+                raise
+            # What only a pass finds (non-finite values in streamed data, too few epochs for the refinements this
+            # data needs, max_time running out): bad input, and an unsolved run's folder is nothing to keep.
+            if trainer.is_global_zero:
+                print(f"error: {_exact_setting_error(self.cfg, e)}", file=sys.stderr)
+            _give_back(Path(trainer.logger.log_dir), self.cfg, self.created, written=True)
+            return 2
         except DivergenceError as e:
             last = show(saver.path) if saver.path.is_file() else ""
             print(f"error: {e}" + (f" (last finite weights: {last})" if last else ""), file=sys.stderr)
@@ -387,6 +397,8 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
         cfg.data.init_args.dtype = "float64"  # the solver computes in float64: a CSV's digits read as float32 are lost
     init = instantiate(parser, cfg)
     dm, module, reference = build_parts(cfg, init)
+    if exact:
+        _check_exact_data(cfg, module, dm)  # before the run folder is claimed: bad data leaves nothing behind
     if resume is not None:
         from lr_lightning.core.checkpoints import read_checkpoint
 
@@ -428,10 +440,16 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     callbacks.append(TQDMProgressBar(refresh_rate=cfg.trainer.log_every_n_steps or 50) if progress_bar
                      else ProgressLines())
     trainer = make_trainer(cfg, init.trainer, logger, callbacks, progress_bar, created)
+    if exact:
+        try:
+            module.check_trainer(trainer, dm)
+        except ValueError as e:  # nothing ran: give back the run folder
+            _give_back(Path(logger.log_dir), cfg, created)
+            raise UsageError(_exact_setting_error(cfg, e)) from None
     if trainer.is_global_zero:
         # The run, repeatable from its folder: fit.py --config lightning_logs/version_N/config.yaml
         parser.save(cfg, Path(logger.log_dir) / "config.yaml", overwrite=True, skip_validation=True)
-    return Run(cfg, dm, module, trainer, resume, reference)
+    return Run(cfg, dm, module, trainer, resume, reference, created)
 
 
 def instantiate(parser: Parser, cfg: Namespace) -> Namespace:
@@ -582,12 +600,57 @@ def make_trainer(cfg: Namespace, trainer_args: Namespace, logger: Any, callbacks
                          callbacks=callbacks, **kwargs,
                          enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
     except Exception as e:  # Lightning's MisconfigurationException, ValueError, RuntimeError, ImportError, ...
-        with contextlib.suppress(OSError):  # nothing ran: give back the run folder (and --log_dir, if it was new)
-            Path(logger.log_dir).rmdir()
-            if created:
-                Path(cfg.log_dir).rmdir()
+        _give_back(Path(logger.log_dir), cfg, created)
         flags = " ".join(f"--{k} {cfg[k]}" for k in ESSENTIALS if cfg[k] != ESSENTIALS[k] and k != "max_epochs")
         raise UsageError(f"{flags or 'Trainer'}: {str(e).splitlines()[0]}") from None
+
+
+def _give_back(run_dir: Path, cfg: Namespace, created: bool, *, written: bool = False) -> None:
+    """Remove the run folder this run claimed (and ``--log_dir``, if the run created it): bad input leaves no
+    version_N behind. ``written``: the folder may hold what a failed run wrote (an exact fit stopped mid-way: an
+    unsolved last.ckpt, its logs), all of it this run's own; otherwise it must be empty."""
+    import shutil
+
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    if (_get_rank() or 0) != 0 or run_dir.parent.resolve() != Path(cfg.log_dir).resolve() or \
+            not re.fullmatch(r"version_\d+", run_dir.name):
+        return  # only rank 0 claimed it, and only a version_N folder directly under --log_dir is the run's
+    with contextlib.suppress(OSError):
+        if written:
+            shutil.rmtree(run_dir)
+        else:
+            run_dir.rmdir()
+        if created:
+            Path(cfg.log_dir).rmdir()
+
+
+def _check_exact_data(cfg: Namespace, module: Any, dm: RegressionDataModule) -> None:
+    """``--solver exact``'s checks of the data (too few rows, constant columns, non-finite values, drop_last), as one
+    line naming the file or flag."""
+    try:
+        module.check_data(dm)
+    except (ValueError, FileNotFoundError) as e:
+        message = str(e)
+        if message.startswith("drop_last"):
+            raise UsageError(f"--data.drop_last true: {message}") from None
+        path = getattr(getattr(dm, "table", None), "path", None)
+        named = path is not None and (str(path) in message or Path(path).name in message)
+        data = f"--data {path}" if path is not None else f"--data {cfg.data.class_path.rpartition('.')[2]}"
+        raise UsageError(message if named else f"{data}: {message}") from None
+
+
+def _exact_setting_error(cfg: Namespace, e: ValueError) -> str:
+    """A Trainer setting the exact fit refuses, in the words of its flag: ``--trainer.gradient_clip_val 1: ...``."""
+    setting, message = getattr(e, "setting", None), str(e).splitlines()[0]
+    if setting is None:
+        return message
+    flag, value = (f"--{setting}", cfg[setting]) if setting in ESSENTIALS else \
+        (f"--trainer.{setting}", cfg.trainer.get(setting))
+    value = str(value).lower() if isinstance(value, bool) else value
+    if m := re.match(rf"{setting}=\S*: ", message):  # "gradient_clip_val=1.0: ..." says the flag's own value
+        message = message[m.end():]
+    return f"{flag} {value}: {message}"
 
 
 def _run_version(cfg: Namespace, resume: Path | None) -> tuple[int | str, bool]:
