@@ -480,3 +480,30 @@ def test_exact_fit_stopped_by_the_clock_is_a_value_error_not_a_half_solved_model
         make_trainer(max_epochs=5, callbacks=[Timer(duration=datetime.timedelta(microseconds=1))]).fit(
             module, datamodule=dm)
     assert module.statistics is None
+
+
+def test_an_exact_checkpoint_is_not_resumed_by_gradient_and_an_unsolved_one_predicts_nothing(folder, capsys):
+    from lr_lightning.core.evaluate import evaluate_main
+
+    logs = folder / "logs"
+    assert fit_main(["--solver", "exact", "--data", str(folder / "good.csv"), "--log_dir", str(logs)]) == 0
+    ckpt = logs / "version_0" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    # Resuming gradient training from it was a KeyError 'param_groups' deep in Lightning's restore.
+    assert fit_main(["--data", str(folder / "good.csv"), "--resume", str(ckpt), "--log_dir", str(logs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --resume {ckpt}: solved exactly (--solver exact), with no optimizer state to continue "
+                   "training from; predict with it (predict.py, evaluate.py) or start a new run without --resume"]
+    assert sorted(p.name for p in logs.iterdir()) == ["version_0"]
+    # An exact run stopped before its solve (SIGTERM) leaves a last.ckpt with zero weights: refused, not predicted.
+    state = torch.load(ckpt, weights_only=True)
+    state["least_squares"]["solved"] = False
+    unsolved = folder / "unsolved.ckpt"
+    torch.save(state, unsolved)
+    words = "an unfinished exact least-squares fit (least_squares.solved is false"
+    assert words in _predict_error(capsys, ["--ckpt", unsolved, "--x", "1", "2"])
+    assert evaluate_main(["--config", str(logs / "version_0" / "config.yaml"), "--ckpt_path", str(unsolved)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --ckpt_path {unsolved}: {words}"), err
+    # The solved one still predicts.
+    assert predict_main(["--ckpt", str(ckpt), "--x", "1", "2"]) == 0

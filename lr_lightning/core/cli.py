@@ -583,6 +583,10 @@ def _resume_path(cfg: Namespace) -> Path | None:
             raise ValueError("it holds no training state (was it saved with weights only?)")
     except ValueError as e:
         raise UsageError(f"--resume {found}: not a checkpoint written by fit.py ({e})") from None
+    if "least_squares" in state:  # (--solver exact itself refuses --resume: a solve is a few passes, not training)
+        raise UsageError(f"--resume {found}: solved exactly (--solver exact), with no optimizer state to continue "
+                         "training from; predict with it (predict.py, evaluate.py) or start a new run without "
+                         "--resume")
     return found
 
 
