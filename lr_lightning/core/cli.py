@@ -529,8 +529,13 @@ def _reference(dm: RegressionDataModule, network: Any) -> dict[str, Any] | None:
         reference = importlib.import_module(REFERENCE)
     except ImportError:
         return None
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
     try:
-        return reference.optimum(dm)
+        with warnings.catch_warnings():
+            if (_get_rank() or 0) != 0:  # under DDP every process computes it: rank 0 names aliased columns, once
+                warnings.filterwarnings("ignore", r"least squares: .* aliased", UserWarning)
+            return reference.optimum(dm)
     except ValueError as e:
         raise UsageError(f"--data: the least-squares reference on the training split: {e}") from None
 

@@ -214,10 +214,15 @@ def _take_sigterm() -> Any:
 
 def quiet() -> None:
     """A script's output: Lightning's chatter off, warnings one line each (:mod:`lr_lightning.core.quiet`)."""
+    import logging
+
     from lr_lightning.core.quiet import one_line_warnings, quiet_lightning
 
     quiet_lightning()
     one_line_warnings()
+    # Under DDP each process logs "Initializing distributed: GLOBAL_RANK: r, MEMBER: r+1/n" at INFO, outside the
+    # rank-zero logger quiet_lightning sets: start-up detail, not results (the summary says "n processes").
+    logging.getLogger("lightning.fabric.utilities.distributed").setLevel(logging.WARNING)
 
 
 def show(path: str | Path) -> str:

@@ -13,7 +13,10 @@ canvas, never through pyplot's global state, so nothing opens a window or leaks 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,16 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MAX_POINTS = 2000  # rows drawn: enough to see the fit, few enough to draw in a blink
+
+
+@contextlib.contextmanager
+def drawing() -> Iterator[None]:
+    """Where a figure is drawn: without matplotlib's "Glyph N missing from font(s)" warning, one per character a
+    column name (Chinese, say) has and the default font lacks. Such a name shows as boxes; the figure is fine, and a
+    warning per glyph per figure said nothing the user can act on. Only this warning, and only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Glyph \d+ .*missing from", UserWarning)
+        yield
 
 
 def have_matplotlib() -> bool:
@@ -120,5 +133,6 @@ def save_png(path: str | Path, history: Any, module: L.LightningModule, dm: Any)
     fig.suptitle(f"{type(module.model).__name__}, {len(history.epochs['train/loss'])} epochs")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with drawing():
+        fig.savefig(path, dpi=100)
     return path

@@ -26,6 +26,7 @@ the regression table per target (:func:`~lr_lightning.exact.statistics.regressio
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
@@ -38,7 +39,7 @@ from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.quiet import quiet_lightning
 from lr_lightning.core.regression_module import log_metrics, regression_metrics
-from lr_lightning.exact.solver import Design, LeastSquaresSolver, no_gather
+from lr_lightning.exact.solver import Design, LeastSquaresSolver, RankDeficientWarning, no_gather
 from lr_lightning.exact.statistics import format_table
 
 quiet_lightning()
@@ -168,7 +169,11 @@ class LeastSquaresModule(L.LightningModule):
             self._end_pass()
 
     def _end_pass(self) -> None:
-        if self.solver.end_pass(_gather if self.trainer.world_size > 1 else no_gather, self.device):
+        with warnings.catch_warnings():
+            if not self.trainer.is_global_zero:  # every rank solves the same system: rank 0 names aliased columns
+                warnings.simplefilter("ignore", RankDeficientWarning)
+            done = self.solver.end_pass(_gather if self.trainer.world_size > 1 else no_gather, self.device)
+        if done:
             self._finish()
 
     def on_train_epoch_end(self) -> None:

@@ -61,7 +61,12 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
     torch.Size([3, 1])
     """
     try:
-        t = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+        a = values if isinstance(values, torch.Tensor) else np.asarray(values)
+        if isinstance(a, np.ndarray) and not a.flags.writeable:
+            # A read-only array (pandas' copy-on-write DataFrames give one): torch would share it and warn that
+            # writing to the tensor is undefined; a copy is ours to write.
+            a = a.copy()
+        t = torch.as_tensor(a)
     except (TypeError, ValueError) as e:  # strings, ragged lists, objects
         raise ValueError(f"{name}: expected an array of real numbers ({e})") from None
     if t.is_complex():
