@@ -117,7 +117,8 @@ def build_parser(stage: str = "fit") -> Parser:
     p.add_argument("--figures", type=int, default=5, help="log figures and weight histograms to TensorBoard at "
                    "N evenly spaced epochs; 0: none")
     p.add_argument("--plot", type=Optional[str], default=None,  # noqa: UP045
-                   help="also draw the loss curves and the fit into this PNG (pip install lr-lightning[plots])")
+                   help="also draw the loss curves and the fit into this PNG (--solver exact: the fit alone; pip "
+                   "install lr-lightning[plots])")
     if not fit:
         p.add_argument("--stage", type=str, default="test", choices=["validate", "test", "predict"],
                        help="validate (the val split), test (the test split) or predict (every row, to --out)")
@@ -347,16 +348,21 @@ class Run:
         finally:
             stop.restore()
         seconds = time.perf_counter() - start
-        if trainer.is_global_zero and exact:
+        if not trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
+            return 0
+        if exact:
             self.report_exact(seconds, metrics)
-        elif trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
+        else:
             print_summary(self, seconds, before, metrics)
-            if self.cfg.plot is not None:
-                from lr_lightning.core.callbacks import LossHistory
-                from lr_lightning.core.figures import save_png
+        if self.cfg.plot is not None:
+            from lr_lightning.core.callbacks import LossHistory
+            from lr_lightning.core.figures import save_png
 
-                history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
-                print(f"Plot: {show(save_png(self.cfg.plot, history, module, dm))}")
+            history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
+            passes = module.solver.passes if exact else 0
+            title = f"LinearRegression by exact least squares, {passes} pass{'es' if passes > 1 else ''}" if exact \
+                else None
+            print(f"Plot: {show(save_png(self.cfg.plot, history, module, dm, title))}")
         return 0
 
 
