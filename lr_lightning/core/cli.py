@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lr_lightning.core.commands import Parser, UsageError, entry_point, quiet, show
+from lr_lightning.core.commands import Parser, UsageError, entry_point, load_yaml, quiet, show
 
 if TYPE_CHECKING:
     import lightning as L
@@ -48,6 +48,7 @@ LINKED = {"in_features": lambda dm: dm.n_features, "out_features": lambda dm: dm
 REFERENCE = "lr_lightning.exact.reference"
 # `--solver exact`: the exact least-squares module and its regression table, found by name like REFERENCE.
 EXACT_MODULE, EXACT_STATISTICS = "lr_lightning.exact.least_squares_module", "lr_lightning.exact.statistics"
+MAX_CONFIG_BYTES = 16 * 2**20  # a --config larger than this is not a config (parsing it would take minutes)
 SHORT_DATA = {"tutorial": "TutorialDataModule", "synthetic": "SyntheticDataModule"}
 # The parts a run gets when neither the flags nor the config name them. They are not the parser's defaults: jsonargparse
 # keeps a default class's arguments when another class is chosen, wherever the new class takes them too, so
@@ -229,15 +230,25 @@ def _config_paths(argv: list[str], key: str) -> list[str]:
 
 
 def _configs(argv: list[str]) -> list[Any]:
-    """The ``--config`` files of ``argv``, read (unreadable ones: skipped; the parser says why)."""
+    """The ``--config`` files of ``argv``, read (unreadable ones: skipped; the parser says why). A YAML alias is a
+    UsageError naming the file: the parser's loader refuses one too, but without saying which file."""
     import yaml
+
+    from lr_lightning.core.commands import YAMLAliasError
 
     configs = []
     for i, arg in enumerate(argv):
         path = arg.split("=", 1)[1] if arg.startswith("--config=") else argv[i + 1] if arg == "--config" and \
             i + 1 < len(argv) else None
-        with contextlib.suppress(OSError, yaml.YAMLError, TypeError):
-            configs.append(yaml.safe_load(Path(path).read_text()) if path else None)
+        if path and Path(path).is_file() and Path(path).stat().st_size > MAX_CONFIG_BYTES:
+            raise UsageError(f"--config {path}: {Path(path).stat().st_size:,} bytes; a config is a few kilobytes of "
+                             f"settings (at most {MAX_CONFIG_BYTES:,} bytes are read): is it the right file?")
+        try:
+            configs.append(load_yaml(Path(path).read_text()) if path else None)
+        except YAMLAliasError as e:
+            raise UsageError(f"--config {path}: {e}") from None
+        except (OSError, yaml.YAMLError, TypeError, UnicodeDecodeError, ValueError):
+            pass  # the parser says what is wrong with it
     return configs
 
 
