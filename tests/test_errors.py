@@ -33,10 +33,10 @@ CASES = [
     (["--data", "{d}/folder.csv"], "folder.csv: is a directory, expected a file"),
     (["--data", "{d}/empty.csv"], "empty.csv: the file is empty"),
     (["--data", "{d}/header.csv"], "header.csv: only a header row; no data rows"),
-    (["--data", "{d}/words.csv"], "words.csv: row 3, column 'b': 'lots' is not a number"),
-    (["--data", "{d}/nan.csv"], "nan.csv: row 3, column 'a': 'nan' is not a finite number"),
-    (["--data", "{d}/inf.csv"], "inf.csv: row 3, column 'b': 'inf' is not a finite number"),
-    (["--data", "{d}/ragged.csv"], "ragged.csv: row 3 has 2 values, the header has 3 columns"),
+    (["--data", "{d}/words.csv"], "words.csv: line 3, column 'b': 'lots' is not a number"),
+    (["--data", "{d}/nan.csv"], "nan.csv: line 3, column 'a': 'nan' is not a finite number"),
+    (["--data", "{d}/inf.csv"], "inf.csv: line 3, column 'b': 'inf' is not a finite number"),
+    (["--data", "{d}/ragged.csv"], "ragged.csv: line 3 has 2 values, the header has 3 columns"),
     (["--data", "{d}/one.csv"], "one.csv: only one column ('y'); need at least one feature column"),
     (["--data", "{d}/good.csv", "--data.target", "price"],
      ("good.csv: no target column 'price'", "the columns are a, b, y")),
@@ -118,8 +118,8 @@ def test_api_raises_with_the_same_words(folder, capsys, name):
     [
         ({"x": np.zeros((5, 2, 2)), "y": np.zeros(5)}, ValueError, "x: expected a 1-D or 2-D array"),
         ({"x": np.zeros(5), "y": np.zeros(4)}, ValueError, "x has 5 samples but y has 4"),
-        ({"x": [1.0, float("inf")], "y": [1.0, 2.0]}, ValueError, "x: non-finite value inf at row 1, column 0"),
-        ({"x": [1.0, 2.0], "y": [1.0, float("nan")]}, ValueError, "y: non-finite value nan at row 1, column 0"),
+        ({"x": [1.0, float("inf")], "y": [1.0, 2.0]}, ValueError, "x: non-finite value inf at row 2 (1-based)"),
+        ({"x": [1.0, 2.0], "y": [1.0, float("nan")]}, ValueError, "y: non-finite value nan at row 2 (1-based)"),
         ({"x": ["a", "b"], "y": [1.0, 2.0]}, ValueError, "x: expected an array of real numbers"),
     ],
 )
@@ -291,16 +291,16 @@ def test_predict_csv_columns_by_name_bom_and_header(trained, tmp_path, capsys):
     assert bare[1] == [ab, ba]
     (tmp_path / "wide.csv").write_text("# no header\n0,1,2\n")
     assert _predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "wide.csv", "--no_header", "true"]) == (
-        f"error: {tmp_path / 'wide.csv'}: row 2 has 3 values, expected 2 (a, b, in this order)")
+        f"error: {tmp_path / 'wide.csv'}: line 2 has 3 values, expected 2 (a, b, in this order)")
 
 
 @pytest.mark.parametrize(("text", "words"), [
     ("a,a,b\n1,2,3\n", "column 2 repeats the name 'a' of column 1; column names must be unique"),
     ("a,c\n1,2\n", "no column 'b'; the columns are a, c"),
-    ("a,b\n1,2\n3,nan\n", "row 3, column 'b': 'nan' is not a finite number; remove or fill the row"),
-    ("# from the field\na,b\n1e400,2\n", "row 3, column 'a': '1e400' is not a finite number; remove or fill the row"),
-    ("a,b\n1e39,2\n", "row 2, column 'a': '1e39' is beyond ±3.40282e+38; remove or fill the row"),
-    ("a,b\n1,\n", "row 2, column 'b': '' is not a number"),
+    ("a,b\n1,2\n3,nan\n", "line 3, column 'b': 'nan' is not a finite number; remove or fill the row"),
+    ("# from the field\na,b\n1e400,2\n", "line 3, column 'a': '1e400' is not a finite number; remove or fill the row"),
+    ("a,b\n1e39,2\n", "line 2, column 'a': '1e39' is beyond ±3.40282e+38; remove or fill the row"),
+    ("a,b\n1,\n", "line 2, column 'b': '' is not a number"),
 ])
 def test_predict_csv_problems_are_one_line(trained, tmp_path, capsys, text, words):
     (tmp_path / "new.csv").write_text(text)
@@ -415,9 +415,10 @@ EXACT_CASES = [
      "--precision 16-true: LeastSquaresModule computes in float64; precision=16-true would round"),
     (["--data.drop_last", "true", "--data.batch_size", "3"], None,
      "--data.drop_last true: drop_last=True with batch_size 3 leaves 1 of the 16 training rows out of every pass"),
-    (["--data", "{d}/nan.npy"], None, "nan.npy: row 5, column 1 (x1): non-finite value nan"),
-    (["--data", "{d}/nan.npy", "--data.in_memory", "true"], None, "nan.npy: row 5, column 1 (x1): non-finite value"),
-    (["--data", "{d}/nan.parquet"], None, "nan.parquet: row 5, column 'b': non-finite value nan"),
+    (["--data", "{d}/nan.npy"], None,
+     "nan.npy: row 6 (1-based), column 'x1' (column 2 of the file): non-finite value nan"),
+    (["--data", "{d}/nan.npy", "--data.in_memory", "true"], None, "nan.npy: row 6 (1-based), column 'x1'"),
+    (["--data", "{d}/nan.parquet"], None, "nan.parquet: row 6 (1-based), column 'b': non-finite value nan"),
 ]
 
 

@@ -72,3 +72,63 @@ def test_a_config_too_large_to_be_one_is_refused_unread(tmp_path, monkeypatch):
     done = run_main(fit_main, "--config", "big.yaml", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith("error: --config big.yaml: 2,008 bytes; a config is a "
                                                            "few kilobytes"), done.stderr
+
+
+# ----------------------------------------------------------------------------- one way to say where a value is
+def test_the_same_bad_value_is_placed_the_same_way_in_every_format(tmp_path):
+    """Data row 3 (header excluded) holds a NaN: the CSV says its line (4), the others row 3, counted from 1, and say
+    so. (They said line 4, row 2 and row 2: a user could not tell which.)"""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lr_lightning.core.data import CSVDataModule, NpyDataModule, ParquetDataModule, RegressionDataModule
+
+    data = np.arange(20.0).reshape(10, 2)
+    data[2, 0] = np.nan
+    (tmp_path / "d.csv").write_text("a,y\n" + "".join(f"{a},{y}\n" for a, y in data))
+    np.save(tmp_path / "d.npy", data)
+    pq.write_table(pa.table({"a": data[:, 0], "y": data[:, 1]}), tmp_path / "d.parquet")
+    expected = {
+        "csv": "d.csv: line 4, column 'a': 'nan' is not a finite number",
+        "npy": "d.npy: row 3 (1-based), column 'x0' (column 1 of the file): non-finite value nan",
+        "parquet": "d.parquet: row 3 (1-based), column 'a': non-finite value nan",
+        "array": "x: non-finite value nan at row 3 (1-based)",
+    }
+    build = {"csv": lambda: CSVDataModule(tmp_path / "d.csv"), "npy": lambda: NpyDataModule(tmp_path / "d.npy"),
+             "parquet": lambda: ParquetDataModule(tmp_path / "d.parquet"),
+             "array": lambda: RegressionDataModule(data[:, :1], data[:, 1])}
+    for kind, make in build.items():
+        with pytest.raises(ValueError) as e:
+            make().setup()
+        assert expected[kind] in str(e.value), (kind, str(e.value))
+
+
+@pytest.mark.parametrize(("x", "y", "words"), [
+    # y named by its pandas name, as x by its names (it was "column 0" beside x's "column 'b'")
+    ([1.0, 2.0, 3.0], "series", "y: non-finite value inf at row 3 (1-based), column 'price'"),
+    ([1.0, 2.0, 3.0], [1.0, 2.0, float("inf")], "y: non-finite value inf at row 3 (1-based)"),
+    # strings: which value is not a number (it said only "got values of dtype <U1")
+    ([["1", "2"], ["3", "four"], ["5", "6"]], [1.0, 2.0, 3.0],
+     "row 2, column 2 (both 1-based): 'four' is not a number"),
+])
+def test_least_squares_says_where_a_bad_value_is(x, y, words):
+    import pandas as pd
+
+    from lr_lightning.exact.solver import least_squares
+
+    y = pd.Series([1.0, 2.0, float("inf")], name="price") if y == "series" else y
+    with pytest.raises(ValueError) as e:
+        least_squares(x, y)
+    assert words in str(e.value), str(e.value)
+
+
+def test_a_datamodule_of_strings_says_which_value_is_not_a_number():
+    import pandas as pd
+
+    from lr_lightning import RegressionDataModule
+
+    x = pd.DataFrame({"size": ["1", "2", "lots"], "age": ["3", "4", "5"]})
+    with pytest.raises(ValueError, match=r"^x: expected an array of real numbers; row 3 \(1-based\), column 'size': "
+                                         r"'lots' is not a number$"):
+        RegressionDataModule(x, [1.0, 2.0, 3.0], val_fraction=0)
