@@ -132,3 +132,51 @@ def test_a_datamodule_of_strings_says_which_value_is_not_a_number():
     with pytest.raises(ValueError, match=r"^x: expected an array of real numbers; row 3 \(1-based\), column 'size': "
                                          r"'lots' is not a number$"):
         RegressionDataModule(x, [1.0, 2.0, 3.0], val_fraction=0)
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b'{"state_dict": {}}\n',
+     "not a checkpoint written by fit.py (it is a JSON file; torch.save writes a zip archive)"),
+    (b"", "not a checkpoint written by fit.py (it is an empty file; torch.save writes a zip archive)"),
+    (b"a,b\n1,2\n", "not a checkpoint written by fit.py (it is a text file; torch.save writes a zip archive)"),
+])
+def test_predict_on_a_file_that_is_no_checkpoint_says_so(tmp_path, content, words):
+    # A JSON file was "objects that only code could rebuild; refused unread": words for a malicious pickle.
+    from lr_lightning.core.predict import predict_main
+
+    (tmp_path / "model.json").write_bytes(content)
+    done = run_main(predict_main, "--ckpt", "model.json", "--x", "1", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.splitlines() == [f"error: --ckpt model.json: {words}"], done.stderr
+
+
+@pytest.mark.parametrize(("config", "words"), [
+    ("data:\n  class_path: SyntheticDataModule\n  init_args:\n    n_sample: 10\n",
+     "data.n_sample: not an argument of SyntheticDataModule"),
+    ("model:\n  class_path: MLPRegressor\n  init_args:\n    hiden: [3]\n",
+     "model.hiden: not an argument of MLPRegressor"),
+    ("trainer:\n  max_epoch: 3\n", "trainer.max_epoch: not an argument of Trainer"),
+])
+def test_an_unknown_key_in_a_config_is_named_by_its_place_there(tmp_path, config, words):
+    # It was "Option 'n_sample' is not accepted": which file, which part?
+    (tmp_path / "run.yaml").write_text(config)
+    done = run_main(fit_main, "--config", "run.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.splitlines() == [f"error: --config run.yaml: {words} (see --help)"], \
+        done.stderr
+
+
+def test_barebones_is_refused_in_words_not_with_an_object_s_address(tmp_path):
+    done = run_main(fit_main, "--trainer.barebones", "true", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("error: --trainer.barebones true: turns off what a fit.py "
+                                                           "run is made of"), done.stderr
+    assert not (tmp_path / "lightning_logs").exists()
+    # Any Trainer complaint that quotes an object names its class instead (Lightning quoted the logger's repr).
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lr_lightning.core.cli import make_trainer, parse
+    from lr_lightning.core.commands import UsageError
+
+    _, cfg = parse("fit", ["--max_epochs", "1"])
+    cfg.trainer.barebones = True  # past the flag check, as a Trainer argument the check does not know would be
+    with pytest.raises(UsageError) as e:
+        make_trainer(cfg, cfg.trainer, TensorBoardLogger(tmp_path / "logs", name="", version=0), [], False, False)
+    assert "logger=TensorBoardLogger)" in str(e.value) and " object at 0x" not in str(e.value), str(e.value)

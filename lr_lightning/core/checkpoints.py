@@ -9,6 +9,7 @@ Optimizers and schedulers are named the same way and resolved only within ``torc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import pickle
@@ -163,6 +164,18 @@ def read_checkpoint(path: str | Path) -> Any:
     file, a truncated one or a pickle with code in it are an IndexError, a zip-archive RuntimeError or a page of
     advice to load it unsafely.
     """
+    # torch.save writes a zip archive (a pickle before torch 1.6): anything else is no checkpoint at all, and torch's
+    # unpickler would call a JSON file's first byte "objects that only code could rebuild".
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        head = f.read(512)
+        if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+            try:
+                text = head.decode("utf-8").lstrip("\ufeff \t\r\n")
+            except UnicodeDecodeError:
+                text = None
+            kind = "an empty file" if not head else "a JSON file" if text and text[:1] in "{[" else \
+                "a text file" if text is not None else "neither a zip archive nor a pickle"
+            raise ValueError(f"it is {kind}; torch.save writes a zip archive")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

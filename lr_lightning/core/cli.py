@@ -197,6 +197,15 @@ def _hint(argv: list[str], message: str) -> str:
         part = typed[0].removeprefix("--").split(".")[0]
         chosen = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == f"--{part}"), None)
         return f"{typed[0]}: not an argument of {chosen.rpartition('.')[2] if chosen else 'the default ' + part}"
+    group = re.search(r"Group '(\w+)' does not accept option '(\w+)'", message)
+    if refused or group:  # from a config file: the key's place there, and the class that does not take it
+        key = group.group(2) if group else refused.group(1)
+        places = [(file, path, owner) for file, path, owner in _config_places(argv, key)
+                  if not group or path == f"{group.group(1)}.{key}"]
+        if places:
+            file, path, owner = places[0]
+            owner = "Trainer" if path.startswith("trainer.") else (owner or "").rpartition(".")[2] or "it"
+            return f"--config {file}: {path}: not an argument of {owner}"
     m = re.fullmatch(r"the following arguments are required: (\w+)", message)
     if not m:
         return message
@@ -229,9 +238,30 @@ def _config_paths(argv: list[str], key: str) -> list[str]:
     return [path for config in _configs(argv) for path in walk(config, "")]
 
 
+def _config_places(argv: list[str], key: str) -> list[tuple[str, str, str | None]]:
+    """Where ``key`` sits in the ``--config`` files of ``argv``: ``(file, place as flags say it, the class_path whose
+    init_args hold it, if any)``."""
+    def walk(node: Any, prefix: str, owner: str | None) -> list[tuple[str, str | None]]:
+        if not isinstance(node, dict):
+            return []
+        found = [(f"{prefix}{key}", owner)] if key in node else []
+        for k, v in node.items():
+            nested = node.get("class_path") if k == "init_args" else None
+            found += walk(v, prefix if k == "init_args" else f"{prefix}{k}.", nested if isinstance(nested, str)
+                          else None)
+        return found
+
+    return [(file, path, owner) for file, config in _config_files(argv) for path, owner in walk(config, "", None)]
+
+
 def _configs(argv: list[str]) -> list[Any]:
-    """The ``--config`` files of ``argv``, read (unreadable ones: skipped; the parser says why). A YAML alias is a
-    UsageError naming the file: the parser's loader refuses one too, but without saying which file."""
+    """The ``--config`` files of ``argv``, read (see :func:`_config_files`)."""
+    return [config for _, config in _config_files(argv)]
+
+
+def _config_files(argv: list[str]) -> list[tuple[str, Any]]:
+    """The ``--config`` files of ``argv`` and their contents (unreadable ones: skipped; the parser says why). A YAML
+    alias is a UsageError naming the file: the parser's loader refuses one too, but without saying which file."""
     import yaml
 
     from lr_lightning.core.commands import YAMLAliasError
@@ -244,7 +274,7 @@ def _configs(argv: list[str]) -> list[Any]:
             raise UsageError(f"--config {path}: {Path(path).stat().st_size:,} bytes; a config is a few kilobytes of "
                              f"settings (at most {MAX_CONFIG_BYTES:,} bytes are read): is it the right file?")
         try:
-            configs.append(load_yaml(Path(path).read_text()) if path else None)
+            configs.append((path, load_yaml(Path(path).read_text()) if path else None))
         except YAMLAliasError as e:
             raise UsageError(f"--config {path}: {e}") from None
         except (OSError, yaml.YAMLError, TypeError, UnicodeDecodeError, ValueError):
@@ -571,6 +601,11 @@ def _check_flags(cfg: Namespace) -> None:
         raise UsageError(f"--seed {cfg.seed}: must be a whole number from 0 to {2**32 - 1}")
     if cfg.checkpoint_every is not None and cfg.checkpoint_every < 1:
         raise UsageError(f"--checkpoint_every must be a whole number >= 1, got {cfg.checkpoint_every}")
+    if cfg.trainer.get("barebones"):
+        # Lightning would refuse it later, quoting the logger object the run passes (an address, not a setting).
+        raise UsageError("--trainer.barebones true: turns off what a fit.py run is made of (the TensorBoard logs, "
+                         "last.ckpt, the progress lines); for speed, --figures 0 --progress_bar false, or the Python "
+                         "API with Trainer(barebones=True)")
     if cfg.max_epochs < -1:
         raise UsageError(f"--max_epochs must be >= 0 (or -1 for no limit), got {cfg.max_epochs}")
     if cfg.num_nodes < 1:
@@ -628,7 +663,9 @@ def make_trainer(cfg: Namespace, trainer_args: Namespace, logger: Any, callbacks
     except Exception as e:  # Lightning's MisconfigurationException, ValueError, RuntimeError, ImportError, ...
         _give_back(Path(logger.log_dir), cfg, created)
         flags = " ".join(f"--{k} {cfg[k]}" for k in ESSENTIALS if cfg[k] != ESSENTIALS[k] and k != "max_epochs")
-        raise UsageError(f"{flags or 'Trainer'}: {str(e).splitlines()[0]}") from None
+        # An object Lightning quotes is said by its class: `logger=TensorBoardLogger`, not `<... object at 0x7f...>`.
+        message = re.sub(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>", r"\1", str(e).splitlines()[0])
+        raise UsageError(f"{flags or 'Trainer'}: {message}") from None
 
 
 def _give_back(run_dir: Path, cfg: Namespace, created: bool, *, written: bool = False) -> None:
