@@ -174,8 +174,8 @@ def test_npy_last_column_is_target(tmp_path):
     [
         ("", "the file is empty"),
         ("a,b\n", "only a header row"),
-        ("a,b\n1,2\n3,x\n", "row 3, column 'b': 'x' is not a number"),
-        ("a,b\n1,2\n3\n", "row 3 has 1 values, the header has 2 columns"),
+        ("a,b\n1,2\n3,x\n", "line 3, column 'b': 'x' is not a number"),
+        ("a,b\n1,2\n3\n", "line 3 has 1 values, the header has 2 columns"),
         ("y\n1\n2\n", "only one column"),
     ],
 )
@@ -200,7 +200,7 @@ def test_missing_file_and_unknown_target(tmp_path):
     [
         ({"x": np.zeros((5, 2, 2)), "y": np.zeros(5)}, "expected a 1-D or 2-D array"),
         ({"x": np.zeros(5), "y": np.zeros(4)}, "x has 5 samples but y has 4"),
-        ({"x": [0, 1, float("nan")], "y": [0, 1, 2]}, "non-finite value nan at row 2, column 0"),
+        ({"x": [0, 1, float("nan")], "y": [0, 1, 2]}, "non-finite value nan at row 3 (1-based)"),
         ({"x": np.zeros(10), "y": np.zeros(10), "batch_size": 0}, "batch_size must be a positive integer"),
         ({"x": np.zeros(10), "y": np.zeros(10), "val_fraction": 1.0}, "val_fraction must be in [0, 1)"),
         ({"x": np.zeros(10), "y": np.zeros(10), "val_fraction": 0.5, "test_fraction": 0.5}, "leave no training"),
@@ -236,9 +236,9 @@ def test_csv_bom_blank_lines_and_comments_are_not_data(tmp_path):
 
 def test_csv_row_numbers_stay_the_files_line_numbers(tmp_path):
     # line 1 blank, 2 a comment, 3 the header, 4 data, 5 a comment, 6 the bad cell
-    with pytest.raises(ValueError, match=r"d\.csv: row 6, column 'y': 'x' is not a number"):
+    with pytest.raises(ValueError, match=r"d\.csv: line 6, column 'y': 'x' is not a number"):
         read_csv(_write(tmp_path, "\n# c\na,y\n1,2\n# c\n3,x\n"))
-    with pytest.raises(ValueError, match=r"d\.csv: row 5 has 1 values, the header has 2 columns"):
+    with pytest.raises(ValueError, match=r"d\.csv: line 5 has 1 values, the header has 2 columns"):
         read_csv(_write(tmp_path, "# c\na,y\n\n1,2\n3\n"))
 
 
@@ -249,7 +249,7 @@ def test_csv_row_numbers_stay_the_files_line_numbers(tmp_path):
     ("a,y, a\n1,2,3\n", "d.csv: column 3 repeats the name 'a' of column 1; column names must be unique"),
     ("1,2\n3,4\n", "d.csv: no header row: the first row (line 1) is data; add a header row naming the columns"),
     ("# only\n\n# comments\n", "d.csv: no header row: the file holds only blank or comment lines"),
-    ("a,y\n1,1e400\n", "d.csv: row 2, column 'y': '1e400' is not a finite number; remove or fill the row"),
+    ("a,y\n1,1e400\n", "d.csv: line 2, column 'y': '1e400' is not a finite number; remove or fill the row"),
 ])
 def test_csv_format_problems_are_one_clear_error(tmp_path, content, words):
     with pytest.raises(ValueError) as e:
@@ -270,14 +270,14 @@ def test_csv_selected_columns_by_name_others_unread(tmp_path):
     assert names == ["a", "b"] and data.tolist() == [[1, 2], [3, 4]]
     with pytest.raises(ValueError, match=r"d\.csv: no column 'c'; the columns are id, b, a, note"):
         read_csv_table(path, ["a", "c"])
-    with pytest.raises(ValueError, match=r"d\.csv: row 2, column 'b': 'x' is not a number"):
+    with pytest.raises(ValueError, match=r"d\.csv: line 2, column 'b': 'x' is not a number"):
         read_csv_table(_write(tmp_path, "a,b\n1,x\n"), ["b", "a"])
 
 
 def test_csv_without_header_takes_the_given_names_in_order(tmp_path):
     names, data = read_csv_table(_write(tmp_path, "# no header\n1,2\n3,4\n"), ["a", "b"], header=False)
     assert names == ["a", "b"] and data.tolist() == [[1, 2], [3, 4]]
-    with pytest.raises(ValueError, match=r"d\.csv: row 1 has 3 values, expected 2 \(a, b, in this order\)"):
+    with pytest.raises(ValueError, match=r"d\.csv: line 1 has 3 values, expected 2 \(a, b, in this order\)"):
         read_csv_table(_write(tmp_path, "1,2,3\n"), ["a", "b"], header=False)
 
 
@@ -285,7 +285,7 @@ def test_csv_values_beyond_a_dtypes_range_are_refused_when_asked(tmp_path):
     path = _write(tmp_path, "a\n1e39\n")
     assert read_csv_table(path)[1].tolist() == [[1e39]]  # float64 holds it
     limit = float(torch.finfo(torch.float32).max)
-    with pytest.raises(ValueError, match=r"d\.csv: row 2, column 'a': '1e39' is beyond ±3\.40282e\+38"):
+    with pytest.raises(ValueError, match=r"d\.csv: line 2, column 'a': '1e39' is beyond ±3\.40282e\+38"):
         read_csv_table(path, max_abs=limit)
 
 

@@ -374,15 +374,25 @@ def test_warnings_stay_quiet_through_the_api():
         fit(RegressionDataModule(x, x.sum(axis=1) + rng.normal(size=100), dtype="float64"), robust=True)
 
 
-def test_the_readme_example_runs_and_prints_the_table_s_figures(capsys):
+def test_the_readme_example_runs_and_prints_the_table_s_figures(capsys, caplog):
+    import logging
+
     from .conftest import ROOT
 
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Exact least squares at any scale"):]
     code = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python\n") + 10)]
-    exec(compile(code, "README.md", "exec"), {})
+    lightning = logging.getLogger("lightning.pytorch")
+    lightning.addHandler(caplog.handler)  # Lightning's loggers do not propagate to the root, where caplog listens
+    try:
+        with caplog.at_level(logging.INFO, logger="lightning.pytorch.callbacks.model_summary"):
+            exec(compile(code, "README.md", "exec"), {})
+    finally:
+        lightning.removeHandler(caplog.handler)
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("['intercept', 'size', 'age'] [") and "tensor([[" in printed[1]
+    # Nothing else: a model summary of a one-layer LinearRegression (with 0 trainable parameters) says nothing.
+    assert not [r.getMessage() for r in caplog.records if "params" in r.getMessage().lower()], caplog.text
 
 
 

@@ -212,8 +212,9 @@ def test_below_r_s_threshold_a_near_copy_is_aliased():
 
 # ----------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(("x", "y", "words"), [
-    ([[1.0, 2.0], [3.0, np.nan], [5.0, 6.0]], [1.0, 2.0, 3.0], "x: non-finite value nan at row 1, column 'b'"),
-    ([1.0, 2.0, 3.0], [1.0, 2.0, np.inf], "y: non-finite value inf at row 2, column 0"),
+    ([[1.0, 2.0], [3.0, np.nan], [5.0, 6.0]], [1.0, 2.0, 3.0],
+     r"x: non-finite value nan at row 2 \(1-based\), column 'b'"),
+    ([1.0, 2.0, 3.0], [1.0, 2.0, np.inf], r"y: non-finite value inf at row 3 \(1-based\)$"),
     (np.zeros((0, 2)), np.zeros(0), r"x: no samples \(shape \(0, 2\)\)"),
     (np.arange(4.0) + 1j, np.arange(4.0), r"x: expected real numbers, got complex values \(complex128\)"),
     (np.arange(4.0), np.arange(4.0) * 1j, r"y: expected real numbers, got complex values"),

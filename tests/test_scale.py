@@ -211,7 +211,8 @@ def test_a_non_finite_value_is_named_by_file_row_and_column(tmp_path):
     path, data = _npy(tmp_path, n=300)
     data[217, 2] = np.nan
     np.save(path, data)
-    with pytest.raises(ValueError, match=r"d\.npy: row 217, column 2 \(x2\): non-finite value nan"):
+    with pytest.raises(ValueError, match=r"d\.npy: row 218 \(1-based\), column 'x2' \(column 3 of the file\): "
+                                         r"non-finite value nan"):
         NpyDataModule(path, block_rows=64).setup()
 
 

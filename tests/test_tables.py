@@ -73,7 +73,7 @@ def test_parquet_directory_target_by_name_and_where(tmp_path):
     table = ParquetTable(tmp_path / "parts", target="v")
     assert table.feature_names == ["u", "w", "t"] and table.target_names == ["v"] and table.n_rows == 90
     np.testing.assert_array_equal(table.read(np.array([45]))[1], data[[45], 1:2])
-    assert table.where(45).endswith("b.pq: row 5")
+    assert table.where(45).endswith("b.pq: row 6 (1-based)")
     with pytest.raises(ValueError, match=r"parts: no target column 'z'; the columns are u, v, w, t"):
         ParquetTable(tmp_path / "parts", target="z")
 
@@ -84,8 +84,8 @@ def test_parquet_non_finite_value_is_named_by_file_row_and_column(tmp_path):
     path = _parquet(tmp_path / "d.parquet", data, [100, 100, 100])
     with pytest.raises(ValueError) as e:
         ParquetDataModule(path, val_fraction=0.0).setup()
-    assert str(e.value) == f"{path}: row 217, column 'x2': non-finite value nan"
-    with pytest.raises(ValueError, match=r"d\.parquet: row 217, column 'x2': non-finite value nan"):
+    assert str(e.value) == f"{path}: row 218 (1-based), column 'x2': non-finite value nan"
+    with pytest.raises(ValueError, match=r"d\.parquet: row 218 \(1-based\), column 'x2': non-finite value nan"):
         ParquetDataModule(path, in_memory=True)
 
 
@@ -267,13 +267,13 @@ def test_tables_behind_each_datamodule(tmp_path):
 
 # ------------------------------------------------------------------------------------------- CSV on pyarrow
 @pytest.mark.parametrize(("content", "words"), [
-    ("a,y\n1,2\n\n# a comment\n3,x\n", "row 5, column 'y': 'x' is not a number"),
-    ("a,y\r\n1,2\r\n3,4,5\r\n", "row 3 has 3 values, the header has 2 columns"),
-    ("a,y\n1,2\nnan,4\n", "row 3, column 'a': 'nan' is not a finite number; remove or fill the row"),
-    ("a,y\n1,2\n-Infinity,4\n", "row 3, column 'a': '-Infinity' is not a finite number; remove or fill the row"),
-    ("a,y\n1,2\n3,\n", "row 3, column 'y': '' is not a number"),
-    ("a,y\n1,\"2\n3\"\n", "row 3, column 'y': '2\\n3' is not a number"),  # a record's last line, as before
-    ("a,y\n1,1_000\n", "row 2, column 'y': '1_000' is not a number"),
+    ("a,y\n1,2\n\n# a comment\n3,x\n", "line 5, column 'y': 'x' is not a number"),
+    ("a,y\r\n1,2\r\n3,4,5\r\n", "line 3 has 3 values, the header has 2 columns"),
+    ("a,y\n1,2\nnan,4\n", "line 3, column 'a': 'nan' is not a finite number; remove or fill the row"),
+    ("a,y\n1,2\n-Infinity,4\n", "line 3, column 'a': '-Infinity' is not a finite number; remove or fill the row"),
+    ("a,y\n1,2\n3,\n", "line 3, column 'y': '' is not a number"),
+    ("a,y\n1,\"2\n3\"\n", "line 3, column 'y': '2\\n3' is not a number"),  # a record's last line, as before
+    ("a,y\n1,1_000\n", "line 2, column 'y': '1_000' is not a number"),
 ])
 def test_csv_errors_through_pyarrow_are_one_line_with_the_files_line_numbers(tmp_path, content, words):
     path = tmp_path / "d.csv"

@@ -131,6 +131,42 @@ def _chebyshev(degree: int) -> list[list[int]]:
     return polys[: degree + 1]
 
 
+def cell(row: int, col: int, n_columns: int, names: list[str] | None = None) -> str:
+    """Where a value sits, as every error message says it: rows (and unnamed columns) counted from 1, as a person
+    counts them and as CSV lines and predict.py's rows are; a column by its name where it has one, and not at all
+    when there is only one. ``row``, ``col``: 0-based indices.
+
+    >>> cell(0, 1, 3, ["a", "b", "c"]), cell(4, 0, 1), cell(4, 2, 3)
+    ("row 1 (1-based), column 'b'", 'row 5 (1-based)', 'row 5, column 3 (both 1-based)')
+    """
+    if names is not None:
+        return f"row {row + 1} (1-based), column {names[col]!r}"
+    return f"row {row + 1} (1-based)" if n_columns == 1 else f"row {row + 1}, column {col + 1} (both 1-based)"
+
+
+def labels(a: Any) -> list[str] | None:
+    """The column names a pandas Series (its name) or DataFrame (its columns) carries; None for anything else."""
+    columns = getattr(a, "columns", None)
+    if columns is not None:
+        return [str(c) for c in columns]
+    name = getattr(a, "name", None) if hasattr(a, "to_numpy") else None
+    return [str(name)] if name is not None else None
+
+
+def not_a_number(a: np.ndarray) -> tuple[int, int, Any] | None:
+    """The first value of a non-numeric array (strings, objects) that is not a real number, as ``(row, column,
+    value)`` (0-based); None if every value converts."""
+    grid = a.reshape(len(a), -1) if a.ndim >= 1 else a.reshape(1, 1)
+    for (row, col), value in np.ndenumerate(grid):
+        try:
+            if isinstance(value, (complex, np.complexfloating)):
+                raise TypeError
+            float(value)
+        except (TypeError, ValueError):
+            return row, col, value.item() if isinstance(value, np.generic) else value
+    return None
+
+
 def _columns(a: Any, name: str = "x", names: list[str] | None = None, validate: bool = True) -> np.ndarray:
     """``a`` as a 2-D array of real numbers, one column per variable; a 1-D ``a`` becomes one column.
 
@@ -139,6 +175,7 @@ def _columns(a: Any, name: str = "x", names: list[str] | None = None, validate: 
     """
     # Floating data is used as it comes (float32 is exact in float64; chunks are widened where they are used):
     # no copy of a large training set. Anything else becomes float64.
+    names = names if names is not None else labels(a)
     try:
         a = np.asarray(a)
     except (TypeError, ValueError) as e:  # ragged lists
@@ -149,7 +186,10 @@ def _columns(a: Any, name: str = "x", names: list[str] | None = None, validate: 
         try:
             a = a.astype(np.float64)
         except (TypeError, ValueError):  # strings, None, objects
-            raise ValueError(f"{name}: expected real numbers, got values of dtype {a.dtype}") from None
+            bad = not_a_number(a)
+            where = f"; {cell(bad[0], bad[1], a.shape[1] if a.ndim == 2 else 1, names)}: {bad[2]!r} is not a number" \
+                if bad else ""
+            raise ValueError(f"{name}: expected real numbers, got values of dtype {a.dtype}{where}") from None
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2:
@@ -166,5 +206,4 @@ def _validate(a: np.ndarray, name: str, names: list[str] | None = None) -> None:
     finite = np.isfinite(a)
     if not finite.all():
         row, col = (int(i) for i in np.argwhere(~finite)[0])
-        column = f"column {names[col]!r}" if names is not None else f"column {col}"
-        raise ValueError(f"{name}: non-finite value {a[row, col]} at row {row}, {column}")
+        raise ValueError(f"{name}: non-finite value {a[row, col]} at {cell(row, col, a.shape[1], names)}")

@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lr_lightning.core.figures import fit_figure, have_matplotlib, held_out, predict, predictions_figure
+from lr_lightning.core.figures import drawing, fit_figure, have_matplotlib, held_out, predict, predictions_figure
 from lr_lightning.core.runs import Interrupted, threading_is_main
 
 
@@ -277,11 +277,12 @@ class TensorBoardFigures(L.Callback):
         split, x, y = held_out(dm)
         preds = predict(module, x).numpy()
         title = f"epoch {trainer.current_epoch + 1}, {split} rows"
-        experiment.add_figure(f"{split}/predictions", predictions_figure(y.numpy(), preds, dm.target_names, title),
-                              step)
-        if x.shape[1] == 1:
-            experiment.add_figure(f"{split}/fit", fit_figure(module, x.numpy(), y.numpy(), (
-                dm.feature_names[0], dm.target_names[0]), title), step)
+        with drawing():  # add_figure draws the figure
+            experiment.add_figure(f"{split}/predictions", predictions_figure(y.numpy(), preds, dm.target_names,
+                                                                             title), step)
+            if x.shape[1] == 1:
+                experiment.add_figure(f"{split}/fit", fit_figure(module, x.numpy(), y.numpy(), (
+                    dm.feature_names[0], dm.target_names[0]), title), step)
 
 
 class LossHistory(L.Callback):

@@ -9,6 +9,7 @@ Optimizers and schedulers are named the same way and resolved only within ``torc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import pickle
@@ -163,12 +164,35 @@ def read_checkpoint(path: str | Path) -> Any:
     file, a truncated one or a pickle with code in it are an IndexError, a zip-archive RuntimeError or a page of
     advice to load it unsafely.
     """
+    # torch.save writes a zip archive (a pickle before torch 1.6): anything else is no checkpoint at all, and torch's
+    # unpickler would call a JSON file's first byte "objects that only code could rebuild".
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        head = f.read(512)
+        if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+            try:
+                text = head.decode("utf-8").lstrip("\ufeff \t\r\n")
+            except UnicodeDecodeError:
+                text = None
+            kind = "an empty file" if not head else "a JSON file" if text and text[:1] in "{[" else \
+                "a text file" if text is not None else "neither a zip archive nor a pickle"
+            raise ValueError(f"it is {kind}; torch.save writes a zip archive")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise ValueError("it holds objects that only code could rebuild; refused unread") from None
     except Exception:  # noqa: BLE001 - whatever torch raises for a file that is not one of its own
         raise ValueError("not a torch checkpoint file, or a truncated one") from None
+
+
+def unsolved_exact_fit(checkpoint: Any) -> str:
+    """Why ``checkpoint`` holds no model ('' if it does): an exact least-squares run (``--solver exact``) stopped
+    before its solve wrote ``least_squares.solved`` false, and its weights are the zeros it started from, which would
+    predict as if fitted."""
+    exact = checkpoint.get("least_squares") if isinstance(checkpoint, Mapping) else None
+    if isinstance(exact, Mapping) and exact.get("solved") is not True:
+        return ("an unfinished exact least-squares fit (least_squares.solved is false: the run stopped before the "
+                "solve); it holds no fitted model, so fit again")
+    return ""
 
 
 def _structure_problem(checkpoint: Any) -> str:

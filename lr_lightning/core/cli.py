@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lr_lightning.core.commands import Parser, UsageError, entry_point, quiet, show
+from lr_lightning.core.commands import Parser, UsageError, entry_point, load_yaml, quiet, show
 
 if TYPE_CHECKING:
     import lightning as L
@@ -48,6 +48,7 @@ LINKED = {"in_features": lambda dm: dm.n_features, "out_features": lambda dm: dm
 REFERENCE = "lr_lightning.exact.reference"
 # `--solver exact`: the exact least-squares module and its regression table, found by name like REFERENCE.
 EXACT_MODULE, EXACT_STATISTICS = "lr_lightning.exact.least_squares_module", "lr_lightning.exact.statistics"
+MAX_CONFIG_BYTES = 16 * 2**20  # a --config larger than this is not a config (parsing it would take minutes)
 SHORT_DATA = {"tutorial": "TutorialDataModule", "synthetic": "SyntheticDataModule"}
 # The parts a run gets when neither the flags nor the config name them. They are not the parser's defaults: jsonargparse
 # keeps a default class's arguments when another class is chosen, wherever the new class takes them too, so
@@ -117,7 +118,8 @@ def build_parser(stage: str = "fit") -> Parser:
     p.add_argument("--figures", type=int, default=5, help="log figures and weight histograms to TensorBoard at "
                    "N evenly spaced epochs; 0: none")
     p.add_argument("--plot", type=Optional[str], default=None,  # noqa: UP045
-                   help="also draw the loss curves and the fit into this PNG (pip install lr-lightning[plots])")
+                   help="also draw the loss curves and the fit into this PNG (--solver exact: the fit alone; pip "
+                   "install lr-lightning[plots])")
     if not fit:
         p.add_argument("--stage", type=str, default="test", choices=["validate", "test", "predict"],
                        help="validate (the val split), test (the test split) or predict (every row, to --out)")
@@ -195,6 +197,15 @@ def _hint(argv: list[str], message: str) -> str:
         part = typed[0].removeprefix("--").split(".")[0]
         chosen = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == f"--{part}"), None)
         return f"{typed[0]}: not an argument of {chosen.rpartition('.')[2] if chosen else 'the default ' + part}"
+    group = re.search(r"Group '(\w+)' does not accept option '(\w+)'", message)
+    if refused or group:  # from a config file: the key's place there, and the class that does not take it
+        key = group.group(2) if group else refused.group(1)
+        places = [(file, path, owner) for file, path, owner in _config_places(argv, key)
+                  if not group or path == f"{group.group(1)}.{key}"]
+        if places:
+            file, path, owner = places[0]
+            owner = "Trainer" if path.startswith("trainer.") else (owner or "").rpartition(".")[2] or "it"
+            return f"--config {file}: {path}: not an argument of {owner}"
     m = re.fullmatch(r"the following arguments are required: (\w+)", message)
     if not m:
         return message
@@ -227,16 +238,47 @@ def _config_paths(argv: list[str], key: str) -> list[str]:
     return [path for config in _configs(argv) for path in walk(config, "")]
 
 
+def _config_places(argv: list[str], key: str) -> list[tuple[str, str, str | None]]:
+    """Where ``key`` sits in the ``--config`` files of ``argv``: ``(file, place as flags say it, the class_path whose
+    init_args hold it, if any)``."""
+    def walk(node: Any, prefix: str, owner: str | None) -> list[tuple[str, str | None]]:
+        if not isinstance(node, dict):
+            return []
+        found = [(f"{prefix}{key}", owner)] if key in node else []
+        for k, v in node.items():
+            nested = node.get("class_path") if k == "init_args" else None
+            found += walk(v, prefix if k == "init_args" else f"{prefix}{k}.", nested if isinstance(nested, str)
+                          else None)
+        return found
+
+    return [(file, path, owner) for file, config in _config_files(argv) for path, owner in walk(config, "", None)]
+
+
 def _configs(argv: list[str]) -> list[Any]:
-    """The ``--config`` files of ``argv``, read (unreadable ones: skipped; the parser says why)."""
+    """The ``--config`` files of ``argv``, read (see :func:`_config_files`)."""
+    return [config for _, config in _config_files(argv)]
+
+
+def _config_files(argv: list[str]) -> list[tuple[str, Any]]:
+    """The ``--config`` files of ``argv`` and their contents (unreadable ones: skipped; the parser says why). A YAML
+    alias is a UsageError naming the file: the parser's loader refuses one too, but without saying which file."""
     import yaml
+
+    from lr_lightning.core.commands import YAMLAliasError
 
     configs = []
     for i, arg in enumerate(argv):
         path = arg.split("=", 1)[1] if arg.startswith("--config=") else argv[i + 1] if arg == "--config" and \
             i + 1 < len(argv) else None
-        with contextlib.suppress(OSError, yaml.YAMLError, TypeError):
-            configs.append(yaml.safe_load(Path(path).read_text()) if path else None)
+        if path and Path(path).is_file() and Path(path).stat().st_size > MAX_CONFIG_BYTES:
+            raise UsageError(f"--config {path}: {Path(path).stat().st_size:,} bytes; a config is a few kilobytes of "
+                             f"settings (at most {MAX_CONFIG_BYTES:,} bytes are read): is it the right file?")
+        try:
+            configs.append((path, load_yaml(Path(path).read_text()) if path else None))
+        except YAMLAliasError as e:
+            raise UsageError(f"--config {path}: {e}") from None
+        except (OSError, yaml.YAMLError, TypeError, UnicodeDecodeError, ValueError):
+            pass  # the parser says what is wrong with it
     return configs
 
 
@@ -298,9 +340,10 @@ class Run:
     """One run: the instantiated parts, and the fit with its summary."""
 
     def __init__(self, cfg: Namespace, dm: RegressionDataModule, module: RegressionModule, trainer: L.Trainer,
-                 resume: Path | None, reference: dict[str, Any] | None) -> None:
+                 resume: Path | None, reference: dict[str, Any] | None, created: bool = False) -> None:
         self.cfg, self.dm, self.module, self.trainer = cfg, dm, module, trainer
         self.resume, self.reference = resume, reference
+        self.created = created  # whether the run created --log_dir (given back with the run folder on bad input)
 
     def fit(self, argv: list[str] | None) -> int:
         import torch
@@ -324,6 +367,15 @@ class Run:
             if dm.n_test:
                 metrics |= trainer.test(module, datamodule=dm, ckpt_path=None if exact else "best",
                                         verbose=False)[0]
+        except ValueError as e:
+            if not exact:
+                raise
+            # What only a pass finds (non-finite values in streamed data, too few epochs for the refinements this
+            # data needs, max_time running out): bad input, and an unsolved run's folder is nothing to keep.
+            if trainer.is_global_zero:
+                print(f"error: {_exact_setting_error(self.cfg, e)}", file=sys.stderr)
+            _give_back(Path(trainer.logger.log_dir), self.cfg, self.created, written=True)
+            return 2
         except DivergenceError as e:
             last = show(saver.path) if saver.path.is_file() else ""
             print(f"error: {e}" + (f" (last finite weights: {last})" if last else ""), file=sys.stderr)
@@ -337,16 +389,21 @@ class Run:
         finally:
             stop.restore()
         seconds = time.perf_counter() - start
-        if trainer.is_global_zero and exact:
+        if not trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
+            return 0
+        if exact:
             self.report_exact(seconds, metrics)
-        elif trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
+        else:
             print_summary(self, seconds, before, metrics)
-            if self.cfg.plot is not None:
-                from lr_lightning.core.callbacks import LossHistory
-                from lr_lightning.core.figures import save_png
+        if self.cfg.plot is not None:
+            from lr_lightning.core.callbacks import LossHistory
+            from lr_lightning.core.figures import save_png
 
-                history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
-                print(f"Plot: {show(save_png(self.cfg.plot, history, module, dm))}")
+            history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
+            passes = module.solver.passes if exact else 0
+            title = f"LinearRegression by exact least squares, {passes} pass{'es' if passes > 1 else ''}" if exact \
+                else None
+            print(f"Plot: {show(save_png(self.cfg.plot, history, module, dm, title))}")
         return 0
 
 
@@ -387,6 +444,8 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
         cfg.data.init_args.dtype = "float64"  # the solver computes in float64: a CSV's digits read as float32 are lost
     init = instantiate(parser, cfg)
     dm, module, reference = build_parts(cfg, init)
+    if exact:
+        _check_exact_data(cfg, module, dm)  # before the run folder is claimed: bad data leaves nothing behind
     if resume is not None:
         from lr_lightning.core.checkpoints import read_checkpoint
 
@@ -428,10 +487,16 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     callbacks.append(TQDMProgressBar(refresh_rate=cfg.trainer.log_every_n_steps or 50) if progress_bar
                      else ProgressLines())
     trainer = make_trainer(cfg, init.trainer, logger, callbacks, progress_bar, created)
+    if exact:
+        try:
+            module.check_trainer(trainer, dm)
+        except ValueError as e:  # nothing ran: give back the run folder
+            _give_back(Path(logger.log_dir), cfg, created)
+            raise UsageError(_exact_setting_error(cfg, e)) from None
     if trainer.is_global_zero:
         # The run, repeatable from its folder: fit.py --config lightning_logs/version_N/config.yaml
         parser.save(cfg, Path(logger.log_dir) / "config.yaml", overwrite=True, skip_validation=True)
-    return Run(cfg, dm, module, trainer, resume, reference)
+    return Run(cfg, dm, module, trainer, resume, reference, created)
 
 
 def instantiate(parser: Parser, cfg: Namespace) -> Namespace:
@@ -511,8 +576,13 @@ def _reference(dm: RegressionDataModule, network: Any) -> dict[str, Any] | None:
         reference = importlib.import_module(REFERENCE)
     except ImportError:
         return None
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
     try:
-        return reference.optimum(dm)
+        with warnings.catch_warnings():
+            if (_get_rank() or 0) != 0:  # under DDP every process computes it: rank 0 names aliased columns, once
+                warnings.filterwarnings("ignore", r"least squares: .* aliased", UserWarning)
+            return reference.optimum(dm)
     except ValueError as e:
         raise UsageError(f"--data: the least-squares reference on the training split: {e}") from None
 
@@ -531,6 +601,11 @@ def _check_flags(cfg: Namespace) -> None:
         raise UsageError(f"--seed {cfg.seed}: must be a whole number from 0 to {2**32 - 1}")
     if cfg.checkpoint_every is not None and cfg.checkpoint_every < 1:
         raise UsageError(f"--checkpoint_every must be a whole number >= 1, got {cfg.checkpoint_every}")
+    if cfg.trainer.get("barebones"):
+        # Lightning would refuse it later, quoting the logger object the run passes (an address, not a setting).
+        raise UsageError("--trainer.barebones true: turns off what a fit.py run is made of (the TensorBoard logs, "
+                         "last.ckpt, the progress lines); for speed, --figures 0 --progress_bar false, or the Python "
+                         "API with Trainer(barebones=True)")
     if cfg.max_epochs < -1:
         raise UsageError(f"--max_epochs must be >= 0 (or -1 for no limit), got {cfg.max_epochs}")
     if cfg.num_nodes < 1:
@@ -586,6 +661,10 @@ def _resume_path(cfg: Namespace) -> Path | None:
             raise ValueError("it holds no training state (was it saved with weights only?)")
     except ValueError as e:
         raise UsageError(f"--resume {found}: not a checkpoint written by fit.py ({e})") from None
+    if "least_squares" in state:  # (--solver exact itself refuses --resume: a solve is a few passes, not training)
+        raise UsageError(f"--resume {found}: solved exactly (--solver exact), with no optimizer state to continue "
+                         "training from; predict with it (predict.py, evaluate.py) or start a new run without "
+                         "--resume")
     return found
 
 
@@ -603,12 +682,59 @@ def make_trainer(cfg: Namespace, trainer_args: Namespace, logger: Any, callbacks
                          callbacks=callbacks, **kwargs,
                          enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
     except Exception as e:  # Lightning's MisconfigurationException, ValueError, RuntimeError, ImportError, ...
-        with contextlib.suppress(OSError):  # nothing ran: give back the run folder (and --log_dir, if it was new)
-            Path(logger.log_dir).rmdir()
-            if created:
-                Path(cfg.log_dir).rmdir()
+        _give_back(Path(logger.log_dir), cfg, created)
         flags = " ".join(f"--{k} {cfg[k]}" for k in ESSENTIALS if cfg[k] != ESSENTIALS[k] and k != "max_epochs")
-        raise UsageError(f"{flags or 'Trainer'}: {str(e).splitlines()[0]}") from None
+        # An object Lightning quotes is said by its class: `logger=TensorBoardLogger`, not `<... object at 0x7f...>`.
+        message = re.sub(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>", r"\1", str(e).splitlines()[0])
+        raise UsageError(f"{flags or 'Trainer'}: {message}") from None
+
+
+def _give_back(run_dir: Path, cfg: Namespace, created: bool, *, written: bool = False) -> None:
+    """Remove the run folder this run claimed (and ``--log_dir``, if the run created it): bad input leaves no
+    version_N behind. ``written``: the folder may hold what a failed run wrote (an exact fit stopped mid-way: an
+    unsolved last.ckpt, its logs), all of it this run's own; otherwise it must be empty."""
+    import shutil
+
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    if (_get_rank() or 0) != 0 or run_dir.parent.resolve() != Path(cfg.log_dir).resolve() or \
+            not re.fullmatch(r"version_\d+", run_dir.name):
+        return  # only rank 0 claimed it, and only a version_N folder directly under --log_dir is the run's
+    with contextlib.suppress(OSError):
+        if written:
+            shutil.rmtree(run_dir)
+        else:
+            run_dir.rmdir()
+        if created:
+            Path(cfg.log_dir).rmdir()
+
+
+def _check_exact_data(cfg: Namespace, module: Any, dm: RegressionDataModule) -> None:
+    """``--solver exact``'s checks of the data (too few rows, constant columns, non-finite values, drop_last), as one
+    line naming the file or flag."""
+    try:
+        module.check_data(dm)
+    except (ValueError, FileNotFoundError) as e:
+        message = str(e)
+        if message.startswith("drop_last"):
+            raise UsageError(f"--data.drop_last true: {message}") from None
+        path = getattr(getattr(dm, "table", None), "path", None)
+        named = path is not None and (str(path) in message or Path(path).name in message)
+        data = f"--data {path}" if path is not None else f"--data {cfg.data.class_path.rpartition('.')[2]}"
+        raise UsageError(message if named else f"{data}: {message}") from None
+
+
+def _exact_setting_error(cfg: Namespace, e: ValueError) -> str:
+    """A Trainer setting the exact fit refuses, in the words of its flag: ``--trainer.gradient_clip_val 1: ...``."""
+    setting, message = getattr(e, "setting", None), str(e).splitlines()[0]
+    if setting is None:
+        return message
+    flag, value = (f"--{setting}", cfg[setting]) if setting in ESSENTIALS else \
+        (f"--trainer.{setting}", cfg.trainer.get(setting))
+    value = str(value).lower() if isinstance(value, bool) else value
+    if m := re.match(rf"{setting}=\S*: ", message):  # "gradient_clip_val=1.0: ..." says the flag's own value
+        message = message[m.end():]
+    return f"{flag} {value}: {message}"
 
 
 def _run_version(cfg: Namespace, resume: Path | None) -> tuple[int | str, bool]:

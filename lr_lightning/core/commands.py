@@ -17,10 +17,46 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import jsonargparse
+import yaml
 
 
 class UsageError(ValueError):
     """Bad input found by a command itself (a flag, a file, the machine): reported as one line, exit status 2."""
+
+
+class YAMLAliasError(yaml.YAMLError):
+    """A YAML alias in a config or value: refused (see :func:`load_yaml`)."""
+
+
+_JSONARGPARSE_YAML = jsonargparse.get_loader("yaml")  # jsonargparse's own (its number and date rules), wrapped below
+
+
+def refuse_aliases(text: str) -> None:
+    """Raise :class:`YAMLAliasError` if ``text`` uses a YAML alias (``*name``).
+
+    An alias is a reference: one that refers to itself (``a: &a [*a]``) is a structure without end (RecursionError
+    wherever it is walked), and nine nested levels of ten references each (the "billion laughs") stand for 10⁹ values
+    in a few hundred bytes, which every copy or walk of the config then expands (minutes, then the memory). A config
+    has no need of them: the values can be written out. Found from the parser's events, before anything is built.
+    """
+    if "*" not in text:  # no alias without its "*": the common case costs nothing
+        return
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise YAMLAliasError(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not accepted "
+                                 "(one can refer to itself, or expand a few lines into billions of values); write the "
+                                 "value out")
+
+
+def load_yaml(text: str) -> Any:
+    """jsonargparse's YAML loader, for configs and values alike, refusing aliases (:func:`refuse_aliases`)."""
+    if isinstance(text, str):
+        refuse_aliases(text)
+    return _JSONARGPARSE_YAML(text)
+
+
+jsonargparse.set_loader("yaml", load_yaml, (yaml.YAMLError,))
 
 
 class HelpFormatter(jsonargparse.DefaultHelpFormatter):
@@ -39,30 +75,6 @@ class HelpFormatter(jsonargparse.DefaultHelpFormatter):
                 and "swa_utils" not in n]
         shown = ", ".join(ours[:12]) + (f" and {len(ours) - 12} more" if len(ours) > 12 else "")
         return head + (", classes: " + shown if ours else "") + ")"
-
-
-def _yaml_without_aliases(text: str) -> Any:
-    """jsonargparse's YAML loader, refusing aliases (``*name``): a config that refers to itself recursed until
-    Python gave up, and a "billion laughs" one (aliases of aliases) took minutes and gigabytes to expand. A run's
-    config never needs them (``--print_config`` writes none). The tokens are scanned first, in linear time."""
-    import yaml
-    from jsonargparse._loaders_dumpers import yaml_load
-
-    if "*" in text:  # an alias needs one; most values have none, and are not scanned
-        for token in yaml.scan(text, Loader=yaml.SafeLoader):
-            if isinstance(token, yaml.AliasToken):
-                raise yaml.YAMLError(f"line {token.start_mark.line + 1}: YAML aliases (*{token.value}) are not "
-                                     "accepted in a config; write the values out")
-    return yaml_load(text)
-
-
-def _yaml_errors() -> tuple[type[Exception], ...]:
-    import yaml
-
-    return (yaml.YAMLError,)
-
-
-jsonargparse.set_loader("yaml", _yaml_without_aliases, exceptions=_yaml_errors())
 
 
 class Parser(jsonargparse.ArgumentParser):

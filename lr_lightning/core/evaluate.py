@@ -27,10 +27,16 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         path = Path(cfg.ckpt_path)
         if not path.is_file():
             raise FileNotFoundError(f"--ckpt_path {path}: no such file")
-        from lr_lightning.core.checkpoints import read_checkpoint
+        from lr_lightning.core.checkpoints import read_checkpoint, unsolved_exact_fit
 
         try:
-            module.check_resumable(read_checkpoint(path), dm.feature_names)
+            checkpoint = read_checkpoint(path)
+        except ValueError as e:
+            raise UsageError(f"--ckpt_path {path}: not a checkpoint written by fit.py ({e})") from None
+        if problem := unsolved_exact_fit(checkpoint):
+            raise UsageError(f"--ckpt_path {path}: {problem}")
+        try:
+            module.check_resumable(checkpoint, dm.feature_names)
         except ValueError as e:
             words = str(e).replace("cannot resume: ", "").replace("(resume with the settings of the first run)",
                                                                   "(evaluate with the run's own config.yaml)")

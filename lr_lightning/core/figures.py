@@ -13,7 +13,10 @@ canvas, never through pyplot's global state, so nothing opens a window or leaks 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,16 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MAX_POINTS = 2000  # rows drawn: enough to see the fit, few enough to draw in a blink
+
+
+@contextlib.contextmanager
+def drawing() -> Iterator[None]:
+    """Where a figure is drawn: without matplotlib's "Glyph N missing from font(s)" warning, one per character a
+    column name (Chinese, say) has and the default font lacks. Such a name shows as boxes; the figure is fine, and a
+    warning per glyph per figure said nothing the user can act on. Only this warning, and only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Glyph \d+ .*missing from", UserWarning)
+        yield
 
 
 def have_matplotlib() -> bool:
@@ -96,20 +109,23 @@ def _fit_panel(ax: Axes, module: L.LightningModule, x: np.ndarray, y: np.ndarray
 
 
 
-def save_png(path: str | Path, history: Any, module: L.LightningModule, dm: Any) -> Path:
+def save_png(path: str | Path, history: Any, module: L.LightningModule, dm: Any, title: str | None = None) -> Path:
     """The loss curves (``history``: a ``callbacks.LossHistory``) beside the fit (the curve over the points for one
-    input column, else predicted against actual for the first output), as a PNG."""
+    input column, else predicted against actual for the first output), as a PNG. Without a train/loss curve (the
+    exact solver has none: it solves, it does not descend) the fit alone, under ``title``."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
-    curves, fit = fig.subplots(1, 2)
-    for key, points in history.epochs.items():
-        if points:
-            curves.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None, label=key)
-    curves.set(xlabel="epoch", ylabel="MSE", yscale="log", title="loss")
-    curves.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-    curves.legend()
+    descended = bool(history.epochs["train/loss"])
+    fig = Figure(figsize=(11, 4.5) if descended else (6, 4.5), layout="constrained")
+    curves, fit = fig.subplots(1, 2) if descended else (None, fig.subplots())
+    if curves is not None:
+        for key, points in history.epochs.items():
+            if points:
+                curves.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None, label=key)
+        curves.set(xlabel="epoch", ylabel="MSE", yscale="log", title="loss")
+        curves.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        curves.legend()
     split, x, y = held_out(dm)
     if x.shape[1] == 1:
         _fit_panel(fit, module, x.numpy(), y.numpy(), (dm.feature_names[0], dm.target_names[0]))
@@ -117,8 +133,9 @@ def save_png(path: str | Path, history: Any, module: L.LightningModule, dm: Any)
     else:
         _predictions_panel(fit, y[:, 0].numpy(), predict(module, x)[:, 0].numpy(), dm.target_names[0])
         fit.set_title(f"{split} rows: " + fit.get_title())
-    fig.suptitle(f"{type(module.model).__name__}, {len(history.epochs['train/loss'])} epochs")
+    fig.suptitle(title or f"{type(module.model).__name__}, {len(history.epochs['train/loss'])} epochs")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with drawing():
+        fig.savefig(path, dpi=100)
     return path

@@ -113,7 +113,7 @@ def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[
 
     import torch
 
-    from lr_lightning.core.checkpoints import read_checkpoint
+    from lr_lightning.core.checkpoints import read_checkpoint, unsolved_exact_fit
     from lr_lightning.core.regression_module import RegressionModule, unknown_hyperparameters
 
     if not path.is_file():
@@ -126,6 +126,8 @@ def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[
     if not (isinstance(ckpt, dict) and isinstance(ckpt.get("hyper_parameters"), dict)
             and isinstance(ckpt.get("state_dict"), dict)):
         raise UsageError(f"--ckpt {path}: not a checkpoint written by fit.py (no hyper_parameters and state_dict)")
+    if problem := unsolved_exact_fit(ckpt):
+        raise UsageError(f"--ckpt {path}: {problem}")
     hparams = ckpt["hyper_parameters"]
     unknown = unknown_hyperparameters(hparams)
     if unknown:

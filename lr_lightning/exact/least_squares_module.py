@@ -32,6 +32,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Timer
 from torchmetrics import MetricCollection
 
 from lr_lightning.core.features import FeatureMap
@@ -97,26 +98,10 @@ class LeastSquaresModule(L.LightningModule):
         if dm is None or not hasattr(dm, "module_inputs"):
             raise ValueError("LeastSquaresModule takes its data from one of lr_lightning's data modules: "
                              "Trainer.fit(module, datamodule=dm) (it reads the feature map, sizes and names there)")
-        if dm.bias != self.hparams.bias:
-            raise ValueError(f"LeastSquaresModule(bias={self.hparams.bias}) but the data module has "
-                             f"bias={dm.bias}: give both the same (it decides whether the data is centred)")
+        design = self.check_data(dm)
         _warn_if_rounded(dm)
         inputs = dm.module_inputs()
         spec = inputs["normalization"]
-        degree = spec["polynomial_degree"] if spec else None
-        design = Design(dm.n_inputs, dm.n_outputs, self.hparams.bias, degree,
-                        tuple(spec["centre"]) if degree else None, tuple(spec["scale"]) if degree else None,
-                        tuple(map(str, dm.feature_names)), tuple(map(str, dm.target_names)))
-        if dm.n_train <= design.n_coefficients:
-            raise ValueError(f"least squares: {dm.n_train} training rows for {design.n_coefficients} coefficients; "
-                             "it needs more rows than coefficients")
-        if not dm.table.streamed and design.n_inputs:
-            # In memory, an all-constant design is known before any pass (streamed data: after the first).
-            x = dm.raw_split("train")[0]
-            if self.hparams.bias and _all_rows_equal(x):
-                names = ", ".join(design.names[1:9]) + (", …" if len(design.names) > 9 else "")
-                raise ValueError(f"least squares: every column ({names}) is constant; only the intercept could be "
-                                 "estimated")
         # Rows per batch in a pass (read by the data module's loaders): blocks of about PASS_BYTES, since a sum's
         # result doesn't depend on how its rows are batched, and the block buffer then stays cache-sized.
         q = design.n_coefficients + design.n_outputs
@@ -132,25 +117,53 @@ class LeastSquaresModule(L.LightningModule):
         metrics = regression_metrics(dm.n_outputs)
         self.val_metrics, self.test_metrics = metrics.clone(prefix="val/"), metrics.clone(prefix="test/")
 
+    def check_data(self, dm: Any) -> Design:
+        """What this fit cannot use in data module ``dm``, as a ValueError before any pass (the command line calls it
+        before it creates the run's folder): a ``bias`` that differs, non-finite values (streamed data: one scan),
+        too few rows, an all-constant design, a ``drop_last`` that would leave rows out of every pass. Returns the
+        design the solver fits."""
+        if dm.bias != self.hparams.bias:
+            raise ValueError(f"LeastSquaresModule(bias={self.hparams.bias}) but the data module has "
+                             f"bias={dm.bias}: give both the same (it decides whether the data is centred)")
+        inputs = dm.module_inputs()  # fits the feature map; streamed data is scanned for non-finite values here
+        spec = inputs["normalization"]
+        degree = spec["polynomial_degree"] if spec else None
+        design = Design(dm.n_inputs, dm.n_outputs, self.hparams.bias, degree,
+                        tuple(spec["centre"]) if degree else None, tuple(spec["scale"]) if degree else None,
+                        tuple(map(str, dm.feature_names)), tuple(map(str, dm.target_names)))
+        if dm.n_train <= design.n_coefficients:
+            raise ValueError(f"least squares: {dm.n_train} training rows for {design.n_coefficients} coefficients; "
+                             "it needs more rows than coefficients")
+        if not dm.table.streamed and design.n_inputs:
+            # In memory, an all-constant design is known before any pass (streamed data: after the first).
+            x = dm.raw_split("train")[0]
+            if self.hparams.bias and _all_rows_equal(x):
+                names = ", ".join(design.names[1:9]) + (", …" if len(design.names) > 9 else "")
+                raise ValueError(f"least squares: every column ({names}) is constant; only the intercept could be "
+                                 "estimated")
+        _check_drop_last(dm, dm.world_size)
+        return design
+
+    def check_trainer(self, trainer: L.Trainer, dm: Any = None) -> None:
+        """The Trainer settings this fit cannot run under, as a :class:`TrainerSettingError` (a ValueError) naming the
+        setting, before anything runs: Lightning's own checks, or a pass cut short, would say it later and less
+        plainly. ``dm``: the data module, for ``drop_last`` under this Trainer's number of processes."""
+        _check_trainer(trainer, 1 + self.hparams.robust)
+        if dm is not None and hasattr(dm, "drop_last"):
+            _check_drop_last(dm, trainer.world_size)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # The last hook before Lightning checks the Trainer's configuration itself (gradient clipping and accumulation
+        # are a MisconfigurationException there, about "manual optimization", which is not what the user chose).
+        if self.trainer.state.fn == "fit":
+            self.check_trainer(self.trainer, self.trainer.datamodule)
+        return []
+
     def configure_optimizers(self) -> Any:
         return None  # nothing to optimize (Lightning's note about it is silenced in lr_lightning.core.quiet)
 
     def on_train_start(self) -> None:
         self.solver.to(self.device)  # the basis's constants on the device before the first batch, not in it
-
-    def on_fit_start(self) -> None:
-        trainer = self.trainer
-        if trainer.max_epochs is not None and 0 <= trainer.max_epochs < 1 + self.hparams.robust:
-            raise ValueError(f"LeastSquaresModule needs at least {1 + self.hparams.robust} passes over the data "
-                             f"(epochs) but the Trainer stops after max_epochs={trainer.max_epochs}")
-        if trainer.limit_train_batches not in (1.0, None) or trainer.overfit_batches:
-            raise ValueError("LeastSquaresModule needs every training row in every pass: no limit_train_batches or "
-                             "overfit_batches")
-        if trainer.fit_loop.epoch_loop.max_steps not in (-1, None):
-            raise ValueError("LeastSquaresModule stops by itself; max_steps would cut a pass short")
-        if str(trainer.precision).endswith("-true") and str(trainer.precision) not in ("32-true", "64-true"):
-            raise ValueError(f"LeastSquaresModule computes in float64; precision={trainer.precision} would round the "
-                             "fitted model's weights to it (use 32-true or 64-true)")
 
     # ------------------------------------------------------------------------------------ passes
     def training_step(self, batch: Batch, batch_idx: int) -> None:
@@ -166,7 +179,7 @@ class LeastSquaresModule(L.LightningModule):
 
     def _end_pass(self) -> None:
         with warnings.catch_warnings():
-            if self.trainer.global_rank != 0:  # every rank computes the same answer: one warning, not one per rank
+            if not self.trainer.is_global_zero:  # every rank solves the same system: rank 0 names aliased columns
                 warnings.simplefilter("ignore", RankDeficientWarning)
             done = self.solver.end_pass(_gather if self.trainer.world_size > 1 else no_gather, self.device)
         if done:
@@ -176,10 +189,22 @@ class LeastSquaresModule(L.LightningModule):
         if self.solver.done:
             return
         if self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs >= 0:
-            raise ValueError(f"LeastSquaresModule needs more passes over the data than max_epochs="
-                             f"{self.trainer.max_epochs} (up to {self.solver.max_passes} here: 1, up to "
-                             f"{self.hparams.max_refinements} refinements"
-                             f"{', 1 for robust' if self.hparams.robust else ''}); raise max_epochs")
+            raise TrainerSettingError("max_epochs", f"LeastSquaresModule needs more passes over the data than "
+                                      f"max_epochs={self.trainer.max_epochs} (up to {self.solver.max_passes} here: 1, "
+                                      f"up to {self.hparams.max_refinements} refinements"
+                                      f"{', 1 for robust' if self.hparams.robust else ''}); raise max_epochs")
+
+    def on_train_end(self) -> None:
+        # Stopped before the solve finished (max_time ran out, or a callback stopped the Trainer): an unsolved module
+        # must not pass for a fitted one (its weights are zeros, its statistics none).
+        if self.solver is not None and not self.solver.done:
+            timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+            if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
+                raise TrainerSettingError("max_time", f"max_time={_duration(timer)}: ran out in pass "
+                                          f"{self.solver.passes + 1}, before the least-squares fit was solved; "
+                                          "allow more time (or none: leave max_time unset)")
+            raise ValueError(f"LeastSquaresModule: the Trainer stopped after {_passes(self.solver.passes)}, before "
+                             "the least-squares fit was solved (a callback stopped it?); nothing was fitted")
 
     def _finish(self) -> None:
         """Put the solution into ``model`` (on the data's features) and compute the statistics."""
@@ -267,6 +292,80 @@ class LeastSquaresModule(L.LightningModule):
         raise ValueError("a LeastSquaresModule checkpoint holds the fitted LinearRegression: load it with "
                          "RegressionModule.load_from_checkpoint(path); its statistics are in "
                          "torch.load(path, weights_only=True)['least_squares']['statistics']")
+
+
+class TrainerSettingError(ValueError):
+    """A Trainer setting the exact fit cannot run under; ``setting`` is the Trainer argument's name (the command line
+    names its flag)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+def _passes(n: int) -> str:
+    return f"{n} pass{'' if n == 1 else 'es'}"
+
+
+def _duration(timer: Timer) -> str:
+    seconds = int(timer._duration)  # Lightning keeps max_time as seconds; said back as the DD:HH:MM:SS it accepts
+    return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _check_trainer(trainer: L.Trainer, min_passes: int) -> None:
+    """Raise :class:`TrainerSettingError` for a Trainer setting under which the passes cannot run whole, or which only
+    means something for gradient steps."""
+    if trainer.fast_dev_run:  # first: it sets max_steps and the batch limits, which would be blamed otherwise
+        raise TrainerSettingError("fast_dev_run", f"fast_dev_run={trainer.fast_dev_run}: runs a batch or a few; "
+                                  "LeastSquaresModule needs whole passes over the data (for a quick check, fit a "
+                                  "small file)")
+    if trainer.max_epochs is not None and 0 <= trainer.max_epochs < min_passes:
+        raise TrainerSettingError("max_epochs", f"LeastSquaresModule needs at least {_passes(min_passes)} over the "
+                                  f"data (epochs) but the Trainer stops after max_epochs={trainer.max_epochs}")
+    if trainer.min_epochs is not None and trainer.min_epochs > min_passes:
+        raise TrainerSettingError("min_epochs", f"min_epochs={trainer.min_epochs}: LeastSquaresModule stops as soon "
+                                  f"as the fit is solved, which can be after {_passes(min_passes)}; further epochs "
+                                  "would have nothing to do (leave min_epochs unset)")
+    if trainer.min_steps not in (None, 0, -1):
+        raise TrainerSettingError("min_steps", f"min_steps={trainer.min_steps}: LeastSquaresModule stops as soon as "
+                                  "the fit is solved; further steps would have nothing to do (leave min_steps unset)")
+    for name in ("limit_train_batches", "overfit_batches"):
+        value = getattr(trainer, name)
+        if value not in ((1.0, None) if name == "limit_train_batches" else (0, 0.0, None)):
+            raise TrainerSettingError(name, f"{name}={value}: LeastSquaresModule needs every training row in every "
+                                      f"pass (leave {name} unset)")
+    if trainer.max_steps not in (-1, None):
+        raise TrainerSettingError("max_steps", f"max_steps={trainer.max_steps}: LeastSquaresModule stops by itself, "
+                                  "and a step limit would cut a pass short (leave max_steps unset)")
+    if trainer.accumulate_grad_batches != 1:
+        raise TrainerSettingError("accumulate_grad_batches", f"accumulate_grad_batches="
+                                  f"{trainer.accumulate_grad_batches}: LeastSquaresModule takes no gradient steps, so "
+                                  "there is nothing to accumulate (leave it at 1)")
+    if trainer.gradient_clip_val:
+        raise TrainerSettingError("gradient_clip_val", f"gradient_clip_val={trainer.gradient_clip_val}: "
+                                  "LeastSquaresModule takes no gradient steps, so there is nothing to clip (leave it "
+                                  "unset)")
+    precision = str(trainer.precision)
+    if precision.endswith("-true") and precision not in ("32-true", "64-true"):
+        raise TrainerSettingError("precision", f"LeastSquaresModule computes in float64; precision={precision} would "
+                                  "round the fitted model's weights to it (use 32-true or 64-true)")
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is not None and timer._duration is not None and timer._duration <= 0:
+        raise TrainerSettingError("max_time", f"max_time={_duration(timer)}: no time for a single pass over the "
+                                  "data (allow more time, or leave max_time unset)")
+
+
+def _check_drop_last(dm: Any, world_size: int) -> None:
+    """``drop_last`` leaves the last, shorter global batch out of every pass: least squares would fit fewer rows than
+    the training split holds."""
+    if not getattr(dm, "drop_last", False):
+        return
+    dropped = dm.n_train % (dm.batch_size * world_size)
+    if dropped:
+        processes = f" over {world_size} processes" if world_size > 1 else ""
+        raise ValueError(f"drop_last=True with batch_size {dm.batch_size}{processes} leaves {dropped} of the "
+                         f"{dm.n_train} training rows out of every pass; least squares fits every row (set drop_last "
+                         "false)")
 
 
 def _on_features(solver: LeastSquaresSolver, fm: FeatureMap | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -33,7 +33,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from lr_lightning.core.basis import check_degree
+from lr_lightning.core.basis import cell, check_degree, labels, not_a_number
 from lr_lightning.core.data.loaders import Batch, BlockBatches, TensorBatches, stable_sgd_lr
 from lr_lightning.core.data.tables import (
     PARQUET_SUFFIXES,
@@ -60,15 +60,20 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
     >>> as_columns([1.0, 2.0, 3.0], "y").shape
     torch.Size([3, 1])
     """
+    a = values  # named in the error below, whichever step fails
     try:
-        if isinstance(values, torch.Tensor):
-            t = values
-        else:
-            array = np.asarray(values)
+        a = values if isinstance(values, torch.Tensor) else np.asarray(values)
+        if isinstance(a, np.ndarray) and not a.flags.writeable and a.dtype != object:
             # A read-only array (a pandas frame's values under copy-on-write, a memory-mapped file) is copied: torch
             # warns that a tensor sharing it could write to memory that must not change.
-            t = torch.as_tensor(array if array.flags.writeable or array.dtype == object else array.copy())
+            a = a.copy()
+        t = torch.as_tensor(a)
     except (TypeError, ValueError) as e:  # strings, ragged lists, objects
+        bad = not_a_number(a) if isinstance(a, np.ndarray) and a.dtype.kind in "OUS" else None
+        if bad is not None:
+            raise ValueError(f"{name}: expected an array of real numbers; "
+                             f"{cell(bad[0], bad[1], a.shape[1] if a.ndim == 2 else 1, labels(values))}: {bad[2]!r} is "
+                             "not a number") from None
         raise ValueError(f"{name}: expected an array of real numbers ({e})") from None
     if t.is_complex():
         raise ValueError(f"{name}: expected real numbers, got {t.dtype}")
@@ -83,7 +88,8 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
     # element-wise check allocates a mask as large as the data); only an overflowing sum needs the full check.
     if not (torch.isfinite(t.sum(dim=0)).all() or torch.isfinite(t).all()):
         row, col = (~torch.isfinite(t)).nonzero()[0].tolist()
-        raise ValueError(f"{name}: non-finite value {t[row, col].item()} at row {row}, column {col}")
+        raise ValueError(f"{name}: non-finite value {t[row, col].item()} at "
+                         f"{cell(row, col, t.shape[1], labels(values))}")
     return t
 
 

@@ -74,8 +74,9 @@ class Table(ABC):
         """Give back the memory rows ``[start, stop)`` hold once no batch needs them; a no-op where meaningless."""
 
     def where(self, row: int) -> str:
-        """Where row ``row`` lives, as an error message names it: ``file: row r``."""
-        return f"row {row}"
+        """Where row ``row`` (0-based) lives, as an error message names it: ``file: row r (1-based)``. Rows are counted
+        from 1 in every message, as a person counts them (a CSV file's own messages give its line instead)."""
+        return f"row {row + 1} (1-based)"
 
     def column(self, j: int, target: bool = False) -> str:
         """Feature (or target) column ``j`` as an error message names it."""
@@ -160,7 +161,7 @@ class CsvTable(Table):
     read_range = ArrayTable.read_range
 
     def where(self, row: int) -> str:
-        return f"{self.path}: data row {row + 1}"
+        return f"{self.path}: data row {row + 1} (1-based, header excluded)"
 
 
 def numpy_dtype(dtype: Any) -> np.dtype:
@@ -332,19 +333,19 @@ def _parse_csv(path: Path, lines: Iterable[str], columns: Sequence[str] | None, 
     for line, row in body:
         if len(row) != len(names):
             if not header:
-                raise ValueError(f"{path}: row {line} has {len(row)} values, expected {len(names)} "
+                raise ValueError(f"{path}: line {line} has {len(row)} values, expected {len(names)} "
                                  f"({', '.join(names)}, in this order)")
-            raise ValueError(f"{path}: row {line} has {len(row)} values, the header has {len(names)} columns")
+            raise ValueError(f"{path}: line {line} has {len(row)} values, the header has {len(names)} columns")
         cells = row if every else [row[j] for j in index]
         try:
             values = [parse_number(cell) for cell in cells]
         except ValueError:
             col = next(i for i, cell in enumerate(cells) if not _is_float(cell))
-            raise ValueError(f"{path}: row {line}, column {wanted[col]!r}: {cells[col]!r} is not a number") from None
+            raise ValueError(f"{path}: line {line}, column {wanted[col]!r}: {cells[col]!r} is not a number") from None
         if not all(math.isfinite(v) and abs(v) <= max_abs for v in values):
             col = next(i for i, v in enumerate(values) if not (math.isfinite(v) and abs(v) <= max_abs))
             why = "is not a finite number" if not math.isfinite(values[col]) else f"is beyond ±{max_abs:.6g}"
-            raise ValueError(f"{path}: row {line}, column {wanted[col]!r}: {cells[col].strip()!r} {why}; "
+            raise ValueError(f"{path}: line {line}, column {wanted[col]!r}: {cells[col].strip()!r} {why}; "
                              "remove or fill the row")
         data.append(values)
     if not data:
@@ -514,12 +515,12 @@ class NpyTable(Table):
     def where(self, row: int) -> str:
         """``file: row r`` for a global row, as an error message names it."""
         p = int(np.searchsorted(self.starts, row, side="right") - 1)
-        return f"{self.parts[p][0].path}: row {row - int(self.starts[p])}"
+        return f"{self.parts[p][0].path}: row {row - int(self.starts[p]) + 1} (1-based)"
 
     def column(self, j: int, target: bool = False) -> str:
-        """The column's index in its file and its name: ``2 (x2)``."""
-        return f"{(self.y_columns if target else self.x_columns)[j]} " \
-               f"({(self.target_names if target else self.feature_names)[j]})"
+        """The column's name and its place in its file, counted from 1 as rows are: ``'x2' (column 3 of the file)``."""
+        return f"{(self.target_names if target else self.feature_names)[j]!r} (column " \
+               f"{(self.y_columns if target else self.x_columns)[j] + 1} of the file)"
 
 
 def _layout(path: Path) -> list[tuple[Path, Path | None]]:
@@ -711,7 +712,7 @@ class ParquetTable(Table):
 
     def where(self, row: int) -> str:
         fi = self.groups[int(np.searchsorted(self.starts, row, side="right") - 1)][0]
-        return f"{self.paths[fi]}: row {row - self.file_starts[fi]}"
+        return f"{self.paths[fi]}: row {row - self.file_starts[fi] + 1} (1-based)"
 
 
 def _first_line(e: BaseException) -> str:
