@@ -122,8 +122,12 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
     dtype = param.dtype if param is not None else torch.float32
     n_in = len(features) if features is not None else _network_inputs(module)
     example = _example_rows(module, n_in, dtype)
-    with torch.no_grad():
-        expected = module(example).numpy()
+    try:
+        with torch.no_grad():
+            expected = module(example).numpy()
+    except Exception as e:  # e.g. `features` that do not match the network: torch says so over several lines
+        raise ValueError(f"{out}: the network {type(module.model).__name__} fails on rows of {n_in} input(s) "
+                         f"({_summary(e)})") from None
     if expected.ndim != 2 or expected.shape[0] != len(example):
         raise ValueError(f"{out}: the network returns shape {tuple(expected.shape)} for {len(example)} rows; expected "
                          f"(rows, outputs)")
