@@ -1,5 +1,8 @@
 """``scripts/predict.py``: predictions from a checkpoint for raw input rows (``--x`` values or a ``--csv`` file).
 
+With ``--onnx FILE`` instead of ``--ckpt``, an ONNX file written by ``export.py`` predicts, run by onnxruntime: that
+path imports neither torch nor Lightning (their import is most of ``--ckpt``'s seconds), and prints the same text.
+
 The serving side of the template: everything read from the checkpoint is checked before it is used (its network's
 class must be trusted, its weights must fit and be finite, its names must match the network), and the output is CSV,
 the inputs and one ``predicted_<target>`` column per target.
@@ -23,8 +26,8 @@ if TYPE_CHECKING:
 
 
 def predict_parser() -> Parser:
-    p = Parser(prog="predict.py", description="Predict with a checkpoint written by fit.py. Prints CSV: the inputs "
-               "and one predicted_<target> column per output.")
+    p = Parser(prog="predict.py", description="Predict with a checkpoint written by fit.py (--ckpt), or with its "
+               "export (--onnx, see export.py). Prints CSV: the inputs and one predicted_<target> column per output.")
     p.add_argument("--ckpt", type=str, help="a .ckpt file (e.g. .../checkpoints/last.ckpt)")
     p.add_argument("--onnx", type=str, help="instead of --ckpt, an .onnx file written by export.py: run by onnxruntime "
                    "without importing torch or Lightning (well under a second), same output")
