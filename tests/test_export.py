@@ -243,3 +243,14 @@ def test_command_line_errors_are_one_line(exact_run: tuple[Path, Path], tmp_path
     _onnx_file(tmp_path / "one.onnx", 1, meta)
     ok = run_main(predict_main, "--onnx", "one.onnx", "--x", "1", "2", cwd=tmp_path)
     assert ok.returncode == 0 and ok.stdout == "a,b,predicted_c,predicted_d\n1,2,1,2\n", ok.stderr
+
+
+def test_export_py_says_in_one_line_that_onnx_cannot_express_a_users_network(tmp_path: Path) -> None:
+    module = RegressionModule(CummaxNet())
+    # A checkpoint as Lightning writes one, reduced to what predict.py and export.py read.
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, tmp_path / "net.ckpt")
+    trust = ["--trust", f"{CummaxNet.__module__}.CummaxNet"]
+    _one_error_line(run_main(export_main, "--ckpt", "net.ckpt", "--out", "net.onnx", *trust, cwd=tmp_path),
+                    "error: --out net.onnx: the network CummaxNet uses aten.cummax, which has no ONNX function")
+    assert not (tmp_path / "net.onnx").exists()
+    assert run_main(export_main, "--ckpt", "net.ckpt", "--out", "net.pt2", *trust, cwd=tmp_path).returncode == 0
