@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Predict with a checkpoint written by fit.py: `python scripts/predict.py --ckpt PATH --x 5 6 7`."""
+"""Predict with a checkpoint written by fit.py, `python scripts/predict.py --ckpt PATH --x 5 6 7`, or with a file
+written by export.py, `--onnx model.onnx` (no torch, well under a second)."""
 
 import sys
 

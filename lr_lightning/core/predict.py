@@ -1,5 +1,8 @@
 """``scripts/predict.py``: predictions from a checkpoint for raw input rows (``--x`` values or a ``--csv`` file).
 
+With ``--onnx FILE`` instead of ``--ckpt``, an ONNX file written by ``export.py`` predicts, run by onnxruntime: that
+path imports neither torch nor Lightning (their import is most of ``--ckpt``'s seconds), and prints the same text.
+
 The serving side of the template: everything read from the checkpoint is checked before it is used (its network's
 class must be trusted, its weights must fit and be finite, its names must match the network), and the output is CSV,
 the inputs and one ``predicted_<target>`` column per target.
@@ -10,22 +13,24 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lr_lightning.core.commands import Parser, UsageError, entry_point, quiet
 
 if TYPE_CHECKING:
-    import torch
     from jsonargparse import Namespace
 
     from lr_lightning.core.regression_module import RegressionModule
 
 
 def predict_parser() -> Parser:
-    p = Parser(prog="predict.py", description="Predict with a checkpoint written by fit.py. Prints CSV: the inputs "
-               "and one predicted_<target> column per output.")
-    p.add_argument("--ckpt", type=str, required=True, help="a .ckpt file (e.g. .../checkpoints/last.ckpt)")
+    p = Parser(prog="predict.py", description="Predict with a checkpoint written by fit.py (--ckpt), or with its "
+               "export (--onnx, see export.py). Prints CSV: the inputs and one predicted_<target> column per output.")
+    p.add_argument("--ckpt", type=str, help="a .ckpt file (e.g. .../checkpoints/last.ckpt)")
+    p.add_argument("--onnx", type=str, help="instead of --ckpt, an .onnx file written by export.py: run by onnxruntime "
+                   "without importing torch or Lightning (well under a second), same output")
     p.add_argument("--x", type=str, nargs="+", help="input values, row after row, in the checkpoint's feature "
                    "order; finite numbers")
     p.add_argument("--csv", type=str, help="a CSV with a header row naming the feature columns: matched by name, in "
@@ -41,31 +46,50 @@ def predict_parser() -> Parser:
 @entry_point
 def predict_main(argv: list[str] | None = None) -> int:
     args = predict_parser().parse_args(argv)
-    quiet()
     try:
+        if (args.ckpt is None) == (args.onnx is None):
+            raise UsageError("give the model either as --ckpt (a checkpoint) or as --onnx (written by export.py)")
         if (args.x is None) == (args.csv is None):
             raise UsageError("give the inputs either as --x values or as a --csv file")
         if args.no_header and args.csv is None:
             raise UsageError("--no_header applies to --csv (a CSV file without a header row)")
-        trusted = [_import_class(name, "--trust") for name in args.trust]
-        module, features, targets = load_for_prediction(Path(args.ckpt), trusted)
-        x = _predict_inputs(args, features, next(module.parameters()).dtype)
-        preds = _predictions(module, x)
+        if args.onnx is not None:
+            if args.trust:
+                raise UsageError("--trust applies to --ckpt (an ONNX file runs no code of yours)")
+            # No torch, no Lightning on this path: their import is the seconds it exists to save.
+            from lr_lightning.core.export import OnnxPredictor
+
+            predictor = OnnxPredictor(args.onnx, what=f"--onnx {args.onnx}")
+            features, targets, dtype = predictor.features, predictor.targets, predictor.dtype
+            x = _predict_inputs(args, features, dtype)
+            preds = predictor(x)
+        else:
+            quiet()
+            trusted = [_import_class(name, "--trust") for name in args.trust]
+            module, features, targets = load_for_prediction(Path(args.ckpt), trusted)
+            dtype = str(next(module.parameters()).dtype).removeprefix("torch.")
+            x = _predict_inputs(args, features, dtype)
+            preds = _predictions(module, x)
+        refuse_non_finite(preds)
     except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(",".join(features + [f"predicted_{t}" for t in targets]))
-    for row in table_rows(x, preds):
-        print(format_row(row))
+    for line in prediction_csv(features, targets, x, preds):
+        print(line)
     return 0
 
 
-def table_rows(x: Any, preds: torch.Tensor) -> Any:
-    """Inputs and predictions side by side, as numpy rows in the model's dtype (for :func:`format_row`)."""
+def prediction_csv(features: list[str], targets: list[str], x: Any, preds: Any) -> Iterator[str]:
+    """predict.py's output, line by line: a header, then each row's inputs and predictions.
+
+    The one formatting of predictions, shared by the checkpoint and the ONNX paths (so their outputs are the same
+    text). ``preds``: a numpy array in the model's dtype; the inputs are printed in that dtype too (:func:`format_row`).
+    """
     import numpy as np
 
-    p = preds.detach().cpu().numpy()
-    return np.hstack([np.asarray(x, dtype=p.dtype), p])
+    yield ",".join(features + [f"predicted_{t}" for t in targets])
+    for row in np.hstack([np.asarray(x, dtype=preds.dtype), preds]):
+        yield format_row(row)
 
 
 def format_row(values: Any) -> str:
@@ -73,6 +97,17 @@ def format_row(values: Any) -> str:
     ``str`` of a float32 or float64 scalar): a float64 model's predictions round-trip exactly, and a float32 one's
     don't print float64 noise (2.3, not 2.299999952316284)."""
     return ",".join(str(v) for v in values)
+
+
+def refuse_non_finite(preds: Any) -> None:
+    """Refuse predictions that are not all finite (finite inputs can still overflow): one line naming the row."""
+    import numpy as np
+
+    bad = np.argwhere(~np.isfinite(preds))
+    if len(bad):
+        row, col = (int(i) for i in bad[0])
+        raise UsageError(f"the prediction for input row {row + 1} is {preds[row, col].item()}: the inputs are beyond "
+                         f"what the model's {preds.dtype} arithmetic holds")
 
 
 def _import_class(path: str, flag: str) -> type:
@@ -214,15 +249,15 @@ def _checkpoint_names(path: Path, names: Any, key: str, n: int | None, what: str
     return list(names)
 
 
-def _predict_inputs(args: Namespace, features: list[str], dtype: torch.dtype) -> Any:
-    """The input rows, columns in the checkpoint's feature order; every value finite in the model's dtype."""
+def _predict_inputs(args: Namespace, features: list[str], dtype: str) -> Any:
+    """The input rows, columns in the model's feature order; every value finite in the model's dtype (``float32`` or
+    ``float64``). numpy only: the ``--onnx`` path must not import torch."""
     import numpy as np
-    import torch
 
     from lr_lightning.core.data.tables import MissingHeaderError, parse_number, read_csv_table
 
     # A value beyond the dtype's range becomes inf when cast to it: refused as inf is.
-    max_abs = float(torch.finfo(dtype).max)
+    max_abs = float(np.finfo(dtype).max)
     if args.csv is not None:
         try:
             _, data = read_csv_table(args.csv, features, header=not args.no_header, max_abs=max_abs)
@@ -242,7 +277,7 @@ def _predict_inputs(args: Namespace, features: list[str], dtype: torch.dtype) ->
         if not math.isfinite(v):
             raise UsageError(f"{where}: not a finite number")
         if abs(v) > max_abs:
-            raise UsageError(f"{where}: beyond ±{max_abs:.6g}, the range of the model's {str(dtype).split('.')[-1]}")
+            raise UsageError(f"{where}: beyond ±{max_abs:.6g}, the range of the model's {dtype}")
         values.append(v)
     if len(values) % n:
         raise UsageError(f"--x: {len(values)} values do not make rows of {n} features ({', '.join(features)})")
@@ -250,14 +285,8 @@ def _predict_inputs(args: Namespace, features: list[str], dtype: torch.dtype) ->
 
 
 def _predictions(module: RegressionModule, x: Any) -> Any:
-    """The module's predictions for ``x``; refused if one is not finite (finite inputs can still overflow)."""
+    """The module's predictions for ``x``, as a numpy array in the network's dtype."""
     import torch
 
     with torch.no_grad():
-        preds = module(torch.as_tensor(x, dtype=next(module.parameters()).dtype))
-    bad = (~torch.isfinite(preds)).nonzero()
-    if len(bad):
-        row, col = bad[0].tolist()
-        raise UsageError(f"the prediction for input row {row + 1} is {preds[row, col].item()}: the inputs are beyond "
-                         f"what the model's {str(preds.dtype).split('.')[-1]} arithmetic holds")
-    return preds
+        return module(torch.as_tensor(x, dtype=next(module.parameters()).dtype)).numpy()

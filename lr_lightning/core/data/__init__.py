@@ -7,27 +7,50 @@
   ``datamodule_for_path``.
 """
 
-from lr_lightning.core.data.datamodules import (
-    CSVDataModule,
-    NpyDataModule,
-    ParquetDataModule,
-    RegressionDataModule,
-    SyntheticDataModule,
-    TutorialDataModule,
-    datamodule_for_path,
-)
-from lr_lightning.core.data.loaders import BlockBatches, BlockOrder, EpochOrder, TensorBatches, rank_slices
-from lr_lightning.core.data.tables import (
-    ArrayTable,
-    CsvTable,
-    MissingHeaderError,
-    NpyTable,
-    ParquetTable,
-    Table,
-    read_csv_table,
-)
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported on first use: `predict.py --onnx` reads a CSV through `tables` (numpy and pyarrow only), and importing this
+# package must not load torch for it, as importing `datamodules` and `loaders` would.
+_EXPORTS = {
+    **dict.fromkeys(["CSVDataModule", "NpyDataModule", "ParquetDataModule", "RegressionDataModule",
+                     "SyntheticDataModule", "TutorialDataModule", "datamodule_for_path"],
+                    "lr_lightning.core.data.datamodules"),
+    **dict.fromkeys(["BlockBatches", "BlockOrder", "EpochOrder", "TensorBatches", "rank_slices"],
+                    "lr_lightning.core.data.loaders"),
+    **dict.fromkeys(["ArrayTable", "CsvTable", "MissingHeaderError", "NpyTable", "ParquetTable", "Table",
+                     "read_csv_table"], "lr_lightning.core.data.tables"),
+}
 __all__ = ["ArrayTable", "BlockBatches", "BlockOrder", "CSVDataModule", "CsvTable", "EpochOrder", "MissingHeaderError",
            "NpyDataModule", "NpyTable", "ParquetDataModule", "ParquetTable", "RegressionDataModule",
            "SyntheticDataModule", "Table", "TensorBatches", "TutorialDataModule", "datamodule_for_path",
            "rank_slices", "read_csv_table"]
+
+if TYPE_CHECKING:
+    from lr_lightning.core.data.datamodules import (
+        CSVDataModule,
+        NpyDataModule,
+        ParquetDataModule,
+        RegressionDataModule,
+        SyntheticDataModule,
+        TutorialDataModule,
+        datamodule_for_path,
+    )
+    from lr_lightning.core.data.loaders import BlockBatches, BlockOrder, EpochOrder, TensorBatches, rank_slices
+    from lr_lightning.core.data.tables import (
+        ArrayTable,
+        CsvTable,
+        MissingHeaderError,
+        NpyTable,
+        ParquetTable,
+        Table,
+        read_csv_table,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lr_lightning.core.data' has no attribute {name!r}")
