@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -182,19 +181,6 @@ def test_predict_onnx_prints_what_predict_ckpt_prints_without_torch(exact_run: t
         assert np.allclose(np.loadtxt(onnx_lines[1:], delimiter=","), np.loadtxt(ckpt_lines[1:], delimiter=","),
                            rtol=1e-12, atol=0)
         assert len(by_onnx.stdout.splitlines()) == (4 if inputs[0] == "--x" else 3)
-
-
-def test_predict_onnx_takes_well_under_the_checkpoints_time(exact_run: tuple[Path, Path]) -> None:
-    """The script as a user runs it; the goal is under 1 s (measured 0.24-0.32 s on the 2-core VM, against 3.7-5.6 s
-    with --ckpt). The bound is loose, for a loaded CI machine; importing torch alone takes about as long."""
-    folder, _ = exact_run
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(ROOT / "scripts/predict.py"), "--onnx", "model.onnx", "--x", "1",
-                             "2"], cwd=folder, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    seconds = time.perf_counter() - start
-    assert result.returncode == 0, result.stderr
-    assert seconds < 2.5, seconds
 
 
 def _onnx_file(path: Path, n_inputs: int, metadata: dict[str, Any] | None) -> Path:
