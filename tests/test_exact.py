@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from lr_lightning import LeastSquaresModule, NpyDataModule, ParquetDataModule, RegressionDataModule, RegressionModule
 from lr_lightning.core.cli import fit_main
+from lr_lightning.core.evaluate import evaluate_main
+from lr_lightning.core.export import export_main
 from lr_lightning.core.predict import predict_main
 from lr_lightning.exact import nist
 from lr_lightning.exact.solver import RankDeficientWarning, least_squares
@@ -449,6 +451,8 @@ def test_an_exact_fit_has_zero_robust_errors_and_a_leverage_one_row_leaves_hc2_h
 
 
 def test_predicting_from_a_rank_deficient_fit_warns_once_as_r_does(tmp_path):
+    """Every path that predicts with the fit says it: predict.py --ckpt, evaluate.py --stage predict, and the ONNX
+    export served by predict.py --onnx (export.py keeps the aliased names in the file's metadata)."""
     rng = np.random.default_rng(8)
     m2 = rng.uniform(40, 200, size=50)
     price = 100 + 3 * m2 + rng.normal(size=50)
@@ -463,6 +467,20 @@ def test_predicting_from_a_rank_deficient_fit_warns_once_as_r_does(tmp_path):
         f"warning: --ckpt {ckpt}: prediction from a rank-deficient fit may be misleading (aliased, not estimated: "
         "sqft)"]
     assert float(predicted.stdout.splitlines()[1].split(",")[-1]) == pytest.approx(400, rel=1e-2)
+    evaluated = run_main(evaluate_main, "--config", str(ckpt.parents[1] / "config.yaml"), "--ckpt_path", str(ckpt),
+                         "--stage", "predict", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stderr.splitlines() == [
+        f"warning: --ckpt_path {ckpt}: prediction from a rank-deficient fit may be misleading (aliased, not "
+        "estimated: sqft)"]
+    pytest.importorskip("onnxruntime", reason="the ONNX path needs the [export] extra")
+    exported = run_main(export_main, "--ckpt", str(ckpt), "--out", "h.onnx", cwd=tmp_path)
+    assert exported.returncode == 0 and exported.stderr == "", exported.stderr
+    served = run_main(predict_main, "--onnx", "h.onnx", "--x", "100", "1076.39", cwd=tmp_path)
+    assert served.returncode == 0, served.stderr
+    assert served.stderr.splitlines() == [
+        "warning: --onnx h.onnx: prediction from a rank-deficient fit may be misleading (aliased, not estimated: "
+        "sqft)"]
 
 
 def test_an_unfitted_module_says_so_and_a_fitted_one_fits_again_from_scratch():

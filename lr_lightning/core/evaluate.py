@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lr_lightning.core.cli import ESSENTIALS, build_parts, instantiate, parse
 from lr_lightning.core.commands import UsageError, entry_point, quiet, show
-from lr_lightning.core.predict import format_row
+from lr_lightning.core.predict import aliased_columns, format_row, warn_if_rank_deficient
 
 
 @entry_point
@@ -63,6 +63,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     if cfg.stage != "predict":
         print(", ".join(f"{k} {float(v):.6g}" for k, v in results[0].items()))
         return 0
+    warn_if_rank_deficient(f"--ckpt_path {path}", aliased_columns(checkpoint.get("least_squares")))
     preds = torch.cat(results).cpu().numpy()  # in the model's dtype: printed with the digits it has (format_row)
     header = ",".join([*(f"predicted_{t}" for t in dm.target_names)])
     lines = [header, *(format_row(row) for row in preds)]

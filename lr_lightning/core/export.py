@@ -63,7 +63,7 @@ def export_parser() -> Parser:
 
 @entry_point
 def export_main(argv: list[str] | None = None) -> int:
-    from lr_lightning.core.predict import _import_class, load_for_prediction
+    from lr_lightning.core.predict import _import_class, load_checkpoint
 
     args = export_parser().parse_args(argv)
     quiet()
@@ -71,8 +71,8 @@ def export_main(argv: list[str] | None = None) -> int:
     try:
         check_out(out)  # before the checkpoint's seconds of loading
         trusted = [_import_class(name, "--trust") for name in args.trust]
-        module, features, targets = load_for_prediction(Path(args.ckpt), trusted)
-        export(module, out, features=features, targets=targets)
+        module, features, targets, aliased = load_checkpoint(Path(args.ckpt), trusted)
+        export(module, out, features=features, targets=targets, aliased=aliased)
     except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:
         message = str(e)
         print(f"error: {message if message.startswith('--') else '--out ' + message}", file=sys.stderr)
@@ -98,7 +98,7 @@ def check_out(out: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ exporting
 def export(module: RegressionModule, out: str | Path, *, features: list[str] | None = None,
-           targets: list[str] | None = None) -> Path:
+           targets: list[str] | None = None, aliased: list[str] | None = None) -> Path:
     """Write ``module`` (its feature map and network, ``module(x_raw)``) to ``out``: ``.onnx`` or ``.pt2``.
 
     The batch dimension is free and the dtype is the network's. Before ``out`` is written (atomically: a failed
@@ -109,6 +109,8 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
         out: the file; the suffix picks the format.
         features: the input columns' names (default ``x0, x1, ...``).
         targets: the outputs' names (default ``y``, or ``y0, y1, ...``).
+        aliased: the columns an exact fit left aliased (:func:`~lr_lightning.core.predict.load_checkpoint`), kept in
+            the metadata so that ``predict.py --onnx`` warns as ``--ckpt`` does.
 
     Raises ValueError (one line) for a wrong suffix, a network ``torch.export`` cannot trace, or one with an op ONNX
     has no function for; FileNotFoundError when ``out``'s directory does not exist.
@@ -135,7 +137,8 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
     targets = targets or (["y"] if n_out == 1 else [f"y{i}" for i in range(n_out)])
     meta = {"version": METADATA_VERSION, "features": features or [f"x{i}" for i in range(n_in)], "targets": targets,
             "dtype": str(dtype).removeprefix("torch."), "network": type(module.model).__name__,
-            "feature_map": module.feature_map.spec if module.feature_map is not None else None}
+            "feature_map": module.feature_map.spec if module.feature_map is not None else None,
+            "aliased": list(aliased or [])}
     program = _torch_export(module, example, out)
     # Written beside `out` and renamed onto it (atomic): a failed export leaves no file, and no half of one.
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
@@ -276,6 +279,11 @@ def read_metadata(text: str | None, where: str) -> dict[str, Any]:
     if meta["dtype"] not in ("float32", "float64"):
         raise ValueError(f"{where}: its {METADATA_KEY} metadata's dtype must be float32 or float64, got "
                          f"{meta['dtype']!r:.40}")
+    # Files from before the key existed have none: nothing was recorded aliased.
+    aliased = meta.setdefault("aliased", [])
+    if not (isinstance(aliased, list) and all(isinstance(v, str) for v in aliased)):
+        raise ValueError(f"{where}: its {METADATA_KEY} metadata's aliased must be a list of names, got "
+                         f"{aliased!r:.80}")
     return meta
 
 
@@ -312,6 +320,7 @@ class OnnxPredictor:
         self.targets: list[str] = meta["targets"]
         self.dtype: str = meta["dtype"]
         self.feature_map: dict[str, Any] | None = meta["feature_map"]
+        self.aliased: list[str] = meta["aliased"]
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 2 or inputs[0].shape[1] != len(self.features):
             shapes = ", ".join(str(tuple(i.shape)) for i in inputs)

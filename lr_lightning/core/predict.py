@@ -61,6 +61,7 @@ def predict_main(argv: list[str] | None = None) -> int:
 
             predictor = OnnxPredictor(args.onnx, what=f"--onnx {args.onnx}")
             features, targets, dtype = predictor.features, predictor.targets, predictor.dtype
+            warn_if_rank_deficient(f"--onnx {args.onnx}", predictor.aliased)
             x = _predict_inputs(args, features, dtype)
             preds = predictor(x)
         else:
@@ -135,7 +136,18 @@ def _import_class(path: str, flag: str) -> type:
 
 
 def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[RegressionModule, list[str], list[str]]:
-    """The module from a checkpoint, and the feature and target names of the data it was trained on.
+    """The module from a checkpoint, and the feature and target names of the data it was trained on; a warning line
+    when it is an exact fit with aliased columns (see :func:`load_checkpoint`, which says the same without printing).
+    """
+    module, features, targets, aliased = load_checkpoint(path, trusted)
+    warn_if_rank_deficient(f"--ckpt {path}", aliased)
+    return module, features, targets
+
+
+def load_checkpoint(path: Path, trusted: list[type] | None = None
+                    ) -> tuple[RegressionModule, list[str], list[str], list[str]]:
+    """The module from a checkpoint, the feature and target names of the data it was trained on, and the columns an
+    exact fit found aliased (not estimated; empty for anything else).
 
     Everything read from the file is checked before it is used, with one line naming what is wrong: the network's
     class must be trusted (this package's networks, or ``trusted``), the weights must fit it and be finite, and the
@@ -191,20 +203,25 @@ def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[
     targets = _checkpoint_names(path, data.get("target_names"), "target_names", n_out, "output(s)")
     features = features or [f"x{i}" for i in range(n_in)]
     targets = targets or (["y"] if n_out == 1 else [f"y{i}" for i in range(n_out)])
-    _warn_if_rank_deficient(path, ckpt.get("least_squares"))
-    return module, features, targets
+    return module, features, targets, aliased_columns(ckpt.get("least_squares"))
 
 
-def _warn_if_rank_deficient(path: Path, solved: Any) -> None:
-    """One warning line, as R's predict.lm gives one, when an exact fit had aliased columns: their coefficients are
-    0 in the model, so a new row whose aliased column doesn't follow the training data's dependence is mispredicted."""
+def aliased_columns(solved: Any) -> list[str]:
+    """The columns an exact fit (a checkpoint's ``least_squares`` entry) left aliased: their coefficients are null in
+    its statistics and 0 in its network."""
     if not isinstance(solved, dict) or not isinstance(solved.get("statistics"), dict):
-        return
-    aliased = sorted({name for s in solved["statistics"].values() if isinstance(s, dict)
-                      for name, c in zip(s.get("names") or [], s.get("coef") or [], strict=False) if c is None})
+        return []
+    return sorted({str(name) for s in solved["statistics"].values() if isinstance(s, dict)
+                   for name, c in zip(s.get("names") or [], s.get("coef") or [], strict=False) if c is None})
+
+
+def warn_if_rank_deficient(where: str, aliased: list[str]) -> None:
+    """One warning line, as R's predict.lm gives one, when an exact fit had aliased columns: their coefficients are
+    0 in the model, so a new row whose aliased column doesn't follow the training data's dependence is mispredicted.
+    Said by every path that predicts with such a fit: ``predict.py --ckpt`` and ``--onnx``, ``evaluate.py``."""
     if aliased:
-        print(f"warning: --ckpt {path}: prediction from a rank-deficient fit may be misleading (aliased, not "
-              f"estimated: {', '.join(map(str, aliased))})", file=sys.stderr)
+        print(f"warning: {where}: prediction from a rank-deficient fit may be misleading (aliased, not "
+              f"estimated: {', '.join(aliased)})", file=sys.stderr)
 
 
 def _network_inputs(module: RegressionModule) -> int | None:
