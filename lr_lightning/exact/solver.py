@@ -576,6 +576,11 @@ class LeastSquaresSolver:
         # residual SD of 0 and an infinite F, and double-double residuals of 1e-26 would say otherwise.
         sse = np.where(s.sse <= EPS**2 * tss, 0.0, s.sse)
         condition = self.condition_number()
+        constant = self.design.bias or self._has_constant()
+        if constant and not self.design.bias:
+            # statsmodels' k_constant: a constant in the columns' span makes R², adjusted R² and F about the
+            # constant-only model, so the total sum of squares is centred as with an intercept.
+            tss = np.diag(s.comoment)[f:]
         out = {}
         for t, name in enumerate(self.design.targets):
             # An exact fit's residuals are 0, and so are its sandwich covariances (not the rounding's 1e-17).
@@ -584,9 +589,29 @@ class LeastSquaresSolver:
             out[name] = regression_statistics(
                 names=self.design.names, coef=coef[:, t], keep=s.keep, unscaled_cov=cov["unscaled"],
                 sse=float(sse[t]), tss=float(tss[t]), n=s.n, bias=self.design.bias, robust=robust,
-                condition_number=condition)
+                condition_number=condition, constant=constant)
         assert len(out) == m
         return out
+
+    def _has_constant(self) -> bool:
+        """Whether a model without an intercept has a constant in its columns' span all the same, as statsmodels
+        decides ``k_constant``: a constant column (a column of ones given as data), or columns that add up to a
+        constant (dummies of every level). Either way the kept columns' centred co-moment matrix is singular: a kept
+        column has no spread beyond the rounding of its values, or the Cholesky factor of their correlation matrix
+        has a pivot below the aliasing tolerance (R's, the one that decided which columns are kept)."""
+        s = self.solution
+        k = np.flatnonzero(s.keep)  # no intercept: the design's columns are the first len(keep) co-moments
+        if not len(k):
+            return False
+        spread, mean = np.diag(s.comoment)[k], s.mean[k]
+        if np.any(spread <= s.n * (1e3 * EPS * mean) ** 2):  # constant to within the rounding of its values
+            return True
+        unit = np.sqrt(spread)
+        try:
+            chol = np.linalg.cholesky(s.comoment[np.ix_(k, k)] / np.outer(unit, unit))
+        except np.linalg.LinAlgError:  # not positive definite: the centred columns are dependent
+            return True
+        return bool(np.min(np.diag(chol)) < ALIAS_TOL)
 
     def condition_number(self) -> float:
         """statsmodels' condition number, ``sqrt(λmax/λmin)`` of XᵀX for the raw design (the intercept's column of
