@@ -44,3 +44,38 @@ def test_a_column_near_a_constant_is_no_constant():
     s = least_squares(design, y, bias=False).statistics["y"]
     assert s["k_constant"] == sm.OLS(y, design).fit().k_constant == 0
     assert s["df_model"] == 2
+
+
+# ------------------------------------------------------------------------------------------ inputs
+@pytest.mark.filterwarnings("error")  # a read-only pandas array shared with torch would warn
+def test_least_squares_takes_pandas_names_and_refuses_masked_values():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame({"size": rng.normal(size=30), "age": rng.normal(size=30)})
+    price = pd.Series(1 + frame["size"] - frame["age"] + 0.1 * rng.normal(size=30), name="price")
+    fit = least_squares(frame, price)
+    assert list(fit.statistics) == ["price"] and fit.statistics["price"]["names"] == ["intercept", "size", "age"]
+    assert least_squares(frame, price, names=["a", "b"]).statistics["price"]["names"][1:] == ["a", "b"]  # given wins
+    two = least_squares(frame, pd.DataFrame({"p": price, "q": -price}))
+    assert list(two.statistics) == ["p", "q"]
+    assert list(least_squares(frame.to_numpy(), price.to_numpy()).statistics) == ["y"]  # no names: the default
+
+    x = np.ma.masked_array(frame.to_numpy(), mask=np.zeros((30, 2), bool))
+    unmasked = least_squares(x, price.to_numpy())  # nothing masked: the values are the data
+    np.testing.assert_array_equal(unmasked.weight, fit.weight)
+    x.mask[4, 1] = True
+    with pytest.raises(ValueError, match=r"^x: a masked array with masked values, which would be used as if they "
+                                         r"were data; drop those rows or fill them first$"):
+        least_squares(x, price.to_numpy())
+    with pytest.raises(ValueError, match=r"^y: a masked array with masked values"):
+        least_squares(frame.to_numpy(), np.ma.masked_invalid(np.where(np.arange(30) == 2, np.nan, 1.0)))
+
+
+def test_the_data_module_refuses_masked_values_and_takes_an_unmasked_masked_array():
+    from lr_lightning import RegressionDataModule
+
+    x = np.ma.masked_array(np.arange(10.0), mask=np.arange(10) == 3)
+    with pytest.raises(ValueError, match=r"^x: a masked array with masked values"):
+        RegressionDataModule(x, np.arange(10.0))
+    x.mask[:] = False
+    assert RegressionDataModule(x, np.arange(10.0)).x[:, 0].tolist() == list(range(10))

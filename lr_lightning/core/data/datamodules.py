@@ -33,7 +33,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from lr_lightning.core.basis import cell, check_degree, labels, not_a_number
+from lr_lightning.core.basis import cell, check_degree, labels, not_a_number, unmasked
 from lr_lightning.core.data.loaders import Batch, BlockBatches, TensorBatches, stable_sgd_lr
 from lr_lightning.core.data.tables import (
     PARQUET_SUFFIXES,
@@ -60,7 +60,7 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
     >>> as_columns([1.0, 2.0, 3.0], "y").shape
     torch.Size([3, 1])
     """
-    a = values  # named in the error below, whichever step fails
+    a = values = unmasked(values, name)  # named in the error below, whichever step fails
     try:
         a = values if isinstance(values, torch.Tensor) else np.asarray(values)
         if isinstance(a, np.ndarray) and not a.flags.writeable and a.dtype != object:
