@@ -79,3 +79,127 @@ def test_the_data_module_refuses_masked_values_and_takes_an_unmasked_masked_arra
         RegressionDataModule(x, np.arange(10.0))
     x.mask[:] = False
     assert RegressionDataModule(x, np.arange(10.0)).x[:, 0].tolist() == list(range(10))
+
+
+# ------------------------------------------------------------------------------------------ float64 stays float64
+def _offset_data(n: int = 200, seed: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    # An offset: float32 keeps ~3 of u's digits at 1000 + u, so a fit of the float32 rounding is visibly off (1e-4).
+    rng = np.random.default_rng(seed)
+    x = 1000 + rng.normal(size=(n, 2))
+    y = 0.25 + x @ [1.5, -2.0] + 0.01 * rng.normal(size=n)
+    return x, y
+
+
+def _exact(dm, **kwargs):
+    from lr_lightning import LeastSquaresModule
+
+    from .conftest import make_trainer
+
+    module = LeastSquaresModule(bias=dm.bias, **kwargs)
+    make_trainer(max_epochs=20).fit(module, datamodule=dm)
+    return module
+
+
+def _served_dtypes(module) -> set:
+    return {t.dtype for batch in module.trainer.datamodule.train_dataloader() for t in batch}
+
+
+def test_the_exact_module_is_served_a_csv_s_float64_numbers_not_their_float32_rounding(tmp_path):
+    import torch
+
+    from lr_lightning import CSVDataModule
+
+    x, y = _offset_data()
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,y\n" + "\n".join(f"{a!r},{b!r},{c!r}" for (a, b), c in zip(x.tolist(), y.tolist(),
+                                                                                     strict=True)))
+    dm = CSVDataModule(path, val_fraction=0.1)  # float32 for training, as documented; a split: rows gathered
+    assert dm.dtype == torch.float32 and dm.raw_dtype == torch.float64
+    module = _exact(dm, robust=True)
+    assert _served_dtypes(module) == {torch.float64}
+    # The training rows as served are the file's very numbers: each is found, exactly, among x's rows.
+    served = dm.raw_split("train")[0].numpy()
+    train = np.array([np.flatnonzero((x == row).all(axis=1))[0] for row in served])
+    assert len(train) == dm.n_train == 180
+    ref = sm.OLS(y[train], sm.add_constant(x[train])).fit()
+    s = module.statistics["y"]
+    np.testing.assert_allclose(s["coef"], ref.params, rtol=1e-9)  # float32 rounding: 1e-4 off
+    np.testing.assert_allclose(s["stderr"], ref.bse, rtol=1e-7)
+    np.testing.assert_allclose(s["stderr_hc"]["HC3"], ref.HC3_se, rtol=1e-7)
+    # Prediction, like the fit, from the file's numbers, every row in file order.
+    with torch.no_grad():
+        predicted = torch.cat([module(batch[0]) for batch in dm.predict_dataloader()]).numpy()[:, 0]
+    np.testing.assert_allclose(predicted, ref.predict(sm.add_constant(x)), rtol=1e-11)  # float32 inputs: 1e-7
+    # Training on the same data module is still served float32 (a Trainer's fit runs setup first).
+    dm.trainer = None
+    dm.setup("fit")
+    assert next(iter(dm.train_dataloader()))[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize("source", ["parquet", "list", "array"])
+def test_float64_data_served_as_float32_for_training_reaches_the_exact_module_in_float64(tmp_path, source):
+    import torch
+
+    from lr_lightning import ParquetDataModule, RegressionDataModule
+
+    x, y = _offset_data()
+    if source == "parquet":
+        pa = pytest.importorskip("pyarrow")
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "y": y}), tmp_path / "d.parquet", row_group_size=64)
+        dm = ParquetDataModule(tmp_path / "d.parquet", dtype="float32", val_fraction=0, batch_size=50)  # streamed
+    elif source == "list":
+        dm = RegressionDataModule(x.tolist(), y.tolist(), val_fraction=0)  # Python floats: float32 by default
+    else:
+        dm = RegressionDataModule(x, y, val_fraction=0, dtype="float32")
+    assert dm.dtype == torch.float32
+    module = _exact(dm)
+    assert _served_dtypes(module) == {torch.float64}
+    np.testing.assert_allclose(module.statistics["y"]["coef"], sm.OLS(y, sm.add_constant(x)).fit().params, rtol=1e-9)
+    if source == "array":
+        # One copy of the data: the table is the caller's float64 array itself, and the exact fit made no float32
+        # copy (training makes it when it needs it).
+        assert np.shares_memory(dm.table.x, x) and dm._rows is None
+        assert dm.x.dtype == torch.float32 and dm.x.numpy().tolist() == x.astype(np.float32).tolist()
+
+
+def test_float32_data_is_served_as_float32_and_solved_in_float64(tmp_path):
+    import torch
+
+    from lr_lightning import NpyDataModule
+
+    x, y = _offset_data()
+    data = np.column_stack([x, y]).astype(np.float32)
+    np.save(tmp_path / "d.npy", data)
+    dm = NpyDataModule(tmp_path / "d.npy", val_fraction=0, batch_size=64)
+    module = _exact(dm)
+    assert dm.raw_dtype == torch.float32 and _served_dtypes(module) == {torch.float32}  # no copy: widened where used
+    wide = data.astype(np.float64)  # exact: the float32 values themselves
+    np.testing.assert_allclose(module.coefficients()[0], least_squares(wide[:, :2], wide[:, 2]).weight,
+                               rtol=1e-12)  # measured: 1e-15
+    (table,) = module.statistics.values()  # one target, named after its column of the .npy
+    np.testing.assert_allclose(table["coef"], sm.OLS(wide[:, 2], sm.add_constant(wide[:, :2])).fit().params, rtol=1e-8)
+
+
+def test_a_column_constant_only_in_float32_is_no_constant_column_to_the_exact_module(tmp_path):
+    from lr_lightning import CSVDataModule, LeastSquaresModule
+
+    k = np.arange(40) % 7
+    x = 1 + 1e-9 * k  # all 1.0 in float32
+    y = 3e9 * (x - 1) + 0.5 * np.sin(np.arange(40))
+    (tmp_path / "d.csv").write_text("x,y\n" + "\n".join(f"{a!r},{b!r}" for a, b in zip(x.tolist(), y.tolist(),
+                                                                                       strict=True)))
+    # The command line's check, with no Trainer attached yet: it was "every column ... is constant".
+    LeastSquaresModule().check_data(CSVDataModule(tmp_path / "d.csv", val_fraction=0))
+    module = _exact(CSVDataModule(tmp_path / "d.csv", val_fraction=0))
+    assert module.statistics["y"]["coef"] == pytest.approx(sm.OLS(y, sm.add_constant(x)).fit().params, rel=1e-6)
+
+
+def test_a_float64_value_beyond_float32_is_refused_when_served_as_float32():
+    from lr_lightning import RegressionDataModule
+
+    with pytest.raises(ValueError, match=r"^x: 1e\+39 at row 2 \(1-based\) is beyond ±3\.40282e\+38, the range of "
+                                         r"float32; pass dtype='float64'$"):
+        RegressionDataModule(np.array([1.0, 1e39, 2.0]), np.zeros(3), val_fraction=0, dtype="float32")
+    assert RegressionDataModule(np.array([1.0, 1e39, 2.0]), np.zeros(3), val_fraction=0).dtype.is_floating_point
