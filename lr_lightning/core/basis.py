@@ -153,6 +153,17 @@ def labels(a: Any) -> list[str] | None:
     return [str(name)] if name is not None else None
 
 
+def unmasked(a: Any, name: str) -> Any:
+    """``a``, or a masked array's data when nothing is masked; a masked array with masked values is refused
+    (ValueError naming ``name``): ``np.asarray`` drops the mask, and the values behind it would be fitted."""
+    if not np.ma.isMaskedArray(a):
+        return a
+    if np.ma.getmaskarray(a).any():
+        raise ValueError(f"{name}: a masked array with masked values, which would be used as if they were data; drop "
+                         "those rows or fill them first")
+    return np.ma.getdata(a)
+
+
 def not_a_number(a: np.ndarray) -> tuple[int, int, Any] | None:
     """The first value of a non-numeric array (strings, objects) that is not a real number, as ``(row, column,
     value)`` (0-based); None if every value converts."""
@@ -176,6 +187,7 @@ def _columns(a: Any, name: str = "x", names: list[str] | None = None, validate: 
     # Floating data is used as it comes (float32 is exact in float64; chunks are widened where they are used):
     # no copy of a large training set. Anything else becomes float64.
     names = names if names is not None else labels(a)
+    a = unmasked(a, name)
     try:
         a = np.asarray(a)
     except (TypeError, ValueError) as e:  # ragged lists

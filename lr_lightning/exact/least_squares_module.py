@@ -99,7 +99,6 @@ class LeastSquaresModule(L.LightningModule):
             raise ValueError("LeastSquaresModule takes its data from one of lr_lightning's data modules: "
                              "Trainer.fit(module, datamodule=dm) (it reads the feature map, sizes and names there)")
         design = self.check_data(dm)
-        _warn_if_rounded(dm)
         inputs = dm.module_inputs()
         spec = inputs["normalization"]
         # Rows per batch in a pass (read by the data module's loaders): blocks of about PASS_BYTES, since a sum's
@@ -135,8 +134,9 @@ class LeastSquaresModule(L.LightningModule):
             raise ValueError(f"least squares: {dm.n_train} training rows for {design.n_coefficients} coefficients; "
                              "it needs more rows than coefficients")
         if not dm.table.streamed and design.n_inputs:
-            # In memory, an all-constant design is known before any pass (streamed data: after the first).
-            x = dm.raw_split("train")[0]
+            # In memory, an all-constant design is known before any pass (streamed data: after the first). In the
+            # numbers the passes will be served (a column constant only in float32 is no constant column).
+            x = dm.raw_split("train", own_precision=True)[0]
             if self.hparams.bias and _all_rows_equal(x):
                 names = ", ".join(design.names[1:9]) + (", …" if len(design.names) > 9 else "")
                 raise ValueError(f"least squares: every column ({names}) is constant; only the intercept could be "
@@ -387,19 +387,6 @@ def _on_features(solver: LeastSquaresSolver, fm: FeatureMap | None) -> tuple[np.
     if b_feat is not None:
         b_feat = (b_feat - y_mean) / y_scale
     return np.ascontiguousarray(w_feat), b_feat
-
-
-def _warn_if_rounded(dm: Any) -> None:
-    """One warning when the data module serves narrower floats than its source holds (a CSV's text is parsed as
-    float64; a float64 file served as float32): the exact fit would then be of the rounded values, ~7 digits."""
-    from lr_lightning.core.data.tables import CsvTable
-
-    served = torch.empty((), dtype=dm.dtype).element_size()
-    source = 8 if isinstance(dm.table, CsvTable) else np.dtype(getattr(dm.table, "dtype", np.float64)).itemsize
-    if served < source:
-        warnings.warn(f"{type(dm).__name__} serves {str(dm.dtype).removeprefix('torch.')}, rounding the data's "
-                      f"float64 values: the exact fit is of the rounded values (~7 digits); build it with "
-                      f"dtype='float64' to fit the data's own digits", stacklevel=2)
 
 
 def _all_rows_equal(x: torch.Tensor, rows: int = 1 << 16) -> bool:

@@ -43,7 +43,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from lr_lightning.core.basis import _columns, _validate, basis_to_raw_exact, check_degree, polynomial_features, scaling
+from lr_lightning.core.basis import (
+    _columns,
+    _validate,
+    basis_to_raw_exact,
+    check_degree,
+    labels,
+    polynomial_features,
+    scaling,
+)
 from lr_lightning.core.features import FeatureMap
 from lr_lightning.exact import compensated as dd
 from lr_lightning.exact.moments import CoMoments, PairwiseSum, merge_in_order
@@ -576,6 +584,11 @@ class LeastSquaresSolver:
         # residual SD of 0 and an infinite F, and double-double residuals of 1e-26 would say otherwise.
         sse = np.where(s.sse <= EPS**2 * tss, 0.0, s.sse)
         condition = self.condition_number()
+        constant = self.design.bias or self._has_constant()
+        if constant and not self.design.bias:
+            # statsmodels' k_constant: a constant in the columns' span makes R², adjusted R² and F about the
+            # constant-only model, so the total sum of squares is centred as with an intercept.
+            tss = np.diag(s.comoment)[f:]
         out = {}
         for t, name in enumerate(self.design.targets):
             # An exact fit's residuals are 0, and so are its sandwich covariances (not the rounding's 1e-17).
@@ -584,9 +597,29 @@ class LeastSquaresSolver:
             out[name] = regression_statistics(
                 names=self.design.names, coef=coef[:, t], keep=s.keep, unscaled_cov=cov["unscaled"],
                 sse=float(sse[t]), tss=float(tss[t]), n=s.n, bias=self.design.bias, robust=robust,
-                condition_number=condition)
+                condition_number=condition, constant=constant)
         assert len(out) == m
         return out
+
+    def _has_constant(self) -> bool:
+        """Whether a model without an intercept has a constant in its columns' span all the same, as statsmodels
+        decides ``k_constant``: a constant column (a column of ones given as data), or columns that add up to a
+        constant (dummies of every level). Either way the kept columns' centred co-moment matrix is singular: a kept
+        column has no spread beyond the rounding of its values, or the Cholesky factor of their correlation matrix
+        has a pivot below the aliasing tolerance (R's, the one that decided which columns are kept)."""
+        s = self.solution
+        k = np.flatnonzero(s.keep)  # no intercept: the design's columns are the first len(keep) co-moments
+        if not len(k):
+            return False
+        spread, mean = np.diag(s.comoment)[k], s.mean[k]
+        if np.any(spread <= s.n * (1e3 * EPS * mean) ** 2):  # constant to within the rounding of its values
+            return True
+        unit = np.sqrt(spread)
+        try:
+            chol = np.linalg.cholesky(s.comoment[np.ix_(k, k)] / np.outer(unit, unit))
+        except np.linalg.LinAlgError:  # not positive definite: the centred columns are dependent
+            return True
+        return bool(np.min(np.diag(chol)) < ALIAS_TOL)
 
     def condition_number(self) -> float:
         """statsmodels' condition number, ``sqrt(λmax/λmin)`` of XᵀX for the raw design (the intercept's column of
@@ -723,7 +756,9 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
         polynomial_degree: expand each input column into its powers up to this degree (``None``: as it is).
         max_refinements: at most this many refinement passes.
         chunk_rows: rows per chunk.
-        names: the input columns' names (default ``x0``, ``x1``, …); powers are named ``x1^2``.
+        names: the input columns' names (default: a pandas DataFrame's column names, else ``x0``, ``x1``, …);
+            powers are named ``x1^2``. The targets are named after ``y``'s columns (a DataFrame) or name (a Series),
+            else ``y`` (``y0``, ``y1``, … for several); ``.statistics`` is keyed by them.
         robust: also compute HC0-HC3 standard errors (``.statistics``).
 
     Returns:
@@ -732,14 +767,17 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
 
     Raises:
         ValueError: no samples, a non-finite, complex or non-numeric value (the argument, row and column are
-            named), x and y of different lengths, no more rows than coefficients, every column constant, or a bad
-            ``polynomial_degree``, ``names`` or ``chunk_rows``.
+            named), x and y of different lengths, no more rows than coefficients, every column constant, a masked
+            array with masked values, or a bad ``polynomial_degree``, ``names`` or ``chunk_rows``.
     """
     check_degree(polynomial_degree)
     if not isinstance(bias, (bool, np.bool_)):
         raise ValueError(f"bias must be True or False, got {bias!r}")
     if not (isinstance(chunk_rows, int) and chunk_rows >= 1):
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if names is None:
+        names = labels(x)  # a DataFrame's columns
+    output_names = labels(y)
     x = _columns(x, "x", validate=False)
     if names is not None and len(names) != x.shape[1]:
         raise ValueError(f"names: {len(names)} names for {x.shape[1]} columns of x")
@@ -759,12 +797,19 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     if polynomial_degree is not None:
         c, s = scaling(x, bool(bias))
         centre, scale = tuple(c.tolist()), tuple(s.tolist())
-    design = Design(x.shape[1], y.shape[1], bool(bias), polynomial_degree, centre, scale, tuple(names))
+    design = Design(x.shape[1], y.shape[1], bool(bias), polynomial_degree, centre, scale, tuple(names),
+                    tuple(output_names) if output_names and len(output_names) == y.shape[1] else None)
     solver = LeastSquaresSolver(design, robust=robust, max_refinements=max_refinements, expected_rows=len(x))
+
+    def chunk(a: np.ndarray, i: int) -> torch.Tensor:
+        # A read-only array (a pandas frame's values under copy-on-write, np.load's mmap_mode="r") would make torch
+        # warn that the tensor could write to it: such a chunk is copied, one chunk at a time, not the whole array.
+        part = np.asarray(a[i:i + chunk_rows])
+        return torch.from_numpy(part if part.flags.writeable else part.copy())
 
     def batches() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(0, len(x), chunk_rows):
-            yield torch.from_numpy(np.asarray(x[i:i + chunk_rows])), torch.from_numpy(np.asarray(y[i:i + chunk_rows]))
+            yield chunk(x, i), chunk(y, i)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RankDeficientWarning)

@@ -15,26 +15,31 @@ import numpy as np
 from scipy import stats
 
 KEYS = ("names", "coef", "stderr", "t", "p", "ci95", "n", "df_model", "df_resid", "residual_sd", "r2", "adj_r2",
-        "f_stat", "f_pvalue", "log_likelihood", "aic", "bic", "condition_number", "rank")
+        "f_stat", "f_pvalue", "log_likelihood", "aic", "bic", "condition_number", "rank", "k_constant")
 
 
 def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarray, unscaled_cov: np.ndarray,
                           sse: float, tss: float, n: int, bias: bool, robust: dict[str, np.ndarray] | None = None,
-                          condition_number: float = math.nan) -> dict[str, Any]:
+                          condition_number: float = math.nan, constant: bool | None = None) -> dict[str, Any]:
     """One target's table. Aliased coefficients (``keep`` False) are None in every per-coefficient list.
 
     Args:
         names: coefficient names, the intercept first if ``bias``.
         coef: (p,) raw coefficients; ``keep``: (p,) which are estimated.
         unscaled_cov: (XᵀX)⁻¹ over the kept coefficients; times σ² it is the classic covariance.
-        sse: residual sum of squares; ``tss``: total sum of squares, centred with an intercept, uncentred without
-            (then R² is uncentred, as NIST and statsmodels report it).
+        sse: residual sum of squares; ``tss``: total sum of squares, centred when the model has a constant,
+            uncentred without (then R² is uncentred, as NIST and statsmodels report it).
         n: rows; ``bias``: the model has an intercept.
+        constant: the model has a constant (default ``bias``): an intercept, or, without one, a constant in the
+            columns' span (a column of ones given as data, dummies of every level), statsmodels' ``k_constant``.
+            With one, R², adjusted R² and F are about the constant-only model and ``df_model`` leaves the constant
+            out, as statsmodels reports them (R's ``lm(y ~ 0 + X)`` goes by the formula and stays uncentred).
         robust: ``{"HC0": (p_k, p_k), …}`` sandwich covariances over the kept coefficients.
         condition_number: statsmodels' ``sqrt(λmax/λmin)`` of XᵀX (the intercept's column included).
     """
+    constant = bias if constant is None else bool(constant)
     rank = int(keep.sum())
-    df_resid, df_model = n - rank, rank - int(bias)
+    df_resid, df_model = n - rank, rank - int(constant)
     sigma2 = sse / df_resid
     kept_coef = np.asarray(coef, dtype=np.float64)[keep]
     stderr = np.sqrt(np.maximum(np.diag(unscaled_cov), 0.0) * sigma2)
@@ -64,7 +69,7 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
         "df_resid": int(df_resid),
         "residual_sd": math.sqrt(sigma2),
         "r2": float(r2),
-        "adj_r2": float(1 - (n - int(bias)) / df_resid * (1 - r2)) if not math.isnan(r2) else math.nan,
+        "adj_r2": float(1 - (n - int(constant)) / df_resid * (1 - r2)) if not math.isnan(r2) else math.nan,
         "f_stat": f_stat,
         "f_pvalue": f_pvalue,
         "log_likelihood": float(llf),
@@ -72,6 +77,7 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
         "bic": float(-2 * llf + math.log(n) * rank),
         "condition_number": float(condition_number),
         "rank": rank,
+        "k_constant": int(constant),
     }
     if robust is not None:
         out["stderr_hc"] = {key: _spread(np.sqrt(np.maximum(np.diag(cov), 0.0)), keep) for key, cov in
@@ -119,7 +125,8 @@ def format_table(s: dict[str, Any], target: str = "y") -> str:
         lines.append(f"{name:<{width}} {_cell(s['coef'][i], 11)} {_cell(s['stderr'][i], 11)} "
                      f"{_cell(s['t'][i], 10)} {_cell(s['p'][i], 11)} {_cell(ci[0], 11)} {_cell(ci[1], 10)}")
     lines.append(rule)
-    r2_label = "R²" if len(s["names"]) and s["names"][0] == "intercept" else "R² (uncentred)"
+    # A table from before k_constant existed: an intercept was the only constant.
+    r2_label = "R²" if s.get("k_constant", s["names"][:1] == ["intercept"]) else "R² (uncentred)"
     lines.append(f"{r2_label}: {_cell(s['r2'], 0, '.6g')}   adj. R²: {_cell(s['adj_r2'], 0, '.6g')}   "
                  f"F({s['df_model']}, {s['df_resid']}): {_cell(s['f_stat'], 0)}   P(F): {_cell(s['f_pvalue'], 0)}")
     lines.append(f"AIC: {_cell(s['aic'], 0, '.6g')}   BIC: {_cell(s['bic'], 0, '.6g')}   log-likelihood: "

@@ -33,7 +33,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from lr_lightning.core.basis import cell, check_degree, labels, not_a_number
+from lr_lightning.core.basis import cell, check_degree, labels, not_a_number, unmasked
 from lr_lightning.core.data.loaders import Batch, BlockBatches, TensorBatches, stable_sgd_lr
 from lr_lightning.core.data.tables import (
     PARQUET_SUFFIXES,
@@ -60,7 +60,7 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
     >>> as_columns([1.0, 2.0, 3.0], "y").shape
     torch.Size([3, 1])
     """
-    a = values  # named in the error below, whichever step fails
+    a = values = unmasked(values, name)  # named in the error below, whichever step fails
     try:
         a = values if isinstance(values, torch.Tensor) else np.asarray(values)
         if isinstance(a, np.ndarray) and not a.flags.writeable and a.dtype != object:
@@ -143,6 +143,33 @@ def _table_dtype(dtype: Any, table_dtype: np.dtype) -> torch.dtype:
     return serving_dtype(torch_dtype(dtype), np.empty(0, table_dtype))
 
 
+def _holds(dtype: torch.dtype, *values: Any) -> bool:
+    """Whether ``dtype`` holds every number of ``values`` as they are: each is floating point (an array, tensor, pandas
+    object or table with a ``dtype``) no wider than ``dtype``. Lists, integers and anything of unknown dtype are not
+    known to fit."""
+    for v in values:
+        own = getattr(v, "dtype", None)
+        if own is None and hasattr(v, "dtypes"):  # a DataFrame: its columns' common dtype, if they are all floats
+            kinds = list(v.dtypes)
+            own = np.result_type(*kinds) if kinds and all(isinstance(d, np.dtype) and d.kind == "f"
+                                                           for d in kinds) else None
+        if isinstance(own, np.dtype):
+            own = torch.from_numpy(np.empty(0, own)).dtype if own in (np.float16, np.float32, np.float64) else None
+        if not (isinstance(own, torch.dtype) and own.is_floating_point and torch.promote_types(own, dtype) == dtype):
+            return False
+    return True
+
+
+def _check_range(t: torch.Tensor, name: str, dtype: torch.dtype, values: Any) -> None:
+    """Refuse a value of ``t`` beyond what ``dtype`` holds (it would be served as an inf), naming its row and column:
+    the check the conversion to ``dtype`` made, before that conversion was put off until training needs it."""
+    limit = torch.finfo(dtype).max
+    if t.numel() and (t.max() > limit or t.min() < -limit):
+        row, col = (t.abs() > limit).nonzero()[0].tolist()
+        raise ValueError(f"{name}: {t[row, col].item():g} at {cell(row, col, t.shape[1], labels(values))} is beyond "
+                         f"±{limit:g}, the range of {str(dtype).removeprefix('torch.')}; pass dtype='float64'")
+
+
 def _numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach().cpu()
     return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
@@ -170,7 +197,10 @@ class RegressionDataModule(L.LightningDataModule):
 
     ``dtype`` (default ``None``): float64 arrays or tensors are served as float64, anything else as float32; the
     tutorial, synthetic and CSV data serve float32, ``.npy`` and Parquet files float64 if they hold float64, else
-    float32. Pass ``dtype=`` (``torch.float64`` or ``"float64"``) to choose.
+    float32. Pass ``dtype=`` (``torch.float64`` or ``"float64"``) to choose. A module that takes raw rows (the exact
+    ``LeastSquaresModule``) is served them in :attr:`raw_dtype`, the data's own precision where that is wider: a
+    CSV's or a float64 array's numbers, not their float32 rounding (the table keeps them; the float32 copy that
+    training uses is made when training first uses it).
 
     >>> dm = TutorialDataModule()
     >>> dm.setup("fit")
@@ -204,10 +234,17 @@ class RegressionDataModule(L.LightningDataModule):
 
     # ---- construction, shared by the family: every __init__ ends here
     def _configure_arrays(self, x: Any, y: Any, dtype: torch.dtype, args: dict[str, Any]) -> None:
-        xt, yt = as_columns(x, "x", dtype), as_columns(y, "y", dtype)
+        # The table keeps the numbers as given where dtype would round them (float64 arrays, integers or Python floats
+        # served as float32): the exact module is served those (raw_dtype). A float64 array is kept as it is, not
+        # copied, and the dtype copy that training uses is made when it is first used (self.x).
+        own = dtype if _holds(dtype, x, y) else torch.float64
+        xt, yt = as_columns(x, "x", own), as_columns(y, "y", own)
         if len(xt) != len(yt):
             raise ValueError(f"x has {len(xt)} samples but y has {len(yt)}; they must match row for row")
-        self._configure(ArrayTable(_numpy(xt), _numpy(yt)), dtype, args, tensors=(xt, yt))
+        if own != dtype:
+            _check_range(xt, "x", dtype, x)
+            _check_range(yt, "y", dtype, y)
+        self._configure(ArrayTable(_numpy(xt), _numpy(yt)), dtype, args, tensors=(xt, yt) if own == dtype else None)
 
     def _configure(self, table: Table, dtype: torch.dtype, args: dict[str, Any],
                    tensors: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -247,16 +284,10 @@ class RegressionDataModule(L.LightningDataModule):
         self.save_hyperparameters({**{k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
                                    "dtype": str(dtype).removeprefix("torch."),
                                    "feature_names": self.feature_names, "target_names": self.target_names})
-        self.x: torch.Tensor | None = None
-        self.y: torch.Tensor | None = None
-        if not table.streamed:
-            if tensors is None:
-                x, y = table.read_range(0, table.n_rows)
-                tensors = (torch.from_numpy(np.ascontiguousarray(x)).to(dtype),
-                           torch.from_numpy(np.ascontiguousarray(y)).to(dtype))
-            self.x, self.y = tensors
+        self._rows: Batch | None = tensors  # every row in dtype (self.x, self.y); made on first use if None
         self.splits: dict[str, Batch] = {}
         self._raw: dict[str, Batch] = {}
+        self._own: dict[str, Batch] = {}  # the raw splits in raw_dtype, where that is wider than dtype
         self.ranges: dict[str, Ranges] = {}
         self.block_rows = args.get("block_rows", BLOCK_ROWS)
 
@@ -299,6 +330,44 @@ class RegressionDataModule(L.LightningDataModule):
         """This process's DDP rank; 0 until a Trainer is attached."""
         return self.trainer.global_rank if self.trainer is not None else 0
 
+    @property
+    def x(self) -> torch.Tensor | None:
+        """Every input row in :attr:`dtype`, in row order; None for a streamed table."""
+        rows = self._served_rows()
+        return None if rows is None else rows[0]
+
+    @property
+    def y(self) -> torch.Tensor | None:
+        """Every target row in :attr:`dtype`, in row order; None for a streamed table."""
+        rows = self._served_rows()
+        return None if rows is None else rows[1]
+
+    def _served_rows(self) -> Batch | None:
+        if self.table.streamed:
+            return None
+        if self._rows is None:
+            # Where the table holds wider numbers than dtype this is a copy, made only when something needs it:
+            # training, not the exact module, which is served the table's own numbers.
+            self._rows = self._read_all(self.dtype)
+        return self._rows
+
+    def _read_all(self, dtype: torch.dtype) -> Batch:
+        """Every row of the in-memory table as tensors of ``dtype``: views of its arrays where it holds ``dtype``."""
+        x, y = self.table.read_range(0, self.n_samples)
+        return torch.from_numpy(np.ascontiguousarray(x)).to(dtype), torch.from_numpy(np.ascontiguousarray(y)).to(dtype)
+
+    @property
+    def raw_dtype(self) -> torch.dtype:
+        """The dtype raw rows are served in to a module that takes them (``serves_raw``: the exact least-squares
+        module): :attr:`dtype`, or float64 where the table holds numbers ``dtype`` would round (a CSV's, float64
+        arrays', Python floats', a float64 file's, served as float32): an exact fit of their float32 rounding would
+        be float32-accurate. float32 data is served as it is: it widens to float64 exactly, where the solver uses
+        it."""
+        for candidate in (self.dtype, torch.float32):
+            if _holds(candidate, self.table):
+                return candidate
+        return torch.float64
+
     # ---- the hand-off to the module
     def module_inputs(self) -> dict[str, Any]:
         """What the module needs from the data: ``RegressionModule(net, **dm.module_inputs())``.
@@ -311,29 +380,47 @@ class RegressionDataModule(L.LightningDataModule):
         return {"normalization": self.feature_map.spec if self.feature_map is not None else None,
                 "output_names": list(self.target_names), "weights_dtype": str(self.dtype).removeprefix("torch.")}
 
-    def raw_split(self, name: str) -> Batch:
+    def raw_split(self, name: str, own_precision: bool = False) -> Batch:
         """``(x, y)`` of split ``name`` (``"train"``, ``"val"``, ``"test"``) before any feature map, as tensors; in
-        memory only (a streamed table is never wholly read)."""
+        memory only (a streamed table is never wholly read). In :attr:`dtype`, or in :attr:`raw_dtype` (the data's
+        own numbers) with ``own_precision`` or while a module that takes raw rows is attached, as the loaders serve
+        them then."""
         if self.table.streamed:
             raise ValueError(f"{getattr(self.table, 'path', 'data')}: raw_split needs the data in memory; build the "
                              "datamodule with in_memory=True")
         if name not in ("train", "val", "test"):
             raise ValueError(f"no split {name!r}; the splits are train, val and test")
         self.setup()
+        if (own_precision or self.serves_raw) and self.raw_dtype != self.dtype:
+            return self._own_splits()[name]
         return self._raw[name]
+
+    def _own_splits(self) -> dict[str, Batch]:
+        """The raw splits in :attr:`raw_dtype` (where it differs from :attr:`dtype`), each split's rows in memory
+        order: with no validation or test split, views of the table's float64 arrays, no copy."""
+        if not self._own:
+            self._own = self._split_rows(*self._read_all(self.raw_dtype), ordered=True)
+        return self._own
 
     # ---- Lightning hooks
     def setup(self, stage: str | None = None) -> None:
         if self.table.streamed:
             self._setup_streamed()
             return
-        if not self._raw:
-            self._raw = self._split_rows(ordered=self.serves_raw)
+        raw = self.serves_raw
+        own = raw and self.raw_dtype != self.dtype  # the exact module is served the table's own numbers
+        if own:
+            self._own_splits()
+        # The splits in dtype: for training, and for the feature map, which is fitted on the training rows as
+        # training sees them (so it is the same map whichever module is fitted); the exact module without a
+        # feature map needs neither, nor the dtype copy of the data.
+        if not self._raw and not (own and not (self.standardize or self.polynomial_degree)):
+            self._raw = self._split_rows(self.x, self.y, ordered=raw)
             if self.standardize or self.polynomial_degree:
                 # Statistics from the training rows only: validation and test rows must not leak into training.
                 self.feature_map = FeatureMap.fit(*self._raw["train"], polynomial_degree=self.polynomial_degree,
                                                   standardize=self.standardize, bias=self.bias)
-        if not self.splits and not self.serves_raw:
+        if not self.splits and not raw:
             fm = self.feature_map
             self.splits = self._raw if fm is None else {
                 k: (fm.features(x.double()).to(x.dtype), fm.targets(y.double()).to(y.dtype))
@@ -342,28 +429,30 @@ class RegressionDataModule(L.LightningDataModule):
         # transfer_batch_to_device has nothing left to copy.
         device = self.trainer.strategy.root_device if self.trainer is not None else None
         if device is not None and device.type != "cpu":
-            if self.serves_raw:
+            if own:
+                self._own = {k: (x.to(device), y.to(device)) for k, (x, y) in self._own.items()}
+            elif raw:
                 self._raw = {k: (x.to(device), y.to(device)) for k, (x, y) in self._raw.items()}
             else:
                 self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
-    def _split_rows(self, ordered: bool) -> dict[str, Batch]:
-        """The rows of each split: a seeded random permutation cut into test, validation and training parts.
+    def _split_rows(self, x: torch.Tensor, y: torch.Tensor, ordered: bool) -> dict[str, Batch]:
+        """The rows of ``x`` and ``y`` (every row, in row order) in each split: a seeded random permutation cut into
+        test, validation and training parts.
 
         ``ordered`` (a module that reads raw rows, whose sums don't depend on their order) keeps each split's rows in
         memory order: with no validation or test split that is the data as given, with no copy at all (a permuted
         copy of 2M x 40 floats costs more than the whole least-squares pass over them)."""
         a, b = self.n_test, self.n_test + self.n_val
         if ordered and not b:
-            empty = (self.x[:0], self.y[:0])
-            return {"test": empty, "val": empty, "train": (self.x, self.y)}
+            empty = (x[:0], y[:0])
+            return {"test": empty, "val": empty, "train": (x, y)}
         perm = torch.randperm(self.n_samples, generator=torch.Generator().manual_seed(self.seed))
         if ordered:
             parts = {"test": perm[:a], "val": perm[a:b], "train": perm[b:]}
-            return {k: (self.x[rows], self.y[rows]) for k, rows in
-                    ((k, idx.sort().values) for k, idx in parts.items())}
+            return {k: (x[rows], y[rows]) for k, rows in ((k, idx.sort().values) for k, idx in parts.items())}
         # Shuffle once and cut: the splits are views of one permuted copy, not three gathers.
-        x, y = self.x[perm], self.y[perm]
+        x, y = x[perm], y[perm]
         return {"test": (x[:a], y[:a]), "val": (x[a:b], y[a:b]), "train": (x[b:], y[b:])}
 
     def _setup_streamed(self) -> None:
@@ -436,10 +525,11 @@ class RegressionDataModule(L.LightningDataModule):
             shuffle = drop_last = False
         if self.table.streamed:
             return BlockBatches(self.table, self.ranges[split], batch_size, shuffle, self.seed, drop_last,
-                                rank=self.rank, world_size=self.world_size, dtype=self.dtype,
+                                rank=self.rank, world_size=self.world_size, dtype=self.raw_dtype if raw else self.dtype,
                                 feature_map=None if raw else self.feature_map)
-        return TensorBatches(*(self._raw if raw else self.splits)[split], batch_size, shuffle, self.seed,
-                             drop_last, rank=self.rank, world_size=self.world_size)
+        rows = (self._own_splits() if self.raw_dtype != self.dtype else self._raw) if raw else self.splits
+        return TensorBatches(*rows[split], batch_size, shuffle, self.seed, drop_last, rank=self.rank,
+                             world_size=self.world_size)
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", self.shuffle, self.drop_last)
@@ -453,10 +543,12 @@ class RegressionDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> TensorBatches:
         # Every sample, raw and in its original row order, so predictions line up with the input file (the
-        # module applies the feature map itself).
+        # module applies the feature map itself). A module that takes raw rows predicts from the data's own numbers,
+        # as it was fitted on them.
+        dtype = self.raw_dtype if self.serves_raw else self.dtype
         if self.table.streamed:
-            return BlockBatches(self.table, [(0, self.n_samples)], self.batch_size, dtype=self.dtype)
-        return TensorBatches(self.x, self.y, self.batch_size)
+            return BlockBatches(self.table, [(0, self.n_samples)], self.batch_size, dtype=dtype)
+        return TensorBatches(*(self._read_all(dtype) if dtype != self.dtype else (self.x, self.y)), self.batch_size)
 
     def stable_lr(self, bias: bool | None = None) -> float:
         """A learning rate at which plain SGD on MSE trains a linear model on these features without diverging.
@@ -565,7 +657,8 @@ class SyntheticDataModule(RegressionDataModule):
 class CSVDataModule(RegressionDataModule):
     """A CSV file with a header row, read into memory by pyarrow (format:
     :func:`~lr_lightning.core.data.tables.read_csv_table`). Parsed as float64, served as float32 unless ``dtype``
-    says: a value beyond what that dtype holds is refused with its file, row and column.
+    says: a value beyond what that dtype holds is refused with its file, row and column. The float64 numbers are
+    kept: the exact ``LeastSquaresModule`` is served them (:attr:`raw_dtype`), not their float32 rounding.
 
     Args:
         path: the CSV file.

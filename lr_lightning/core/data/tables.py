@@ -143,17 +143,21 @@ def read_csv(path: str | Path, target: str | None = None,
 
 
 class CsvTable(Table):
-    """A CSV file with a header row (:func:`read_csv_table`), read into memory in ``dtype``; ``target`` names the
-    target column (default: the last one). A value beyond what ``dtype`` holds is refused with its file, row and
-    column, not turned into an inf."""
+    """A CSV file with a header row (:func:`read_csv_table`), read into memory as float64, the numbers as the file
+    writes them, whatever ``dtype`` they will be served in: the exact least-squares module is served those
+    (``RegressionDataModule.raw_dtype``), not their float32 rounding. ``target`` names the target column (default:
+    the last one). A value beyond what ``dtype`` holds is refused with its file, row and column, not turned into an
+    inf."""
 
     streamed = False
 
     def __init__(self, path: str | Path, target: str | None = None, dtype: Any = np.float32) -> None:
         self.path = Path(path)
-        self.dtype = numpy_dtype(dtype)
-        x, y, features, target = read_csv(path, target, max_abs=float(np.finfo(self.dtype).max))
-        self.x, self.y = x.astype(self.dtype), y[:, None].astype(self.dtype)
+        self.dtype = np.dtype(np.float64)
+        x, y, features, target = read_csv(path, target, max_abs=float(np.finfo(numpy_dtype(dtype)).max))
+        # x is read_csv's own float64 array (no copy); y, a column of the parsed table, is copied out of it, so that the
+        # table's memory is released.
+        self.x, self.y = x, np.ascontiguousarray(y[:, None])
         self.n_rows, self.feature_names, self.target_names = len(x), features, [target]
 
     blocks = ArrayTable.blocks
