@@ -85,6 +85,15 @@ def _offset_data() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _tiny_spread_data() -> tuple[np.ndarray, np.ndarray]:
+    # x0 = 1000 + 0.001·u: the offset is 10⁶ times the spread, so a float64 mean of it is exact only to 1e-10 of the
+    # spread. With blocks' means merged in float64, 2 ranks were 6.3e-10 (relative) off 1 process in the intercept,
+    # beyond RTOL; with them in double-double, 7e-13 (the largest difference in this case, 4e-11, is a p-value).
+    x, y = _offset_data()
+    x[:, 0] = 1000 + 0.001 * np.random.default_rng(8).normal(size=len(x))
+    return x, 2 + x @ [3.0, -1.5, 0.5] + 0.01 * np.random.default_rng(9).normal(size=len(x)) * x[:, 2]
+
+
 def _shards(folder: Path) -> Path:
     # Shards of 1300, 700 and 1003 rows (3003, not a multiple of 2 x 1024), float32 on disk as make_data writes them.
     if not folder.exists():
@@ -102,8 +111,10 @@ def _fit_cases(tmp: Path, **trainer: Any) -> dict[str, Any]:
     from lr_lightning import LeastSquaresModule, NpyDataModule, RegressionDataModule
 
     x, y = _offset_data()
+    tiny_x, tiny_y = _tiny_spread_data()
     cases = {
         "in_memory_offset_robust": (RegressionDataModule(x, y, val_fraction=0, dtype="float64"), True),
+        "in_memory_tiny_spread_robust": (RegressionDataModule(tiny_x, tiny_y, val_fraction=0, dtype="float64"), True),
         "uneven_shards_robust": (NpyDataModule(_shards(tmp / "shards"), val_fraction=0, dtype="float64"), True),
         "uneven_shards_no_bias": (NpyDataModule(tmp / "shards", val_fraction=0, dtype="float64", bias=False), False),
         # A polynomial basis always takes refinement passes: their double-double sums are merged across ranks too.

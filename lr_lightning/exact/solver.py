@@ -220,7 +220,7 @@ class LeastSquaresSolver:
         if self.stage == "refine":
             self._dev["beta"] = tuple(t.to(dev) for t in self.raw_beta())
         elif self.stage == "qr":
-            n, mean, _, candidates, unit = self._pending
+            n, mean, _, _, candidates, unit = self._pending
             self._dev["columns"] = torch.from_numpy(np.flatnonzero(candidates)).to(dev)
             self._dev["mean"] = torch.from_numpy(mean[:len(candidates)][candidates]).to(dev)
             self._dev["unit"] = torch.from_numpy(unit).to(dev)
@@ -350,22 +350,22 @@ class LeastSquaresSolver:
         total = merge_in_order([CoMoments.unstack(row, q) for row in flat])
         n = int(total.n.item())
         self._check_rows(n)
-        mean, comoment = total.mean.cpu().numpy(), total.comoment.cpu().numpy()
+        mean, mean_lo, comoment = total.mean.cpu().numpy(), total.mean_lo.cpu().numpy(), total.comoment.cpu().numpy()
         if not (np.isfinite(mean).all() and np.isfinite(comoment).all()):
             raise ValueError("least squares: the sums of squares overflow float64 (values beyond ~1e154 squared); "
                              "rescale the data")
         candidates, in_doubt = self._screen(n, mean, comoment)
         if in_doubt:  # a column near R's threshold: a QR pass decides
             unit = np.sqrt(np.diag(self._system(n, mean, comoment)[0])[candidates])
-            self._pending = (n, mean, comoment, candidates, unit)
+            self._pending = (n, mean, mean_lo, comoment, candidates, unit)
             self.stage = "qr"
             return
-        self.solution = self._solve(n, mean, comoment, candidates)
+        self.solution = self._solve(n, mean, mean_lo, comoment, candidates)
         self._next_after_solve()
 
     def _end_qr(self, gather: Gather, device: torch.device | None, rows: int) -> None:
         self._check_rows(rows)
-        n, mean, comoment, candidates, unit = self._pending
+        n, mean, mean_lo, comoment, candidates, unit = self._pending
         c = int(candidates.sum())
         r = self._sums.get("r")
         if r is None or len(r) < c:  # few rows on this rank: pad to the common shape with zero rows
@@ -378,7 +378,7 @@ class LeastSquaresSolver:
         keep_f[np.flatnonzero(candidates)[aliased]] = False
         kept = np.linalg.qr(r[:, ~aliased], mode="r")
         kept = kept * np.sign(np.diag(kept))[:, None]  # a Cholesky factor has a positive diagonal
-        self.solution = self._solve(n, mean, comoment, keep_f, chol=kept.T)
+        self.solution = self._solve(n, mean, mean_lo, comoment, keep_f, chol=kept.T)
         self._pending = None
         self._next_after_solve(force_refine=True)
 
@@ -459,10 +459,10 @@ class LeastSquaresSolver:
             in_doubt = True
         return candidates, in_doubt
 
-    def _solve(self, n: int, mean: np.ndarray, comoment: np.ndarray, keep_f: np.ndarray,
+    def _solve(self, n: int, mean: np.ndarray, mean_lo: np.ndarray, comoment: np.ndarray, keep_f: np.ndarray,
                chol: np.ndarray | None = None) -> _Solution:
-        """The first solution from the co-moments, over the basis columns in ``keep_f`` (``chol``: the factor of
-        their unit-scaled system, if a QR pass made it)."""
+        """The first solution from the co-moments (the means in double-double, ``mean + mean_lo``), over the basis
+        columns in ``keep_f`` (``chol``: the factor of their unit-scaled system, if a QR pass made it)."""
         design = self.design
         p, f = design.n_coefficients, design.n_coefficients - design.bias
         a, b = self._system(n, mean, comoment)
@@ -476,11 +476,17 @@ class LeastSquaresSolver:
         coef = _chol_solve(chol, unit, b[k])  # (kept, m)
         full = np.zeros((p, design.n_outputs))
         full[np.flatnonzero(keep)[design.bias:] if design.bias else k] = coef
+        beta = dd.from_float(torch.from_numpy(full))
         if design.bias:
-            full[0] = mean[f:] - mean[:f][k] @ coef
+            # ȳ - x̄ᵀβ in double-double: with an offset (x̄ = 1000, spread 0.001) the intercept is a small difference of
+            # large terms, and float64 would round each of them to a unit of the offset's last place.
+            t = torch.from_numpy
+            products = dd.mul((t(mean[:f][k])[:, None], t(mean_lo[:f][k])[:, None]), dd.from_float(t(coef)))
+            explained = dd.total(products, dim=0)
+            intercept = dd.add((t(mean[f:]), t(mean_lo[f:])), (-explained[0], -explained[1]))
+            beta[0][0], beta[1][0] = intercept
         sse = np.diag(comoment)[f:] - np.einsum("km,km->m", b[k], coef) if design.bias else \
             (np.diag(comoment)[f:] + n * mean[f:] ** 2) - np.einsum("km,km->m", b[k], coef)
-        beta = dd.from_float(torch.from_numpy(full))
         self._announce_aliased(keep, n)
         return _Solution(n, mean, comoment, keep, chol, unit, beta, np.maximum(sse, 0.0), condition)
 
