@@ -303,7 +303,8 @@ class RegressionModule(L.LightningModule):
         # is loaded for use: load_from_checkpoint rebuilds the module from the checkpoint itself.)
         if self._trainer is not None and self.trainer.state.fn == "fit":
             self.check_resumable(checkpoint)
-            check_steps_per_call(checkpoint, self.resolved_steps_per_call)
+            self._resumed_steps = check_steps_per_call(checkpoint, self.automatic_optimization,
+                                                       self.hparams.get("steps_per_call", "auto"))
 
     # ------------------------------------------------------------------------------------------ steps
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -362,7 +363,7 @@ class RegressionModule(L.LightningModule):
     def steps_per_call_reason(self) -> str | None:
         """Why the fit in progress (or the last one) takes one step per call, if it does; None otherwise."""
         plan = getattr(self, "_steps_plan", None)
-        return plan[2] if plan is not None else None
+        return plan[2] if plan is not None and plan[2] else getattr(self, "_block_reason", None)
 
     def steps_per_call_for(self, trainer: L.Trainer, datamodule: Any = None) -> tuple[int, str | None]:
         """``(K, why K is 1)`` for a fit with ``trainer`` on ``datamodule``: ``steps_per_call`` resolved. An explicit
@@ -378,6 +379,28 @@ class RegressionModule(L.LightningModule):
             raise ValueError(f"steps_per_call={requested}: {why} needs one training_step per optimizer step; use "
                              "steps_per_call=1 (or 'auto', which then picks 1)")
         return requested, ("steps_per_call=1 was asked for" if requested == 1 else None)
+
+    def steps_per_block(self, steps_per_epoch: int) -> int:
+        """The block length the datamodule serves, for an epoch of ``steps_per_epoch`` optimizer steps (1: plain
+        batches). An explicit ``steps_per_call`` as given. ``"auto"``: the checkpoint's when resuming (calls must
+        fall where they fell), else its choice, at most a quarter of an epoch and at most any callback's
+        ``every_n_steps``, so that the default last.ckpt (four a epoch) and ``--checkpoint_every N`` still come once
+        per interval."""
+        if self.automatic_optimization:
+            steps = 1
+        elif self.hparams.get("steps_per_call", "auto") != "auto":
+            steps = self.resolved_steps_per_call
+        elif getattr(self, "_resumed_steps", None) is not None:
+            steps = self._resumed_steps
+        else:
+            intervals = [c.every_n_steps for c in self.trainer.callbacks
+                         if isinstance(getattr(c, "every_n_steps", None), int)]
+            steps = min([self.resolved_steps_per_call, max(1, steps_per_epoch // 4), *intervals])
+            if steps == 1:
+                self._block_reason = f"an epoch has {steps_per_epoch} step(s), a checkpoint interval 1" \
+                    if steps_per_epoch >= 4 else f"an epoch has {steps_per_epoch} step(s)"
+        self._block_steps = steps
+        return steps
 
     def _needs_per_step_hooks(self, trainer: L.Trainer, datamodule: Any) -> str | None:
         """What in this fit needs Lightning's loop around every optimizer step, in words; None if nothing does."""
@@ -405,7 +428,8 @@ class RegressionModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Checkpoints fall between calls, and Lightning counts calls (batch_idx) within the epoch: a resumed run must
         # group the rest of the epoch the same way.
-        checkpoint["steps_per_call"] = self.resolved_steps_per_call
+        checkpoint["steps_per_call"] = {"steps": getattr(self, "_block_steps", 1),
+                                        "automatic": self.automatic_optimization}
 
     def on_train_start(self) -> None:
         self._counted = None  # (global_step, batch_idx) whose loss is already counted; see training_step
@@ -573,14 +597,18 @@ class RegressionModule(L.LightningModule):
             self.logger.log_metrics({"hp_metric": value}, step=self.global_step)
 
 
-def check_steps_per_call(checkpoint: Mapping[str, Any], steps: int) -> None:
-    """A checkpoint written with ``K`` steps per call resumes with the same ``K``: Lightning restores the position in
-    the epoch in calls, and K = 1 and K > 1 count optimizer steps in different loops (automatic and manual). The
-    math is the same either way; only the bookkeeping needs the same K."""
-    saved = checkpoint.get("steps_per_call", 1)
-    if saved != steps:
-        raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {saved}, this run would use "
-                         f"{steps}; resume with steps_per_call={saved}")
+def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, requested: int | str) -> int:
+    """The steps per call a run resuming from ``checkpoint`` must use (the checkpoint's), or a ValueError saying why
+    it cannot: Lightning restores the position in the epoch in calls, and one step per call (automatic optimization)
+    and blocks (manual) count optimizer steps in different loops. The math is the same either way; only this
+    bookkeeping needs the same setting. ``automatic``: this run's mode; ``requested``: its ``steps_per_call``."""
+    saved = checkpoint.get("steps_per_call") or {"steps": 1, "automatic": True}  # older checkpoints: one per call
+    steps, was_automatic = int(saved.get("steps", 1)), bool(saved.get("automatic", True))
+    if was_automatic != automatic or requested not in ("auto", steps):
+        wanted = 1 if was_automatic else steps
+        raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {wanted}, not "
+                         f"{requested}; resume with steps_per_call={wanted}")
+    return steps
 
 
 def regression_metrics(k: int) -> MetricCollection:

@@ -443,8 +443,9 @@ class RegressionDataModule(L.LightningDataModule):
         # A module that takes several optimizer steps per training_step says how many (RegressionModule's
         # `steps_per_call`, resolved for this Trainer): it gets the same batches, grouped into blocks of that many.
         module = self.trainer.lightning_module if self.trainer is not None else None
-        steps = getattr(module, "resolved_steps_per_call", 1)
-        return StepBlocks(loader, steps) if isinstance(steps, int) and steps > 1 else loader
+        if module is None or not hasattr(module, "steps_per_block") or module.automatic_optimization:
+            return loader
+        return StepBlocks(loader, module.steps_per_block(len(loader)))
 
     def val_dataloader(self) -> TensorBatches | list:
         # No split, no loop: an empty list, which Lightning takes as "no validation" (no sanity check either).
