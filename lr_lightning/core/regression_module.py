@@ -475,7 +475,8 @@ class RegressionModule(L.LightningModule):
             if (step + 1) % every == 0:
                 # Written at its own step, as K = 1 writes it (a host sync, as K = 1's logger has on these steps).
                 self.log("train/loss_step", loss, prog_bar=True, logger=False)
-                trainer._logger_connector.log_metrics({"train/loss_step": loss}, step=step)
+                trainer._logger_connector.log_metrics({"train/loss_step": loss, "epoch": trainer.current_epoch},
+                                                      step=step)
             losses.append(loss)
         # Lightning adds one per call to the counter its loggers use as the x axis; make it count optimizer steps, so
         # that train/loss, val/* and the rest sit at the same steps as with K = 1.
@@ -488,14 +489,14 @@ class RegressionModule(L.LightningModule):
     def _step_schedulers(self, plateau: bool) -> None:
         """Lightning's epoch-interval scheduler stepping, which it leaves to the module under manual optimization:
         the others after an epoch's last batch, ``ReduceLROnPlateau`` (``plateau``) after its validation."""
-        trainer = self.trainer
-        for config in trainer.lr_scheduler_configs:
-            if config.reduce_on_plateau != plateau or config.interval != "epoch" or \
-                    (trainer.current_epoch + 1) % config.frequency:
+        trainer, monitor = self.trainer, self.hparams.monitor
+        for config in trainer.lr_scheduler_configs:  # (under manual optimization Lightning keeps no `monitor`)
+            is_plateau = isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            if is_plateau != plateau or (trainer.current_epoch + 1) % config.frequency:
                 continue
-            value = trainer.callback_metrics.get(config.monitor) if plateau else None
+            value = trainer.callback_metrics.get(monitor) if plateau else None
             if plateau and value is None:
-                raise ValueError(f"ReduceLROnPlateau watches {config.monitor}, which this run does not log "
+                raise ValueError(f"ReduceLROnPlateau watches {monitor}, which this run does not log "
                                  f"(logged: {', '.join(sorted(trainer.callback_metrics)) or 'nothing'})")
             self.lr_scheduler_step(config.scheduler, value)
 
@@ -547,8 +548,8 @@ class RegressionModule(L.LightningModule):
         scheduler = self._factories["lr_scheduler"](optimizer)
         # Stepped once per epoch (Lightning's default interval): schedules are stated in epochs.
         config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = self.hparams.monitor
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and self.automatic_optimization:
+            config["monitor"] = self.hparams.monitor  # (with blocks, _step_schedulers reads it itself)
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     # ------------------------------------------------------------------------------------------ results
