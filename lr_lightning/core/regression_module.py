@@ -363,7 +363,7 @@ class RegressionModule(L.LightningModule):
     def steps_per_call_reason(self) -> str | None:
         """Why the fit in progress (or the last one) takes one step per call, if it does; None otherwise."""
         plan = getattr(self, "_steps_plan", None)
-        return plan[2] if plan is not None and plan[2] else getattr(self, "_block_reason", None)
+        return plan[2] if plan is not None else None
 
     def steps_per_call_for(self, trainer: L.Trainer, datamodule: Any = None) -> tuple[int, str | None]:
         """``(K, why K is 1)`` for a fit with ``trainer`` on ``datamodule``: ``steps_per_call`` resolved. An explicit
@@ -374,7 +374,17 @@ class RegressionModule(L.LightningModule):
             if why is not None:
                 return 1, why
             batch_size = getattr(datamodule, "batch_size", None) or 1
-            return max(1, min(AUTO_MAX_STEPS, math.ceil(AUTO_ROWS_PER_CALL / batch_size))), None
+            steps = max(1, min(AUTO_MAX_STEPS, math.ceil(AUTO_ROWS_PER_CALL / batch_size)))
+            # At most a quarter epoch and any callback's interval, so that the default last.ckpt (four an epoch) and
+            # `--checkpoint_every N` still come once per interval.
+            intervals = [c.every_n_steps for c in trainer.callbacks if isinstance(getattr(c, "every_n_steps", None),
+                                                                                   int)]
+            per_epoch = _steps_per_epoch(datamodule, trainer.world_size)
+            steps = min([steps, *intervals, *([max(1, per_epoch // 4)] if per_epoch else [])])
+            if steps == 1:
+                return 1, f"an epoch has {per_epoch} step{'s' if per_epoch != 1 else ''}" if per_epoch and \
+                    per_epoch < 8 else "a checkpoint interval of 1 step"
+            return steps, None
         if requested > 1 and why is not None:
             raise ValueError(f"steps_per_call={requested}: {why} needs one training_step per optimizer step; use "
                              "steps_per_call=1 (or 'auto', which then picks 1)")
@@ -382,23 +392,14 @@ class RegressionModule(L.LightningModule):
 
     def steps_per_block(self, steps_per_epoch: int) -> int:
         """The block length the datamodule serves, for an epoch of ``steps_per_epoch`` optimizer steps (1: plain
-        batches). An explicit ``steps_per_call`` as given. ``"auto"``: the checkpoint's when resuming (calls must
-        fall where they fell), else its choice, at most a quarter of an epoch and at most any callback's
-        ``every_n_steps``, so that the default last.ckpt (four a epoch) and ``--checkpoint_every N`` still come once
-        per interval."""
+        batches): ``steps_per_call`` as resolved for this fit; with ``"auto"``, the checkpoint's when resuming (calls
+        must fall where they fell)."""
         if self.automatic_optimization:
             steps = 1
-        elif self.hparams.get("steps_per_call", "auto") != "auto":
-            steps = self.resolved_steps_per_call
-        elif getattr(self, "_resumed_steps", None) is not None:
+        elif self.hparams.get("steps_per_call", "auto") == "auto" and getattr(self, "_resumed_steps", None):
             steps = self._resumed_steps
         else:
-            intervals = [c.every_n_steps for c in self.trainer.callbacks
-                         if isinstance(getattr(c, "every_n_steps", None), int)]
-            steps = min([self.resolved_steps_per_call, max(1, steps_per_epoch // 4), *intervals])
-            if steps == 1:
-                self._block_reason = f"an epoch has {steps_per_epoch} step(s), a checkpoint interval 1" \
-                    if steps_per_epoch >= 4 else f"an epoch has {steps_per_epoch} step(s)"
+            steps = self.resolved_steps_per_call
         self._block_steps = steps
         return steps
 
@@ -596,6 +597,15 @@ class RegressionModule(L.LightningModule):
         value = getattr(self, "_hp_metric", None)
         if self.logger is not None and value is not None:
             self.logger.log_metrics({"hp_metric": value}, step=self.global_step)
+
+
+def _steps_per_epoch(datamodule: Any, world_size: int) -> int | None:
+    """Optimizer steps per epoch of a datamodule with ``n_train`` and ``batch_size`` (per device), if it has them."""
+    n, batch_size = getattr(datamodule, "n_train", None), getattr(datamodule, "batch_size", None)
+    if not (isinstance(n, int) and isinstance(batch_size, int) and batch_size > 0):
+        return None
+    g = batch_size * max(1, world_size)
+    return n // g if getattr(datamodule, "drop_last", False) else math.ceil(n / g)
 
 
 def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, requested: int | str) -> int:
