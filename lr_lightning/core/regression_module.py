@@ -111,7 +111,8 @@ class RegressionModule(L.LightningModule):
                 work is paid once per ``K`` steps. Same batches, same order, same weights bit for bit as ``K = 1``.
                 ``"auto"``: 1 where per-step hooks are needed (LBFGS, gradient clipping or accumulation, a callback
                 with ``per_step_hooks = True``, batches not from a ``RegressionDataModule``), else
-                ``ceil(32768 / batch_size)`` up to 256. A whole number > 1 with one of those is a ValueError.
+                ``ceil(32768 / batch_size)``, at most 256, a quarter epoch and any callback's ``every_n_steps``. A
+                whole number > 1 with one of those is a ValueError.
             trusted: classes besides this package's networks and torch's optimizers that a recipe may name; a recipe's
                 class is called, so only classes whose code you trust. Never saved: trust is the loader's decision.
         """
