@@ -150,6 +150,11 @@ def test_auto_takes_one_step_per_call_where_per_step_hooks_are_needed_and_says_w
         _fit(4, epochs=1, **settings)
 
 
+def test_max_steps_counts_optimizer_steps_inside_a_block():
+    _, trainer, _ = _fit(3, max_steps=10)  # blocks end at 3, 6, 9, 12: the fourth stops after its first step
+    assert trainer.global_step == 10
+
+
 def test_auto_picks_k_from_the_batch_size_within_a_quarter_epoch():
     module, trainer, _ = _fit("auto", epochs=1)
     # 32768 rows / 16 = 2048, capped at a quarter of the 13-step epoch: 3.

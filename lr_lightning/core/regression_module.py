@@ -468,6 +468,8 @@ class RegressionModule(L.LightningModule):
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
         for batch in block:
             step = self.global_step  # counts optimizer steps: Lightning counts manual optimizer.step() calls
+            if 0 <= trainer.max_steps <= step:
+                break  # max_steps is a number of optimizer steps; Lightning itself checks it only between calls
             loss, _, _ = self.model_step(batch)
             optimizer.zero_grad()  # set_to_none, as automatic optimization does
             self.manual_backward(loss)  # under DDP: Lightning prepares the gradient all-reduce for each backward
