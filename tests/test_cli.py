@@ -257,7 +257,8 @@ def test_nist_data_dir_without_the_files_is_one_line(tmp_path):
 
 @pytest.mark.parametrize(("flags", "words"), [
     (["--batch_size", "0"], ["--batch_size: expected a whole number > 0, got '0'"]),
-    (["--paths", "[loop,fast]"], ["--paths: expected one of loop, dataloader, package, barebones, got 'fast'"]),
+    (["--paths", "[loop,fast]"],
+     ["--paths: expected one of loop, dataloader, package, package-k1, barebones, got 'fast'"]),
     (["--paths", "loop", "package"], ["--paths: expected a list [a, b, ...], got 'loop'"]),
     (["--paths", "[]"], ["--paths: expected at least one path, got []"]),
     (["--files", "small"], ["--files: expected a list [a, b, ...] or null, got 'small'"]),

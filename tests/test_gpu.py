@@ -28,14 +28,16 @@ def test_cli_trains_on_the_gpu(tmp_path):
     assert "on cuda" in result.stdout and "10.0000 after" in result.stdout
 
 
-def test_no_host_sync_inside_training_steps_or_batch_slicing():
-    """Data lives on the GPU, batches are sliced there, and our per-step code never waits for the device."""
+@pytest.mark.parametrize("steps_per_call", [1, "auto"])  # auto: blocks of 4 steps (a quarter of a 16-step epoch)
+def test_no_host_sync_inside_training_steps_or_batch_slicing(steps_per_call):
+    """Data lives on the GPU, batches are sliced there, and our per-step code never waits for the device: neither
+    one step per call nor a whole block of steps (steps_per_call)."""
     import lightning as L
 
     from lr_lightning.core.data import TensorBatches
 
     dm = SyntheticDataModule(n_samples=4096, n_features=8, batch_size=256, val_fraction=0.0)
-    module = RegressionModule(LinearRegression(dm.n_features))
+    module = RegressionModule(LinearRegression(dm.n_features), steps_per_call=steps_per_call)
     step, next_batch = RegressionModule.training_step, TensorBatches.__iter__
 
     def guarded_step(self, batch, batch_idx):

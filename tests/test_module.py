@@ -121,6 +121,8 @@ def test_logged_keys_and_exact_epoch_metrics():
 class RecordSteps(L.Callback):
     """Every step's loss and batch size, and train/loss as callbacks see it at each epoch's end."""
 
+    per_step_hooks = True  # it looks at every optimizer step's batch: RegressionModule then takes one per call
+
     def __init__(self):
         self.steps, self.epochs = [[]], []
 

@@ -125,8 +125,10 @@ class _Stop(Exception):
     pass
 
 
-def _fit_saving(ckpt_path=None, hook=None, at=None, path=None):
-    """Three epochs of 8 steps with momentum SGD; optionally save at a hook and stop there, like a kill."""
+def _fit_saving(ckpt_path=None, hook=None, at=None, path=None, steps="auto"):
+    """Three epochs of 8 steps with momentum SGD; optionally save at a hook and stop there, like a kill. Saved at the
+    end of the first call that reaches step ``at``: with steps_per_call "auto" (2 here: a quarter epoch) a call
+    holds two steps, and checkpoints fall between calls."""
     import lightning as L
 
     from lr_lightning import LinearRegression, RegressionModule
@@ -136,7 +138,7 @@ def _fit_saving(ckpt_path=None, hook=None, at=None, path=None):
 
     class SaveAndStop(L.Callback):
         def on_train_batch_end(self, trainer, *args):
-            if hook == "batch" and trainer.global_step == at:
+            if hook == "batch" and trainer.global_step >= at:
                 trainer.save_checkpoint(path, weights_only=False)
                 raise _Stop
 
@@ -147,20 +149,23 @@ def _fit_saving(ckpt_path=None, hook=None, at=None, path=None):
 
     dm = SyntheticDataModule(n_samples=1000, n_features=2, batch_size=100, val_fraction=0.2, seed=7)
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(2), optimizer=sgd(0.05, momentum=0.9), **dm.module_inputs())
+    module = RegressionModule(LinearRegression(2), optimizer=sgd(0.05, momentum=0.9), steps_per_call=steps,
+                              **dm.module_inputs())
     trainer = make_trainer(max_epochs=3, callbacks=[SaveAndStop()], log_every_n_steps=8)
     with contextlib.suppress(_Stop):
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     return module.model.linear.weight.detach().clone(), trainer.global_step
 
 
-@pytest.mark.parametrize(("hook", "at"), [("batch", 3), ("batch", 8), ("batch", 11), ("batch", 23),
-                                          ("epoch", 0), ("epoch", 1)])
-def test_resume_is_exact_from_any_point(tmp_path, hook, at):
-    """Mid-epoch, an epoch's last batch (before its end hooks), and an epoch's end: all resume bitwise."""
-    whole, steps = _fit_saving()
-    _fit_saving(hook=hook, at=at, path=tmp_path / "cut.ckpt")
-    resumed, resumed_steps = _fit_saving(ckpt_path=tmp_path / "cut.ckpt")
+@pytest.mark.parametrize(("hook", "at", "k"), [("batch", 3, "auto"), ("batch", 8, "auto"), ("batch", 11, "auto"),
+                                               ("batch", 23, "auto"), ("epoch", 0, "auto"), ("epoch", 1, "auto"),
+                                               ("batch", 11, 1), ("epoch", 0, 1)])
+def test_resume_is_exact_from_any_point(tmp_path, hook, at, k):
+    """Mid-epoch, an epoch's last batch (before its end hooks), and an epoch's end: all resume bitwise, with one step
+    per call and with several."""
+    whole, steps = _fit_saving(steps=k)
+    _fit_saving(hook=hook, at=at, path=tmp_path / "cut.ckpt", steps=k)
+    resumed, resumed_steps = _fit_saving(ckpt_path=tmp_path / "cut.ckpt", steps=k)
     assert resumed_steps == steps == 24
     assert torch.equal(resumed, whole)
 def test_resume_keeps_working_for_a_users_own_network(tmp_path, monkeypatch, capsys):

@@ -90,6 +90,9 @@ def test_two_ddp_processes_train_like_one_process_with_twice_the_batch_and_resum
     first = _fit(tmp_path, "ddp", *ddp, "--max_epochs", "2")
     resumed = _fit(tmp_path, "ddp", *ddp, "--max_epochs", "4", "--resume", "last")
     assert "batch size 16 per device, 32 per step" in first.stdout
+    # steps_per_call auto: blocks of 4 steps (a quarter of a 17-step epoch) on both sides, so this equality and the
+    # resume hold for K > 1 under DDP.
+    assert "4 optimizer steps per call" in first.stdout and "4 optimizer steps per call" in single.stdout
     assert first.stdout.count("Trained LinearRegression") == 1  # one summary, from rank 0
     # Rank 0 alone writes logs and checkpoints: one run folder, continued by the resumed run.
     assert [p.name for p in (tmp_path / "ddp").iterdir()] == ["version_0"]

@@ -4,7 +4,9 @@
     honest baseline;
 (b) ``dataloader``: Lightning over ``DataLoader(TensorDataset(x, y))``, which fetches and collates one
     sample at a time (what lightning-bolts' SklearnDataModule does);
-(c) ``package``: ``RegressionModule`` + ``RegressionDataModule`` with their defaults and logging on;
+(c) ``package``: ``RegressionModule`` + ``RegressionDataModule`` with their defaults and logging on (among them
+    ``steps_per_call="auto"``: several optimizer steps per call into Lightning); ``package-k1`` the same with
+    ``steps_per_call=1``, one call per step, as Lightning's automatic optimization runs;
 (d) ``barebones`` (optional): Lightning's floor, a minimal LightningModule (loss and SGD, nothing else) on the
     same sliced batches under ``Trainer(barebones=True)``, which turns off logging, checkpoints and callbacks.
 
@@ -52,6 +54,7 @@ class Result:
     epoch_seconds: list[float]
     final_loss: float
     warmup: int = 1  # leading epochs left out of the timing
+    steps_per_call: int = 1  # optimizer steps per call into Lightning (the package's paths)
 
     @property
     def timed(self) -> list[float]:
@@ -65,7 +68,8 @@ class Result:
 
 def merge(runs: list[Result]) -> Result:
     """Several runs of one path as one: the timed epochs of all of them, the last final loss."""
-    return Result(runs[0].path, [t for r in runs for t in r.timed], runs[-1].final_loss, warmup=0)
+    return Result(runs[0].path, [t for r in runs for t in r.timed], runs[-1].final_loss, warmup=0,
+                  steps_per_call=runs[-1].steps_per_call)
 
 
 def make_data(n_samples: int, n_features: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,16 +153,19 @@ def run_dataloader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs:
 
 
 def run_package(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float, accelerator: str,
-                seed: int = 0) -> Result:
-    """(c) This package: RegressionModule + RegressionDataModule, their defaults, TensorBoard logging on."""
-    module = RegressionModule(initial_model(x.shape[1], seed), partial(torch.optim.SGD, lr=lr))  # SGD, at --lr
+                seed: int = 0, steps_per_call: int | str = "auto") -> Result:
+    """(c) This package: RegressionModule + RegressionDataModule, their defaults, TensorBoard logging on
+    (``steps_per_call=1``: the ``package-k1`` row)."""
+    module = RegressionModule(initial_model(x.shape[1], seed), partial(torch.optim.SGD, lr=lr),  # SGD, at --lr
+                              steps_per_call=steps_per_call)
     # The whole set trains (no validation split), so all three paths take the same number of steps.
     dm = RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.0, seed=seed)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
         trainer = _trainer(epochs, accelerator, log_dir, timer, **_no_validation(len(x), batch_size))
         trainer.fit(module, datamodule=dm)
-    return Result("package", timer.times, full_loss(module, x, y))
+    return Result("package" if steps_per_call == "auto" else f"package-k{steps_per_call}", timer.times,
+                  full_loss(module, x, y), steps_per_call=getattr(module, "_block_steps", 1))
 
 
 class _Minimal(L.LightningModule):
@@ -263,14 +270,14 @@ def format_table(results: list[Result], n_samples: int) -> str:
 
 
 # ------------------------------------------------------------------------------- scripts/benchmark.py
-PathName = Literal["loop", "dataloader", "package", "barebones"]
+PathName = Literal["loop", "dataloader", "package", "package-k1", "barebones"]
 Mode = Literal["in-memory", "memory-mapped"]
 
 
 def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, batch_size: PositiveInt = 1024,
               epochs: PositiveInt = 3, repeats: PositiveInt = 3, lr: PositiveFloat = 0.01,
               accelerator: Literal["cpu", "gpu"] = "cpu", threads: PositiveInt | None = None,
-              paths: Sequence[PathName] = ("loop", "dataloader", "package"),
+              paths: Sequence[PathName] = ("loop", "dataloader", "package", "package-k1", "barebones"),
               files: tuple[Path, Path] | None = None, exact: bool = False, exact_rows: PositiveInt = 2_000_000,
               exact_features: PositiveInt = 40, exact_files: Path | None = None) -> int:
     """Seconds per epoch of (a) a hand-written slicing loop, (b) Lightning over DataLoader(TensorDataset), (c) this
@@ -286,8 +293,9 @@ def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, 
         lr: SGD learning rate
         accelerator: cpu or gpu
         threads: torch threads (default: torch's choice)
-        paths: which to time, as a list: --paths [loop,package]; barebones: Lightning's floor, a minimal module
-            under Trainer(barebones=True)
+        paths: which to time, as a list: --paths [loop,package]; package-k1: the package with steps_per_call=1
+            (one call into Lightning per step); barebones: Lightning's floor, a minimal module under
+            Trainer(barebones=True)
         files: instead: .npy data (scripts/make_data.py) in memory vs memory-mapped on SMALL, then memory-mapped
             on BIG, as a list: --files [SMALL,BIG]; samples/s and peak RSS
         exact: instead: the exact solver (LeastSquaresModule) vs scikit-learn vs statsmodels in memory, on
@@ -313,6 +321,7 @@ def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, 
         "loop": lambda: run_loop(x, y, device=device, **common),
         "dataloader": lambda: run_dataloader(x, y, accelerator=accelerator, **common),
         "package": lambda: run_package(x, y, accelerator=accelerator, **common),
+        "package-k1": lambda: run_package(x, y, accelerator=accelerator, steps_per_call=1, **common),
         "barebones": lambda: run_barebones(x, y, accelerator=accelerator, **common),
     }
     print(f"{n_samples:,} samples x {n_features} features, batch {batch_size}, {torch.get_num_threads()} threads, "
@@ -322,7 +331,11 @@ def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, 
         for path in paths:
             runs[path].append(runners[path]())
             print(f"  round {round_}, {path}: {runs[path][-1].seconds:.3f} s/epoch", file=sys.stderr)
-    print(format_table([merge(r) for r in runs.values()], n_samples))
+    results = {path: merge(r) for path, r in runs.items()}
+    print(format_table(list(results.values()), n_samples))
+    if "package" in results:
+        print(f"package: the defaults, steps_per_call auto = {results['package'].steps_per_call} optimizer steps per "
+              "call into Lightning")
     return 0
 
 

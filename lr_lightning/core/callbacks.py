@@ -27,8 +27,28 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lr_lightning.core.data.loaders import Block
 from lr_lightning.core.figures import drawing, fit_figure, have_matplotlib, held_out, predict, predictions_figure
 from lr_lightning.core.runs import Interrupted, threading_is_main
+
+
+def steps_in(batch: Any) -> int:
+    """Optimizer steps one ``training_step`` took on ``batch``: a block's length (``steps_per_call``), else 1."""
+    return len(batch) if isinstance(batch, Block) else 1
+
+
+def reached(trainer: L.Trainer, batch: Any, every: int) -> bool:
+    """Whether the call just made reached a multiple of ``every`` optimizer steps: the step itself with one step per
+    call; with a block of K steps, the block's end if one of its steps did (at most K - 1 steps later)."""
+    step = trainer.global_step
+    return step // every > (step - steps_in(batch)) // every
+
+
+def steps_per_epoch(trainer: L.Trainer) -> int:
+    """Optimizer steps per epoch (``num_training_batches`` counts calls, which hold several steps each with
+    ``steps_per_call`` > 1)."""
+    loader = trainer.train_dataloader
+    return int(getattr(loader, "steps_per_epoch", trainer.num_training_batches))
 
 
 class DivergenceError(RuntimeError):
@@ -52,13 +72,16 @@ class DivergenceGuard(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        step = torch.tensor(trainer.global_step, device=loss.device)
-        bad = ~torch.isfinite(loss.detach())
+        # A block of K steps (steps_per_call) reports every step's loss: the first bad one is named, not the block's.
+        losses = outputs.get("losses", loss.reshape(1)) if isinstance(outputs, dict) else loss.reshape(1)
+        bad = ~torch.isfinite(losses.detach())
+        first = trainer.global_step - len(losses) + 1  # the step count after the block's first step
+        step = first + bad.long().argmax()  # argmax: the first True
         if self.first_bad_step is None:
             self.first_bad_step = torch.full((), -1, device=loss.device, dtype=torch.long)
         # Remember the first bad step on the device (no sync), and look at it when a sync is cheap.
-        self.first_bad_step = torch.where(bad & (self.first_bad_step < 0), step, self.first_bad_step)
-        if loss.device.type == "cpu" or trainer.global_step % trainer.log_every_n_steps == 0:
+        self.first_bad_step = torch.where(bad.any() & (self.first_bad_step < 0), step, self.first_bad_step)
+        if loss.device.type == "cpu" or reached(trainer, batch, trainer.log_every_n_steps):
             self.check(trainer, module)
 
     def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -89,8 +112,8 @@ class DivergenceGuard(L.Callback):
         suggestion = stable if stable is not None else (lr / 10 if lr else None)
         if suggestion is not None and not (math.isfinite(suggestion) and suggestion > 0):
             suggestion = None  # features too large to compute one (their Gram matrix overflowed): no advice
-        steps_per_epoch = max(1, trainer.num_training_batches) if trainer.num_training_batches != float("inf") else 0
-        epoch = step // steps_per_epoch if steps_per_epoch else trainer.current_epoch
+        per_epoch = max(1, steps_per_epoch(trainer)) if trainer.num_training_batches != float("inf") else 0
+        epoch = step // per_epoch if per_epoch else trainer.current_epoch
         text = f"loss became inf/nan at epoch {epoch}, step {step}"
         return text + (f"; try --optimizer.lr ≤ {_round_down(suggestion)}" if suggestion else "")
 
@@ -126,12 +149,14 @@ class SaveLast(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.every_n_steps is None:  # steps per epoch are known now, for this number of processes
-            self.every_n_steps = max(1, int(trainer.num_training_batches) // 4)
+            self.every_n_steps = max(1, steps_per_epoch(trainer) // 4)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         # The epoch's last batch is saved by on_train_epoch_end, once its validation is done.
-        if trainer.global_step % self.every_n_steps == 0 and batch_idx + 1 < trainer.num_training_batches:
+        # With steps_per_call K > 1, at the end of the call that reached the interval (a checkpoint falls between
+        # calls, never inside one).
+        if reached(trainer, batch, self.every_n_steps) and batch_idx + 1 < trainer.num_training_batches:
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -201,7 +226,7 @@ class StopOnSignal(L.Callback):
                            batch_idx: int) -> None:
         signum = self.signum or 0
         if trainer.world_size > 1:
-            if trainer.global_step % trainer.log_every_n_steps:
+            if not reached(trainer, batch, trainer.log_every_n_steps):
                 return
             signum = int(trainer.strategy.reduce(torch.tensor(signum, device=module.device), reduce_op="max"))
         if signum:
@@ -236,10 +261,12 @@ class ProgressLines(L.Callback):
         if now - self.last < self.every_seconds:
             return
         self.last = now
-        total = trainer.num_training_batches
+        # Optimizer steps, with steps_per_call > 1 too (blocks are full but for an epoch's last).
+        total, done = steps_per_epoch(trainer), batch_idx * getattr(trainer.train_dataloader, "steps", 1) + \
+            steps_in(batch)
         loss = trainer.callback_metrics.get("train/loss_step")
-        line = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: step {batch_idx + 1}/{total} " \
-               f"({100 * (batch_idx + 1) / total:.0f}%)"
+        line = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: step {done}/{total} " \
+               f"({100 * done / total:.0f}%)"
         if loss is not None:
             line += f", train/loss_step {float(loss):.6g}"
         print(f"{line}, {now - self.start:.0f} s", file=sys.stderr, flush=True)

@@ -62,7 +62,7 @@ CHOSEN = {"data": ["--data", "lr_lightning.core.data.TutorialDataModule"],
 # ----------------------------------------------------------------------------------------------- parser
 def build_parser(stage: str = "fit") -> Parser:
     """The parser of ``fit.py`` (``stage="fit"``) or ``evaluate.py`` (any other stage): one config format for both."""
-    from typing import Optional
+    from typing import Literal, Optional, Union
 
     import lightning as L
     from jsonargparse import ActionConfigFile, ActionYesNo
@@ -93,6 +93,10 @@ def build_parser(stage: str = "fit") -> Parser:
                    help="any torch scheduler, stepped each epoch: --lr_scheduler CosineAnnealingLR "
                    "--lr_scheduler.T_max 50")
     p.add_argument("--compile", type=bool, default=False, help="run the network through torch.compile")
+    p.add_argument("--steps_per_call", type=Union[int, Literal["auto"]], default="auto",  # noqa: UP007
+                   help="optimizer steps per call into Lightning (its per-call work then costs once per K steps; "
+                   "the weights are bitwise those of 1); auto: 1 where per-step hooks are needed (LBFGS, "
+                   "gradient clipping or accumulation), else about 32768 rows per call")
     p.add_argument("--solver", type=str, default="gradient", choices=["gradient", "exact"],
                    help="gradient: train with --optimizer; exact: the exact least-squares fit of the linear model "
                    "(a few passes over the data) with its regression table, written to statistics.json")
@@ -171,7 +175,7 @@ def _check_solver(cfg: Namespace, argv: list[str]) -> None:
         return
     flags = [a.split("=", 1)[0] for a in argv if a.startswith("--")]
     given = [f for f in flags if f.split(".")[0] in ("--optimizer", "--lr_scheduler", "--stop_below", "--resume",
-                                                     "--compile", "--checkpoint_every")]
+                                                     "--compile", "--checkpoint_every", "--steps_per_call")]
     if given:
         raise UsageError(f"{given[0]}: not with --solver exact (a closed-form fit in a few passes: no optimizer, "
                          "schedule or resuming)")
@@ -493,10 +497,28 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
         except ValueError as e:  # nothing ran: give back the run folder
             _give_back(Path(logger.log_dir), cfg, created)
             raise UsageError(_exact_setting_error(cfg, e)) from None
+    else:
+        _check_steps_per_call(cfg, module, trainer, dm, resume, created)
     if trainer.is_global_zero:
         # The run, repeatable from its folder: fit.py --config lightning_logs/version_N/config.yaml
         parser.save(cfg, Path(logger.log_dir) / "config.yaml", overwrite=True, skip_validation=True)
     return Run(cfg, dm, module, trainer, resume, reference, created)
+
+
+def _check_steps_per_call(cfg: Namespace, module: RegressionModule, trainer: L.Trainer, dm: RegressionDataModule,
+                          resume: Path | None, created: bool) -> None:
+    """``--steps_per_call K`` that this run cannot honour (LBFGS, gradient clipping, a resumed checkpoint's other K):
+    one line now, before the run folder fills, not a traceback from inside the fit."""
+    from lr_lightning.core.checkpoints import read_checkpoint
+    from lr_lightning.core.regression_module import check_steps_per_call
+
+    try:
+        steps, _ = module.steps_per_call_for(trainer, dm)
+        if resume is not None:
+            check_steps_per_call(read_checkpoint(resume), steps == 1, cfg.steps_per_call)
+    except ValueError as e:  # nothing ran: give back the run folder
+        _give_back(Path(trainer.logger.log_dir), cfg, created)
+        raise UsageError(re.sub(r"^steps_per_call=(\w+)", r"--steps_per_call \1", str(e))) from None
 
 
 def instantiate(parser: Parser, cfg: Namespace) -> Namespace:
@@ -551,6 +573,7 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
     module = RegressionModule(recipe, optimizer=optimizer, lr_scheduler=cfg.lr_scheduler and
                               cfg.lr_scheduler.as_dict(), monitor="val/loss" if dm.n_val else "train/loss",
                               reference_mse=reference and reference["mse"], compile=cfg.compile,
+                              steps_per_call=cfg.get("steps_per_call", "auto"),
                               trusted=[c for c in trusted if c is not None], **inputs)
     return dm, module, reference
 
@@ -606,6 +629,9 @@ def _check_flags(cfg: Namespace) -> None:
         raise UsageError("--trainer.barebones true: turns off what a fit.py run is made of (the TensorBoard logs, "
                          "last.ckpt, the progress lines); for speed, --figures 0 --progress_bar false, or the Python "
                          "API with Trainer(barebones=True)")
+    steps = cfg.get("steps_per_call", "auto")
+    if steps != "auto" and steps < 1:
+        raise UsageError(f"--steps_per_call must be auto or a whole number >= 1, got {steps}")
     if cfg.max_epochs < -1:
         raise UsageError(f"--max_epochs must be >= 0 (or -1 for no limit), got {cfg.max_epochs}")
     if cfg.num_nodes < 1:

@@ -35,6 +35,7 @@ from lr_lightning.core.checkpoints import (
     read_checkpoint,
     unwrap_factory,
 )
+from lr_lightning.core.data.loaders import Block
 from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.networks import single_linear
 from lr_lightning.core.quiet import quiet_lightning
@@ -42,6 +43,12 @@ from lr_lightning.core.quiet import quiet_lightning
 quiet_lightning()  # the Python API as quiet as the command line: see lr_lightning/core/quiet.py
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+# `steps_per_call="auto"`: enough rows per training_step that Lightning's own ~0.5 ms per call is a small share of it.
+# A linear-regression step costs about 0.5 ms per 1,024 rows x 16 features on the 2-core AMD EPYC VM (the hand loop
+# of scripts/benchmark.py: 0.50 s for 977 steps), so 32,768 rows (K = 32 at batch 1024, 4 at 8192) is ~16 ms of
+# compute against ~0.5 ms of Lightning: about 3 %. Capped so that a tiny batch still returns to Lightning (signals,
+# progress, checkpoints) every few milliseconds.
+AUTO_ROWS_PER_CALL, AUTO_MAX_STEPS = 32_768, 256
 # The factories the module is given (lightning.pytorch.cli's aliases, spelled out here: importing that module defines
 # a second class named ReduceLROnPlateau, which makes `--lr_scheduler ReduceLROnPlateau` ambiguous to jsonargparse).
 OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
@@ -79,6 +86,7 @@ class RegressionModule(L.LightningModule):
         monitor: str = "val/loss",
         reference_mse: dict[str, float] | None = None,
         compile: bool = False,
+        steps_per_call: int | str = "auto",
         trusted: Iterable[type] = (),
     ) -> None:
         """
@@ -98,6 +106,13 @@ class RegressionModule(L.LightningModule):
             reference_mse: the best linear fit's MSE per split (``{"val": ...}``, from :mod:`lr_lightning.exact`);
                 with it, ``val/excess_mse`` says how far training is from that optimum.
             compile: run the network through ``torch.compile`` (checkpoints are unaffected).
+            steps_per_call: optimizer steps per ``training_step`` (``K``): the datamodule serves blocks of ``K``
+                batches and the module steps through them itself (manual optimization), so Lightning's per-step
+                work is paid once per ``K`` steps. Same batches, same order, same weights bit for bit as ``K = 1``.
+                ``"auto"``: 1 where per-step hooks are needed (LBFGS, gradient clipping or accumulation, a callback
+                with ``per_step_hooks = True``, batches not from a ``RegressionDataModule``), else
+                ``ceil(32768 / batch_size)``, at most 256, a quarter epoch and any callback's ``every_n_steps``. A
+                whole number > 1 with one of those is a ValueError.
             trusted: classes besides this package's networks and torch's optimizers that a recipe may name; a recipe's
                 class is called, so only classes whose code you trust. Never saved: trust is the loader's decision.
         """
@@ -111,6 +126,9 @@ class RegressionModule(L.LightningModule):
         networks = [c for c in trusted if issubclass(c, nn.Module)]
         if not isinstance(compile, bool):
             raise ValueError(f"compile must be true or false, got {compile!r}")
+        if not (steps_per_call == "auto" or isinstance(steps_per_call, int) and not isinstance(steps_per_call, bool)
+                and steps_per_call >= 1):
+            raise ValueError(f"steps_per_call must be 'auto' or a whole number >= 1, got {steps_per_call!r}")
         if weights_dtype not in (None, "float32", "float64"):
             raise ValueError(f"weights_dtype must be float32 or float64, got {weights_dtype!r}")
         if model is None:
@@ -140,7 +158,8 @@ class RegressionModule(L.LightningModule):
         self.save_hyperparameters({"model": recipe, "optimizer": factory_recipe(optimizer),
                                    "lr_scheduler": factory_recipe(lr_scheduler), "normalization": normalization,
                                    "output_names": output_names, "weights_dtype": weights_dtype, "monitor": monitor,
-                                   "reference_mse": reference_mse, "compile": compile})
+                                   "reference_mse": reference_mse, "compile": compile,
+                                   "steps_per_call": steps_per_call})
         # Raw inputs -> model features, and model outputs -> original units (None: the identity).
         self.feature_map = FeatureMap(normalization) if normalization else None
         self._check_intercept()
@@ -285,6 +304,8 @@ class RegressionModule(L.LightningModule):
         # is loaded for use: load_from_checkpoint rebuilds the module from the checkpoint itself.)
         if self._trainer is not None and self.trainer.state.fn == "fit":
             self.check_resumable(checkpoint)
+            self._resumed_steps = check_steps_per_call(checkpoint, self.automatic_optimization,
+                                                       self.hparams.get("steps_per_call", "auto"))
 
     # ------------------------------------------------------------------------------------------ steps
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -316,10 +337,108 @@ class RegressionModule(L.LightningModule):
             return preds.sum() * 0.0, preds, y
         return self.loss_fn(preds, y), preds, y
 
+    # ----------------------------------------------------------------------------- steps per call
+    @property
+    def automatic_optimization(self) -> bool:
+        # Lightning's own loop (one training_step per optimizer step) for K = 1, exactly as before; K > 1 steps
+        # through its block itself. Decided per fit, from the Trainer's settings (see steps_per_call_for).
+        return self.resolved_steps_per_call == 1
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:
+        # Lightning's constructor sets the attribute; here `steps_per_call` decides (steps_per_call=1: automatic).
+        self._automatic_optimization = value
+
+    @property
+    def resolved_steps_per_call(self) -> int:
+        """``K`` for the fit in progress (1 outside one), decided once per Trainer by :meth:`steps_per_call_for`."""
+        trainer = self._trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return 1
+        plan = getattr(self, "_steps_plan", None)
+        if plan is None or plan[0] is not trainer:
+            self._steps_plan = (trainer, *self.steps_per_call_for(trainer, trainer.datamodule))
+        return self._steps_plan[1]
+
+    @property
+    def steps_per_call_reason(self) -> str | None:
+        """Why the fit in progress (or the last one) takes one step per call, if it does; None otherwise."""
+        plan = getattr(self, "_steps_plan", None)
+        return plan[2] if plan is not None else None
+
+    def steps_per_call_for(self, trainer: L.Trainer, datamodule: Any = None) -> tuple[int, str | None]:
+        """``(K, why K is 1)`` for a fit with ``trainer`` on ``datamodule``: ``steps_per_call`` resolved. An explicit
+        ``K > 1`` where per-step hooks are needed is a ValueError naming the setting, never silently 1."""
+        requested = self.hparams.get("steps_per_call", "auto")
+        why = self._needs_per_step_hooks(trainer, datamodule)
+        if requested == "auto":
+            if why is not None:
+                return 1, why
+            batch_size = getattr(datamodule, "batch_size", None) or 1
+            steps = max(1, min(AUTO_MAX_STEPS, math.ceil(AUTO_ROWS_PER_CALL / batch_size)))
+            # At most a quarter epoch and any callback's interval, so that the default last.ckpt (four an epoch) and
+            # `--checkpoint_every N` still come once per interval.
+            intervals = [c.every_n_steps for c in trainer.callbacks if isinstance(getattr(c, "every_n_steps", None),
+                                                                                   int)]
+            per_epoch = _steps_per_epoch(datamodule, trainer.world_size)
+            steps = min([steps, *intervals, *([max(1, per_epoch // 4)] if per_epoch else [])])
+            if steps == 1:
+                return 1, f"an epoch has {per_epoch} step{'s' if per_epoch != 1 else ''}" if per_epoch and \
+                    per_epoch < 8 else "a checkpoint interval of 1 step"
+            return steps, None
+        if requested > 1 and why is not None:
+            raise ValueError(f"steps_per_call={requested}: {why} needs one training_step per optimizer step; use "
+                             "steps_per_call=1 (or 'auto', which then picks 1)")
+        return requested, ("steps_per_call=1 was asked for" if requested == 1 else None)
+
+    def steps_per_block(self, steps_per_epoch: int) -> int:
+        """The block length the datamodule serves, for an epoch of ``steps_per_epoch`` optimizer steps (1: plain
+        batches): ``steps_per_call`` as resolved for this fit; with ``"auto"``, the checkpoint's when resuming (calls
+        must fall where they fell)."""
+        if self.automatic_optimization:
+            steps = 1
+        elif self.hparams.get("steps_per_call", "auto") == "auto" and getattr(self, "_resumed_steps", None):
+            steps = self._resumed_steps
+        else:
+            steps = self.resolved_steps_per_call
+        self._block_steps = steps
+        return steps
+
+    def _needs_per_step_hooks(self, trainer: L.Trainer, datamodule: Any) -> str | None:
+        """What in this fit needs Lightning's loop around every optimizer step, in words; None if nothing does."""
+        if issubclass(self._optimizer_class(), torch.optim.LBFGS):
+            return "LBFGS (its closure evaluates the loss several times per step)"
+        if trainer.gradient_clip_val:
+            return f"gradient clipping (gradient_clip_val={trainer.gradient_clip_val})"
+        if trainer.accumulate_grad_batches != 1:
+            return f"gradient accumulation (accumulate_grad_batches={trainer.accumulate_grad_batches})"
+        # A callback that must see every optimizer step (on_train_batch_end, on_before_optimizer_step, ...) says so
+        # with a class attribute `per_step_hooks = True`; our own act on whole blocks.
+        if hooked := next((c for c in trainer.callbacks if getattr(c, "per_step_hooks", False)), None):
+            return f"the callback {type(hooked).__name__} (per_step_hooks = True)"
+        if not getattr(datamodule, "serves_step_blocks", False):
+            return "batches not served by a RegressionDataModule (which serves blocks of steps)"
+        return None
+
+    def _optimizer_class(self) -> type:
+        cls, _ = unwrap_factory(self._factories["optimizer"])
+        if cls is None:  # a lambda: build one on a copy of the parameters to see what it is
+            cls = type(self._factories["optimizer"]([p.detach().clone().requires_grad_()
+                                                     for p in self.model.parameters()]))
+        return cls
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints fall between calls, and Lightning counts calls (batch_idx) within the epoch: a resumed run must
+        # group the rest of the epoch the same way.
+        checkpoint["steps_per_call"] = {"steps": getattr(self, "_block_steps", 1),
+                                        "automatic": self.automatic_optimization}
+
     def on_train_start(self) -> None:
         self._counted = None  # (global_step, batch_idx) whose loss is already counted; see training_step
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch | Block, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
+        if isinstance(batch, Block):
+            return self._training_block(batch, batch_idx)
         loss, _, _ = self.model_step(batch)
         # LBFGS evaluates the loss many times within one optimizer step: Lightning runs this method for every
         # evaluation of its line search. The step's loss is the first, at the step's start, as for SGD; counting the
@@ -340,7 +459,54 @@ class RegressionModule(L.LightningModule):
             self.log("train/loss_step", loss, prog_bar=True)
         return loss
 
+    def _training_block(self, block: Block, batch_idx: int) -> dict[str, torch.Tensor]:
+        """``len(block)`` optimizer steps, each exactly what Lightning's automatic optimization does for one batch
+        (forward, zero_grad, backward, step; the same loss), so the weights are bitwise those of K = 1."""
+        trainer, optimizer = self.trainer, self.optimizers()
+        every, losses = trainer.log_every_n_steps, []
+        if batch_idx == 0:
+            self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
+        for batch in block:
+            step = self.global_step  # counts optimizer steps: Lightning counts manual optimizer.step() calls
+            if 0 <= trainer.max_steps <= step:
+                break  # max_steps is a number of optimizer steps; Lightning itself checks it only between calls
+            loss, _, _ = self.model_step(batch)
+            optimizer.zero_grad()  # set_to_none, as automatic optimization does
+            self.manual_backward(loss)  # under DDP: Lightning prepares the gradient all-reduce for each backward
+            optimizer.step()
+            loss = loss.detach()
+            self.train_loss.update(loss.expand(len(batch[0])))
+            if (step + 1) % every == 0:
+                # Written at its own step, as K = 1 writes it (a host sync, as K = 1's logger has on these steps).
+                self.log("train/loss_step", loss, prog_bar=True, logger=False)
+                trainer._logger_connector.log_metrics({"train/loss_step": loss, "epoch": trainer.current_epoch},
+                                                      step=step)
+            losses.append(loss)
+        # Lightning adds one per call to the counter its loggers use as the x axis; make it count optimizer steps, so
+        # that train/loss, val/* and the rest sit at the same steps as with K = 1.
+        trainer.fit_loop.epoch_loop._batches_that_stepped += len(block) - 1
+        if trainer.fit_loop.epoch_loop._num_ready_batches_reached():
+            self._step_schedulers(plateau=False)  # where automatic optimization steps them: after the last batch
+        # `losses`: every step's loss, for the divergence guard to name the first bad step.
+        return {"loss": loss, "losses": torch.stack(losses)}
+
+    def _step_schedulers(self, plateau: bool) -> None:
+        """Lightning's epoch-interval scheduler stepping, which it leaves to the module under manual optimization:
+        the others after an epoch's last batch, ``ReduceLROnPlateau`` (``plateau``) after its validation."""
+        trainer, monitor = self.trainer, self.hparams.monitor
+        for config in trainer.lr_scheduler_configs:  # (under manual optimization Lightning keeps no `monitor`)
+            is_plateau = isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            if is_plateau != plateau or (trainer.current_epoch + 1) % config.frequency:
+                continue
+            value = trainer.callback_metrics.get(monitor) if plateau else None
+            if plateau and value is None:
+                raise ValueError(f"ReduceLROnPlateau watches {monitor}, which this run does not log "
+                                 f"(logged: {', '.join(sorted(trainer.callback_metrics)) or 'nothing'})")
+            self.lr_scheduler_step(config.scheduler, value)
+
     def on_train_epoch_end(self) -> None:
+        if self._trainer is not None and not self.automatic_optimization:
+            self._step_schedulers(plateau=True)
         optimizer = self.optimizers().optimizer if self._trainer is not None else None
         if not isinstance(optimizer, torch.optim.LBFGS):
             return
@@ -386,8 +552,8 @@ class RegressionModule(L.LightningModule):
         scheduler = self._factories["lr_scheduler"](optimizer)
         # Stepped once per epoch (Lightning's default interval): schedules are stated in epochs.
         config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = self.hparams.monitor
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and self.automatic_optimization:
+            config["monitor"] = self.hparams.monitor  # (with blocks, _step_schedulers reads it itself)
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     # ------------------------------------------------------------------------------------------ results
@@ -434,6 +600,29 @@ class RegressionModule(L.LightningModule):
         value = getattr(self, "_hp_metric", None)
         if self.logger is not None and value is not None:
             self.logger.log_metrics({"hp_metric": value}, step=self.global_step)
+
+
+def _steps_per_epoch(datamodule: Any, world_size: int) -> int | None:
+    """Optimizer steps per epoch of a datamodule with ``n_train`` and ``batch_size`` (per device), if it has them."""
+    n, batch_size = getattr(datamodule, "n_train", None), getattr(datamodule, "batch_size", None)
+    if not (isinstance(n, int) and isinstance(batch_size, int) and batch_size > 0):
+        return None
+    g = batch_size * max(1, world_size)
+    return n // g if getattr(datamodule, "drop_last", False) else math.ceil(n / g)
+
+
+def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, requested: int | str) -> int:
+    """The steps per call a run resuming from ``checkpoint`` must use (the checkpoint's), or a ValueError saying why
+    it cannot: Lightning restores the position in the epoch in calls, and one step per call (automatic optimization)
+    and blocks (manual) count optimizer steps in different loops. The math is the same either way; only this
+    bookkeeping needs the same setting. ``automatic``: this run's mode; ``requested``: its ``steps_per_call``."""
+    saved = checkpoint.get("steps_per_call") or {"steps": 1, "automatic": True}  # older checkpoints: one per call
+    steps, was_automatic = int(saved.get("steps", 1)), bool(saved.get("automatic", True))
+    if was_automatic != automatic or requested not in ("auto", steps):
+        wanted = 1 if was_automatic else steps
+        raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {wanted}, not "
+                         f"{requested}; resume with steps_per_call={wanted}")
+    return steps
 
 
 def regression_metrics(k: int) -> MetricCollection:
