@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -134,15 +135,18 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def _timed(args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """Wall-clock seconds of one fresh process in a fresh directory, and what it printed."""
+def _timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system, all threads) of one fresh process in a fresh directory. CPU time
+    moves less than wall time when other work shares the machine."""
     with tempfile.TemporaryDirectory() as cwd:
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
+        now = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return seconds, done.stdout
+    return seconds, (now.ru_utime + now.ru_stime) - (used.ru_utime + used.ru_stime)
 
 
 def _phases(env: dict[str, str]) -> tuple[float, dict[str, Any]]:
@@ -159,15 +163,22 @@ def _phases(env: dict[str, str]) -> tuple[float, dict[str, Any]]:
     return end - start, out
 
 
-def format_table(baseline: list[float], runs: list[float], phases: list[dict[str, Any]], wall: list[float],
-                 head: str) -> str:
-    def row(name: str, values: list[float]) -> str:
-        return f"{name:<40} {min(values):7.2f} {statistics.median(values):7.2f}"
+def format_table(baseline: list[tuple[float, float]], runs: list[tuple[float, float]], phases: list[dict[str, Any]],
+                 wall: list[float], head: str) -> str:
+    """``baseline`` and ``runs``: (wall, CPU) seconds per round; ``phases``: what each timed process reported."""
+    def row(name: str, values: list[float], cpu: list[float] | None = None) -> str:
+        text = f"{name:<40} {min(values):7.2f} {statistics.median(values):7.2f}"
+        return text + (f" {min(cpu):9.2f} {statistics.median(cpu):7.2f}" if cpu else "")
 
-    lines = [head, f"{'':<40} {'min':>7} {'median':>7}  (seconds)",
-             row(f"baseline: python -c {BASELINE!r}", baseline), row("the run: python scripts/fit.py", runs),
-             row("difference (run - baseline, per round)", [r - b for r, b in zip(runs, baseline, strict=True)]),
-             "", "the run by parts (a third process with timers, each round):"]
+    def column(pairs: list[tuple[float, float]], i: int) -> list[float]:
+        return [pair[i] for pair in pairs]
+
+    lines = [head, f"{'':<40} {'min':>7} {'median':>7} {'CPU min':>9} {'median':>7}  (seconds)",
+             row(f"baseline: python -c {BASELINE!r}", column(baseline, 0), column(baseline, 1)),
+             row("the run: python scripts/fit.py", column(runs, 0), column(runs, 1)),
+             row("difference (run - baseline, per round)",
+                 *([r[i] - b[i] for r, b in zip(runs, baseline, strict=True)] for i in (0, 1))),
+             "", "the run by parts (a third process with timers, each round; wall clock):"]
     for key, name in PHASES.items():
         lines.append(row(f"  {name}", [p["seconds"].get(key, 0.0) for p in phases]))
     lines.append(row("  total (timed process, wall clock)", wall))
@@ -182,13 +193,13 @@ def format_table(baseline: list[float], runs: list[float], phases: list[dict[str
 def run(repeats: int, head: str) -> int:
     """``repeats`` interleaved rounds of baseline, run and timed run, after one uncounted warm-up round."""
     env = _environment()
-    baseline: list[float] = []
-    runs: list[float] = []
+    baseline: list[tuple[float, float]] = []
+    runs: list[tuple[float, float]] = []
     phases: list[dict[str, Any]] = []
     wall: list[float] = []
     steps: list[tuple[str, Callable[[], None]]] = [
-        ("baseline", lambda: baseline.append(_timed(["-c", BASELINE], env)[0])),
-        ("run", lambda: runs.append(_timed(["-c", RUN], env)[0])),
+        ("baseline", lambda: baseline.append(_timed(["-c", BASELINE], env))),
+        ("run", lambda: runs.append(_timed(["-c", RUN], env))),
         ("phases", lambda: (lambda w, p: (wall.append(w), phases.append(p)))(*_phases(env))),
     ]
     for step in steps:  # warm-up: bytecode caches written, files in the page cache; then forgotten
@@ -197,8 +208,8 @@ def run(repeats: int, head: str) -> int:
     for round_ in range(1, repeats + 1):
         for _, step in steps:
             step()
-        print(f"  round {round_}: baseline {baseline[-1]:.2f} s, run {runs[-1]:.2f} s, timed run {wall[-1]:.2f} s",
-              file=sys.stderr)
+        print(f"  round {round_}: baseline {baseline[-1][0]:.2f} s, run {runs[-1][0]:.2f} s, "
+              f"timed run {wall[-1]:.2f} s", file=sys.stderr)
     print(format_table(baseline, runs, phases, wall, head))
     return 0
 
