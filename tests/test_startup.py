@@ -73,13 +73,15 @@ def test_timers_give_each_part_its_own_seconds():
 def test_startup_table_gives_min_median_and_the_difference_per_round():
     phases = [{"seconds": {key: 0.1 for key in PHASES}, "gc": {"count": [9, 3, 1], "seconds": [0.01, 0.02, 0.3]}}
               for _ in range(3)]
-    text = format_table([(3.0, 4.0), (3.5, 4.5), (3.2, 4.0)], [(4.0, 5.0), (5.0, 5.1), (4.1, 5.3)], phases,
-                        [5.0, 5.1, 5.2], "head line")
+    text = format_table([(3.0, 4.0), (3.5, 4.5), (3.2, 4.0)], [(2.0, 3.0), (3.0, 3.5), (3.0, 3.0)],
+                        [(4.0, 5.0), (5.0, 5.1), (4.1, 5.3)], phases, [5.0, 5.1, 5.2], "head line")
     lines = text.splitlines()
     assert lines[0] == "head line"
     difference = next(line for line in lines if line.startswith("difference"))
     # Per round, wall: 1.0, 1.5, 0.9 -> min 0.90, median 1.00; CPU: 1.0, 0.6, 1.3 -> min 0.60, median 1.00.
     assert difference.split()[-4:] == ["0.90", "1.00", "0.60", "1.00"]
+    frozen = next(line for line in lines if line.startswith("difference (run - frozen"))
+    assert frozen.split()[-4:] == ["1.10", "2.00", "1.60", "2.00"]  # wall 2.0, 2.0, 1.1; CPU 2.0, 1.6, 2.3
     assert all(any(line.strip().startswith(name) for line in lines) for name in PHASES.values())
     beyond = next(line for line in lines if "beyond import torch, lightning" in line)
     assert beyond.split()[-1] == f"{0.1 * (len(PHASES) - 2):.2f}"  # every part but python start-up and the imports

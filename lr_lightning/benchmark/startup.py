@@ -4,6 +4,9 @@ the time beyond ``python -c "import torch, lightning"``.
 Each round runs, each in a fresh process and a fresh working directory:
 
 - ``baseline``: ``python -c "import torch, lightning"``, the floor no run can go below;
+- ``frozen``: the same, then ``gc.freeze()``, as the command line does: without it the interpreter's exit walks every
+  object the imports made, a cost the baseline pays and the run no longer does, so "run minus baseline" alone
+  understates what the run itself costs;
 - ``run``: the tutorial run exactly as ``scripts/fit.py`` starts it (its output discarded);
 - ``phases``: the same run with timers around its parts (:func:`child`), reporting each part's own seconds (a part's
   time excludes the parts timed inside it), its garbage collections, and when the interpreter started and ended.
@@ -46,6 +49,7 @@ PHASES = {
 }
 RUN = "import sys; from lr_lightning.core.cli import fit_main; sys.exit(fit_main())"  # what scripts/fit.py runs
 BASELINE = "import torch, lightning"
+FROZEN = "import gc, torch, lightning; gc.freeze()"
 
 
 class Timers:
@@ -163,21 +167,25 @@ def _phases(env: dict[str, str]) -> tuple[float, dict[str, Any]]:
     return end - start, out
 
 
-def format_table(baseline: list[tuple[float, float]], runs: list[tuple[float, float]], phases: list[dict[str, Any]],
-                 wall: list[float], head: str) -> str:
-    """``baseline`` and ``runs``: (wall, CPU) seconds per round; ``phases``: what each timed process reported."""
+def format_table(baseline: list[tuple[float, float]], frozen: list[tuple[float, float]],
+                 runs: list[tuple[float, float]], phases: list[dict[str, Any]], wall: list[float], head: str) -> str:
+    """``baseline``, ``frozen`` and ``runs``: (wall, CPU) seconds per round; ``phases``: what each timed process
+    reported, ``wall``: its wall-clock seconds."""
     def row(name: str, values: list[float], cpu: list[float] | None = None) -> str:
-        text = f"{name:<40} {min(values):7.2f} {statistics.median(values):7.2f}"
+        text = f"{name:<46} {min(values):7.2f} {statistics.median(values):7.2f}"
         return text + (f" {min(cpu):9.2f} {statistics.median(cpu):7.2f}" if cpu else "")
 
     def column(pairs: list[tuple[float, float]], i: int) -> list[float]:
         return [pair[i] for pair in pairs]
 
-    lines = [head, f"{'':<40} {'min':>7} {'median':>7} {'CPU min':>9} {'median':>7}  (seconds)",
+    lines = [head, f"{'':<46} {'min':>7} {'median':>7} {'CPU min':>9} {'median':>7}  (seconds)",
              row(f"baseline: python -c {BASELINE!r}", column(baseline, 0), column(baseline, 1)),
+             row("frozen baseline: the same, then gc.freeze()", column(frozen, 0), column(frozen, 1)),
              row("the run: python scripts/fit.py", column(runs, 0), column(runs, 1)),
              row("difference (run - baseline, per round)",
                  *([r[i] - b[i] for r, b in zip(runs, baseline, strict=True)] for i in (0, 1))),
+             row("difference (run - frozen baseline)",
+                 *([r[i] - b[i] for r, b in zip(runs, frozen, strict=True)] for i in (0, 1))),
              "", "the run by parts (a third process with timers, each round; wall clock):"]
     for key, name in PHASES.items():
         lines.append(row(f"  {name}", [p["seconds"].get(key, 0.0) for p in phases]))
@@ -191,26 +199,29 @@ def format_table(baseline: list[tuple[float, float]], runs: list[tuple[float, fl
 
 
 def run(repeats: int, head: str) -> int:
-    """``repeats`` interleaved rounds of baseline, run and timed run, after one uncounted warm-up round."""
+    """``repeats`` interleaved rounds of baseline, frozen baseline, run and timed run, after one uncounted warm-up
+    round."""
     env = _environment()
     baseline: list[tuple[float, float]] = []
+    frozen: list[tuple[float, float]] = []
     runs: list[tuple[float, float]] = []
     phases: list[dict[str, Any]] = []
     wall: list[float] = []
     steps: list[tuple[str, Callable[[], None]]] = [
         ("baseline", lambda: baseline.append(_timed(["-c", BASELINE], env))),
+        ("frozen", lambda: frozen.append(_timed(["-c", FROZEN], env))),
         ("run", lambda: runs.append(_timed(["-c", RUN], env))),
         ("phases", lambda: (lambda w, p: (wall.append(w), phases.append(p)))(*_phases(env))),
     ]
     for step in steps:  # warm-up: bytecode caches written, files in the page cache; then forgotten
         step[1]()
-    baseline.clear(), runs.clear(), phases.clear(), wall.clear()
+    baseline.clear(), frozen.clear(), runs.clear(), phases.clear(), wall.clear()
     for round_ in range(1, repeats + 1):
         for _, step in steps:
             step()
         print(f"  round {round_}: baseline {baseline[-1][0]:.2f} s, run {runs[-1][0]:.2f} s, "
               f"timed run {wall[-1]:.2f} s", file=sys.stderr)
-    print(format_table(baseline, runs, phases, wall, head))
+    print(format_table(baseline, frozen, runs, phases, wall, head))
     return 0
 
 
