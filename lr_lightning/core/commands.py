@@ -227,9 +227,9 @@ def spare_the_collector(argv: list[str] | None) -> None:
 
     Importing torch and Lightning leaves about 440,000 tracked objects, alive until the process ends; a full
     collection walks every one of them, and the interpreter runs full collections while it exits. On the 2-core
-    AMD EPYC VM the tutorial run paid 0.2-0.5 s for the one full collection during training and 0.8-2.9 s at exit
-    (0.2-0.4 s frozen; three runs each, the machine shared). Called from Python (``argv`` a list) the caller's
-    process goes on, so its objects stay collectable.
+    AMD EPYC VM the tutorial run paid 0.18-0.21 s for the one full collection during training, and its exit took
+    0.75-0.97 s, 0.11-0.13 s frozen (``scripts/benchmark.py --startup true``, five rounds each). Called from Python
+    (``argv`` a list) the caller's process goes on, so its objects stay collectable.
     """
     if argv is None:
         gc.freeze()
