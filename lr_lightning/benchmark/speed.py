@@ -279,7 +279,7 @@ def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, 
               accelerator: Literal["cpu", "gpu"] = "cpu", threads: PositiveInt | None = None,
               paths: Sequence[PathName] = ("loop", "dataloader", "package", "package-k1", "barebones"),
               files: tuple[Path, Path] | None = None, exact: bool = False, exact_rows: PositiveInt = 2_000_000,
-              exact_features: PositiveInt = 40, exact_files: Path | None = None) -> int:
+              exact_features: PositiveInt = 40, exact_files: Path | None = None, startup: bool = False) -> int:
     """Seconds per epoch of (a) a hand-written slicing loop, (b) Lightning over DataLoader(TensorDataset), (c) this
     package, on the same data, in one process.
 
@@ -304,10 +304,17 @@ def benchmark(n_samples: PositiveInt = 1_000_000, n_features: PositiveInt = 16, 
         exact_features: columns of the --exact comparison
         exact_files: with --exact, also the exact solver alone over these .npy shards, memory-mapped (e.g.
             `make_data.py DIR --n_rows 25000000 --n_features 40`), beside one SGD epoch at batch 1024
+        startup: instead: the start-up time of the tutorial run (`scripts/fit.py`) beside `python -c "import torch,
+            lightning"`, and the run by parts, over --repeats interleaved rounds of fresh processes
     """
     device = "cuda" if accelerator == "gpu" else "cpu"
     if threads:
         torch.set_num_threads(threads)
+    if startup:
+        from lr_lightning.benchmark import startup as startup_benchmark
+
+        return startup_benchmark.run(repeats, f"{machine_name('cpu')}, torch {torch.__version__}, "
+                                              f"lightning {L.__version__}, {repeats} rounds")
     if exact or exact_files:
         from lr_lightning.benchmark import exact as exact_benchmark
 

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lr_lightning.core.commands import Parser, UsageError, entry_point, load_yaml, quiet, show
+from lr_lightning.core.commands import Parser, UsageError, entry_point, load_yaml, quiet, show, spare_the_collector
 
 if TYPE_CHECKING:
     import lightning as L
@@ -335,6 +335,7 @@ def fit_main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    spare_the_collector(argv)  # torch, Lightning and the run's parts are here to stay: no full collection walks them
     return run.fit(argv)
 
 
