@@ -137,6 +137,8 @@ def _fit_saving(ckpt_path=None, hook=None, at=None, path=None, steps="auto"):
     from .conftest import make_trainer
 
     class SaveAndStop(L.Callback):
+        per_step_hooks = False  # it acts at the end of a call, whatever the call holds
+
         def on_train_batch_end(self, trainer, *args):
             if hook == "batch" and trainer.global_step >= at:
                 trainer.save_checkpoint(path, weights_only=False)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
 from lr_lightning import LinearRegression, RegressionModule
@@ -109,6 +111,8 @@ class _Stop(Exception):
 class _StopAfter(L.Callback):
     """Stops the run (like a kill) at the end of the first call that reaches ``at`` steps, after last.ckpt is saved."""
 
+    per_step_hooks = False  # it acts at the end of a call, whatever the call holds
+
     def __init__(self, at: int) -> None:
         self.at = at
 
@@ -136,18 +140,36 @@ class _PerStep(L.Callback):
     per_step_hooks = True  # sees every optimizer step: one step per call
 
 
+class _Undeclared(L.Callback):
+    def on_before_optimizer_step(self, trainer: L.Trainer, module: L.LightningModule, optimizer: Any) -> None:
+        pass  # a user's per-step hook that says nothing about blocks: assumed to need every step
+
+
 @pytest.mark.parametrize(("settings", "why"), [
     ({"gradient_clip_val": 1.0}, "gradient clipping"),
     ({"accumulate_grad_batches": 2}, "gradient accumulation"),
     ({"optimizer": lbfgs(torch.float32)}, "LBFGS"),
     ({"callbacks": [_PerStep()]}, "the callback _PerStep"),
+    ({"callbacks": [_Undeclared()]}, "the callback _Undeclared (its on_before_optimizer_step sees every step"),
+    # save_top_k=0: the interval is what matters, and nothing is written.
+    ({"callbacks": [ModelCheckpoint(every_n_train_steps=5, save_top_k=0)], "enable_checkpointing": True},
+     "the callback ModelCheckpoint"),
 ])
 def test_auto_takes_one_step_per_call_where_per_step_hooks_are_needed_and_says_why(settings, why):
     module, trainer, _ = _fit("auto", epochs=1, **settings)
     assert module.automatic_optimization and module.steps_per_call_reason.startswith(why)
     assert trainer.global_step == (7 if "accumulate_grad_batches" in settings else 13)
-    with pytest.raises(ValueError, match=rf"steps_per_call=4: {why}.* needs one training_step per optimizer step"):
+    with pytest.raises(ValueError, match=rf"steps_per_call=4: {re.escape(why)}.* needs one training_step per "
+                                         r"optimizer step"):
         _fit(4, epochs=1, **settings)
+
+
+def test_callbacks_written_for_calls_keep_blocks():
+    """Lightning's own callbacks, an epoch-interval ModelCheckpoint and a user's callback that declares
+    per_step_hooks = False leave ``auto`` its K."""
+    module, _, _ = _fit("auto", epochs=1, callbacks=[_StopAfter(10**9), ModelCheckpoint(save_top_k=0)],
+                        enable_checkpointing=True)
+    assert not module.automatic_optimization and module.resolved_steps_per_call == 3
 
 
 def test_max_steps_counts_optimizer_steps_inside_a_block():

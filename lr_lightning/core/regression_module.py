@@ -110,7 +110,9 @@ class RegressionModule(L.LightningModule):
                 batches and the module steps through them itself (manual optimization), so Lightning's per-step
                 work is paid once per ``K`` steps. Same batches, same order, same weights bit for bit as ``K = 1``.
                 ``"auto"``: 1 where per-step hooks are needed (LBFGS, gradient clipping or accumulation, a callback
-                with ``per_step_hooks = True``, batches not from a ``RegressionDataModule``), else
+                of yours with a per-step hook such as ``on_train_batch_end`` unless it sets ``per_step_hooks = False``,
+                one with ``per_step_hooks = True``, a step-interval ``ModelCheckpoint``, batches not from a
+                ``RegressionDataModule``), else
                 ``ceil(32768 / batch_size)``, at most 256, a quarter epoch and any callback's ``every_n_steps``. A
                 whole number > 1 with one of those is a ValueError.
             trusted: classes besides this package's networks and torch's optimizers that a recipe may name; a recipe's
@@ -412,10 +414,9 @@ class RegressionModule(L.LightningModule):
             return f"gradient clipping (gradient_clip_val={trainer.gradient_clip_val})"
         if trainer.accumulate_grad_batches != 1:
             return f"gradient accumulation (accumulate_grad_batches={trainer.accumulate_grad_batches})"
-        # A callback that must see every optimizer step (on_train_batch_end, on_before_optimizer_step, ...) says so
-        # with a class attribute `per_step_hooks = True`; our own act on whole blocks.
-        if hooked := next((c for c in trainer.callbacks if getattr(c, "per_step_hooks", False)), None):
-            return f"the callback {type(hooked).__name__} (per_step_hooks = True)"
+        for callback in trainer.callbacks:
+            if why := _per_step_callback(callback):
+                return f"the callback {type(callback).__name__} ({why})"
         if not getattr(datamodule, "serves_step_blocks", False):
             return "batches not served by a RegressionDataModule (which serves blocks of steps)"
         return None
@@ -623,6 +624,36 @@ def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, request
         raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {wanted}, not "
                          f"{requested}; resume with steps_per_call={wanted}")
     return steps
+
+
+PER_STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+                  "on_before_optimizer_step", "on_before_zero_grad")
+
+
+def _per_step_callback(callback: L.Callback) -> str | None:
+    """Why ``callback`` must see every optimizer step (so ``steps_per_call`` must be 1), in words; None if it need not.
+
+    A callback says so itself with a class attribute ``per_step_hooks`` (True or False). Otherwise it is assumed to
+    need them when it overrides a per-step hook (:data:`PER_STEP_HOOKS`) with code of its own: under blocks that hook
+    runs once per call and sees a ``Block``, which code written for batches would misread. This package's callbacks
+    and Lightning's are written for calls, except a ``ModelCheckpoint`` saving every N steps or seconds (it checks
+    ``global_step % N``, which jumps by K) and ``ThroughputMonitor`` (it counts one batch per call).
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
+
+    declared = getattr(callback, "per_step_hooks", None)
+    if declared is not None:
+        return "per_step_hooks = True" if declared else None
+    if isinstance(callback, ModelCheckpoint) and (callback._every_n_train_steps or callback._train_time_interval):
+        return "it saves every N training steps or seconds"
+    if isinstance(callback, ThroughputMonitor):
+        return "it counts batches per call"
+    for hook in PER_STEP_HOOKS:
+        code = getattr(type(callback), hook, None)
+        if code is not None and code is not getattr(L.Callback, hook) and \
+                not code.__module__.startswith(("lightning.", "lr_lightning.")):
+            return f"its {hook} sees every step; set per_step_hooks = False if it handles a block of steps"
+    return None
 
 
 def regression_metrics(k: int) -> MetricCollection:

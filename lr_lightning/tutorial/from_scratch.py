@@ -144,6 +144,8 @@ def lightning_stage(x: Any, y: Any, *, lr: float, epochs: int, bias: bool = Fals
 class _History(L.Callback):
     """Records a Step after every optimizer step, from the loss that training_step returned."""
 
+    per_step_hooks = True  # it reads one step's loss per call: RegressionModule then takes one step per call
+
     def __init__(self) -> None:
         self.steps: list[Step] = []
 
