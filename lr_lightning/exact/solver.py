@@ -525,7 +525,8 @@ class LeastSquaresSolver:
         return np.where(rms > 0, rms, 1.0)
 
     def covariances(self) -> dict[str, np.ndarray]:
-        """Unscaled and sandwich covariances of the raw coefficients, kept ones only, in long double.
+        """Unscaled and sandwich covariances of the raw coefficients, kept ones only, in long double (also as
+        returned: a variance may lie beyond float64's range where its square root, the standard error, does not).
 
         ``{"unscaled": (p_k, p_k) (XᵀX)⁻¹, and with robust=True "HC0", "HC1", "HC2", "HC3": (m, p_k, p_k)}``.
         """
@@ -546,7 +547,9 @@ class LeastSquaresSolver:
         if bias:
             half = _block_diag(np.array([[1 / np.sqrt(s.n)]], dtype=ld), half)
         w = to_raw @ half
-        out = {"unscaled": (w @ w.T).astype(np.float64)}
+        # Kept in long double: a coefficient's variance can exceed float64's range while its standard error does not
+        # (x in units of 1e-5 and y near 1e150: variances ~1e310); the table casts after the square root.
+        out = {"unscaled": w @ w.T}
         if s.meats is not None:
             # The meats were summed in scaled units (unit-sized columns, residuals over their SD): back to the data's
             # units here, in long double, whose range holds what float64's would not (data at 1e77 or 1e-100).
@@ -558,7 +561,7 @@ class LeastSquaresSolver:
             for name, meat, factor in (("HC0", 0, 1.0), ("HC1", 0, s.n / dof if dof > 0 else math.nan),
                                        ("HC2", 1, 1.0), ("HC3", 2, 1.0)):
                 out[name] = np.stack([(bread @ (s.meats[meat, t].astype(ld) * scale * rs[t] ** 2) @ bread.T)
-                                      .astype(np.float64) * factor for t in range(self.design.n_outputs)])
+                                      * ld(factor) for t in range(self.design.n_outputs)])
         return out
 
     def statistics(self) -> dict[str, dict[str, Any]]:
