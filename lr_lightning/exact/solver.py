@@ -62,6 +62,9 @@ QR_BELOW = 1e-9
 REFINE_BELOW = 1e-11
 # A leverage within this of 1 is 1: the row's residual is 0 up to rounding, and HC2/HC3 divide it by 1 - h.
 LEVERAGE_ONE = 1e-10
+# A column (or target) whose RMS is below this has products below 1e-300: near float64's subnormal range (2.2e-308),
+# where they keep fewer than 53 bits. Silently: x at 1e-160 gave slopes 1e-4 off, at 1e-170 "every column constant".
+TINY = 1e-150
 # Rows per piece in the double-double passes: their temporaries are (rows × coefficients × targets).
 PIECE = 1 << 20
 
@@ -171,7 +174,12 @@ class LeastSquaresSolver:
         self._device = torch.device("cpu")
         self._dev: dict[str, Any] = {}
         exact = design.to_raw()
-        hi = [[float(v) for v in row] for row in exact]
+        try:
+            hi = [[float(v) for v in row] for row in exact]
+        except OverflowError:  # Python's own error, from a Fraction: an input's powers reach beyond float64
+            raise ValueError(f"least squares: the inputs' powers up to degree {design.degree} reach beyond float64's "
+                             "range (an input spans values too small or too large for them); rescale the inputs") \
+                from None
         lo = [[float(v - Fraction(h)) for v, h in zip(row, hrow, strict=True)] for row, hrow in zip(exact, hi,
                                                                                                     strict=True)]
         self._t = (torch.tensor(hi, dtype=torch.float64), torch.tensor(lo, dtype=torch.float64))  # host, exact
@@ -346,6 +354,7 @@ class LeastSquaresSolver:
         if not (np.isfinite(mean).all() and np.isfinite(comoment).all()):
             raise ValueError("least squares: the sums of squares overflow float64 (values beyond ~1e154 squared); "
                              "rescale the data")
+        self._check_underflow(n, mean, comoment)
         candidates, in_doubt = self._screen(n, mean, comoment)
         if in_doubt:  # a column near R's threshold: a QR pass decides
             unit = np.sqrt(np.diag(self._system(n, mean, comoment)[0])[candidates])
@@ -354,6 +363,18 @@ class LeastSquaresSolver:
             return
         self.solution = self._solve(n, mean, comoment, candidates)
         self._next_after_solve()
+
+    def _check_underflow(self, n: int, mean: np.ndarray, comoment: np.ndarray) -> None:
+        """Refuse a column too small for its products to keep float64's digits (the counterpart of the overflow
+        check): the co-moments, and with them the coefficients and statistics, would be silently wrong."""
+        with np.errstate(under="ignore"):
+            size = np.hypot(np.sqrt(np.maximum(np.diag(comoment), 0.0) / max(n, 1)), mean)  # each column's RMS
+        small = np.flatnonzero((size > 0) & (size < TINY))
+        if len(small):
+            j = int(small[0])
+            names = self.design.names[self.design.bias:] + self.design.targets
+            raise ValueError(f"least squares: column {names[j]!r} has values of size ~{size[j]:.1e} (below "
+                             f"{TINY:.0e}), whose squares float64 holds with too few digits; rescale the data")
 
     def _end_qr(self, gather: Gather, device: torch.device | None, rows: int) -> None:
         self._check_rows(rows)
