@@ -3,10 +3,15 @@ fix. Small data, in-process, CPU only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from lr_lightning import least_squares
+from lr_lightning.core.cli import fit_main
+from tests.conftest import run_main
 
 
 def _data(n: int = 50) -> tuple[np.ndarray, np.ndarray]:
@@ -54,3 +59,37 @@ def test_polynomial_powers_beyond_float64_are_a_value_error() -> None:
     x, y = _data()
     with pytest.raises(ValueError, match=r"^least squares: the inputs' powers up to degree 3 reach beyond"):
         least_squares(x[:, 0] * 1e-110, y, polynomial_degree=3)
+
+
+def _const_csv(path: Path) -> None:
+    path.write_text("a,b,y\n" + "".join(f"1,2,{v}\n" for v in np.random.default_rng(0).normal(size=30)))
+
+
+def _good_csv(path: Path) -> None:
+    x, y = _data()
+    path.write_text("a,b,y\n" + "".join(f"{a},{b},{c}\n" for (a, b), c in zip(x, y, strict=True)))
+
+
+def _nan_npy(path: Path) -> None:
+    a = np.random.default_rng(0).normal(size=(300, 3))
+    a[250, 1] = np.nan
+    np.save(path, a)
+
+
+@pytest.mark.parametrize(("make", "name", "flags", "message"), [
+    # Found only by the passes: these were a Lightning traceback and exit 1, with the run folder left behind.
+    (_const_csv, "const.csv", [], "error: least squares: every column (a, b) is constant"),
+    (_nan_npy, "nan.npy", [], "error: nan.npy: row 250, column 1 (x1): non-finite value nan"),
+    (_good_csv, "good.csv", ["--max_epochs", "0"], "error: LeastSquaresModule needs at least 1 passes"),
+    # Lightning refuses these for a module without optimizer steps, in a traceback: refused here as flags.
+    (_nan_npy, "nan.npy", ["--trainer.gradient_clip_val", "1"], "error: --trainer.gradient_clip_val: not with "
+                                                                  "--solver exact"),
+])
+def test_exact_cli_refusals_are_one_line(tmp_path: Path, make: Callable[[Path], None], name: str, flags: list[str],
+                                         message: str) -> None:
+    make(tmp_path / name)
+    result = run_main(fit_main, "--data", name, "--solver", "exact", "--figures", "0", "--log_dir", "logs", *flags,
+                      cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "logs").exists()  # a refused run leaves nothing behind

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -173,6 +174,13 @@ def _check_solver(cfg: Namespace, argv: list[str]) -> None:
     if given:
         raise UsageError(f"{given[0]}: not with --solver exact (a closed-form fit in a few passes: no optimizer, "
                          "schedule or resuming)")
+    # Gradient settings, from flags or a config: Lightning would stop the fit with a traceback (a module with no
+    # optimizer steps has no gradients to accumulate or clip).
+    trainer = cfg.get("trainer") or {}
+    for key, unset in (("accumulate_grad_batches", 1), ("gradient_clip_val", None)):
+        if trainer.get(key, unset) not in (unset, 0 if key == "gradient_clip_val" else unset):
+            raise UsageError(f"--trainer.{key}: not with --solver exact (a closed-form fit in a few passes: no "
+                             "gradients to accumulate or clip)")
     if not cfg.model.class_path.endswith(".LinearRegression"):
         raise UsageError(f"--model {cfg.model.class_path.rpartition('.')[2]}: --solver exact fits a linear model "
                          "(LinearRegression)")
@@ -301,6 +309,7 @@ class Run:
                  resume: Path | None, reference: dict[str, Any] | None) -> None:
         self.cfg, self.dm, self.module, self.trainer = cfg, dm, module, trainer
         self.resume, self.reference = resume, reference
+        self.created_log_dir = False  # whether --log_dir itself was made for this run (build_run says)
 
     def fit(self, argv: list[str] | None) -> int:
         import torch
@@ -324,6 +333,19 @@ class Run:
             if dm.n_test:
                 metrics |= trainer.test(module, datamodule=dm, ckpt_path=None if exact else "best",
                                         verbose=False)[0]
+        except ValueError as e:
+            if not exact:
+                raise
+            # What only the passes find (every column constant, values beyond float64, too few --max_epochs, a
+            # Trainer setting that would cut a pass short, a non-finite value in streamed data) is bad input: one
+            # line, exit 2, and no half-made run folder left behind, as for what build_run refuses.
+            if trainer.is_global_zero:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(trainer.logger.log_dir)
+                    if self.created_log_dir:
+                        Path(self.cfg.log_dir).rmdir()
+                print("error: " + " ".join(str(e).split()), file=sys.stderr)
+            return 2
         except DivergenceError as e:
             last = show(saver.path) if saver.path.is_file() else ""
             print(f"error: {e}" + (f" (last finite weights: {last})" if last else ""), file=sys.stderr)
@@ -431,7 +453,9 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     if trainer.is_global_zero:
         # The run, repeatable from its folder: fit.py --config lightning_logs/version_N/config.yaml
         parser.save(cfg, Path(logger.log_dir) / "config.yaml", overwrite=True, skip_validation=True)
-    return Run(cfg, dm, module, trainer, resume, reference)
+    run = Run(cfg, dm, module, trainer, resume, reference)
+    run.created_log_dir = created
+    return run
 
 
 def instantiate(parser: Parser, cfg: Namespace) -> Namespace:
