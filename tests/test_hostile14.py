@@ -3,11 +3,13 @@ fix. Small data, in-process, CPU only."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lr_lightning import least_squares
 from lr_lightning.core.cli import fit_main
@@ -93,3 +95,58 @@ def test_exact_cli_refusals_are_one_line(tmp_path: Path, make: Callable[[Path], 
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "logs").exists()  # a refused run leaves nothing behind
+
+
+def test_least_squares_takes_what_users_hand_it() -> None:
+    """A tensor that requires grad was Python's RuntimeError, a big-endian array torch's message naming no argument,
+    and a pandas frame (read-only under copy-on-write) brought torch's not-writable warning: each is just data."""
+    pd = pytest.importorskip("pandas")
+    x, y = _data()
+    expected = least_squares(x, y).weight
+    got = least_squares(torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)).weight
+    np.testing.assert_allclose(got, expected, rtol=1e-13)
+    np.testing.assert_allclose(least_squares(x.astype(">f8"), y.astype(">f8")).weight, expected, rtol=1e-13)
+    frame = pd.DataFrame(x, columns=["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(least_squares(frame, pd.Series(y)).weight, expected, rtol=1e-13)
+
+
+def test_least_squares_module_takes_a_tensor_that_requires_grad_and_big_endian_data() -> None:
+    """RegressionDataModule passed a tensor that requires grad on as it was, and the first pass failed in torch
+    (``sub(): functions with out=... arguments don't support automatic differentiation``); a big-endian array was
+    torch's byte-order message, and then (``>f8`` is not ``np.float64``) served as float32, 3e-8 off. Both fit, in
+    float64, as the plain array does."""
+    import lightning as L
+
+    from lr_lightning import LeastSquaresModule, RegressionDataModule
+
+    x, y = _data()
+    expected = least_squares(x, y).weight
+    for xs, ys in ((torch.tensor(x, requires_grad=True), torch.tensor(y)), (x.astype(">f8"), y.astype(">f8"))):
+        module = LeastSquaresModule()
+        L.Trainer(max_epochs=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, accelerator="cpu").fit(
+            module, datamodule=RegressionDataModule(xs, ys, val_fraction=0))
+        assert module.model.linear.weight.dtype == torch.float64
+        np.testing.assert_allclose(module.model.linear.weight.detach().numpy(), expected, rtol=1e-12)
+
+
+def test_pandas_frames_stay_float64_and_missing_values_are_named() -> None:
+    """Frames have ``dtypes``, not ``dtype``: two float64 frames were served as float32. A nullable ``Float64``
+    column was refused as "not numbers" (object) even without a missing value, and with one, no row was named."""
+    pd = pytest.importorskip("pandas")
+    from lr_lightning import RegressionDataModule
+
+    x, y = _data()
+    assert RegressionDataModule(pd.DataFrame(x), pd.DataFrame(y)).dtype == torch.float64
+    assert RegressionDataModule(pd.DataFrame(x).astype("Float64"), pd.Series(y).astype("Float64")).dtype == \
+        torch.float64
+    assert RegressionDataModule(pd.DataFrame(x, dtype="float32"), pd.Series(y, dtype="float32")).dtype == \
+        torch.float32  # float32 stays what it is too
+    frame = pd.DataFrame(x, columns=["a", "b"]).astype("Float64")
+    frame.iloc[3, 1] = pd.NA
+    with pytest.raises(ValueError, match=r"^x: non-finite value nan at row 3, column 1$"):
+        RegressionDataModule(frame, y)
+    with pytest.raises(ValueError, match=r"^x: non-finite value nan at row 3, column 'x1'$"):
+        least_squares(frame, y)

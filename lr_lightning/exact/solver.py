@@ -786,9 +786,15 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     design = Design(x.shape[1], y.shape[1], bool(bias), polynomial_degree, centre, scale, tuple(names))
     solver = LeastSquaresSolver(design, robust=robust, max_refinements=max_refinements, expected_rows=len(x))
 
+    def chunk(a: np.ndarray, i: int) -> torch.Tensor:
+        # A read-only array (a pandas frame's values, a file memory-mapped with mode "r") is copied chunk by chunk:
+        # torch warns about a tensor sharing memory that must not be written, and the fit only reads it anyway.
+        part = np.asarray(a[i:i + chunk_rows])
+        return torch.from_numpy(part if part.flags.writeable else part.copy())
+
     def batches() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(0, len(x), chunk_rows):
-            yield torch.from_numpy(np.asarray(x[i:i + chunk_rows])), torch.from_numpy(np.asarray(y[i:i + chunk_rows]))
+            yield chunk(x, i), chunk(y, i)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RankDeficientWarning)
