@@ -150,3 +150,22 @@ def test_pandas_frames_stay_float64_and_missing_values_are_named() -> None:
         RegressionDataModule(frame, y)
     with pytest.raises(ValueError, match=r"^x: non-finite value nan at row 3, column 'x1'$"):
         least_squares(frame, y)
+
+
+@pytest.mark.parametrize(("rows", "files", "message"), [
+    (3, None, "error: --exact_rows 3: needs more rows than coefficients"),
+    (2000, "nowhere", "error: --exact_files: nowhere: no such file"),
+    (2000, "good.csv", "error: --exact_files: good.csv: expected a .npy file"),
+])
+def test_exact_benchmark_refuses_bad_flags_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch, rows: int, files: str | None,
+                                                       message: str) -> None:
+    """``benchmark.py --exact true`` with too few rows was the fit's traceback, and a missing or non-.npy
+    ``--exact_files`` a child process's traceback after the whole in-memory comparison had run."""
+    from lr_lightning.benchmark import exact
+
+    monkeypatch.chdir(tmp_path)
+    _good_csv(tmp_path / "good.csv")
+    assert exact.run(rows, 5, 1, None if files is None else Path(files)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(message) and err.count("\n") == 1, err
