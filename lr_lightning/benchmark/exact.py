@@ -217,6 +217,19 @@ def memory_mapped(path: Path) -> str:
 
 
 def run(n_samples: int, n_features: int, repeats: int, files: Path | None) -> int:
+    # Bad flags are one line and exit 2 before any work (they were tracebacks from the fit, or from a child process).
+    if n_samples <= n_features + 1:
+        print(f"error: --exact_rows {n_samples}: needs more rows than coefficients ({n_features} features + the "
+              "intercept)", file=sys.stderr)
+        return 2
+    if files is not None:
+        from lr_lightning.core.data.tables import NpyTable
+
+        try:
+            NpyTable(Path(files))
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: --exact_files: {e}", file=sys.stderr)
+            return 2
     print(f"{machine_name('cpu')}, torch {torch.__version__}, lightning {L.__version__}")
     print(in_memory(n_samples, n_features, repeats))
     if files is not None:

@@ -178,6 +178,18 @@ def not_a_number(a: np.ndarray) -> tuple[int, int, Any] | None:
     return None
 
 
+def pandas_numbers(a: Any) -> Any:
+    """A pandas frame or series as float64 numbers, its missing values (``pd.NA``, ``None``) as NaN, which the
+    finiteness checks then name by row and column; anything else as it is. (``np.asarray`` of a nullable ``Float64``
+    column gives Python objects, refused as "not numbers" with no row named.)"""
+    if type(a).__module__.startswith("pandas") and hasattr(a, "to_numpy"):
+        try:
+            return a.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):  # text columns: refused where arrays are checked, as for any array
+            return a
+    return a
+
+
 def _columns(a: Any, name: str = "x", names: list[str] | None = None, validate: bool = True) -> np.ndarray:
     """``a`` as a 2-D array of real numbers, one column per variable; a 1-D ``a`` becomes one column.
 
@@ -188,10 +200,14 @@ def _columns(a: Any, name: str = "x", names: list[str] | None = None, validate: 
     # no copy of a large training set. Anything else becomes float64.
     names = names if names is not None else labels(a)
     a = unmasked(a, name)
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor, maybe one that requires grad: its values only
+        a = a.detach().cpu().numpy()
     try:
-        a = np.asarray(a)
+        a = np.asarray(pandas_numbers(a))
     except (TypeError, ValueError) as e:  # ragged lists
         raise ValueError(f"{name}: expected an array of real numbers ({e})") from None
+    if not a.dtype.isnative:  # big-endian data from another machine's file: torch takes native byte order only
+        a = a.astype(a.dtype.newbyteorder("="))
     if np.iscomplexobj(a):  # casting would drop the imaginary part with no more than a ComplexWarning
         raise ValueError(f"{name}: expected real numbers, got complex values ({a.dtype})")
     if not np.issubdtype(a.dtype, np.floating):

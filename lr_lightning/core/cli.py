@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -720,7 +721,6 @@ def _give_back(run_dir: Path, cfg: Namespace, created: bool, *, written: bool = 
     """Remove the run folder this run claimed (and ``--log_dir``, if the run created it): bad input leaves no
     version_N behind. ``written``: the folder may hold what a failed run wrote (an exact fit stopped mid-way: an
     unsolved last.ckpt, its logs), all of it this run's own; otherwise it must be empty."""
-    import shutil
 
     from lightning.fabric.utilities.rank_zero import _get_rank
 

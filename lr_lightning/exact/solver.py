@@ -70,6 +70,9 @@ QR_BELOW = 1e-9
 REFINE_BELOW = 1e-11
 # A leverage within this of 1 is 1: the row's residual is 0 up to rounding, and HC2/HC3 divide it by 1 - h.
 LEVERAGE_ONE = 1e-10
+# A column (or target) whose RMS is below this has products below 1e-300: near float64's subnormal range (2.2e-308),
+# where they keep fewer than 53 bits. Silently: x at 1e-160 gave slopes 1e-4 off, at 1e-170 "every column constant".
+TINY = 1e-150
 # Rows per piece in the double-double passes: their temporaries are (rows × coefficients × targets).
 PIECE = 1 << 20
 
@@ -179,7 +182,12 @@ class LeastSquaresSolver:
         self._device = torch.device("cpu")
         self._dev: dict[str, Any] = {}
         exact = design.to_raw()
-        hi = [[float(v) for v in row] for row in exact]
+        try:
+            hi = [[float(v) for v in row] for row in exact]
+        except OverflowError:  # Python's own error, from a Fraction: an input's powers reach beyond float64
+            raise ValueError(f"least squares: the inputs' powers up to degree {design.degree} reach beyond float64's "
+                             "range (an input spans values too small or too large for them); rescale the inputs") \
+                from None
         lo = [[float(v - Fraction(h)) for v, h in zip(row, hrow, strict=True)] for row, hrow in zip(exact, hi,
                                                                                                     strict=True)]
         self._t = (torch.tensor(hi, dtype=torch.float64), torch.tensor(lo, dtype=torch.float64))  # host, exact
@@ -354,6 +362,7 @@ class LeastSquaresSolver:
         if not (np.isfinite(mean).all() and np.isfinite(comoment).all()):
             raise ValueError("least squares: the sums of squares overflow float64 (values beyond ~1e154 squared); "
                              "rescale the data")
+        self._check_underflow(n, mean, comoment)
         candidates, in_doubt = self._screen(n, mean, comoment)
         if in_doubt:  # a column near R's threshold: a QR pass decides
             unit = np.sqrt(np.diag(self._system(n, mean, comoment)[0])[candidates])
@@ -362,6 +371,18 @@ class LeastSquaresSolver:
             return
         self.solution = self._solve(n, mean, mean_lo, comoment, candidates)
         self._next_after_solve()
+
+    def _check_underflow(self, n: int, mean: np.ndarray, comoment: np.ndarray) -> None:
+        """Refuse a column too small for its products to keep float64's digits (the counterpart of the overflow
+        check): the co-moments, and with them the coefficients and statistics, would be silently wrong."""
+        with np.errstate(under="ignore"):
+            size = np.hypot(np.sqrt(np.maximum(np.diag(comoment), 0.0) / max(n, 1)), mean)  # each column's RMS
+        small = np.flatnonzero((size > 0) & (size < TINY))
+        if len(small):
+            j = int(small[0])
+            names = self.design.names[self.design.bias:] + self.design.targets
+            raise ValueError(f"least squares: column {names[j]!r} has values of size ~{size[j]:.1e} (below "
+                             f"{TINY:.0e}), whose squares float64 holds with too few digits; rescale the data")
 
     def _end_qr(self, gather: Gather, device: torch.device | None, rows: int) -> None:
         self._check_rows(rows)
@@ -539,7 +560,8 @@ class LeastSquaresSolver:
         return np.where(rms > 0, rms, 1.0)
 
     def covariances(self) -> dict[str, np.ndarray]:
-        """Unscaled and sandwich covariances of the raw coefficients, kept ones only, in long double.
+        """Unscaled and sandwich covariances of the raw coefficients, kept ones only, in long double (also as
+        returned: a variance may lie beyond float64's range where its square root, the standard error, does not).
 
         ``{"unscaled": (p_k, p_k) (XᵀX)⁻¹, and with robust=True "HC0", "HC1", "HC2", "HC3": (m, p_k, p_k)}``.
         """
@@ -560,7 +582,9 @@ class LeastSquaresSolver:
         if bias:
             half = _block_diag(np.array([[1 / np.sqrt(s.n)]], dtype=ld), half)
         w = to_raw @ half
-        out = {"unscaled": (w @ w.T).astype(np.float64)}
+        # Kept in long double: a coefficient's variance can exceed float64's range while its standard error does not
+        # (x in units of 1e-5 and y near 1e150: variances ~1e310); the table casts after the square root.
+        out = {"unscaled": w @ w.T}
         if s.meats is not None:
             # The meats were summed in scaled units (unit-sized columns, residuals over their SD): back to the data's
             # units here, in long double, whose range holds what float64's would not (data at 1e77 or 1e-100).
@@ -572,7 +596,7 @@ class LeastSquaresSolver:
             for name, meat, factor in (("HC0", 0, 1.0), ("HC1", 0, s.n / dof if dof > 0 else math.nan),
                                        ("HC2", 1, 1.0), ("HC3", 2, 1.0)):
                 out[name] = np.stack([(bread @ (s.meats[meat, t].astype(ld) * scale * rs[t] ** 2) @ bread.T)
-                                      .astype(np.float64) * factor for t in range(self.design.n_outputs)])
+                                      * ld(factor) for t in range(self.design.n_outputs)])
         return out
 
     def statistics(self) -> dict[str, dict[str, Any]]:

@@ -26,7 +26,8 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
     Args:
         names: coefficient names, the intercept first if ``bias``.
         coef: (p,) raw coefficients; ``keep``: (p,) which are estimated.
-        unscaled_cov: (XᵀX)⁻¹ over the kept coefficients; times σ² it is the classic covariance.
+        unscaled_cov: (XᵀX)⁻¹ over the kept coefficients; times σ² it is the classic covariance (any float dtype:
+            long double holds variances beyond float64's range).
         sse: residual sum of squares; ``tss``: total sum of squares, centred when the model has a constant,
             uncentred without (then R² is uncentred, as NIST and statsmodels report it).
         n: rows; ``bias``: the model has an intercept.
@@ -42,7 +43,9 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
     df_resid, df_model = n - rank, rank - int(constant)
     sigma2 = sse / df_resid
     kept_coef = np.asarray(coef, dtype=np.float64)[keep]
-    stderr = np.sqrt(np.maximum(np.diag(unscaled_cov), 0.0) * sigma2)
+    # The product and its root in the covariance's own dtype (long double from the solver): a variance beyond
+    # float64's range has a standard error within it, and casting first would make it inf (t = 0, p = 1).
+    stderr = np.sqrt(np.maximum(np.diag(unscaled_cov), 0.0) * sigma2).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = kept_coef / stderr
     p = 2 * stats.t.sf(np.abs(t), df_resid)
@@ -80,8 +83,8 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
         "k_constant": int(constant),
     }
     if robust is not None:
-        out["stderr_hc"] = {key: _spread(np.sqrt(np.maximum(np.diag(cov), 0.0)), keep) for key, cov in
-                            robust.items()}
+        out["stderr_hc"] = {key: _spread(np.sqrt(np.maximum(np.diag(cov), 0.0)).astype(np.float64), keep)
+                            for key, cov in robust.items()}
     return out
 
 

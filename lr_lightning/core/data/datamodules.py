@@ -33,7 +33,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from lr_lightning.core.basis import cell, check_degree, labels, not_a_number, unmasked
+from lr_lightning.core.basis import cell, check_degree, labels, not_a_number, pandas_numbers, unmasked
 from lr_lightning.core.data.loaders import Batch, Block, BlockBatches, StepBlocks, TensorBatches, stable_sgd_lr
 from lr_lightning.core.data.tables import (
     PARQUET_SUFFIXES,
@@ -62,7 +62,12 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
     """
     a = values = unmasked(values, name)  # named in the error below, whichever step fails
     try:
-        a = values if isinstance(values, torch.Tensor) else np.asarray(values)
+        if isinstance(values, torch.Tensor):
+            a = values.detach()  # data, not a node of someone's autograd graph (in-place ops on it would fail)
+        else:
+            a = np.asarray(pandas_numbers(values))
+            if not a.dtype.isnative:  # big-endian: torch takes native byte order only
+                a = a.astype(a.dtype.newbyteorder("="))
         if isinstance(a, np.ndarray) and not a.flags.writeable and a.dtype != object:
             # A read-only array (a pandas frame's values under copy-on-write, a memory-mapped file) is copied: torch
             # warns that a tensor sharing it could write to memory that must not change.
@@ -123,8 +128,22 @@ def serving_dtype(dtype: torch.dtype | None, *arrays: Any) -> torch.dtype:
         if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise ValueError(f"dtype must be a torch floating dtype (torch.float32 or torch.float64), got {dtype!r}")
         return dtype
-    wide = any(getattr(a, "dtype", None) in (np.float64, torch.float64) for a in arrays)
+    wide = any(_is_float64(a) for a in arrays)
     return torch.float64 if wide else torch.float32
+
+
+def _is_float64(a: Any) -> bool:
+    """Whether ``a`` holds float64 numbers: a tensor, a numpy array in either byte order (``>f8`` is not equal to
+    ``np.float64``, and big-endian files were served as float32), or a pandas frame (``dtypes``, one per column;
+    nullable ``Float64`` columns too)."""
+    dtypes = getattr(a, "dtypes", None) if getattr(a, "dtype", None) is None else [a.dtype]
+    if dtypes is None:
+        return False
+    for dt in dtypes:
+        dt = getattr(dt, "numpy_dtype", dt)  # pandas' extension dtypes name their numpy dtype
+        if dt == torch.float64 or (isinstance(dt, np.dtype) and dt.kind == "f" and dt.itemsize == 8):
+            return True
+    return False
 
 
 
