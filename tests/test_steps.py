@@ -172,6 +172,29 @@ def test_callbacks_written_for_calls_keep_blocks():
     assert not module.automatic_optimization and module.resolved_steps_per_call == 3
 
 
+class _CountsBackwards(L.Callback):
+    per_step_hooks = False  # written for blocks: it counts backward passes, whichever call they are in
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_after_backward(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.calls += 1
+
+
+def test_a_block_calls_torch_directly_unless_a_hook_around_the_step_has_code():
+    """With nothing in the hooks around a step, a block's steps skip Lightning's dispatch of them (the fast path);
+    with a callback's on_after_backward, each step goes through Lightning and the hook runs once per step. Both give
+    K = 1's weights bit for bit."""
+    one, _, _ = _fit(1)
+    direct, _, _ = _fit(3)
+    assert direct._direct_steps and _same_weights(direct, one)
+    counter = _CountsBackwards()
+    hooked, trainer, _ = _fit(3, callbacks=[counter])
+    assert not hooked._direct_steps and counter.calls == trainer.global_step == 39
+    assert _same_weights(hooked, one)
+
+
 def test_max_steps_counts_optimizer_steps_inside_a_block():
     _, trainer, _ = _fit(3, max_steps=10)  # blocks end at 3, 6, 9, 12: the fourth stops after its first step
     assert trainer.global_step == 10

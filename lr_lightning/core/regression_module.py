@@ -436,6 +436,23 @@ class RegressionModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._counted = None  # (global_step, batch_idx) whose loss is already counted; see training_step
+        self._direct_steps = not self.automatic_optimization and _lightning_adds_nothing_per_step(self)
+
+    def _count_loss(self, loss: torch.Tensor, rows: int) -> None:
+        """Adds one step's loss, weighted by its ``rows``, to the epoch's mean (``train/loss``).
+
+        What ``MeanMetric.update`` does (the loss broadcast over the rows, times a weight of ones, summed into the
+        metric's ``mean_value`` and ``weight`` states), on the states directly after the epoch's first update: the
+        update's wrapper sets a dozen ``nn.Module`` attributes per call, which cost as much as a linear-regression
+        step. One function for every step, whatever ``steps_per_call`` is, so the mean is bitwise the same.
+        """
+        metric, value = self.train_loss, loss.expand(rows)
+        if not metric._update_count:  # the epoch's first: through the front door, for torchmetrics' bookkeeping
+            metric.update(value)
+            return
+        weight = torch.ones_like(value).to(metric.dtype)
+        metric.mean_value.add_((value.to(metric.dtype) * weight).sum())
+        metric.weight.add_(weight.sum())
 
     def training_step(self, batch: Batch | Block, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
         if isinstance(batch, Block):
@@ -453,7 +470,7 @@ class RegressionModule(L.LightningModule):
         # on the steps the logger writes (Lightning's own rule for log_every_n_steps).
         # Weighted by batch size as the loss counted once per sample (a view, no copy): torchmetrics 1.9 drops the
         # `weight` argument when nan_strategy="disable" (torchmetrics#3434).
-        self.train_loss.update(loss.detach().expand(len(batch[0])))
+        self._count_loss(loss.detach(), len(batch[0]))
         if batch_idx == 0:
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
@@ -464,19 +481,30 @@ class RegressionModule(L.LightningModule):
         """``len(block)`` optimizer steps, each exactly what Lightning's automatic optimization does for one batch
         (forward, zero_grad, backward, step; the same loss), so the weights are bitwise those of K = 1."""
         trainer, optimizer = self.trainer, self.optimizers()
-        every, losses = trainer.log_every_n_steps, []
+        every, losses, max_steps = trainer.log_every_n_steps, [], trainer.max_steps
+        direct = getattr(self, "_direct_steps", False)
         if batch_idx == 0:
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
         for batch in block:
             step = self.global_step  # counts optimizer steps: Lightning counts manual optimizer.step() calls
-            if 0 <= trainer.max_steps <= step:
+            if 0 <= max_steps <= step:
                 break  # max_steps is a number of optimizer steps; Lightning itself checks it only between calls
             loss, _, _ = self.model_step(batch)
-            optimizer.zero_grad()  # set_to_none, as automatic optimization does
-            self.manual_backward(loss)  # under DDP: Lightning prepares the gradient all-reduce for each backward
-            optimizer.step()
+            if direct:
+                # The same zero_grad, backward and step, without the hooks Lightning would dispatch around them
+                # (none of which does anything in this fit; see _lightning_adds_nothing_per_step), keeping the
+                # optimizer-step count that global_step reads.
+                optimizer.optimizer.zero_grad()
+                loss.backward()
+                optimizer._on_before_step()
+                optimizer.optimizer.step()
+                optimizer._on_after_step()
+            else:
+                optimizer.zero_grad()  # set_to_none, as automatic optimization does
+                self.manual_backward(loss)  # under DDP: Lightning prepares the gradient all-reduce for each backward
+                optimizer.step()
             loss = loss.detach()
-            self.train_loss.update(loss.expand(len(batch[0])))
+            self._count_loss(loss, len(batch[0]))
             if (step + 1) % every == 0:
                 # Written at its own step, as K = 1 writes it (a host sync, as K = 1's logger has on these steps).
                 self.log("train/loss_step", loss, prog_bar=True, logger=False)
@@ -654,6 +682,25 @@ def _per_step_callback(callback: L.Callback) -> str | None:
                 not code.__module__.startswith(("lightning.", "lr_lightning.")):
             return f"its {hook} sees every step; set per_step_hooks = False if it handles a block of steps"
     return None
+
+
+def _lightning_adds_nothing_per_step(module: L.LightningModule) -> bool:
+    """Whether Lightning's work around each manual optimizer step (``manual_backward``, ``LightningOptimizer.step``)
+    would do nothing but dispatch hooks here: one process (DDP's backward needs Lightning to prepare its gradient
+    all-reduce), full precision (a mixed-precision backward scales the loss), and no callback or module code in the
+    hooks it calls. Then a block's steps call torch directly, with the same arithmetic."""
+    from lightning.pytorch.plugins.precision import DoublePrecision, Precision
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    trainer = module.trainer
+    if type(trainer.strategy) is not SingleDeviceStrategy or \
+            type(trainer.strategy.precision_plugin) not in (Precision, DoublePrecision):
+        return False
+    hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+    if any(getattr(type(c), h) is not getattr(L.Callback, h) for c in trainer.callbacks for h in hooks):
+        return False
+    return not any(is_overridden(h, module) for h in (*hooks, "backward", "optimizer_step", "optimizer_zero_grad"))
 
 
 def regression_metrics(k: int) -> MetricCollection:
