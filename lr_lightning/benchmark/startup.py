@@ -198,9 +198,28 @@ def format_table(baseline: list[tuple[float, float]], frozen: list[tuple[float, 
     return "\n".join(lines)
 
 
+PREDICT = "import sys; from lr_lightning.core.predict import predict_main; sys.exit(predict_main())"  # predict.py
+
+
+def _exported(env: dict[str, str], folder: Path) -> tuple[str, str] | None:
+    """A checkpoint of the tutorial run and its ONNX export in ``folder`` (for the predict rows), or None when the
+    ``[export]`` extra is not installed."""
+    subprocess.run([sys.executable, "-c", RUN], cwd=folder, env=env, capture_output=True, check=True)
+    ckpt = str(folder / "lightning_logs/version_0/checkpoints/last.ckpt")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    export = "import sys; from lr_lightning.core.export import export_main; sys.exit(export_main())"
+    subprocess.run([sys.executable, "-c", export, "--ckpt", ckpt, "--out", str(folder / "model.onnx")], cwd=folder,
+                   env=env, capture_output=True, check=True)
+    return ckpt, str(folder / "model.onnx")
+
+
 def run(repeats: int, head: str) -> int:
     """``repeats`` interleaved rounds of baseline, frozen baseline, run and timed run, after one uncounted warm-up
-    round."""
+    round; then predictions for three rows from the run's checkpoint and from its ONNX export, in interleaved rounds
+    too."""
     env = _environment()
     baseline: list[tuple[float, float]] = []
     frozen: list[tuple[float, float]] = []
@@ -222,6 +241,24 @@ def run(repeats: int, head: str) -> int:
         print(f"  round {round_}: baseline {baseline[-1][0]:.2f} s, run {runs[-1][0]:.2f} s, "
               f"timed run {wall[-1]:.2f} s", file=sys.stderr)
     print(format_table(baseline, frozen, runs, phases, wall, head))
+    with tempfile.TemporaryDirectory() as folder:
+        files = _exported(env, Path(folder))
+        if files is None:
+            print("\npredict.py --onnx: not timed (onnxruntime is missing: pip install 'lr-lightning[export]')")
+            return 0
+        ckpt, onnx = files
+        rows = ["--x", "1", "2", "3"]
+        timed = {"predict.py --ckpt last.ckpt --x 1 2 3": ["-c", PREDICT, "--ckpt", ckpt, *rows],
+                 "predict.py --onnx model.onnx --x 1 2 3": ["-c", PREDICT, "--onnx", onnx, *rows]}
+        seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in timed}
+        for _ in range(repeats + 1):  # the first round is a warm-up, not counted
+            for name, args in timed.items():
+                seconds[name].append(_timed(args, env))
+        print(f"\npredictions without training (fresh processes, {repeats} rounds after a warm-up):")
+        for name, pairs in seconds.items():
+            walls, cpus = [p[0] for p in pairs[1:]], [p[1] for p in pairs[1:]]
+            print(f"{name:<46} {min(walls):7.2f} {statistics.median(walls):7.2f} {min(cpus):9.2f} "
+                  f"{statistics.median(cpus):7.2f}")
     return 0
 
 
