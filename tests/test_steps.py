@@ -195,6 +195,30 @@ def test_a_block_calls_torch_directly_unless_a_hook_around_the_step_has_code():
     assert _same_weights(hooked, one)
 
 
+class _PerStepSchedule(RegressionModule):
+    """A subclass stepping its schedule every 2 optimizer steps ("interval": "step"), as a copier might."""
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.97)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 2}}
+
+
+def test_a_step_interval_schedule_steps_inside_blocks_as_it_does_without():
+    runs = []
+    for k in (1, 3, 7):
+        dm = _data()
+        torch.manual_seed(0)
+        module = _PerStepSchedule(LinearRegression(3), steps_per_call=k, **dm.module_inputs())
+        trainer = make_trainer(max_epochs=3)
+        trainer.fit(module, datamodule=dm)
+        runs.append((module, trainer.optimizers[0].param_groups[0]["lr"]))
+    (one, lr), others = runs[0], runs[1:]
+    # 3 epochs of 13 steps, stepped after steps 2, 4, ..., 12 of each epoch: 18 times.
+    assert lr == pytest.approx(0.05 * 0.97**18, rel=1e-12)
+    assert all(_same_weights(m, one) and other_lr == lr for m, other_lr in others)
+
+
 def test_max_steps_counts_optimizer_steps_inside_a_block():
     _, trainer, _ = _fit(3, max_steps=10)  # blocks end at 3, 6, 9, 12: the fourth stops after its first step
     assert trainer.global_step == 10

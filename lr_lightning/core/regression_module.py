@@ -483,6 +483,10 @@ class RegressionModule(L.LightningModule):
         trainer, optimizer = self.trainer, self.optimizers()
         every, losses, max_steps = trainer.log_every_n_steps, [], trainer.max_steps
         direct = getattr(self, "_direct_steps", False)
+        # Schedulers a subclass steps every N optimizer steps ("interval": "step"): stepped inside the block where
+        # Lightning steps them for K = 1, after the step whose index in the epoch (from 1) N divides.
+        per_step = [c for c in trainer.lr_scheduler_configs if c.interval == "step" and not c.reduce_on_plateau]
+        first = batch_idx * getattr(self, "_block_steps", len(block))  # the epoch's steps before this block
         if batch_idx == 0:
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
         for batch in block:
@@ -503,6 +507,9 @@ class RegressionModule(L.LightningModule):
                 optimizer.zero_grad()  # set_to_none, as automatic optimization does
                 self.manual_backward(loss)  # under DDP: Lightning prepares the gradient all-reduce for each backward
                 optimizer.step()
+            for config in per_step:
+                if (first + len(losses) + 1) % config.frequency == 0:
+                    self.lr_scheduler_step(config.scheduler, None)
             loss = loss.detach()
             self._count_loss(loss, len(batch[0]))
             if (step + 1) % every == 0:
@@ -525,7 +532,7 @@ class RegressionModule(L.LightningModule):
         trainer, monitor = self.trainer, self.hparams.monitor
         for config in trainer.lr_scheduler_configs:  # (under manual optimization Lightning keeps no `monitor`)
             is_plateau = isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-            if is_plateau != plateau or (trainer.current_epoch + 1) % config.frequency:
+            if config.interval == "step" or is_plateau != plateau or (trainer.current_epoch + 1) % config.frequency:
                 continue
             value = trainer.callback_metrics.get(monitor) if plateau else None
             if plateau and value is None:
