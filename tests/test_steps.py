@@ -136,6 +136,24 @@ def test_a_run_stopped_mid_epoch_resumes_bitwise_and_last_ckpt_keeps_its_interva
         _fit(1, ckpt_path=tmp_path / "last.ckpt")
 
 
+def test_auto_resumes_with_the_checkpoints_k_whatever_it_would_pick_now(tmp_path):
+    """A checkpoint of one step per call (or of any K) resumes under `auto` with that K, from Python and from the
+    command line; the weights are those of the uninterrupted run."""
+    whole, _, _ = _fit(1)
+    for k in (1, 2):  # auto alone picks 3 here
+        folder = tmp_path / f"k{k}"
+        with contextlib.suppress(_Stop):
+            _fit(k, callbacks=[SaveLast(folder, every_n_steps=4), _StopAfter(17)])
+        resumed, trainer, _ = _fit("auto", ckpt_path=folder / "last.ckpt")
+        assert resumed.resolved_steps_per_call == k and trainer.global_step == 39 and _same_weights(resumed, whole)
+    data = ["--data", "synthetic", "--data.n_samples", "250", "--figures", "0", "--progress_bar", "false"]
+    first = run_main(fit_main, *data, "--max_epochs", "1", "--steps_per_call", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    ckpt = tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt"
+    resumed = run_main(fit_main, *data, "--max_epochs", "2", "--resume", str(ckpt), cwd=tmp_path)
+    assert resumed.returncode == 0 and "1 optimizer step per call into Lightning" in resumed.stdout, resumed.stderr
+
+
 class _PerStep(L.Callback):
     per_step_hooks = True  # sees every optimizer step: one step per call
 

@@ -512,14 +512,22 @@ def _check_steps_per_call(cfg: Namespace, module: RegressionModule, trainer: L.T
     """``--steps_per_call K`` that this run cannot honour (LBFGS, gradient clipping, a resumed checkpoint's other K):
     one line now, before the run folder fills, not a traceback from inside the fit."""
     from lr_lightning.core.checkpoints import read_checkpoint
-    from lr_lightning.core.regression_module import check_steps_per_call
+    from lr_lightning.core.regression_module import check_steps_per_call, saved_steps_per_call
 
+    requested = None
     try:
-        steps, _ = module.steps_per_call_for(trainer, dm)
-        if resume is not None:
-            check_steps_per_call(read_checkpoint(resume), steps == 1, cfg.steps_per_call)
+        checkpoint = read_checkpoint(resume) if resume is not None else None
+        # `auto` resumes with the checkpoint's K (the position in the epoch is restored in calls).
+        requested = saved_steps_per_call(checkpoint) if checkpoint is not None and cfg.steps_per_call == "auto" \
+            else None
+        steps, _ = module.steps_per_call_for(trainer, dm, requested=requested)
+        if checkpoint is not None:
+            check_steps_per_call(checkpoint, steps == 1, cfg.steps_per_call)
     except ValueError as e:  # nothing ran: give back the run folder
         _give_back(Path(trainer.logger.log_dir), cfg, created)
+        if requested is not None:  # `auto` took the checkpoint's K, which this run's settings cannot honour
+            raise UsageError(f"--resume {resume}: the checkpoint was trained with steps_per_call {requested}, and "
+                             f"{str(e).partition(': ')[2]}") from None
         raise UsageError(re.sub(r"^steps_per_call=(\w+)", r"--steps_per_call \1", str(e))) from None
 
 

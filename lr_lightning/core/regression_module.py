@@ -306,8 +306,21 @@ class RegressionModule(L.LightningModule):
         # is loaded for use: load_from_checkpoint rebuilds the module from the checkpoint itself.)
         if self._trainer is not None and self.trainer.state.fn == "fit":
             self.check_resumable(checkpoint)
-            self._resumed_steps = check_steps_per_call(checkpoint, self.automatic_optimization,
-                                                       self.hparams.get("steps_per_call", "auto"))
+            requested = self.hparams.get("steps_per_call", "auto")
+            saved = saved_steps_per_call(checkpoint)
+            if requested == "auto" and saved != self.resolved_steps_per_call and \
+                    not self.trainer.strategy.restore_checkpoint_after_setup:
+                # `auto` resumes with the checkpoint's K, whatever it would pick now: Lightning restores the position
+                # in the epoch in calls. This runs before the optimizers are configured (for this strategy), so
+                # switching between one step per call and blocks here is in time.
+                try:
+                    plan = self.steps_per_call_for(self.trainer, self.trainer.datamodule, requested=saved)
+                except ValueError as e:
+                    raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {saved}, and "
+                                     f"{str(e).partition(': ')[2]}") from None
+                self._steps_plan = (self.trainer, plan[0], plan[1] and "resumed from a checkpoint trained with "
+                                    "steps_per_call 1")
+            self._resumed_steps = check_steps_per_call(checkpoint, self.automatic_optimization, requested)
 
     # ------------------------------------------------------------------------------------------ steps
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -368,10 +381,12 @@ class RegressionModule(L.LightningModule):
         plan = getattr(self, "_steps_plan", None)
         return plan[2] if plan is not None else None
 
-    def steps_per_call_for(self, trainer: L.Trainer, datamodule: Any = None) -> tuple[int, str | None]:
-        """``(K, why K is 1)`` for a fit with ``trainer`` on ``datamodule``: ``steps_per_call`` resolved. An explicit
-        ``K > 1`` where per-step hooks are needed is a ValueError naming the setting, never silently 1."""
-        requested = self.hparams.get("steps_per_call", "auto")
+    def steps_per_call_for(self, trainer: L.Trainer, datamodule: Any = None,
+                           requested: int | str | None = None) -> tuple[int, str | None]:
+        """``(K, why K is 1)`` for a fit with ``trainer`` on ``datamodule``: ``steps_per_call`` (or ``requested``)
+        resolved. An explicit ``K > 1`` where per-step hooks are needed is a ValueError naming the setting, never
+        silently 1."""
+        requested = self.hparams.get("steps_per_call", "auto") if requested is None else requested
         why = self._needs_per_step_hooks(trainer, datamodule)
         if requested == "auto":
             if why is not None:
@@ -645,6 +660,12 @@ def _steps_per_epoch(datamodule: Any, world_size: int) -> int | None:
         return None
     g = batch_size * max(1, world_size)
     return n // g if getattr(datamodule, "drop_last", False) else math.ceil(n / g)
+
+
+def saved_steps_per_call(checkpoint: Mapping[str, Any]) -> int:
+    """The steps per call a checkpoint was trained with (1 for checkpoints from before steps_per_call)."""
+    saved = checkpoint.get("steps_per_call") or {"steps": 1, "automatic": True}
+    return 1 if saved.get("automatic", True) else int(saved.get("steps", 1))
 
 
 def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, requested: int | str) -> int:
