@@ -78,6 +78,17 @@ def run_main(main: Any, *args: str, cwd: Path) -> subprocess.CompletedProcess[st
         os.chdir(previous)
     return subprocess.CompletedProcess([main.__name__, *args], int(code or 0), out.getvalue(), err.getvalue())
 
+def one_error_line(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """A command's refusal as the brief wants it: exit status 2, one ``error: ...`` line on stderr holding ``words``,
+    no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:

@@ -18,16 +18,7 @@ from lr_lightning.core.evaluate import evaluate_main
 from lr_lightning.core.predict import predict_main
 from lr_lightning.exact.nist import main as nist_main
 
-from .conftest import LBFGS, ROOT, run_main, run_script
-
-
-def _one_error_line(result, *words):
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
+from .conftest import LBFGS, ROOT, one_error_line, run_main, run_script
 
 
 def _weights(folder: Path) -> dict:
@@ -103,7 +94,7 @@ def test_csv_run_then_predict_from_values_and_csv(tmp_path):
     assert [float(r.split(",")[-1]) for r in pred.stdout.strip().splitlines()[1:]] == pytest.approx([4, -1], abs=1e-3)
 
     bad = run_main(predict_main, "--ckpt", str(ckpt), "--x", "1", "2", "3", cwd=tmp_path)
-    _one_error_line(bad, "--x: 3 values do not make rows of 2 features (a, b)")
+    one_error_line(bad, "--x: 3 values do not make rows of 2 features (a, b)")
 
 
 def test_evaluate_tests_validates_and_predicts_from_the_runs_config(tmp_path):
@@ -123,7 +114,7 @@ def test_evaluate_tests_validates_and_predicts_from_the_runs_config(tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == "predicted_y"
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1001  # every row, in order
-    _one_error_line(run_main(evaluate_main, *common[:2], "--ckpt_path", "nope.ckpt", cwd=tmp_path),
+    one_error_line(run_main(evaluate_main, *common[:2], "--ckpt_path", "nope.ckpt", cwd=tmp_path),
                     "--ckpt_path nope.ckpt: no such file")
 
 
@@ -151,7 +142,7 @@ def test_from_scratch_and_nist_help_answer_without_importing_torch(module, flag)
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_requested_without_gpu_is_one_clear_line(tmp_path):
-    _one_error_line(run_main(fit_main, "--accelerator", "gpu", cwd=tmp_path), "--accelerator gpu", "no GPU")
+    one_error_line(run_main(fit_main, "--accelerator", "gpu", cwd=tmp_path), "--accelerator gpu", "no GPU")
     assert not (tmp_path / "lightning_logs").exists()  # nothing half-written
 
 
@@ -176,7 +167,7 @@ def test_gpu_requested_without_gpu_is_one_clear_line(tmp_path):
     (["--unknown", "1"], ["unrecognized arguments: --unknown"]),
 ])
 def test_flag_errors_are_one_line(tmp_path, flags, words):
-    _one_error_line(run_main(fit_main, *flags, cwd=tmp_path), *words)
+    one_error_line(run_main(fit_main, *flags, cwd=tmp_path), *words)
     assert not any((tmp_path / "lightning_logs").glob("version_*"))  # a refused run leaves no folder
 
 
@@ -189,7 +180,7 @@ def test_config_file_with_flags_overriding_it(tmp_path):
     # not the tutorial's 0).
     assert "on synthetic data (96 train, 24 val, 0 test samples) for 3 epochs" in result.stdout
     (tmp_path / "bad.yaml").write_text("max_epoch: 5\n")
-    _one_error_line(run_main(fit_main, "--config", "bad.yaml", cwd=tmp_path), "max_epoch")
+    one_error_line(run_main(fit_main, "--config", "bad.yaml", cwd=tmp_path), "max_epoch")
 
 
 def test_stop_below_ends_training_like_the_tutorial(tmp_path):
@@ -247,12 +238,12 @@ def test_nist_script_prints_a_row_per_dataset(tmp_path):
     (["--data-dir", "."], ["unrecognized arguments: --data-dir"]),
 ])
 def test_nist_flag_errors_are_one_line(tmp_path, flags, words):
-    _one_error_line(run_main(nist_main, *flags, cwd=tmp_path), *words)
+    one_error_line(run_main(nist_main, *flags, cwd=tmp_path), *words)
 
 
 def test_nist_data_dir_without_the_files_is_one_line(tmp_path):
     (tmp_path / "Norris.dat").write_text("not the file\n")
-    _one_error_line(run_main(nist_main, "--data_dir", str(tmp_path), cwd=tmp_path), "no Pontius.dat, NoInt1.dat")
+    one_error_line(run_main(nist_main, "--data_dir", str(tmp_path), cwd=tmp_path), "no Pontius.dat, NoInt1.dat")
 
 
 @pytest.mark.parametrize(("flags", "words"), [
@@ -266,7 +257,7 @@ def test_nist_data_dir_without_the_files_is_one_line(tmp_path):
     (["--n-samples", "10"], ["unrecognized arguments: --n-samples"]),
 ])
 def test_benchmark_flag_errors_are_one_line(tmp_path, flags, words):
-    _one_error_line(run_main(benchmark_main, *flags, cwd=tmp_path), *words)
+    one_error_line(run_main(benchmark_main, *flags, cwd=tmp_path), *words)
 
 
 def test_benchmark_files_runs_each_mode_through_the_package(tmp_path):
@@ -310,7 +301,7 @@ def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path)
     crafted["hyper_parameters"]["model"] = {"class_path": "subprocess.Popen",
                                             "init_args": {"args": ["touch", str(marker)]}}
     torch.save(crafted, tmp_path / "evil.ckpt")
-    _one_error_line(run_main(predict_main, "--ckpt", "evil.ckpt", "--x", "1", "2", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--ckpt", "evil.ckpt", "--x", "1", "2", cwd=tmp_path),
                     "error: --ckpt evil.ckpt: model class 'subprocess.Popen' is not trusted",
                     "(predict.py: --trust subprocess.Popen)")
     assert not marker.exists()
@@ -318,7 +309,7 @@ def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path)
     crafted = torch.load(ckpt, weights_only=True)
     crafted["hyper_parameters"]["optimizer"] = {"class_path": "os.system", "init_args": {"command": "touch x"}}
     torch.save(crafted, tmp_path / "evil2.ckpt")
-    _one_error_line(run_main(predict_main, "--ckpt", "evil2.ckpt", "--x", "1", "2", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--ckpt", "evil2.ckpt", "--x", "1", "2", cwd=tmp_path),
                     "optimizer: 'os.system' is not one of torch.optim's classes")
 
     # Columns by name (a BOM is not part of one), a header-less file only with --no_header, finite inputs only.
@@ -328,11 +319,11 @@ def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path)
     swapped = run_main(predict_main, "--ckpt", str(ckpt), "--csv", "swapped.csv", cwd=tmp_path)
     assert swapped.returncode == 0 and swapped.stdout == by_x.stdout, swapped.stderr
     (tmp_path / "bare.csv").write_text("0,1\n1,0\n")
-    _one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--csv", "bare.csv", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--csv", "bare.csv", cwd=tmp_path),
                     "bare.csv: no header row: the first row (line 1) is data", "or pass --no_header")
     bare = run_main(predict_main, "--ckpt", str(ckpt), "--csv", "bare.csv", "--no_header", "true", cwd=tmp_path)
     assert bare.returncode == 0 and bare.stdout == by_x.stdout, bare.stderr
-    _one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--x", "1", "1e400", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--x", "1", "1e400", cwd=tmp_path),
                     "error: --x value 2 ('1e400', row 1, feature 'b'): not a finite number")
     help_text = " ".join(run_main(predict_main, "--help", cwd=tmp_path).stdout.split())
     assert "other columns are ignored" in help_text and "--no_header" in help_text and "--trust" in help_text

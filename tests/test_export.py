@@ -26,16 +26,7 @@ from lr_lightning.core.cli import fit_main
 from lr_lightning.core.export import OnnxPredictor, export, export_main, load_pt2
 from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.predict import predict_main
-from tests.conftest import ROOT, run_main
-
-
-def _one_error_line(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
+from tests.conftest import ROOT, one_error_line, run_main
 
 
 def _feature_map(k: int, n_out: int, *, degree: int | None, bias: bool = True) -> dict[str, Any]:
@@ -199,35 +190,35 @@ def _onnx_file(path: Path, n_inputs: int, metadata: dict[str, Any] | None) -> Pa
 
 def test_command_line_errors_are_one_line(exact_run: tuple[Path, Path], tmp_path: Path) -> None:
     folder, ckpt = exact_run
-    _one_error_line(run_main(export_main, "--ckpt", str(ckpt), "--out", "model.txt", cwd=tmp_path),
+    one_error_line(run_main(export_main, "--ckpt", str(ckpt), "--out", "model.txt", cwd=tmp_path),
                     "error: --out model.txt: the suffix picks the format, .onnx (ONNX) or .pt2 (torch.export)")
-    _one_error_line(run_main(export_main, "--ckpt", "nope.ckpt", "--out", "model.onnx", cwd=tmp_path),
+    one_error_line(run_main(export_main, "--ckpt", "nope.ckpt", "--out", "model.onnx", cwd=tmp_path),
                     "error: --ckpt nope.ckpt: no such file")
-    _one_error_line(run_main(export_main, "--ckpt", str(ckpt), "--out", "no/dir/model.onnx", cwd=tmp_path),
+    one_error_line(run_main(export_main, "--ckpt", str(ckpt), "--out", "no/dir/model.onnx", cwd=tmp_path),
                     "error: --out no/dir/model.onnx: no directory no/dir")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    _one_error_line(run_main(export_main, "--ckpt", "junk.ckpt", "--out", "model.pt2", cwd=tmp_path),
+    one_error_line(run_main(export_main, "--ckpt", "junk.ckpt", "--out", "model.pt2", cwd=tmp_path),
                     "error: --ckpt junk.ckpt: not a checkpoint written by fit.py")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.ckpt"]
 
     onnx_path = str(folder / "model.onnx")
-    _one_error_line(run_main(predict_main, "--onnx", onnx_path, "--ckpt", str(ckpt), "--x", "1", "2", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--onnx", onnx_path, "--ckpt", str(ckpt), "--x", "1", "2", cwd=tmp_path),
                     "give the model either as --ckpt (a checkpoint) or as --onnx")
-    _one_error_line(run_main(predict_main, "--onnx", onnx_path, "--x", "1", "2", "--trust", "a.B", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--onnx", onnx_path, "--x", "1", "2", "--trust", "a.B", cwd=tmp_path),
                     "--trust applies to --ckpt")
-    _one_error_line(run_main(predict_main, "--onnx", onnx_path, "--x", "1", "2", "3", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--onnx", onnx_path, "--x", "1", "2", "3", cwd=tmp_path),
                     "--x: 3 values do not make rows of 2 features (x0, x1)")
-    _one_error_line(run_main(predict_main, "--onnx", "nope.onnx", "--x", "1", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--onnx", "nope.onnx", "--x", "1", cwd=tmp_path),
                     "error: --onnx nope.onnx: no such file")
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
-    _one_error_line(run_main(predict_main, "--onnx", "junk.onnx", "--x", "1", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--onnx", "junk.onnx", "--x", "1", cwd=tmp_path),
                     "error: --onnx junk.onnx: onnxruntime cannot load it")
     _onnx_file(tmp_path / "foreign.onnx", 1, None)
-    _one_error_line(run_main(predict_main, "--onnx", "foreign.onnx", "--x", "1", "2", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--onnx", "foreign.onnx", "--x", "1", "2", cwd=tmp_path),
                     "error: --onnx foreign.onnx: not a model written by export.py (no lr_lightning metadata")
     meta = {"version": 1, "features": ["a", "b"], "targets": ["c", "d"], "dtype": "float64", "feature_map": None}
     _onnx_file(tmp_path / "two.onnx", 2, meta)
-    _one_error_line(run_main(predict_main, "--onnx", "two.onnx", "--x", "1", "2", cwd=tmp_path),
+    one_error_line(run_main(predict_main, "--onnx", "two.onnx", "--x", "1", "2", cwd=tmp_path),
                     "error: --onnx two.onnx: expected one input of shape (batch, 2) for the features a, b; the graph "
                     "takes 2")
     # Our metadata on a graph that fits it: it runs (the checks above refuse the file, not the format).
@@ -241,7 +232,7 @@ def test_export_py_says_in_one_line_that_onnx_cannot_express_a_users_network(tmp
     # A checkpoint as Lightning writes one, reduced to what predict.py and export.py read.
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, tmp_path / "net.ckpt")
     trust = ["--trust", f"{CummaxNet.__module__}.CummaxNet"]
-    _one_error_line(run_main(export_main, "--ckpt", "net.ckpt", "--out", "net.onnx", *trust, cwd=tmp_path),
+    one_error_line(run_main(export_main, "--ckpt", "net.ckpt", "--out", "net.onnx", *trust, cwd=tmp_path),
                     "error: --out net.onnx: the network CummaxNet uses aten.cummax, which has no ONNX function")
     assert not (tmp_path / "net.onnx").exists()
     assert run_main(export_main, "--ckpt", "net.ckpt", "--out", "net.pt2", *trust, cwd=tmp_path).returncode == 0
