@@ -437,6 +437,13 @@ class RegressionModule(L.LightningModule):
     def on_train_start(self) -> None:
         self._counted = None  # (global_step, batch_idx) whose loss is already counted; see training_step
         self._direct_steps = not self.automatic_optimization and _lightning_adds_nothing_per_step(self)
+        if not self.automatic_optimization and any(
+                c.interval == "step" and isinstance(c.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+                for c in self.trainer.lr_scheduler_configs):
+            # Under manual optimization Lightning drops the config's `monitor`: there is nothing to step it on.
+            raise ValueError(f"steps_per_call={self.resolved_steps_per_call}: a ReduceLROnPlateau stepped every step "
+                             "(\"interval\": \"step\") needs one training_step per optimizer step; use "
+                             "steps_per_call=1")
 
     def _count_loss(self, loss: torch.Tensor, rows: int) -> None:
         """Adds one step's loss, weighted by its ``rows``, to the epoch's mean (``train/loss``).
@@ -485,10 +492,15 @@ class RegressionModule(L.LightningModule):
         direct = getattr(self, "_direct_steps", False)
         if batch_idx == 0:
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
-        for batch in block:
+        # A subclass's "interval": "step" schedulers, which Lightning leaves to the module under manual optimization.
+        per_step = [c for c in trainer.lr_scheduler_configs if c.interval == "step"]
+        for position, batch in enumerate(block, start=block.start):
             step = self.global_step  # counts optimizer steps: Lightning counts manual optimizer.step() calls
             if 0 <= max_steps <= step:
-                break  # max_steps is a number of optimizer steps; Lightning itself checks it only between calls
+                # max_steps is a number of optimizer steps; Lightning itself checks it only between calls. The
+                # batches not trained on are given back, so that a checkpoint written now resumes with them.
+                block.unserve(len(block) - len(losses))
+                break
             loss, _, _ = self.model_step(batch)
             if direct:
                 # The same zero_grad, backward and step, without the hooks Lightning would dispatch around them
@@ -503,6 +515,9 @@ class RegressionModule(L.LightningModule):
                 optimizer.zero_grad()  # set_to_none, as automatic optimization does
                 self.manual_backward(loss)  # under DDP: Lightning prepares the gradient all-reduce for each backward
                 optimizer.step()
+            for config in per_step:  # as Lightning does after each batch: by the batch's position in the epoch
+                if (position + 1) % config.frequency == 0:
+                    self.lr_scheduler_step(config.scheduler, None)
             loss = loss.detach()
             self._count_loss(loss, len(batch[0]))
             if (step + 1) % every == 0:
@@ -513,7 +528,8 @@ class RegressionModule(L.LightningModule):
             losses.append(loss)
         # Lightning adds one per call to the counter its loggers use as the x axis; make it count optimizer steps, so
         # that train/loss, val/* and the rest sit at the same steps as with K = 1.
-        trainer.fit_loop.epoch_loop._batches_that_stepped += len(block) - 1
+        # (Steps taken, not the block's length: max_steps may have stopped it early.)
+        trainer.fit_loop.epoch_loop._batches_that_stepped += len(losses) - 1
         if trainer.fit_loop.epoch_loop._num_ready_batches_reached():
             self._step_schedulers(plateau=False)  # where automatic optimization steps them: after the last batch
         # `losses`: every step's loss, for the divergence guard to name the first bad step.
@@ -525,7 +541,7 @@ class RegressionModule(L.LightningModule):
         trainer, monitor = self.trainer, self.hparams.monitor
         for config in trainer.lr_scheduler_configs:  # (under manual optimization Lightning keeps no `monitor`)
             is_plateau = isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-            if is_plateau != plateau or (trainer.current_epoch + 1) % config.frequency:
+            if config.interval != "epoch" or is_plateau != plateau or (trainer.current_epoch + 1) % config.frequency:
                 continue
             value = trainer.callback_metrics.get(monitor) if plateau else None
             if plateau and value is None:

@@ -1,0 +1,87 @@
+"""Issue #15's features attacked as a hostile user would (steps_per_call, export): the cases that failed, kept fixed.
+
+Each compares against what one step per call (Lightning's own loop) does, bit for bit, or checks a one-line error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+
+
+def _data(n: int = 100, batch_size: int = 8) -> RegressionDataModule:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(n, 1, generator=g)
+    return RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.2)
+
+
+def _fit(steps: int | str, tmp_path: Path, cls: type[RegressionModule] = RegressionModule,
+         **trainer: Any) -> tuple[RegressionModule, L.Trainer, str]:
+    dm = _data()
+    torch.manual_seed(0)
+    module = cls(LinearRegression(3), steps_per_call=steps, **dm.module_inputs())
+    logger = CSVLogger(tmp_path, name=f"k{steps}")
+    fit = L.Trainer(max_epochs=trainer.pop("max_epochs", 3), logger=logger, log_every_n_steps=1,
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **trainer)
+    fit.fit(module, datamodule=dm)
+    return module, fit, (Path(logger.log_dir) / "metrics.csv").read_text()
+
+
+def _same_weights(a: RegressionModule, b: RegressionModule) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True))
+
+
+class StepIntervalScheduler(RegressionModule):
+    """A subclass with a per-step schedule, as Lightning's docs show one: Lightning steps it after every batch whose
+    position in the epoch (1-based) is a multiple of `frequency`."""
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.9)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 3}}
+
+
+def test_a_step_interval_scheduler_is_stepped_at_every_step_of_a_block(tmp_path: Path) -> None:
+    # Before the fix, blocks stepped it once per epoch: different weights from K = 1, silently.
+    # K = 4 against frequency 3 and 10-step epochs: steps fall inside blocks, and the position restarts each epoch.
+    one, _, log_one = _fit(1, tmp_path, StepIntervalScheduler)
+    four, trainer, log_four = _fit(4, tmp_path, StepIntervalScheduler)
+    assert four._block_steps == 4 and trainer.global_step == 30  # blocks were used
+    assert _same_weights(one, four)
+    assert log_one == log_four
+    # 3 per epoch (positions 3, 6, 9) for 3 epochs: lr 0.05 * 0.9**9.
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05 * 0.9 ** 9, rel=1e-12)
+
+
+def test_max_steps_inside_a_block_logs_at_k1s_steps_and_gives_back_the_untrained_batches(tmp_path: Path) -> None:
+    # 10 steps an epoch in blocks of 4 (4, 4, 2): max_steps 13 stops the second epoch's first block after 3 steps.
+    one, _, log_one = _fit(1, tmp_path, max_steps=13)
+    four, trainer, log_four = _fit(4, tmp_path, max_steps=13)
+    assert trainer.global_step == 13 and _same_weights(one, four)
+    # Before the fix the epoch's metrics were written at step 13 (one per block's length), not K = 1's 12.
+    assert log_one == log_four
+    # The loader counts only the 3 batches trained on in this epoch: a checkpoint written now resumes at the 4th.
+    assert trainer.train_dataloader.state_dict()["consumed"] == 3
+
+
+class PlateauEveryStep(RegressionModule):
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step",
+                                                         "monitor": "train/loss"}}
+
+
+def test_a_step_interval_plateau_scheduler_with_blocks_is_one_line(tmp_path: Path) -> None:
+    # Lightning drops `monitor` under manual optimization: there is no value to step it on, so say so, not crash.
+    with pytest.raises(ValueError, match=r"^steps_per_call=4: a ReduceLROnPlateau stepped every step .* use "
+                                         r"steps_per_call=1$"):
+        _fit(4, tmp_path, PlateauEveryStep)
