@@ -54,7 +54,7 @@ def test_a_step_interval_scheduler_is_stepped_at_every_step_of_a_block(tmp_path:
     # K = 4 against frequency 3 and 10-step epochs: steps fall inside blocks, and the position restarts each epoch.
     one, _, log_one = _fit(1, tmp_path, StepIntervalScheduler)
     four, trainer, log_four = _fit(4, tmp_path, StepIntervalScheduler)
-    assert four._block_steps == 4 and trainer.global_step == 30  # blocks were used
+    assert four.resolved_steps_per_call == 4 and trainer.global_step == 30  # blocks were used
     assert _same_weights(one, four)
     assert log_one == log_four
     # 3 per epoch (positions 3, 6, 9) for 3 epochs: lr 0.05 * 0.9**9.
@@ -80,8 +80,47 @@ class PlateauEveryStep(RegressionModule):
                                                          "monitor": "train/loss"}}
 
 
+@pytest.mark.filterwarnings("ignore:The lr scheduler dict contains")  # Lightning's, about `monitor`
 def test_a_step_interval_plateau_scheduler_with_blocks_is_one_line(tmp_path: Path) -> None:
     # Lightning drops `monitor` under manual optimization: there is no value to step it on, so say so, not crash.
     with pytest.raises(ValueError, match=r"^steps_per_call=4: a ReduceLROnPlateau stepped every step .* use "
                                          r"steps_per_call=1$"):
         _fit(4, tmp_path, PlateauEveryStep)
+
+
+class WarmUp(RegressionModule):
+    """A learning-rate warm-up in optimizer_step, as Lightning's docs write one. Under blocks (manual optimization)
+    Lightning never calls optimizer_step: the warm-up would silently not happen."""
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = 0.05 * min(1.0, (self.trainer.global_step + 1) / 20)
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+
+
+class OwnTrainingStep(RegressionModule):
+    """A training_step written for one (x, y) batch (an L1 penalty): a block of K batches would not unpack."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.mse_loss(self(x), y) + 0.01 * self.model.linear.weight.abs().sum()
+
+
+class BlocksHandled(OwnTrainingStep):
+    per_step_hooks = False  # the subclass says it handles blocks: auto keeps its K (here it would not unpack)
+
+
+@pytest.mark.parametrize("cls, hook", [(WarmUp, "optimizer_step"), (OwnTrainingStep, "training_step")])
+def test_a_subclass_with_per_step_methods_gets_one_step_per_call_and_an_explicit_k_is_refused(
+        tmp_path: Path, cls: type[RegressionModule], hook: str) -> None:
+    one, _, _ = _fit(1, tmp_path, cls)
+    auto, _, _ = _fit("auto", tmp_path, cls, max_epochs=3)
+    assert auto.resolved_steps_per_call == 1 and auto.steps_per_call_reason.startswith(f"{cls.__name__}.{hook} (")
+    assert _same_weights(one, auto)  # before the fix: WarmUp's weights differed, OwnTrainingStep raised on unpacking
+    with pytest.raises(ValueError, match=rf"^steps_per_call=4: {cls.__name__}\.{hook} .* use steps_per_call=1"):
+        _fit(4, tmp_path, cls)
+
+
+def test_a_subclass_declaring_per_step_hooks_false_keeps_blocks(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="too many values to unpack"):  # it said it handles blocks; it does not
+        _fit(4, tmp_path, BlocksHandled)

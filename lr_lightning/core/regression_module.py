@@ -111,8 +111,9 @@ class RegressionModule(L.LightningModule):
                 work is paid once per ``K`` steps. Same batches, same order, same weights bit for bit as ``K = 1``.
                 ``"auto"``: 1 where per-step hooks are needed (LBFGS, gradient clipping or accumulation, a callback
                 of yours with a per-step hook such as ``on_train_batch_end`` unless it sets ``per_step_hooks = False``,
-                one with ``per_step_hooks = True``, a step-interval ``ModelCheckpoint``, batches not from a
-                ``RegressionDataModule``), else
+                one with ``per_step_hooks = True``, a subclass overriding ``training_step``, ``optimizer_step`` or
+                another per-step method (see ``_per_step_override``), a step-interval ``ModelCheckpoint``, batches
+                not from a ``RegressionDataModule``), else
                 ``ceil(32768 / batch_size)``, at most 256, a quarter epoch and any callback's ``every_n_steps``. A
                 whole number > 1 with one of those is a ValueError.
             trusted: classes besides this package's networks and torch's optimizers that a recipe may name; a recipe's
@@ -417,8 +418,29 @@ class RegressionModule(L.LightningModule):
         for callback in trainer.callbacks:
             if why := _per_step_callback(callback):
                 return f"the callback {type(callback).__name__} ({why})"
+        if why := self._per_step_override():
+            return why
         if not getattr(datamodule, "serves_step_blocks", False):
             return "batches not served by a RegressionDataModule (which serves blocks of steps)"
+        return None
+
+    def _per_step_override(self) -> str | None:
+        """Why a subclass of this module needs one ``training_step`` per optimizer step, in words; None if it does not.
+
+        Under blocks its ``training_step`` and ``on_train_batch_start``/``_end`` would see a ``Block`` of K batches, and
+        Lightning calls neither ``optimizer_step``, ``optimizer_zero_grad``, ``on_before_zero_grad`` nor
+        ``configure_gradient_clipping`` under manual optimization: a learning-rate warm-up written in ``optimizer_step``
+        (as Lightning's docs show one) would silently not run. A subclass that handles blocks says so, as a callback
+        does, with ``per_step_hooks = False``.
+        """
+        declared = getattr(self, "per_step_hooks", None)
+        if declared is not None:
+            return f"{type(self).__name__}.per_step_hooks = True" if declared else None
+        for hook in MODULE_PER_STEP_HOOKS:
+            if getattr(type(self), hook) is not getattr(RegressionModule, hook):
+                what = "would see a block of K batches" if hook in MODULE_PER_STEP_HOOKS[:3] else \
+                    "is not called under manual optimization"
+                return f"{type(self).__name__}.{hook} ({what}; set per_step_hooks = False if it handles blocks)"
         return None
 
     def _optimizer_class(self) -> type:
@@ -670,6 +692,10 @@ def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, request
     return steps
 
 
+# A subclass's methods that Lightning calls once per batch, or only under automatic optimization: see
+# RegressionModule._per_step_override.
+MODULE_PER_STEP_HOOKS = ("training_step", "on_train_batch_start", "on_train_batch_end", "optimizer_step",
+                         "optimizer_zero_grad", "on_before_zero_grad", "configure_gradient_clipping")
 PER_STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
                   "on_before_optimizer_step", "on_before_zero_grad")
 
