@@ -124,3 +124,17 @@ def test_a_subclass_with_per_step_methods_gets_one_step_per_call_and_an_explicit
 def test_a_subclass_declaring_per_step_hooks_false_keeps_blocks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="too many values to unpack"):  # it said it handles blocks; it does not
         _fit(4, tmp_path, BlocksHandled)
+
+
+class OwnLBFGS(RegressionModule):
+    def configure_optimizers(self) -> Any:
+        return torch.optim.LBFGS(self.parameters(), lr=1)
+
+
+@pytest.mark.parametrize("steps, k", [(3, "3"), ("auto", r"2 \(auto\)")])
+def test_lbfgs_from_a_subclasss_configure_optimizers_with_blocks_is_one_line(tmp_path: Path, steps: int | str,
+                                                                            k: str) -> None:
+    # Before: TypeError "LBFGS.step() missing 1 required positional argument: 'closure'" from inside the block.
+    with pytest.raises(ValueError, match=rf"^steps_per_call={k}: LBFGS \(from OwnLBFGS.configure_optimizers; .* use "
+                                         r"steps_per_call=1$"):
+        _fit(steps, tmp_path, OwnLBFGS)

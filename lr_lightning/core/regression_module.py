@@ -459,11 +459,20 @@ class RegressionModule(L.LightningModule):
     def on_train_start(self) -> None:
         self._counted = None  # (global_step, batch_idx) whose loss is already counted; see training_step
         self._direct_steps = not self.automatic_optimization and _lightning_adds_nothing_per_step(self)
-        if not self.automatic_optimization and any(
-                c.interval == "step" and isinstance(c.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-                for c in self.trainer.lr_scheduler_configs):
+        if self.automatic_optimization:
+            return
+        # What a subclass's configure_optimizers returns is known only now, after steps_per_call was resolved (the
+        # resolution decides between automatic and manual optimization, which Lightning reads before calling it).
+        requested = self.hparams.get("steps_per_call", "auto")
+        k = f"{self.resolved_steps_per_call}" + (" (auto)" if requested == "auto" else "")
+        if any(isinstance(o, torch.optim.LBFGS) for o in self.trainer.optimizers):
+            raise ValueError(f"steps_per_call={k}: LBFGS (from "
+                             f"{type(self).__name__}.configure_optimizers; its closure evaluates the loss several "
+                             "times per step) needs one training_step per optimizer step; use steps_per_call=1")
+        if any(c.interval == "step" and isinstance(c.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+               for c in self.trainer.lr_scheduler_configs):
             # Under manual optimization Lightning drops the config's `monitor`: there is nothing to step it on.
-            raise ValueError(f"steps_per_call={self.resolved_steps_per_call}: a ReduceLROnPlateau stepped every step "
+            raise ValueError(f"steps_per_call={k}: a ReduceLROnPlateau stepped every step "
                              "(\"interval\": \"step\") needs one training_step per optimizer step; use "
                              "steps_per_call=1")
 
