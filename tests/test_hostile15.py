@@ -5,6 +5,7 @@ Each compares against what one step per call (Lightning's own loop) does, bit fo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,22 @@ def test_lbfgs_from_a_subclasss_configure_optimizers_with_blocks_is_one_line(tmp
     with pytest.raises(ValueError, match=rf"^steps_per_call={k}: LBFGS \(from OwnLBFGS.configure_optimizers; .* use "
                                          r"steps_per_call=1$"):
         _fit(steps, tmp_path, OwnLBFGS)
+
+
+@pytest.mark.parametrize("value, words", [(float("nan"), "the weights are not finite (model.linear.weight): "
+                                                           "training diverged"),
+                                          (3e38, "the module's predictions on example rows in the data's range are "
+                                                 "not finite")])
+def test_exporting_a_module_with_non_finite_weights_or_predictions_is_one_line(tmp_path: Path, value: float,
+                                                                              words: str) -> None:
+    from lr_lightning.core.export import export
+
+    module = RegressionModule(LinearRegression(2))
+    with torch.no_grad():
+        module.model.linear.weight.fill_(value)  # 3e38 is finite, but two of them summed overflow float32
+    out = tmp_path / "m.onnx"
+    # Before: an inf prediction made the self-check's tolerance inf, and the file was written; NaN said only
+    # "largest difference nan".
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{out}: {words}; nothing to export')}$"):
+        export(module, out)
+    assert not out.exists()

@@ -133,6 +133,13 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
     if expected.ndim != 2 or expected.shape[0] != len(example):
         raise ValueError(f"{out}: the network returns shape {tuple(expected.shape)} for {len(example)} rows; expected "
                          f"(rows, outputs)")
+    # Checked here, not left to the comparison below: with an inf prediction its tolerance (relative to the largest
+    # one) is inf and would pass any file; with a NaN it fails saying only "largest difference nan".
+    bad = [name for name, t in module.named_parameters() if not torch.isfinite(t).all()]
+    if bad or not np.isfinite(expected).all():
+        raise ValueError(f"{out}: " + (f"the weights are not finite ({', '.join(bad[:3])}): training diverged" if bad
+                                       else "the module's predictions on example rows in the data's range are not "
+                                            "finite") + "; nothing to export")
     n_out = expected.shape[1]
     targets = targets or (["y"] if n_out == 1 else [f"y{i}" for i in range(n_out)])
     meta = {"version": METADATA_VERSION, "features": features or [f"x{i}" for i in range(n_in)], "targets": targets,
