@@ -158,3 +158,28 @@ def test_exporting_a_module_with_non_finite_weights_or_predictions_is_one_line(t
     with pytest.raises(ValueError, match=f"^{re.escape(f'{out}: {words}; nothing to export')}$"):
         export(module, out)
     assert not out.exists()
+
+
+class DataDependent(torch.nn.Module):
+    """A branch on the data's values: torch.export cannot trace it (it guards on a data-dependent expression)."""
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.in_features = in_features  # so the module can record how to rebuild it
+        self.linear = torch.nn.Linear(in_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) if x.sum() > 0 else -self.linear(x)
+
+
+def test_a_network_torch_export_cannot_trace_is_one_line_and_nothing_else_on_stderr(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from lr_lightning.core.export import export
+
+    module = RegressionModule(DataDependent(2))
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=r"m\.pt2: torch\.export cannot trace the network DataDependent \(Could not "
+                                         r"guard on data-dependent expression"):
+        export(module, tmp_path / "m.pt2", features=["a", "b"])
+    # Before: torch's warning ("Unable to find user code corresponding to {u0}") and the partial graph, printed twice.
+    assert capfd.readouterr().err == ""

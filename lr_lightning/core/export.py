@@ -18,6 +18,7 @@ Only :func:`export` and its helpers import torch, inside the functions: this mod
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -196,16 +197,22 @@ def _example_rows(module: RegressionModule, n_in: int, dtype: torch.dtype, n: in
 def _torch_quiet() -> Iterator[None]:
     """The exporter's chatter off: its warnings that torchvision's ops are not registered (logged, not ours to act on)
     and a deprecation inside torch.export's own pytree code."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    # torch.onnx: warnings about torchvision's ops; torch.fx's symbolic shapes and torch.export: a warning ("Unable to
+    # find user code corresponding to {u0}") and an error log for a network they cannot trace, which the one-line
+    # error then says.
+    levels = {"torch.onnx": logging.ERROR, "torch.fx.experimental.symbolic_shapes": logging.CRITICAL,
+              "torch.export": logging.CRITICAL, "torch._export": logging.CRITICAL}
+    loggers = [(logging.getLogger(name), logging.getLogger(name).level, level) for name, level in levels.items()]
+    for logger, _, level in loggers:
+        logger.setLevel(level)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
             warnings.filterwarnings("ignore", r".*legacy TorchScript-based ONNX export", DeprecationWarning)
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level, _ in loggers:
+            logger.setLevel(level)
 
 
 def _torch_export(module: RegressionModule, example: torch.Tensor, out: Path) -> Any:
@@ -213,7 +220,9 @@ def _torch_export(module: RegressionModule, example: torch.Tensor, out: Path) ->
     import torch
 
     try:
-        with _torch_quiet():
+        # torch.export prints the partial graph of a network it cannot trace straight to stderr (print, not a log),
+        # once per nested wrapper: dozens of lines before the one-line error that says why.
+        with _torch_quiet(), contextlib.redirect_stderr(io.StringIO()):
             return torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as e:  # torch.export fails in many classes (UserError, Unsupported, ...), each over many lines
         raise ValueError(f"{out}: torch.export cannot trace the network {type(module.model).__name__} "
