@@ -16,6 +16,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
 
+from .conftest import run_main
+
 
 def _data(n: int = 100, batch_size: int = 8) -> RegressionDataModule:
     g = torch.Generator().manual_seed(1)
@@ -183,3 +185,13 @@ def test_a_network_torch_export_cannot_trace_is_one_line_and_nothing_else_on_std
         export(module, tmp_path / "m.pt2", features=["a", "b"])
     # Before: torch's warning ("Unable to find user code corresponding to {u0}") and the partial graph, printed twice.
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("value", ["abc", "2.5"])
+def test_a_steps_per_call_that_is_not_a_number_says_int_or_auto(tmp_path: Path, value: str) -> None:
+    from lr_lightning.core.cli import fit_main
+
+    result = run_main(fit_main, "--steps_per_call", value, cwd=tmp_path)
+    # Before: "expected int or a typing.Literal['auto']", Python's spelling of the type, not the user's.
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: --steps_per_call: expected int or auto, got '{value}' (see --help)\n"

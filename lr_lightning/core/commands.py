@@ -192,6 +192,8 @@ def _union(lines: list[str]) -> str:
             continue  # (a number's alternative "a torch.Tensor class" is never what the user meant)
         if m := re.match(r"Not of type (\w+):", error):
             kinds.append(_RESTRICTED.get(m.group(1), m.group(1)))
+        elif m := re.match(r"Expected a typing\.Literal\[(.*)\]", error):  # --steps_per_call's 'auto'
+            kinds.append(m.group(1).replace("'", ""))
         elif m := re.fullmatch(r"Expected (?:a )?<class '(?:[\w.]+\.)?(\w+)'>", error):
             kinds.append("a list [a, b, ...]" if m.group(1) in ("list", "Sequence", "tuple") else m.group(1))
         else:  # "Expected a tuple with 2 elements", a Literal's report, ...
