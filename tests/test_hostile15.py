@@ -195,3 +195,43 @@ def test_a_steps_per_call_that_is_not_a_number_says_int_or_auto(tmp_path: Path, 
     # Before: "expected int or a typing.Literal['auto']", Python's spelling of the type, not the user's.
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"error: --steps_per_call: expected int or auto, got '{value}' (see --help)\n"
+
+
+class _RunsCode:
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.system, ("touch pwned",))  # (relative: the test's cwd is tmp_path)
+
+
+def test_a_pt2_with_a_pickled_weight_runs_no_code_when_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capfd: pytest.CaptureFixture[str]) -> None:
+    import json
+    import pickle
+    import zipfile
+
+    from lr_lightning.core.export import export, load_pt2
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    module = RegressionModule(LinearRegression(2))
+    export(module, tmp_path / "m.pt2")
+    assert torch.equal(load_pt2(tmp_path / "m.pt2")[0](torch.ones(3, 2)), module(torch.ones(3, 2)))  # ours loads
+    # The archive's format lets a weight be a pickle, which torch.export.load unpickles with weights_only=False.
+    with zipfile.ZipFile(tmp_path / "m.pt2") as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config_name = next(name for name in files if name.endswith("data/weights/model_weights_config.json"))
+    config = json.loads(files[config_name])
+    entry = next(iter(config["config"].values()))
+    entry["use_pickle"] = True
+    files[config_name] = json.dumps(config).encode()
+    files[config_name.replace("model_weights_config.json", entry["path_name"])] = pickle.dumps(_RunsCode())
+    with zipfile.ZipFile(tmp_path / "evil.pt2", "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=r"evil\.pt2: refused: it holds a pickled object, which loading would run as "
+                                         "code$"):
+        load_pt2(tmp_path / "evil.pt2")
+    assert not (tmp_path / "pwned").exists()  # before the fix: os.system ran while loading
+    assert capfd.readouterr().err == ""

@@ -362,7 +362,11 @@ def load_pt2(path: str | Path, what: str | None = None) -> tuple[Callable[[torch
                                                                   dict[str, Any]]:
     """A ``.pt2`` written by :func:`export`: ``(module, metadata)``, with ``module(x_raw)`` the predictions.
 
-    ``torch.export.load`` reads its own format (no pickle), so a file from elsewhere runs no code when loaded.
+    The archive's weights and constants are raw tensor bytes, but its format also allows pickled ones, which
+    ``torch.export.load`` unpickles with ``weights_only=False`` (and its example inputs fall back to that): a crafted
+    file would run code while loading. Here every unpickling is held to ``weights_only=True`` and a pickled object is
+    refused (ValueError), so a file :func:`export` wrote loads and a crafted one runs nothing. For files from elsewhere,
+    prefer ONNX (:class:`OnnxPredictor`): a ``.pt2`` is a program torch runs.
     """
     import torch
 
@@ -372,9 +376,47 @@ def load_pt2(path: str | Path, what: str | None = None) -> tuple[Callable[[torch
         raise FileNotFoundError(f"{where}: {'is a directory' if path.is_dir() else 'no such file'}")
     extra = {f"{METADATA_KEY}.json": ""}
     try:
-        with _torch_quiet():
+        with _torch_quiet(), _tensors_only():
             program = torch.export.load(path, extra_files=extra)
+    except _PickledObject as e:
+        raise ValueError(f"{where}: refused: {e}") from None
     except Exception as e:
+        if isinstance(e.__context__, _PickledObject) or "weights_only" in str(e.__context__ or ""):
+            raise ValueError(f"{where}: refused: it holds a pickled object, which loading would run as code") from None
         raise ValueError(f"{where}: not a torch.export file ({_summary(e)})") from None
     meta = read_metadata(extra[f"{METADATA_KEY}.json"] or None, where)
     return program.module(), meta
+
+
+class _PickledObject(ValueError):
+    """A pickled object in a ``.pt2``, refused by :func:`_tensors_only`."""
+
+
+@contextlib.contextmanager
+def _tensors_only() -> Iterator[None]:
+    """While ``torch.export.load`` reads an archive: every ``torch.load`` with ``weights_only=True`` (tensors and plain
+    containers only, whatever the caller asked for), and its two other unpicklers (``pickle.loads`` for opaque
+    constants, TorchScript's for custom objects) refused, so that no file can run code by being loaded."""
+    import pickle
+    from unittest import mock
+
+    import torch
+    from torch.export.pt2_archive import _package
+
+    real_load = torch.load
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        try:
+            return real_load(*args, **kwargs)
+        except pickle.UnpicklingError:  # weights_only's refusal: an object beyond tensors
+            raise _PickledObject("it holds a pickled object, which loading would run as code") from None
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise _PickledObject("it holds a pickled object, which loading would run as code")
+
+    with mock.patch.object(torch, "load", load), mock.patch.object(_package.pickle, "loads", refuse), \
+            mock.patch.object(torch._C, "_pickle_load_obj", refuse), warnings.catch_warnings():
+        # (weights_only's remark on a crafted pickle's protocol: the refusal says what matters)
+        warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+        yield
