@@ -235,3 +235,14 @@ def test_a_pt2_with_a_pickled_weight_runs_no_code_when_loaded(tmp_path: Path, mo
         load_pt2(tmp_path / "evil.pt2")
     assert not (tmp_path / "pwned").exists()  # before the fix: os.system ran while loading
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("args, missing", [((), "--ckpt, --out are"), (("--out", "m.onnx"), "--ckpt is")])
+def test_export_without_its_required_flags_names_them_as_flags(tmp_path: Path, args: tuple[str, ...],
+                                                               missing: str) -> None:
+    from lr_lightning.core.export import export_main
+
+    result = run_main(export_main, *args, cwd=tmp_path)
+    # Before: "the following arguments are required: ckpt, out", the destinations' names, not the flags.
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: {missing} required (see --help)\n"

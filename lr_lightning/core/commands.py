@@ -97,6 +97,11 @@ class Parser(jsonargparse.ArgumentParser):
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         message = Parser.hint(message) if Parser.hint is not None else message
+        # jsonargparse names a missing required flag by its destination ("required: ckpt, out"): say the flags.
+        if m := re.fullmatch(r"the following arguments are required: ([\w, ]+)", message):
+            names = m.group(1).split(", ")
+            if all(f"--{name}" in self._option_string_actions for name in names):
+                message = f"{', '.join(f'--{name}' for name in names)} {'is' if len(names) == 1 else 'are'} required"
         print(f"error: {one_line(message)} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
