@@ -246,3 +246,21 @@ def test_export_without_its_required_flags_names_them_as_flags(tmp_path: Path, a
     # Before: "the following arguments are required: ckpt, out", the destinations' names, not the flags.
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"error: {missing} required (see --help)\n"
+
+
+@pytest.mark.filterwarnings("ignore:You requested to overfit")  # Lightning turns shuffling off, and says so
+@pytest.mark.parametrize("setting, value", [("limit_train_batches", 5), ("limit_train_batches", 0.5),
+                                            ("overfit_batches", 2), ("val_check_interval", 4),
+                                            ("val_check_interval", 0.5)])
+def test_trainer_settings_lightning_counts_in_calls_get_one_step_per_call(tmp_path: Path, setting: str,
+                                                                          value: float) -> None:
+    # Before: auto's blocks made limit_train_batches=5 train 5 blocks (15 steps an epoch with K = 3), overfit_batches
+    # likewise, and val_check_interval validate every 4 blocks instead of every 4 steps: other weights or other
+    # val/loss values at other steps than K = 1, silently.
+    one, trainer_one, log_one = _fit(1, tmp_path, **{setting: value})
+    auto, trainer_auto, log_auto = _fit("auto", tmp_path, **{setting: value})
+    assert auto.resolved_steps_per_call == 1
+    assert auto.steps_per_call_reason == f"{setting}={value} (Lightning counts it in calls into training_step)"
+    assert trainer_auto.global_step == trainer_one.global_step and _same_weights(one, auto) and log_one == log_auto
+    with pytest.raises(ValueError, match=rf"^steps_per_call=3: {setting}={value} \(Lightning counts it in calls"):
+        _fit(3, tmp_path, **{setting: value})

@@ -415,6 +415,14 @@ class RegressionModule(L.LightningModule):
             return f"gradient clipping (gradient_clip_val={trainer.gradient_clip_val})"
         if trainer.accumulate_grad_batches != 1:
             return f"gradient accumulation (accumulate_grad_batches={trainer.accumulate_grad_batches})"
+        # Lightning counts these in calls (training_step), so with blocks they would count K steps each: a different
+        # number of optimizer steps (limit_train_batches, overfit_batches), or validation at other steps.
+        # (overfit_batches first: Lightning implements it by setting limit_train_batches. An int counts batches, so
+        # even limit_train_batches=1 is a limit; the float 1.0 is the whole epoch.)
+        for setting, whole in (("overfit_batches", 0), ("limit_train_batches", 1.0), ("val_check_interval", 1.0)):
+            value = getattr(trainer, setting, whole)
+            if value != whole if setting == "overfit_batches" else isinstance(value, int) or value != whole:
+                return f"{setting}={value} (Lightning counts it in calls into training_step)"
         for callback in trainer.callbacks:
             if why := _per_step_callback(callback):
                 return f"the callback {type(callback).__name__} ({why})"
