@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import GradientAccumulationScheduler, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 
 from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
@@ -264,3 +265,18 @@ def test_trainer_settings_lightning_counts_in_calls_get_one_step_per_call(tmp_pa
     assert trainer_auto.global_step == trainer_one.global_step and _same_weights(one, auto) and log_one == log_auto
     with pytest.raises(ValueError, match=rf"^steps_per_call=3: {setting}={value} \(Lightning counts it in calls"):
         _fit(3, tmp_path, **{setting: value})
+
+
+@pytest.mark.parametrize("callback, why", [
+    (lambda: GradientAccumulationScheduler({1: 2}), "it accumulates gradients over batches"),
+    (lambda: LearningRateMonitor(logging_interval="step"),
+     "it logs the learning rate every N steps, checked once per call")])
+def test_lightning_callbacks_that_work_per_step_get_one_step_per_call(tmp_path: Path, callback: Any, why: str) -> None:
+    # Before: GradientAccumulationScheduler made auto's manual optimization fail with Lightning's RuntimeError (a
+    # setting the user never chose), and LearningRateMonitor(logging_interval="step") logged lr-SGD once per call,
+    # at other steps than K = 1 (its log_every_n_steps check sees the step count jump by K).
+    one, _, log_one = _fit(1, tmp_path, callbacks=[callback()])
+    auto, _, log_auto = _fit("auto", tmp_path, callbacks=[callback()])
+    name = type(auto.trainer.callbacks[0]).__name__
+    assert auto.resolved_steps_per_call == 1 and auto.steps_per_call_reason == f"the callback {name} ({why})"
+    assert _same_weights(one, auto) and log_one == log_auto

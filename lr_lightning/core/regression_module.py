@@ -726,7 +726,12 @@ def _per_step_callback(callback: L.Callback) -> str | None:
     and Lightning's are written for calls, except a ``ModelCheckpoint`` saving every N steps or seconds (it checks
     ``global_step % N``, which jumps by K) and ``ThroughputMonitor`` (it counts one batch per call).
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
+    from lightning.pytorch.callbacks import (
+        GradientAccumulationScheduler,
+        LearningRateMonitor,
+        ModelCheckpoint,
+        ThroughputMonitor,
+    )
 
     declared = getattr(callback, "per_step_hooks", None)
     if declared is not None:
@@ -735,6 +740,10 @@ def _per_step_callback(callback: L.Callback) -> str | None:
         return "it saves every N training steps or seconds"
     if isinstance(callback, ThroughputMonitor):
         return "it counts batches per call"
+    if isinstance(callback, GradientAccumulationScheduler):  # Lightning refuses it under manual optimization
+        return "it accumulates gradients over batches"
+    if isinstance(callback, LearningRateMonitor) and callback.logging_interval == "step":
+        return "it logs the learning rate every N steps, checked once per call"
     for hook in PER_STEP_HOOKS:
         code = getattr(type(callback), hook, None)
         if code is not None and code is not getattr(L.Callback, hook) and \
