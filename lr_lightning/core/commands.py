@@ -97,6 +97,11 @@ class Parser(jsonargparse.ArgumentParser):
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         message = Parser.hint(message) if Parser.hint is not None else message
+        # jsonargparse names a missing required flag by its destination ("required: ckpt, out"): say the flags.
+        if m := re.fullmatch(r"the following arguments are required: ([\w, ]+)", message):
+            names = m.group(1).split(", ")
+            if all(f"--{name}" in self._option_string_actions for name in names):
+                message = f"{', '.join(f'--{name}' for name in names)} {'is' if len(names) == 1 else 'are'} required"
         print(f"error: {one_line(message)} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
@@ -192,6 +197,8 @@ def _union(lines: list[str]) -> str:
             continue  # (a number's alternative "a torch.Tensor class" is never what the user meant)
         if m := re.match(r"Not of type (\w+):", error):
             kinds.append(_RESTRICTED.get(m.group(1), m.group(1)))
+        elif m := re.match(r"Expected a typing\.Literal\[(.*)\]", error):  # --steps_per_call's 'auto'
+            kinds.append(m.group(1).replace("'", ""))
         elif m := re.fullmatch(r"Expected (?:a )?<class '(?:[\w.]+\.)?(\w+)'>", error):
             kinds.append("a list [a, b, ...]" if m.group(1) in ("list", "Sequence", "tuple") else m.group(1))
         else:  # "Expected a tuple with 2 elements", a Literal's report, ...

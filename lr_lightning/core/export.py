@@ -18,6 +18,7 @@ Only :func:`export` and its helpers import torch, inside the functions: this mod
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -133,6 +134,13 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
     if expected.ndim != 2 or expected.shape[0] != len(example):
         raise ValueError(f"{out}: the network returns shape {tuple(expected.shape)} for {len(example)} rows; expected "
                          f"(rows, outputs)")
+    # Checked here, not left to the comparison below: with an inf prediction its tolerance (relative to the largest
+    # one) is inf and would pass any file; with a NaN it fails saying only "largest difference nan".
+    bad = [name for name, t in module.named_parameters() if not torch.isfinite(t).all()]
+    if bad or not np.isfinite(expected).all():
+        raise ValueError(f"{out}: " + (f"the weights are not finite ({', '.join(bad[:3])}): training diverged" if bad
+                                       else "the module's predictions on example rows in the data's range are not "
+                                            "finite") + "; nothing to export")
     n_out = expected.shape[1]
     targets = targets or (["y"] if n_out == 1 else [f"y{i}" for i in range(n_out)])
     meta = {"version": METADATA_VERSION, "features": features or [f"x{i}" for i in range(n_in)], "targets": targets,
@@ -189,16 +197,22 @@ def _example_rows(module: RegressionModule, n_in: int, dtype: torch.dtype, n: in
 def _torch_quiet() -> Iterator[None]:
     """The exporter's chatter off: its warnings that torchvision's ops are not registered (logged, not ours to act on)
     and a deprecation inside torch.export's own pytree code."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    # torch.onnx: warnings about torchvision's ops; torch.fx's symbolic shapes and torch.export: a warning ("Unable to
+    # find user code corresponding to {u0}") and an error log for a network they cannot trace, which the one-line
+    # error then says.
+    levels = {"torch.onnx": logging.ERROR, "torch.fx.experimental.symbolic_shapes": logging.CRITICAL,
+              "torch.export": logging.CRITICAL, "torch._export": logging.CRITICAL}
+    loggers = [(logging.getLogger(name), logging.getLogger(name).level, level) for name, level in levels.items()]
+    for logger, _, level in loggers:
+        logger.setLevel(level)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
             warnings.filterwarnings("ignore", r".*legacy TorchScript-based ONNX export", DeprecationWarning)
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level, _ in loggers:
+            logger.setLevel(level)
 
 
 def _torch_export(module: RegressionModule, example: torch.Tensor, out: Path) -> Any:
@@ -206,7 +220,9 @@ def _torch_export(module: RegressionModule, example: torch.Tensor, out: Path) ->
     import torch
 
     try:
-        with _torch_quiet():
+        # torch.export prints the partial graph of a network it cannot trace straight to stderr (print, not a log),
+        # once per nested wrapper: dozens of lines before the one-line error that says why.
+        with _torch_quiet(), contextlib.redirect_stderr(io.StringIO()):
             return torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as e:  # torch.export fails in many classes (UserError, Unsupported, ...), each over many lines
         raise ValueError(f"{out}: torch.export cannot trace the network {type(module.model).__name__} "
@@ -346,7 +362,11 @@ def load_pt2(path: str | Path, what: str | None = None) -> tuple[Callable[[torch
                                                                   dict[str, Any]]:
     """A ``.pt2`` written by :func:`export`: ``(module, metadata)``, with ``module(x_raw)`` the predictions.
 
-    ``torch.export.load`` reads its own format (no pickle), so a file from elsewhere runs no code when loaded.
+    The archive's weights and constants are raw tensor bytes, but its format also allows pickled ones, which
+    ``torch.export.load`` unpickles with ``weights_only=False`` (and its example inputs fall back to that): a crafted
+    file would run code while loading. Here every unpickling is held to ``weights_only=True`` and a pickled object is
+    refused (ValueError), so a file :func:`export` wrote loads and a crafted one runs nothing. For files from elsewhere,
+    prefer ONNX (:class:`OnnxPredictor`): a ``.pt2`` is a program torch runs.
     """
     import torch
 
@@ -356,9 +376,47 @@ def load_pt2(path: str | Path, what: str | None = None) -> tuple[Callable[[torch
         raise FileNotFoundError(f"{where}: {'is a directory' if path.is_dir() else 'no such file'}")
     extra = {f"{METADATA_KEY}.json": ""}
     try:
-        with _torch_quiet():
+        with _torch_quiet(), _tensors_only():
             program = torch.export.load(path, extra_files=extra)
+    except _PickledObject as e:
+        raise ValueError(f"{where}: refused: {e}") from None
     except Exception as e:
+        if isinstance(e.__context__, _PickledObject) or "weights_only" in str(e.__context__ or ""):
+            raise ValueError(f"{where}: refused: it holds a pickled object, which loading would run as code") from None
         raise ValueError(f"{where}: not a torch.export file ({_summary(e)})") from None
     meta = read_metadata(extra[f"{METADATA_KEY}.json"] or None, where)
     return program.module(), meta
+
+
+class _PickledObject(ValueError):
+    """A pickled object in a ``.pt2``, refused by :func:`_tensors_only`."""
+
+
+@contextlib.contextmanager
+def _tensors_only() -> Iterator[None]:
+    """While ``torch.export.load`` reads an archive: every ``torch.load`` with ``weights_only=True`` (tensors and plain
+    containers only, whatever the caller asked for), and its two other unpicklers (``pickle.loads`` for opaque
+    constants, TorchScript's for custom objects) refused, so that no file can run code by being loaded."""
+    import pickle
+    from unittest import mock
+
+    import torch
+    from torch.export.pt2_archive import _package
+
+    real_load = torch.load
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        try:
+            return real_load(*args, **kwargs)
+        except pickle.UnpicklingError:  # weights_only's refusal: an object beyond tensors
+            raise _PickledObject("it holds a pickled object, which loading would run as code") from None
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise _PickledObject("it holds a pickled object, which loading would run as code")
+
+    with mock.patch.object(torch, "load", load), mock.patch.object(_package.pickle, "loads", refuse), \
+            mock.patch.object(torch._C, "_pickle_load_obj", refuse), warnings.catch_warnings():
+        # (weights_only's remark on a crafted pickle's protocol: the refusal says what matters)
+        warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+        yield

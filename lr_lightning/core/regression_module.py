@@ -111,8 +111,9 @@ class RegressionModule(L.LightningModule):
                 work is paid once per ``K`` steps. Same batches, same order, same weights bit for bit as ``K = 1``.
                 ``"auto"``: 1 where per-step hooks are needed (LBFGS, gradient clipping or accumulation, a callback
                 of yours with a per-step hook such as ``on_train_batch_end`` unless it sets ``per_step_hooks = False``,
-                one with ``per_step_hooks = True``, a step-interval ``ModelCheckpoint``, batches not from a
-                ``RegressionDataModule``), else
+                one with ``per_step_hooks = True``, a subclass overriding ``training_step``, ``optimizer_step`` or
+                another per-step method (see ``_per_step_override``), a step-interval ``ModelCheckpoint``, batches
+                not from a ``RegressionDataModule``), else
                 ``ceil(32768 / batch_size)``, at most 256, a quarter epoch and any callback's ``every_n_steps``. A
                 whole number > 1 with one of those is a ValueError.
             trusted: classes besides this package's networks and torch's optimizers that a recipe may name; a recipe's
@@ -429,11 +430,40 @@ class RegressionModule(L.LightningModule):
             return f"gradient clipping (gradient_clip_val={trainer.gradient_clip_val})"
         if trainer.accumulate_grad_batches != 1:
             return f"gradient accumulation (accumulate_grad_batches={trainer.accumulate_grad_batches})"
+        # Lightning counts these in calls (training_step), so with blocks they would count K steps each: a different
+        # number of optimizer steps (limit_train_batches, overfit_batches), or validation at other steps.
+        # (overfit_batches first: Lightning implements it by setting limit_train_batches. An int counts batches, so
+        # even limit_train_batches=1 is a limit; the float 1.0 is the whole epoch.)
+        for setting, whole in (("overfit_batches", 0), ("limit_train_batches", 1.0), ("val_check_interval", 1.0)):
+            value = getattr(trainer, setting, whole)
+            if value != whole if setting == "overfit_batches" else isinstance(value, int) or value != whole:
+                return f"{setting}={value} (Lightning counts it in calls into training_step)"
         for callback in trainer.callbacks:
             if why := _per_step_callback(callback):
                 return f"the callback {type(callback).__name__} ({why})"
+        if why := self._per_step_override():
+            return why
         if not getattr(datamodule, "serves_step_blocks", False):
             return "batches not served by a RegressionDataModule (which serves blocks of steps)"
+        return None
+
+    def _per_step_override(self) -> str | None:
+        """Why a subclass of this module needs one ``training_step`` per optimizer step, in words; None if it does not.
+
+        Under blocks its ``training_step`` and ``on_train_batch_start``/``_end`` would see a ``Block`` of K batches, and
+        Lightning calls neither ``optimizer_step``, ``optimizer_zero_grad``, ``on_before_zero_grad`` nor
+        ``configure_gradient_clipping`` under manual optimization: a learning-rate warm-up written in ``optimizer_step``
+        (as Lightning's docs show one) would silently not run. A subclass that handles blocks says so, as a callback
+        does, with ``per_step_hooks = False``.
+        """
+        declared = getattr(self, "per_step_hooks", None)
+        if declared is not None:
+            return f"{type(self).__name__}.per_step_hooks = True" if declared else None
+        for hook in MODULE_PER_STEP_HOOKS:
+            if getattr(type(self), hook) is not getattr(RegressionModule, hook):
+                what = "would see a block of K batches" if hook in MODULE_PER_STEP_HOOKS[:3] else \
+                    "is not called under manual optimization"
+                return f"{type(self).__name__}.{hook} ({what}; set per_step_hooks = False if it handles blocks)"
         return None
 
     def _optimizer_class(self) -> type:
@@ -452,6 +482,22 @@ class RegressionModule(L.LightningModule):
     def on_train_start(self) -> None:
         self._counted = None  # (global_step, batch_idx) whose loss is already counted; see training_step
         self._direct_steps = not self.automatic_optimization and _lightning_adds_nothing_per_step(self)
+        if self.automatic_optimization:
+            return
+        # What a subclass's configure_optimizers returns is known only now, after steps_per_call was resolved (the
+        # resolution decides between automatic and manual optimization, which Lightning reads before calling it).
+        requested = self.hparams.get("steps_per_call", "auto")
+        k = f"{self.resolved_steps_per_call}" + (" (auto)" if requested == "auto" else "")
+        if any(isinstance(o, torch.optim.LBFGS) for o in self.trainer.optimizers):
+            raise ValueError(f"steps_per_call={k}: LBFGS (from "
+                             f"{type(self).__name__}.configure_optimizers; its closure evaluates the loss several "
+                             "times per step) needs one training_step per optimizer step; use steps_per_call=1")
+        if any(c.interval == "step" and isinstance(c.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+               for c in self.trainer.lr_scheduler_configs):
+            # Under manual optimization Lightning drops the config's `monitor`: there is nothing to step it on.
+            raise ValueError(f"steps_per_call={k}: a ReduceLROnPlateau stepped every step "
+                             "(\"interval\": \"step\") needs one training_step per optimizer step; use "
+                             "steps_per_call=1")
 
     def _count_loss(self, loss: torch.Tensor, rows: int) -> None:
         """Adds one step's loss, weighted by its ``rows``, to the epoch's mean (``train/loss``).
@@ -498,16 +544,17 @@ class RegressionModule(L.LightningModule):
         trainer, optimizer = self.trainer, self.optimizers()
         every, losses, max_steps = trainer.log_every_n_steps, [], trainer.max_steps
         direct = getattr(self, "_direct_steps", False)
-        # Schedulers a subclass steps every N optimizer steps ("interval": "step"): stepped inside the block where
-        # Lightning steps them for K = 1, after the step whose index in the epoch (from 1) N divides.
-        per_step = [c for c in trainer.lr_scheduler_configs if c.interval == "step" and not c.reduce_on_plateau]
-        first = batch_idx * getattr(self, "_block_steps", len(block))  # the epoch's steps before this block
         if batch_idx == 0:
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
-        for batch in block:
+        # A subclass's "interval": "step" schedulers, which Lightning leaves to the module under manual optimization.
+        per_step = [c for c in trainer.lr_scheduler_configs if c.interval == "step"]
+        for position, batch in enumerate(block, start=block.start):
             step = self.global_step  # counts optimizer steps: Lightning counts manual optimizer.step() calls
             if 0 <= max_steps <= step:
-                break  # max_steps is a number of optimizer steps; Lightning itself checks it only between calls
+                # max_steps is a number of optimizer steps; Lightning itself checks it only between calls. The
+                # batches not trained on are given back, so that a checkpoint written now resumes with them.
+                block.unserve(len(block) - len(losses))
+                break
             loss, _, _ = self.model_step(batch)
             if direct:
                 # The same zero_grad, backward and step, without the hooks Lightning would dispatch around them
@@ -522,8 +569,8 @@ class RegressionModule(L.LightningModule):
                 optimizer.zero_grad()  # set_to_none, as automatic optimization does
                 self.manual_backward(loss)  # under DDP: Lightning prepares the gradient all-reduce for each backward
                 optimizer.step()
-            for config in per_step:
-                if (first + len(losses) + 1) % config.frequency == 0:
+            for config in per_step:  # as Lightning does after each batch: by the batch's position in the epoch
+                if (position + 1) % config.frequency == 0:
                     self.lr_scheduler_step(config.scheduler, None)
             loss = loss.detach()
             self._count_loss(loss, len(batch[0]))
@@ -535,7 +582,8 @@ class RegressionModule(L.LightningModule):
             losses.append(loss)
         # Lightning adds one per call to the counter its loggers use as the x axis; make it count optimizer steps, so
         # that train/loss, val/* and the rest sit at the same steps as with K = 1.
-        trainer.fit_loop.epoch_loop._batches_that_stepped += len(block) - 1
+        # (Steps taken, not the block's length: max_steps may have stopped it early.)
+        trainer.fit_loop.epoch_loop._batches_that_stepped += len(losses) - 1
         if trainer.fit_loop.epoch_loop._num_ready_batches_reached():
             self._step_schedulers(plateau=False)  # where automatic optimization steps them: after the last batch
         # `losses`: every step's loss, for the divergence guard to name the first bad step.
@@ -547,7 +595,7 @@ class RegressionModule(L.LightningModule):
         trainer, monitor = self.trainer, self.hparams.monitor
         for config in trainer.lr_scheduler_configs:  # (under manual optimization Lightning keeps no `monitor`)
             is_plateau = isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-            if config.interval == "step" or is_plateau != plateau or (trainer.current_epoch + 1) % config.frequency:
+            if config.interval != "epoch" or is_plateau != plateau or (trainer.current_epoch + 1) % config.frequency:
                 continue
             value = trainer.callback_metrics.get(monitor) if plateau else None
             if plateau and value is None:
@@ -682,6 +730,10 @@ def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, request
     return steps
 
 
+# A subclass's methods that Lightning calls once per batch, or only under automatic optimization: see
+# RegressionModule._per_step_override.
+MODULE_PER_STEP_HOOKS = ("training_step", "on_train_batch_start", "on_train_batch_end", "optimizer_step",
+                         "optimizer_zero_grad", "on_before_zero_grad", "configure_gradient_clipping")
 PER_STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
                   "on_before_optimizer_step", "on_before_zero_grad")
 
@@ -695,7 +747,12 @@ def _per_step_callback(callback: L.Callback) -> str | None:
     and Lightning's are written for calls, except a ``ModelCheckpoint`` saving every N steps or seconds (it checks
     ``global_step % N``, which jumps by K) and ``ThroughputMonitor`` (it counts one batch per call).
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
+    from lightning.pytorch.callbacks import (
+        GradientAccumulationScheduler,
+        LearningRateMonitor,
+        ModelCheckpoint,
+        ThroughputMonitor,
+    )
 
     declared = getattr(callback, "per_step_hooks", None)
     if declared is not None:
@@ -704,6 +761,10 @@ def _per_step_callback(callback: L.Callback) -> str | None:
         return "it saves every N training steps or seconds"
     if isinstance(callback, ThroughputMonitor):
         return "it counts batches per call"
+    if isinstance(callback, GradientAccumulationScheduler):  # Lightning refuses it under manual optimization
+        return "it accumulates gradients over batches"
+    if isinstance(callback, LearningRateMonitor) and callback.logging_interval == "step":
+        return "it logs the learning rate every N steps, checked once per call"
     for hook in PER_STEP_HOOKS:
         code = getattr(type(callback), hook, None)
         if code is not None and code is not getattr(L.Callback, hook) and \

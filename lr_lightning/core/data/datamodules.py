@@ -598,7 +598,7 @@ class RegressionDataModule(L.LightningDataModule):
         # Our batches are a tuple of tensors: move them directly instead of Lightning's generic walk through any
         # collection (a measurable share of a step this small). Tensors already on `device` are returned as is.
         if isinstance(batch, Block):  # several steps' batches (StepBlocks): each moved as below
-            return Block(self.transfer_batch_to_device(b, device, dataloader_idx) for b in batch)
+            return batch.like(self.transfer_batch_to_device(b, device, dataloader_idx) for b in batch)
         if isinstance(batch, tuple) and all(isinstance(t, torch.Tensor) for t in batch):
             return tuple(t.to(device, non_blocking=True) for t in batch)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)

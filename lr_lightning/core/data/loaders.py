@@ -144,7 +144,27 @@ class TensorBatches:
 class Block(tuple):
     """``K`` consecutive batches ``((x, y), ...)`` served as one item, for a module that takes ``K`` optimizer steps
     per ``training_step`` (``RegressionModule(steps_per_call=K)``). A distinct type, so that a module (and
-    ``transfer_batch_to_device``) can tell a block from a batch, whose tuple is ``(x, y)``."""
+    ``transfer_batch_to_device``) can tell a block from a batch, whose tuple is ``(x, y)``.
+
+    ``start`` is the position of its first batch in the epoch (0-based): Lightning steps an ``"interval": "step"``
+    scheduler by the batch's position in the epoch, which the module needs for each step of the block.
+    """
+
+    start: int = 0
+    _source: TensorBatches | None = None
+
+    def like(self, batches: Iterable[Batch]) -> Block:
+        """Other ``batches`` (this block's, moved to a device) as a block at the same place in the epoch."""
+        block = Block(batches)
+        block.start, block._source = self.start, self._source
+        return block
+
+    def unserve(self, n: int) -> None:
+        """Count this block's last ``n`` batches as not served: training stopped before them (``max_steps``), so a
+        run resumed from a checkpoint written now must train on them, as one resumed after the same step with one
+        step per call would."""
+        if self._source is not None and n > 0:
+            self._source._served -= n
 
 
 class StepBlocks:
@@ -179,13 +199,21 @@ class StepBlocks:
 
     def __iter__(self) -> Iterator[Block]:
         block: list[Batch] = []
+        start = 0
         for batch in self.batches:
+            if not block:
+                start = self.batches._served - 1  # counted when served: this batch's position in the epoch
             block.append(batch)
             if len(block) == self.steps:
-                yield Block(block)
+                yield self._block(block, start)
                 block = []
         if block:
-            yield Block(block)
+            yield self._block(block, start)
+
+    def _block(self, batches: list[Batch], start: int) -> Block:
+        block = Block(batches)
+        block.start, block._source = start, self.batches
+        return block
 
     def state_dict(self) -> dict[str, int]:
         return self.batches.state_dict()
