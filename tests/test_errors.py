@@ -292,7 +292,7 @@ def test_predict_csv_columns_by_name_bom_and_header(trained, tmp_path, capsys):
     (tmp_path / "bare.csv").write_text("0,1\n1,0\n")
     assert _predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "bare.csv"]) == (
         f"error: {tmp_path / 'bare.csv'}: no header row: the first row (line 1) is data; add a header row naming the "
-        "columns, or pass --no_header to take its columns as the checkpoint's features in order (a, b)")
+        "columns, or pass --no_header true to take its columns as the checkpoint's features in order (a, b)")
     bare = _predict_rows(capsys, ["--ckpt", trained, "--csv", tmp_path / "bare.csv", "--no_header", "true"])
     assert bare[1] == [ab, ba]
     (tmp_path / "wide.csv").write_text("# no header\n0,1,2\n")

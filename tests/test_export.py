@@ -174,6 +174,19 @@ def test_predict_onnx_prints_what_predict_ckpt_prints_without_torch(exact_run: t
         assert len(by_onnx.stdout.splitlines()) == (4 if inputs[0] == "--x" else 3)
 
 
+def test_onnx_predictor_refuses_what_predict_py_refuses(exact_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """From Python as from the command line: a non-finite input is refused, naming its row and feature, and a .pt2
+    handed over as ONNX is named for what it is."""
+    folder, ckpt = exact_run
+    predictor = OnnxPredictor(folder / "model.onnx")
+    with pytest.raises(ValueError, match=r"input row 2, 'x1': nan is not a finite number"):
+        predictor(np.array([[1.0, 2.0], [3.0, np.nan]]))
+    result = run_main(export_main, "--ckpt", str(ckpt), "--out", str(tmp_path / "model.pt2"), cwd=folder)
+    assert result.returncode == 0, result.stderr
+    one_error_line(run_main(predict_main, "--onnx", str(tmp_path / "model.pt2"), "--x", "1", "2", cwd=folder),
+                   "a zip archive (a .pt2 from export.py?), not an ONNX file")
+
+
 def _onnx_file(path: Path, n_inputs: int, metadata: dict[str, Any] | None) -> Path:
     """A small valid ONNX model not written by export.py: ``n_inputs`` (batch, 2) inputs summed."""
     inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.DOUBLE, ["batch", 2]) for i in range(n_inputs)]

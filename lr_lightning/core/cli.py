@@ -528,7 +528,7 @@ def _check_steps_per_call(cfg: Namespace, module: RegressionModule, trainer: L.T
         if requested is not None:  # `auto` took the checkpoint's K, which this run's settings cannot honour
             raise UsageError(f"--resume {resume}: the checkpoint was trained with steps_per_call {requested}, and "
                              f"{str(e).partition(': ')[2]}") from None
-        raise UsageError(re.sub(r"^steps_per_call=(\w+)", r"--steps_per_call \1", str(e))) from None
+        raise UsageError(re.sub(r"\bsteps_per_call=(\w+)", r"--steps_per_call \1", str(e))) from None
 
 
 def instantiate(parser: Parser, cfg: Namespace) -> Namespace:

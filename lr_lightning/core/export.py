@@ -330,6 +330,10 @@ class OnnxPredictor:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, NotImplemented, ...: each a multi-line text
+            with open(path, "rb") as f:
+                if f.read(2) == b"PK":  # a zip archive: what torch.export.save writes, not ONNX's protobuf
+                    raise ValueError(f"{where}: a zip archive (a .pt2 from export.py?), not an ONNX file; a .pt2 is "
+                                     "loaded with torch (lr_lightning.core.export.load_pt2)") from None
             raise ValueError(f"{where}: onnxruntime cannot load it ({_summary(e)})") from None
         meta = read_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), where)
         self.features: list[str] = meta["features"]
@@ -355,6 +359,11 @@ class OnnxPredictor:
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != len(self.features):
             raise ValueError(f"{self._where}: expected inputs of shape (rows, {len(self.features)}), got {x.shape}")
+        bad = np.argwhere(~np.isfinite(x))
+        if len(bad):  # as predict.py refuses them: a NaN or inf input gives a prediction that means nothing
+            row, col = (int(i) for i in bad[0])
+            raise ValueError(f"{self._where}: input row {row + 1}, {self.features[col]!r}: {x[row, col]} is not a "
+                             "finite number")
         return self.session.run(None, {self._input: x})[0]
 
 

@@ -279,7 +279,7 @@ def _predict_inputs(args: Namespace, features: list[str], dtype: str) -> Any:
         try:
             _, data = read_csv_table(args.csv, features, header=not args.no_header, max_abs=max_abs)
         except MissingHeaderError as e:
-            raise UsageError(f"{e}, or pass --no_header to take its columns as the checkpoint's features in order "
+            raise UsageError(f"{e}, or pass --no_header true to take its columns as the checkpoint's features in order "
                              f"({', '.join(features)})") from None
         return data
     n = len(features)
