@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 KEYS = ("names", "coef", "stderr", "t", "p", "ci95", "n", "df_model", "df_resid", "residual_sd", "r2", "adj_r2",
-        "f_stat", "f_pvalue", "log_likelihood", "aic", "bic", "condition_number", "rank", "k_constant")
+        "f_stat", "f_pvalue", "log_likelihood", "aic", "bic", "condition_number", "rank")
 
 
 def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarray, unscaled_cov: np.ndarray,
@@ -80,7 +80,6 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
         "bic": float(-2 * llf + math.log(n) * rank),
         "condition_number": float(condition_number),
         "rank": rank,
-        "k_constant": int(constant),
     }
     if robust is not None:
         out["stderr_hc"] = {key: _spread(np.sqrt(np.maximum(np.diag(cov), 0.0)).astype(np.float64), keep)
@@ -128,8 +127,8 @@ def format_table(s: dict[str, Any], target: str = "y") -> str:
         lines.append(f"{name:<{width}} {_cell(s['coef'][i], 11)} {_cell(s['stderr'][i], 11)} "
                      f"{_cell(s['t'][i], 10)} {_cell(s['p'][i], 11)} {_cell(ci[0], 11)} {_cell(ci[1], 10)}")
     lines.append(rule)
-    # A table from before k_constant existed: an intercept was the only constant.
-    r2_label = "R²" if s.get("k_constant", s["names"][:1] == ["intercept"]) else "R² (uncentred)"
+    # With a constant (an intercept, or one in the columns' span: statsmodels' k_constant) df_model leaves it out.
+    r2_label = "R²" if constant_in(s) else "R² (uncentred)"
     lines.append(f"{r2_label}: {_cell(s['r2'], 0, '.6g')}   adj. R²: {_cell(s['adj_r2'], 0, '.6g')}   "
                  f"F({s['df_model']}, {s['df_resid']}): {_cell(s['f_stat'], 0)}   P(F): {_cell(s['f_pvalue'], 0)}")
     lines.append(f"AIC: {_cell(s['aic'], 0, '.6g')}   BIC: {_cell(s['bic'], 0, '.6g')}   log-likelihood: "
@@ -161,3 +160,10 @@ def _strict(value: Any) -> Any:
 def to_json(statistics: dict[str, dict[str, Any]]) -> str:
     """Strict JSON (any parser reads it): per target name, the table's dict."""
     return json.dumps(_strict(statistics), indent=1, allow_nan=False)
+
+
+def constant_in(s: dict[str, Any]) -> bool:
+    """Whether a target's statistics are about a model with a constant (statsmodels' ``k_constant``): an intercept,
+    or a constant in the columns' span. R², adjusted R² and F are then centred; it is what ``df_model`` leaves out
+    of the ``rank`` (the statistics keep the issue's key set, so it is read from these two)."""
+    return s["rank"] - s["df_model"] == 1
