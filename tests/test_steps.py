@@ -154,6 +154,19 @@ def test_auto_resumes_with_the_checkpoints_k_whatever_it_would_pick_now(tmp_path
     assert resumed.returncode == 0 and "1 optimizer step per call into Lightning" in resumed.stdout, resumed.stderr
 
 
+
+def test_a_later_fit_without_the_checkpoint_does_not_keep_its_k(tmp_path):
+    """The checkpoint's K is for the fit that resumes from it: the same module fitted again by a new Trainer, without
+    ckpt_path, gets auto's own K in its blocks too (it kept the checkpoint's 2 while saying 3, and saved 2)."""
+    with contextlib.suppress(_Stop):
+        _fit(2, callbacks=[SaveLast(tmp_path, every_n_steps=4), _StopAfter(17)])
+    module, _, _ = _fit("auto", ckpt_path=tmp_path / "last.ckpt")
+    assert module.resolved_steps_per_call == module._block_steps == 2
+    trainer = make_trainer(max_epochs=1)
+    trainer.fit(module, datamodule=_data())
+    # 13 steps an epoch in blocks of auto's 3: 5 calls.
+    assert module.resolved_steps_per_call == module._block_steps == 3 and len(trainer.train_dataloader) == 5
+
 class _PerStep(L.Callback):
     per_step_hooks = True  # sees every optimizer step: one step per call
 

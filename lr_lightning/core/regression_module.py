@@ -321,7 +321,10 @@ class RegressionModule(L.LightningModule):
                                      f"{str(e).partition(': ')[2]}") from None
                 self._steps_plan = (self.trainer, plan[0], plan[1] and "resumed from a checkpoint trained with "
                                     "steps_per_call 1")
-            self._resumed_steps = check_steps_per_call(checkpoint, self.automatic_optimization, requested)
+            # Kept with its Trainer, as _steps_plan is: a later fit of this module without the checkpoint must not
+            # inherit the checkpoint's K.
+            self._resumed_steps = (self.trainer, check_steps_per_call(checkpoint, self.automatic_optimization,
+                                                                      requested))
 
     # ------------------------------------------------------------------------------------------ steps
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -415,8 +418,9 @@ class RegressionModule(L.LightningModule):
         must fall where they fell)."""
         if self.automatic_optimization:
             steps = 1
-        elif self.hparams.get("steps_per_call", "auto") == "auto" and getattr(self, "_resumed_steps", None):
-            steps = self._resumed_steps
+        elif self.hparams.get("steps_per_call", "auto") == "auto" and self._trainer is not None and \
+                getattr(self, "_resumed_steps", (None, 0))[0] is self._trainer:
+            steps = self._resumed_steps[1]
         else:
             steps = self.resolved_steps_per_call
         self._block_steps = steps
