@@ -43,11 +43,11 @@ from lr_lightning.core.quiet import quiet_lightning
 quiet_lightning()  # the Python API as quiet as the command line: see lr_lightning/core/quiet.py
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-# `steps_per_call="auto"`: enough rows per training_step that Lightning's own ~0.5 ms per call is a small share of it.
-# A linear-regression step costs about 0.5 ms per 1,024 rows x 16 features on the 2-core AMD EPYC VM (the hand loop
-# of scripts/benchmark.py: 0.50 s for 977 steps), so 32,768 rows (K = 32 at batch 1024, 4 at 8192) is ~16 ms of
-# compute against ~0.5 ms of Lightning: about 3 %. Capped so that a tiny batch still returns to Lightning (signals,
-# progress, checkpoints) every few milliseconds.
+# `steps_per_call="auto"`: enough rows per training_step that Lightning's own ~0.25-0.5 ms per call is a small share
+# of it. A linear-regression step costs 0.15-0.5 ms per 1,024 rows x 16 features on the 2-core AMD EPYC VM (the hand
+# loop of scripts/benchmark.py: 0.15-0.50 s for 977 steps, quiet or shared), so 32,768 rows (K = 32 at batch 1024, 4
+# at 8192) is 5-16 ms of compute per call: Lightning's share is 3-5 % (README, "Steps per call"). Capped so that a
+# tiny batch still returns to Lightning (signals, progress, checkpoints) every few milliseconds.
 AUTO_ROWS_PER_CALL, AUTO_MAX_STEPS = 32_768, 256
 # The factories the module is given (lightning.pytorch.cli's aliases, spelled out here: importing that module defines
 # a second class named ReduceLROnPlateau, which makes `--lr_scheduler ReduceLROnPlateau` ambiguous to jsonargparse).
