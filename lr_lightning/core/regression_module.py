@@ -109,11 +109,13 @@ class RegressionModule(L.LightningModule):
             steps_per_call: optimizer steps per ``training_step`` (``K``): the datamodule serves blocks of ``K``
                 batches and the module steps through them itself (manual optimization), so Lightning's per-step
                 work is paid once per ``K`` steps. Same batches, same order, same weights bit for bit as ``K = 1``.
-                ``"auto"``: 1 where per-step hooks are needed (LBFGS, gradient clipping or accumulation, a callback
+                ``"auto"``: 1 where per-step hooks are needed (LBFGS, gradient clipping or accumulation,
+                ``limit_train_batches``, ``overfit_batches`` or a ``val_check_interval`` within the epoch, a callback
                 of yours with a per-step hook such as ``on_train_batch_end`` unless it sets ``per_step_hooks = False``,
                 one with ``per_step_hooks = True``, a subclass overriding ``training_step``, ``optimizer_step`` or
-                another per-step method (see ``_per_step_override``), a step-interval ``ModelCheckpoint``, batches
-                not from a ``RegressionDataModule``), else
+                another per-step method (see ``_per_step_override``), a step- or time-interval ``ModelCheckpoint``,
+                ``ThroughputMonitor``, ``GradientAccumulationScheduler``, a step-interval ``LearningRateMonitor``,
+                batches not from a ``RegressionDataModule``: see ``_needs_per_step_hooks``), else
                 ``ceil(32768 / batch_size)``, at most 256, a quarter epoch and any callback's ``every_n_steps``. A
                 whole number > 1 with one of those is a ValueError.
             trusted: classes besides this package's networks and torch's optimizers that a recipe may name; a recipe's
