@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
 from lr_lightning import LinearRegression, RegressionModule
@@ -166,6 +166,21 @@ def test_a_later_fit_without_the_checkpoint_does_not_keep_its_k(tmp_path):
     trainer.fit(module, datamodule=_data())
     # 13 steps an epoch in blocks of auto's 3: 5 calls.
     assert module.resolved_steps_per_call == module._block_steps == 3 and len(trainer.train_dataloader) == 5
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_run_resumed_mid_epoch_logs_that_epochs_train_loss(tmp_path, k):
+    """train/loss is logged on an epoch's first call in the run, which after a mid-epoch resume is not batch 0: the
+    resumed epoch had no train/loss, and an EarlyStopping on it (--stop_below) stopped the run with a RuntimeError."""
+    def stop_below() -> EarlyStopping:
+        return EarlyStopping("train/loss", stopping_threshold=1e-12, patience=10**9, check_on_train_epoch_end=True)
+
+    with contextlib.suppress(_Stop):
+        _fit(k, callbacks=[SaveLast(tmp_path, every_n_steps=4), _StopAfter(17), stop_below()])
+    _, trainer, recorder = _fit(k, ckpt_path=tmp_path / "last.ckpt", callbacks=[stop_below()])
+    # Resumed at step 16 (epoch 1 of 13-step epochs): epoch 1 ends at step 25, epoch 2 at 38.
+    assert trainer.global_step == 39
+    assert sorted(step for step, key, _ in recorder.rows if key == "train/loss") == [25, 38]
 
 class _PerStep(L.Callback):
     per_step_hooks = True  # sees every optimizer step: one step per call

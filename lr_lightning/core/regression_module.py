@@ -487,6 +487,7 @@ class RegressionModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._counted = None  # (global_step, batch_idx) whose loss is already counted; see training_step
+        self._loss_logged = None  # (trainer, epoch) whose train/loss is logged; see _first_call_of_epoch
         self._direct_steps = not self.automatic_optimization and _lightning_adds_nothing_per_step(self)
         if self.automatic_optimization:
             return
@@ -504,6 +505,17 @@ class RegressionModule(L.LightningModule):
             raise ValueError(f"steps_per_call={k}: a ReduceLROnPlateau stepped every step "
                              "(\"interval\": \"step\") needs one training_step per optimizer step; use "
                              "steps_per_call=1")
+
+    def _first_call_of_epoch(self) -> bool:
+        """Whether this is the epoch's first ``training_step`` in this run, where ``train/loss`` is logged (once an
+        epoch is enough; see training_step). Not ``batch_idx == 0``: a run resumed mid-epoch starts at a later batch,
+        and its first epoch then had no ``train/loss`` at all (``--stop_below``'s EarlyStopping stopped the run with
+        a RuntimeError). That epoch's mean is of the batches trained in this run."""
+        marker = getattr(self, "_loss_logged", None)
+        if marker is not None and marker[0] is self.trainer and marker[1] == self.trainer.current_epoch:
+            return False
+        self._loss_logged = (self.trainer, self.trainer.current_epoch)
+        return True
 
     def _count_loss(self, loss: torch.Tensor, rows: int) -> None:
         """Adds one step's loss, weighted by its ``rows``, to the epoch's mean (``train/loss``).
@@ -538,7 +550,7 @@ class RegressionModule(L.LightningModule):
         # Weighted by batch size as the loss counted once per sample (a view, no copy): torchmetrics 1.9 drops the
         # `weight` argument when nan_strategy="disable" (torchmetrics#3434).
         self._count_loss(loss.detach(), len(batch[0]))
-        if batch_idx == 0:
+        if self._first_call_of_epoch():
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, prog_bar=True)
@@ -550,7 +562,7 @@ class RegressionModule(L.LightningModule):
         trainer, optimizer = self.trainer, self.optimizers()
         every, losses, max_steps = trainer.log_every_n_steps, [], trainer.max_steps
         direct = getattr(self, "_direct_steps", False)
-        if batch_idx == 0:
+        if self._first_call_of_epoch():
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
         # A subclass's "interval": "step" schedulers, which Lightning leaves to the module under manual optimization.
         per_step = [c for c in trainer.lr_scheduler_configs if c.interval == "step"]
