@@ -728,10 +728,16 @@ def _steps_per_epoch(datamodule: Any, world_size: int) -> int | None:
     return n // g if getattr(datamodule, "drop_last", False) else math.ceil(n / g)
 
 
+def _saved_steps(checkpoint: Mapping[str, Any]) -> tuple[int, bool]:
+    """``(steps, automatic)`` as on_save_checkpoint wrote them; older checkpoints took one step per call."""
+    saved = checkpoint.get("steps_per_call") or {"steps": 1, "automatic": True}
+    return int(saved.get("steps", 1)), bool(saved.get("automatic", True))
+
+
 def saved_steps_per_call(checkpoint: Mapping[str, Any]) -> int:
     """The steps per call a checkpoint was trained with (1 for checkpoints from before steps_per_call)."""
-    saved = checkpoint.get("steps_per_call") or {"steps": 1, "automatic": True}
-    return 1 if saved.get("automatic", True) else int(saved.get("steps", 1))
+    steps, automatic = _saved_steps(checkpoint)
+    return 1 if automatic else steps
 
 
 def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, requested: int | str) -> int:
@@ -739,8 +745,7 @@ def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, request
     it cannot: Lightning restores the position in the epoch in calls, and one step per call (automatic optimization)
     and blocks (manual) count optimizer steps in different loops. The math is the same either way; only this
     bookkeeping needs the same setting. ``automatic``: this run's mode; ``requested``: its ``steps_per_call``."""
-    saved = checkpoint.get("steps_per_call") or {"steps": 1, "automatic": True}  # older checkpoints: one per call
-    steps, was_automatic = int(saved.get("steps", 1)), bool(saved.get("automatic", True))
+    steps, was_automatic = _saved_steps(checkpoint)
     if was_automatic != automatic or requested not in ("auto", steps):
         wanted = 1 if was_automatic else steps
         raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {wanted}, not "
