@@ -241,6 +241,28 @@ def test_a_block_calls_torch_directly_unless_a_hook_around_the_step_has_code():
     assert _same_weights(hooked, one)
 
 
+class _ModuleCountsBackwards(RegressionModule):
+    """A module's own hook around the step (not one that forces K = 1): the block must go through Lightning."""
+
+    backwards = 0
+
+    def on_after_backward(self) -> None:
+        type(self).backwards += 1
+
+
+def test_a_block_goes_through_lightning_for_a_modules_hook_or_mixed_precision():
+    """The other two ways out of the direct path: a module overriding a hook Lightning runs around a manual step, and
+    a precision plugin that is not full precision (its backward scales or casts)."""
+    dm = _data()
+    torch.manual_seed(0)
+    module = _ModuleCountsBackwards(LinearRegression(3), steps_per_call=3, **dm.module_inputs())
+    trainer = make_trainer(max_epochs=1)
+    trainer.fit(module, datamodule=dm)
+    assert not module._direct_steps and _ModuleCountsBackwards.backwards == trainer.global_step == 13
+    mixed, _, _ = _fit(3, epochs=1, precision="bf16-mixed")
+    assert not mixed._direct_steps and not mixed.automatic_optimization
+
+
 class _PerStepSchedule(RegressionModule):
     """A subclass stepping its schedule every 2 optimizer steps ("interval": "step"), as a copier might."""
 
