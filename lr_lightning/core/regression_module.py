@@ -115,6 +115,7 @@ class RegressionModule(L.LightningModule):
                 one with ``per_step_hooks = True``, a subclass overriding ``training_step``, ``optimizer_step`` or
                 another per-step method (see ``_per_step_override``), a step- or time-interval ``ModelCheckpoint``,
                 ``ThroughputMonitor``, ``GradientAccumulationScheduler``, a step-interval ``LearningRateMonitor``,
+                ``WeightAveraging`` (``EMAWeightAveraging``), ``SpikeDetection``,
                 batches not from a ``RegressionDataModule``: see ``_needs_per_step_hooks``), else
                 ``ceil(32768 / batch_size)``, at most 256, a quarter epoch and any callback's ``every_n_steps``. A
                 whole number > 1 with one of those is a ValueError.
@@ -768,8 +769,11 @@ def _per_step_callback(callback: L.Callback) -> str | None:
     need them when it overrides a per-step hook (:data:`PER_STEP_HOOKS`) with code of its own: under blocks that hook
     runs once per call and sees a ``Block``, which code written for batches would misread. This package's callbacks
     and Lightning's are written for calls, except a ``ModelCheckpoint`` saving every N steps or seconds (it checks
-    ``global_step % N``, which jumps by K) and ``ThroughputMonitor`` (it counts one batch per call).
+    ``global_step % N``, which jumps by K), ``ThroughputMonitor`` (it counts one batch per call),
+    ``GradientAccumulationScheduler``, a step-interval ``LearningRateMonitor``, ``WeightAveraging`` and
+    ``SpikeDetection`` (they act on every step).
     """
+    from lightning.pytorch import callbacks as lightning_callbacks
     from lightning.pytorch.callbacks import (
         GradientAccumulationScheduler,
         LearningRateMonitor,
@@ -788,6 +792,13 @@ def _per_step_callback(callback: L.Callback) -> str | None:
         return "it accumulates gradients over batches"
     if isinstance(callback, LearningRateMonitor) and callback.logging_interval == "step":
         return "it logs the learning rate every N steps, checked once per call"
+    # Lightning's code, but per step: once per call under blocks, an average (EMAWeightAveraging) would take the
+    # weights of every K-th step only, and a spike check see one loss of K. (Not in every Lightning >= 2.4.)
+    for name, why in (("WeightAveraging", "it averages the weights after every optimizer step"),
+                      ("SpikeDetection", "it checks every step's loss")):
+        cls = getattr(lightning_callbacks, name, None)
+        if cls is not None and isinstance(callback, cls):
+            return why
     for hook in PER_STEP_HOOKS:
         code = getattr(type(callback), hook, None)
         if code is not None and code is not getattr(L.Callback, hook) and \
