@@ -4,6 +4,7 @@ steps (global_step, logging, schedulers, divergence, checkpoints, resume) keeps 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import re
 from pathlib import Path
@@ -181,6 +182,16 @@ def test_a_run_resumed_mid_epoch_logs_that_epochs_train_loss(tmp_path, k):
     # Resumed at step 16 (epoch 1 of 13-step epochs): epoch 1 ends at step 25, epoch 2 at 38.
     assert trainer.global_step == 39
     assert sorted(step for step, key, _ in recorder.rows if key == "train/loss") == [25, 38]
+
+
+def test_a_copy_of_the_module_does_not_copy_its_trainer():
+    """The module remembers its fit's K, reason and logging marker with the Trainer they belong to, by a weak
+    reference: a deepcopy (what EMAWeightAveraging's AveragedModel makes at set-up) held a copy of the whole Trainer,
+    its datamodule and the data in it."""
+    module, trainer, _ = _fit(3, epochs=1)
+    assert module.steps_per_call_reason is None and module._steps_plan[0]() is trainer
+    clone = copy.deepcopy(module)
+    assert clone._steps_plan[0]() is trainer and clone._loss_logged[0]() is trainer
 
 class _PerStep(L.Callback):
     per_step_hooks = True  # sees every optimizer step: one step per call

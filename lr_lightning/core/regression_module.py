@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -322,12 +323,12 @@ class RegressionModule(L.LightningModule):
                 except ValueError as e:
                     raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {saved}, and "
                                      f"{str(e).partition(': ')[2]}") from None
-                self._steps_plan = (self.trainer, plan[0], plan[1] and "resumed from a checkpoint trained with "
-                                    "steps_per_call 1")
-            # Kept with its Trainer, as _steps_plan is: a later fit of this module without the checkpoint must not
-            # inherit the checkpoint's K.
-            self._resumed_steps = (self.trainer, check_steps_per_call(checkpoint, self.automatic_optimization,
-                                                                      requested))
+                why = plan[1] and "resumed from a checkpoint trained with steps_per_call 1"
+                self._steps_plan = (weakref.ref(self.trainer), plan[0], why)
+            # Kept with (a weak reference to) its Trainer, as _steps_plan is: a later fit of this module without the
+            # checkpoint must not inherit the checkpoint's K.
+            steps = check_steps_per_call(checkpoint, self.automatic_optimization, requested)
+            self._resumed_steps = (weakref.ref(self.trainer), steps)
 
     # ------------------------------------------------------------------------------------------ steps
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -378,8 +379,10 @@ class RegressionModule(L.LightningModule):
         if trainer is None or trainer.state.fn != "fit":
             return 1
         plan = getattr(self, "_steps_plan", None)
-        if plan is None or plan[0] is not trainer:
-            self._steps_plan = (trainer, *self.steps_per_call_for(trainer, trainer.datamodule))
+        # The Trainer is held by a weak reference: a deepcopy of the module (EMAWeightAveraging's AveragedModel, for
+        # one) would otherwise copy the whole Trainer, its datamodule and the data in it.
+        if plan is None or plan[0]() is not trainer:
+            self._steps_plan = (weakref.ref(trainer), *self.steps_per_call_for(trainer, trainer.datamodule))
         return self._steps_plan[1]
 
     @property
@@ -422,7 +425,7 @@ class RegressionModule(L.LightningModule):
         if self.automatic_optimization:
             steps = 1
         elif self.hparams.get("steps_per_call", "auto") == "auto" and self._trainer is not None and \
-                getattr(self, "_resumed_steps", (None, 0))[0] is self._trainer:
+                getattr(self, "_resumed_steps", (lambda: None, 0))[0]() is self._trainer:
             steps = self._resumed_steps[1]
         else:
             steps = self.resolved_steps_per_call
@@ -513,9 +516,9 @@ class RegressionModule(L.LightningModule):
         and its first epoch then had no ``train/loss`` at all (``--stop_below``'s EarlyStopping stopped the run with
         a RuntimeError). That epoch's mean is of the batches trained in this run."""
         marker = getattr(self, "_loss_logged", None)
-        if marker is not None and marker[0] is self.trainer and marker[1] == self.trainer.current_epoch:
+        if marker is not None and marker[0]() is self.trainer and marker[1] == self.trainer.current_epoch:
             return False
-        self._loss_logged = (self.trainer, self.trainer.current_epoch)
+        self._loss_logged = (weakref.ref(self.trainer), self.trainer.current_epoch)
         return True
 
     def _count_loss(self, loss: torch.Tensor, rows: int) -> None:
