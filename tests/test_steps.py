@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -186,12 +187,13 @@ def test_a_run_resumed_mid_epoch_logs_that_epochs_train_loss(tmp_path, k):
 
 def test_a_copy_of_the_module_does_not_copy_its_trainer():
     """The module remembers its fit's K, reason and logging marker with the Trainer they belong to, by a weak
-    reference: a deepcopy (what EMAWeightAveraging's AveragedModel makes at set-up) held a copy of the whole Trainer,
-    its datamodule and the data in it."""
+    reference, and a copy or pickle leaves them behind as Lightning leaves the Trainer: a deepcopy (what
+    EMAWeightAveraging's AveragedModel makes at set-up) held a copy of the whole Trainer, its datamodule and data."""
     module, trainer, _ = _fit(3, epochs=1)
-    assert module.steps_per_call_reason is None and module._steps_plan[0]() is trainer
-    clone = copy.deepcopy(module)
-    assert clone._steps_plan[0]() is trainer and clone._loss_logged[0]() is trainer
+    assert module._steps_plan[0]() is trainer and module._loss_logged[0]() is trainer
+    for clone in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+        assert not {"_steps_plan", "_resumed_steps", "_loss_logged"} & vars(clone).keys()
+        assert clone.resolved_steps_per_call == 1 and _same_weights(clone, module)  # outside a fit: 1
 
 class _PerStep(L.Callback):
     per_step_hooks = True  # sees every optimizer step: one step per call

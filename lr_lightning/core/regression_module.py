@@ -372,6 +372,14 @@ class RegressionModule(L.LightningModule):
         # Lightning's constructor sets the attribute; here `steps_per_call` decides (steps_per_call=1: automatic).
         self._automatic_optimization = value
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy or pickle of the module leaves its Trainer behind (Lightning's __getstate__ drops _trainer): so do the
+        # per-fit notes kept with (a weak reference to) it, which a weak reference could not be pickled as.
+        state = super().__getstate__()
+        for key in ("_steps_plan", "_resumed_steps", "_loss_logged"):
+            state.pop(key, None)
+        return state
+
     @property
     def resolved_steps_per_call(self) -> int:
         """``K`` for the fit in progress (1 outside one), decided once per Trainer by :meth:`steps_per_call_for`."""
