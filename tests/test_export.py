@@ -249,3 +249,21 @@ def test_export_py_says_in_one_line_that_onnx_cannot_express_a_users_network(tmp
                     "error: --out net.onnx: the network CummaxNet uses aten.cummax, which has no ONNX function")
     assert not (tmp_path / "net.onnx").exists()
     assert run_main(export_main, "--ckpt", "net.ckpt", "--out", "net.pt2", *trust, cwd=tmp_path).returncode == 0
+
+
+def test_a_file_that_does_not_reproduce_the_module_is_refused_and_not_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The self-check before the rename: an exported program whose predictions are off (here by 1e-3 relative, far
+    beyond the check's tolerance) is a one-line ValueError, and neither the file nor its temporary twin is left."""
+    from lr_lightning.core import export as export_module
+
+    real = export_module.load_pt2
+    monkeypatch.setattr(export_module, "load_pt2", lambda path: (lambda x: real(path)[0](x) * (1 + 1e-3), {}))
+    module = _models()["linear"]
+    out = tmp_path / "off.pt2"
+    with pytest.raises(ValueError, match=r"off\.pt2: the exported file does not reproduce the module's predictions "
+                                         r"\(largest difference .* on example rows, .*\); not written$"):
+        export(module, out)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(export_module, "load_pt2", real)
+    assert export(module, out) == out and out.is_file()  # the same module, checked honestly: written

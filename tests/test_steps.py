@@ -4,7 +4,9 @@ steps (global_step, logging, schedulers, divergence, checkpoints, resume) keeps 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
 from lr_lightning import LinearRegression, RegressionModule
@@ -154,6 +156,45 @@ def test_auto_resumes_with_the_checkpoints_k_whatever_it_would_pick_now(tmp_path
     assert resumed.returncode == 0 and "1 optimizer step per call into Lightning" in resumed.stdout, resumed.stderr
 
 
+
+def test_a_later_fit_without_the_checkpoint_does_not_keep_its_k(tmp_path):
+    """The checkpoint's K is for the fit that resumes from it: the same module fitted again by a new Trainer, without
+    ckpt_path, gets auto's own K in its blocks too (it kept the checkpoint's 2 while saying 3, and saved 2)."""
+    with contextlib.suppress(_Stop):
+        _fit(2, callbacks=[SaveLast(tmp_path, every_n_steps=4), _StopAfter(17)])
+    module, _, _ = _fit("auto", ckpt_path=tmp_path / "last.ckpt")
+    assert module.resolved_steps_per_call == module._block_steps == 2
+    trainer = make_trainer(max_epochs=1)
+    trainer.fit(module, datamodule=_data())
+    # 13 steps an epoch in blocks of auto's 3: 5 calls.
+    assert module.resolved_steps_per_call == module._block_steps == 3 and len(trainer.train_dataloader) == 5
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_run_resumed_mid_epoch_logs_that_epochs_train_loss(tmp_path, k):
+    """train/loss is logged on an epoch's first call in the run, which after a mid-epoch resume is not batch 0: the
+    resumed epoch had no train/loss, and an EarlyStopping on it (--stop_below) stopped the run with a RuntimeError."""
+    def stop_below() -> EarlyStopping:
+        return EarlyStopping("train/loss", stopping_threshold=1e-12, patience=10**9, check_on_train_epoch_end=True)
+
+    with contextlib.suppress(_Stop):
+        _fit(k, callbacks=[SaveLast(tmp_path, every_n_steps=4), _StopAfter(17), stop_below()])
+    _, trainer, recorder = _fit(k, ckpt_path=tmp_path / "last.ckpt", callbacks=[stop_below()])
+    # Resumed at step 16 (epoch 1 of 13-step epochs): epoch 1 ends at step 25, epoch 2 at 38.
+    assert trainer.global_step == 39
+    assert sorted(step for step, key, _ in recorder.rows if key == "train/loss") == [25, 38]
+
+
+def test_a_copy_of_the_module_does_not_copy_its_trainer():
+    """The module remembers its fit's K, reason and logging marker with the Trainer they belong to, by a weak
+    reference, and a copy or pickle leaves them behind as Lightning leaves the Trainer: a deepcopy (what
+    EMAWeightAveraging's AveragedModel makes at set-up) held a copy of the whole Trainer, its datamodule and data."""
+    module, trainer, _ = _fit(3, epochs=1)
+    assert module._steps_plan[0]() is trainer and module._loss_logged[0]() is trainer
+    for clone in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+        assert not {"_steps_plan", "_resumed_steps", "_loss_logged"} & vars(clone).keys()
+        assert clone.resolved_steps_per_call == 1 and _same_weights(clone, module)  # outside a fit: 1
+
 class _PerStep(L.Callback):
     per_step_hooks = True  # sees every optimizer step: one step per call
 
@@ -211,6 +252,28 @@ def test_a_block_calls_torch_directly_unless_a_hook_around_the_step_has_code():
     hooked, trainer, _ = _fit(3, callbacks=[counter])
     assert not hooked._direct_steps and counter.calls == trainer.global_step == 39
     assert _same_weights(hooked, one)
+
+
+class _ModuleCountsBackwards(RegressionModule):
+    """A module's own hook around the step (not one that forces K = 1): the block must go through Lightning."""
+
+    backwards = 0
+
+    def on_after_backward(self) -> None:
+        type(self).backwards += 1
+
+
+def test_a_block_goes_through_lightning_for_a_modules_hook_or_mixed_precision():
+    """The other two ways out of the direct path: a module overriding a hook Lightning runs around a manual step, and
+    a precision plugin that is not full precision (its backward scales or casts)."""
+    dm = _data()
+    torch.manual_seed(0)
+    module = _ModuleCountsBackwards(LinearRegression(3), steps_per_call=3, **dm.module_inputs())
+    trainer = make_trainer(max_epochs=1)
+    trainer.fit(module, datamodule=dm)
+    assert not module._direct_steps and _ModuleCountsBackwards.backwards == trainer.global_step == 13
+    mixed, _, _ = _fit(3, epochs=1, precision="bf16-mixed")
+    assert not mixed._direct_steps and not mixed.automatic_optimization
 
 
 class _PerStepSchedule(RegressionModule):

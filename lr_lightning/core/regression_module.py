@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,11 @@ from lr_lightning.core.quiet import quiet_lightning
 quiet_lightning()  # the Python API as quiet as the command line: see lr_lightning/core/quiet.py
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-# `steps_per_call="auto"`: enough rows per training_step that Lightning's own ~0.5 ms per call is a small share of it.
-# A linear-regression step costs about 0.5 ms per 1,024 rows x 16 features on the 2-core AMD EPYC VM (the hand loop
-# of scripts/benchmark.py: 0.50 s for 977 steps), so 32,768 rows (K = 32 at batch 1024, 4 at 8192) is ~16 ms of
-# compute against ~0.5 ms of Lightning: about 3 %. Capped so that a tiny batch still returns to Lightning (signals,
-# progress, checkpoints) every few milliseconds.
+# `steps_per_call="auto"`: enough rows per training_step that Lightning's own ~0.25-0.5 ms per call is a small share
+# of it. A linear-regression step costs 0.15-0.5 ms per 1,024 rows x 16 features on the 2-core AMD EPYC VM (the hand
+# loop of scripts/benchmark.py: 0.15-0.50 s for 977 steps, quiet or shared), so 32,768 rows (K = 32 at batch 1024, 4
+# at 8192) is 5-16 ms of compute per call: Lightning's share is 3-5 % (README, "Steps per call"). Capped so that a
+# tiny batch still returns to Lightning (signals, progress, checkpoints) every few milliseconds.
 AUTO_ROWS_PER_CALL, AUTO_MAX_STEPS = 32_768, 256
 # The factories the module is given (lightning.pytorch.cli's aliases, spelled out here: importing that module defines
 # a second class named ReduceLROnPlateau, which makes `--lr_scheduler ReduceLROnPlateau` ambiguous to jsonargparse).
@@ -109,11 +110,14 @@ class RegressionModule(L.LightningModule):
             steps_per_call: optimizer steps per ``training_step`` (``K``): the datamodule serves blocks of ``K``
                 batches and the module steps through them itself (manual optimization), so Lightning's per-step
                 work is paid once per ``K`` steps. Same batches, same order, same weights bit for bit as ``K = 1``.
-                ``"auto"``: 1 where per-step hooks are needed (LBFGS, gradient clipping or accumulation, a callback
+                ``"auto"``: 1 where per-step hooks are needed (LBFGS, gradient clipping or accumulation,
+                ``limit_train_batches``, ``overfit_batches`` or a ``val_check_interval`` within the epoch, a callback
                 of yours with a per-step hook such as ``on_train_batch_end`` unless it sets ``per_step_hooks = False``,
                 one with ``per_step_hooks = True``, a subclass overriding ``training_step``, ``optimizer_step`` or
-                another per-step method (see ``_per_step_override``), a step-interval ``ModelCheckpoint``, batches
-                not from a ``RegressionDataModule``), else
+                another per-step method (see ``_per_step_override``), a step- or time-interval ``ModelCheckpoint``,
+                ``ThroughputMonitor``, ``GradientAccumulationScheduler``, a step-interval ``LearningRateMonitor``,
+                ``WeightAveraging`` (``EMAWeightAveraging``), ``SpikeDetection``,
+                batches not from a ``RegressionDataModule``: see ``_needs_per_step_hooks``), else
                 ``ceil(32768 / batch_size)``, at most 256, a quarter epoch and any callback's ``every_n_steps``. A
                 whole number > 1 with one of those is a ValueError.
             trusted: classes besides this package's networks and torch's optimizers that a recipe may name; a recipe's
@@ -319,9 +323,12 @@ class RegressionModule(L.LightningModule):
                 except ValueError as e:
                     raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {saved}, and "
                                      f"{str(e).partition(': ')[2]}") from None
-                self._steps_plan = (self.trainer, plan[0], plan[1] and "resumed from a checkpoint trained with "
-                                    "steps_per_call 1")
-            self._resumed_steps = check_steps_per_call(checkpoint, self.automatic_optimization, requested)
+                why = plan[1] and "resumed from a checkpoint trained with steps_per_call 1"
+                self._steps_plan = (weakref.ref(self.trainer), plan[0], why)
+            # Kept with (a weak reference to) its Trainer, as _steps_plan is: a later fit of this module without the
+            # checkpoint must not inherit the checkpoint's K.
+            steps = check_steps_per_call(checkpoint, self.automatic_optimization, requested)
+            self._resumed_steps = (weakref.ref(self.trainer), steps)
 
     # ------------------------------------------------------------------------------------------ steps
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -365,6 +372,14 @@ class RegressionModule(L.LightningModule):
         # Lightning's constructor sets the attribute; here `steps_per_call` decides (steps_per_call=1: automatic).
         self._automatic_optimization = value
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy or pickle of the module leaves its Trainer behind (Lightning's __getstate__ drops _trainer): so do the
+        # per-fit notes kept with (a weak reference to) it, which a weak reference could not be pickled as.
+        state = super().__getstate__()
+        for key in ("_steps_plan", "_resumed_steps", "_loss_logged"):
+            state.pop(key, None)
+        return state
+
     @property
     def resolved_steps_per_call(self) -> int:
         """``K`` for the fit in progress (1 outside one), decided once per Trainer by :meth:`steps_per_call_for`."""
@@ -372,8 +387,10 @@ class RegressionModule(L.LightningModule):
         if trainer is None or trainer.state.fn != "fit":
             return 1
         plan = getattr(self, "_steps_plan", None)
-        if plan is None or plan[0] is not trainer:
-            self._steps_plan = (trainer, *self.steps_per_call_for(trainer, trainer.datamodule))
+        # The Trainer is held by a weak reference: a deepcopy of the module (EMAWeightAveraging's AveragedModel, for
+        # one) would otherwise copy the whole Trainer, its datamodule and the data in it.
+        if plan is None or plan[0]() is not trainer:
+            self._steps_plan = (weakref.ref(trainer), *self.steps_per_call_for(trainer, trainer.datamodule))
         return self._steps_plan[1]
 
     @property
@@ -415,8 +432,9 @@ class RegressionModule(L.LightningModule):
         must fall where they fell)."""
         if self.automatic_optimization:
             steps = 1
-        elif self.hparams.get("steps_per_call", "auto") == "auto" and getattr(self, "_resumed_steps", None):
-            steps = self._resumed_steps
+        elif self.hparams.get("steps_per_call", "auto") == "auto" and self._trainer is not None and \
+                getattr(self, "_resumed_steps", (lambda: None, 0))[0]() is self._trainer:
+            steps = self._resumed_steps[1]
         else:
             steps = self.resolved_steps_per_call
         self._block_steps = steps
@@ -481,6 +499,7 @@ class RegressionModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._counted = None  # (global_step, batch_idx) whose loss is already counted; see training_step
+        self._loss_logged = None  # (trainer, epoch) whose train/loss is logged; see _first_call_of_epoch
         self._direct_steps = not self.automatic_optimization and _lightning_adds_nothing_per_step(self)
         if self.automatic_optimization:
             return
@@ -498,6 +517,17 @@ class RegressionModule(L.LightningModule):
             raise ValueError(f"steps_per_call={k}: a ReduceLROnPlateau stepped every step "
                              "(\"interval\": \"step\") needs one training_step per optimizer step; use "
                              "steps_per_call=1")
+
+    def _first_call_of_epoch(self) -> bool:
+        """Whether this is the epoch's first ``training_step`` in this run, where ``train/loss`` is logged (once an
+        epoch is enough; see training_step). Not ``batch_idx == 0``: a run resumed mid-epoch starts at a later batch,
+        and its first epoch then had no ``train/loss`` at all (``--stop_below``'s EarlyStopping stopped the run with
+        a RuntimeError). That epoch's mean is of the batches trained in this run."""
+        marker = getattr(self, "_loss_logged", None)
+        if marker is not None and marker[0]() is self.trainer and marker[1] == self.trainer.current_epoch:
+            return False
+        self._loss_logged = (weakref.ref(self.trainer), self.trainer.current_epoch)
+        return True
 
     def _count_loss(self, loss: torch.Tensor, rows: int) -> None:
         """Adds one step's loss, weighted by its ``rows``, to the epoch's mean (``train/loss``).
@@ -532,7 +562,7 @@ class RegressionModule(L.LightningModule):
         # Weighted by batch size as the loss counted once per sample (a view, no copy): torchmetrics 1.9 drops the
         # `weight` argument when nan_strategy="disable" (torchmetrics#3434).
         self._count_loss(loss.detach(), len(batch[0]))
-        if batch_idx == 0:
+        if self._first_call_of_epoch():
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, prog_bar=True)
@@ -544,7 +574,7 @@ class RegressionModule(L.LightningModule):
         trainer, optimizer = self.trainer, self.optimizers()
         every, losses, max_steps = trainer.log_every_n_steps, [], trainer.max_steps
         direct = getattr(self, "_direct_steps", False)
-        if batch_idx == 0:
+        if self._first_call_of_epoch():
             self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
         # A subclass's "interval": "step" schedulers, which Lightning leaves to the module under manual optimization.
         per_step = [c for c in trainer.lr_scheduler_configs if c.interval == "step"]
@@ -710,10 +740,16 @@ def _steps_per_epoch(datamodule: Any, world_size: int) -> int | None:
     return n // g if getattr(datamodule, "drop_last", False) else math.ceil(n / g)
 
 
+def _saved_steps(checkpoint: Mapping[str, Any]) -> tuple[int, bool]:
+    """``(steps, automatic)`` as on_save_checkpoint wrote them; older checkpoints took one step per call."""
+    saved = checkpoint.get("steps_per_call") or {"steps": 1, "automatic": True}
+    return int(saved.get("steps", 1)), bool(saved.get("automatic", True))
+
+
 def saved_steps_per_call(checkpoint: Mapping[str, Any]) -> int:
     """The steps per call a checkpoint was trained with (1 for checkpoints from before steps_per_call)."""
-    saved = checkpoint.get("steps_per_call") or {"steps": 1, "automatic": True}
-    return 1 if saved.get("automatic", True) else int(saved.get("steps", 1))
+    steps, automatic = _saved_steps(checkpoint)
+    return 1 if automatic else steps
 
 
 def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, requested: int | str) -> int:
@@ -721,8 +757,7 @@ def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, request
     it cannot: Lightning restores the position in the epoch in calls, and one step per call (automatic optimization)
     and blocks (manual) count optimizer steps in different loops. The math is the same either way; only this
     bookkeeping needs the same setting. ``automatic``: this run's mode; ``requested``: its ``steps_per_call``."""
-    saved = checkpoint.get("steps_per_call") or {"steps": 1, "automatic": True}  # older checkpoints: one per call
-    steps, was_automatic = int(saved.get("steps", 1)), bool(saved.get("automatic", True))
+    steps, was_automatic = _saved_steps(checkpoint)
     if was_automatic != automatic or requested not in ("auto", steps):
         wanted = 1 if was_automatic else steps
         raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {wanted}, not "
@@ -745,8 +780,11 @@ def _per_step_callback(callback: L.Callback) -> str | None:
     need them when it overrides a per-step hook (:data:`PER_STEP_HOOKS`) with code of its own: under blocks that hook
     runs once per call and sees a ``Block``, which code written for batches would misread. This package's callbacks
     and Lightning's are written for calls, except a ``ModelCheckpoint`` saving every N steps or seconds (it checks
-    ``global_step % N``, which jumps by K) and ``ThroughputMonitor`` (it counts one batch per call).
+    ``global_step % N``, which jumps by K), ``ThroughputMonitor`` (it counts one batch per call),
+    ``GradientAccumulationScheduler``, a step-interval ``LearningRateMonitor``, ``WeightAveraging`` and
+    ``SpikeDetection`` (they act on every step).
     """
+    from lightning.pytorch import callbacks as lightning_callbacks
     from lightning.pytorch.callbacks import (
         GradientAccumulationScheduler,
         LearningRateMonitor,
@@ -765,6 +803,13 @@ def _per_step_callback(callback: L.Callback) -> str | None:
         return "it accumulates gradients over batches"
     if isinstance(callback, LearningRateMonitor) and callback.logging_interval == "step":
         return "it logs the learning rate every N steps, checked once per call"
+    # Lightning's code, but per step: once per call under blocks, an average (EMAWeightAveraging) would take the
+    # weights of every K-th step only, and a spike check see one loss of K. (Not in every Lightning >= 2.4.)
+    for name, why in (("WeightAveraging", "it averages the weights after every optimizer step"),
+                      ("SpikeDetection", "it checks every step's loss")):
+        cls = getattr(lightning_callbacks, name, None)
+        if cls is not None and isinstance(callback, cls):
+            return why
     for hook in PER_STEP_HOOKS:
         code = getattr(type(callback), hook, None)
         if code is not None and code is not getattr(L.Callback, hook) and \
