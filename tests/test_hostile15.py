@@ -272,6 +272,15 @@ def test_trainer_settings_lightning_counts_in_calls_get_one_step_per_call(tmp_pa
         _fit(3, tmp_path, **{setting: value})
 
 
+def test_device_stats_monitor_gets_one_step_per_call() -> None:
+    # Decided from the class alone: running it on the CPU needs psutil, which is not a dependency.
+    from lightning.pytorch.callbacks import DeviceStatsMonitor
+
+    from lr_lightning.core.regression_module import _per_step_callback
+
+    assert _per_step_callback(DeviceStatsMonitor()) == "it logs device statistics every N steps, checked once per call"
+
+
 @pytest.mark.parametrize("callback, why", [
     (lambda: GradientAccumulationScheduler({1: 2}), "it accumulates gradients over batches"),
     (lambda: LearningRateMonitor(logging_interval="step"),

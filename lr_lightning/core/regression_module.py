@@ -116,6 +116,7 @@ class RegressionModule(L.LightningModule):
                 one with ``per_step_hooks = True``, a subclass overriding ``training_step``, ``optimizer_step`` or
                 another per-step method (see ``_per_step_override``), a step- or time-interval ``ModelCheckpoint``,
                 ``ThroughputMonitor``, ``GradientAccumulationScheduler``, a step-interval ``LearningRateMonitor``,
+                ``DeviceStatsMonitor``,
                 ``WeightAveraging`` (``EMAWeightAveraging``), ``SpikeDetection``,
                 batches not from a ``RegressionDataModule``: see ``_needs_per_step_hooks``), else
                 ``ceil(32768 / batch_size)``, at most 256, a quarter epoch and any callback's ``every_n_steps``. A
@@ -616,8 +617,10 @@ class RegressionModule(L.LightningModule):
         trainer.fit_loop.epoch_loop._batches_that_stepped += len(losses) - 1
         if trainer.fit_loop.epoch_loop._num_ready_batches_reached():
             self._step_schedulers(plateau=False)  # where automatic optimization steps them: after the last batch
+        if not losses:  # max_steps reached before the block's first step (Lightning checks between calls only)
+            return None
         # `losses`: every step's loss, for the divergence guard to name the first bad step.
-        return {"loss": loss, "losses": torch.stack(losses)}
+        return {"loss": losses[-1], "losses": torch.stack(losses)}
 
     def _step_schedulers(self, plateau: bool) -> None:
         """Lightning's epoch-interval scheduler stepping, which it leaves to the module under manual optimization:
@@ -781,11 +784,12 @@ def _per_step_callback(callback: L.Callback) -> str | None:
     runs once per call and sees a ``Block``, which code written for batches would misread. This package's callbacks
     and Lightning's are written for calls, except a ``ModelCheckpoint`` saving every N steps or seconds (it checks
     ``global_step % N``, which jumps by K), ``ThroughputMonitor`` (it counts one batch per call),
-    ``GradientAccumulationScheduler``, a step-interval ``LearningRateMonitor``, ``WeightAveraging`` and
-    ``SpikeDetection`` (they act on every step).
+    ``GradientAccumulationScheduler``, a step-interval ``LearningRateMonitor``, ``DeviceStatsMonitor``,
+    ``WeightAveraging`` and ``SpikeDetection`` (they act on every step).
     """
     from lightning.pytorch import callbacks as lightning_callbacks
     from lightning.pytorch.callbacks import (
+        DeviceStatsMonitor,
         GradientAccumulationScheduler,
         LearningRateMonitor,
         ModelCheckpoint,
@@ -803,6 +807,8 @@ def _per_step_callback(callback: L.Callback) -> str | None:
         return "it accumulates gradients over batches"
     if isinstance(callback, LearningRateMonitor) and callback.logging_interval == "step":
         return "it logs the learning rate every N steps, checked once per call"
+    if isinstance(callback, DeviceStatsMonitor):  # its per-batch statistics would be logged at other steps
+        return "it logs device statistics every N steps, checked once per call"
     # Lightning's code, but per step: once per call under blocks, an average (EMAWeightAveraging) would take the
     # weights of every K-th step only, and a spike check see one loss of K. (Not in every Lightning >= 2.4.)
     for name, why in (("WeightAveraging", "it averages the weights after every optimizer step"),

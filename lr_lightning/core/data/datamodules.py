@@ -542,7 +542,7 @@ class RegressionDataModule(L.LightningDataModule):
         if raw:
             # A module that reads raw rows sums over them (LeastSquaresModule's passes): every row once, in memory
             # order, in blocks of the size it asks for (`pass_rows`), since neither order nor batch size changes a
-            # sum, and Lightning's per-batch cost (~0.5 ms) is then paid per block, not per 32 rows.
+            # sum, and Lightning's per-batch cost (~0.25-0.5 ms) is then paid per block, not per 32 rows.
             batch_size = getattr(self.trainer.lightning_module, "pass_rows", None) or batch_size
             shuffle = drop_last = False
         if self.table.streamed:

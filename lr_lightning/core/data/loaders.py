@@ -170,7 +170,7 @@ class Block(tuple):
 class StepBlocks:
     """The batches of ``batches``, unchanged and in the same order, grouped into blocks of ``steps`` (:class:`Block`).
 
-    Lightning's own work per ``training_step`` (a dozen hook dispatches, ~0.5 ms on a 2-core AMD EPYC) costs more
+    Lightning's own work per ``training_step`` (a dozen hook dispatches, ~0.25-0.5 ms on a 2-core AMD EPYC) costs more
     than a linear-regression step; a block makes it one call per ``steps`` optimizer steps. Blocks never cross an
     epoch's end (its last block is shorter), so every epoch has ``ceil(batches / steps)`` of them, as Lightning's
     ``num_training_batches`` and ``val_check_batch`` expect. The state (epoch, batches consumed) is the inner
