@@ -337,7 +337,22 @@ def fit_main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     spare_the_collector(argv)  # torch, Lightning and the run's parts are here to stay: no full collection walks them
-    return run.fit(argv)
+    try:
+        return run.fit(argv)
+    finally:
+        if argv is None:
+            _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Release a DDP run's process group before the process ends, as torch asks. Left to the interpreter's exit, its
+    threads could outlive the objects that own them (frozen, the collector no longer destroys them first): under
+    torchrun a process then aborted ('terminate called without an active exception') while its peer waited for it.
+    Every collective of the run is matched before fit returns on each rank, so no barrier is needed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 
