@@ -308,7 +308,7 @@ def test_max_steps_counts_optimizer_steps_inside_a_block():
 def test_auto_picks_k_from_the_batch_size_within_a_quarter_epoch():
     module, trainer, _ = _fit("auto", epochs=1)
     # 32768 rows / 16 = 2048, capped at a quarter of the 13-step epoch: 3.
-    assert module.resolved_steps_per_call == module.steps_per_block(13) == 3
+    assert module.resolved_steps_per_call == module.steps_per_block() == 3
     assert len(trainer.train_dataloader) == 5 and module.steps_per_call_reason is None
     with pytest.raises(ValueError, match="steps_per_call must be 'auto' or a whole number >= 1, got 0"):
         RegressionModule(LinearRegression(1), steps_per_call=0)

@@ -314,11 +314,13 @@ class RegressionModule(L.LightningModule):
             self.check_resumable(checkpoint)
             requested = self.hparams.get("steps_per_call", "auto")
             saved = saved_steps_per_call(checkpoint)
+            switches_mode = (saved == 1) != self.automatic_optimization
             if requested == "auto" and saved != self.resolved_steps_per_call and \
-                    not self.trainer.strategy.restore_checkpoint_after_setup:
+                    not (switches_mode and self.trainer.strategy.restore_checkpoint_after_setup):
                 # `auto` resumes with the checkpoint's K, whatever it would pick now: Lightning restores the position
-                # in the epoch in calls. This runs before the optimizers are configured (for this strategy), so
-                # switching between one step per call and blocks here is in time.
+                # in the epoch in calls. Another block length is in time until the loaders are built; switching
+                # between one step per call and blocks is in time for strategies that restore before configuring the
+                # optimizers (for the others check_steps_per_call refuses it below).
                 try:
                     plan = self.steps_per_call_for(self.trainer, self.trainer.datamodule, requested=saved)
                 except ValueError as e:
@@ -326,10 +328,7 @@ class RegressionModule(L.LightningModule):
                                      f"{str(e).partition(': ')[2]}") from None
                 why = plan[1] and "resumed from a checkpoint trained with steps_per_call 1"
                 self._steps_plan = (weakref.ref(self.trainer), plan[0], why)
-            # Kept with (a weak reference to) its Trainer, as _steps_plan is: a later fit of this module without the
-            # checkpoint must not inherit the checkpoint's K.
-            steps = check_steps_per_call(checkpoint, self.automatic_optimization, requested)
-            self._resumed_steps = (weakref.ref(self.trainer), steps)
+            check_steps_per_call(checkpoint, self.automatic_optimization, requested)
 
     # ------------------------------------------------------------------------------------------ steps
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -377,7 +376,7 @@ class RegressionModule(L.LightningModule):
         # A copy or pickle of the module leaves its Trainer behind (Lightning's __getstate__ drops _trainer): so do the
         # per-fit notes kept with (a weak reference to) it, which a weak reference could not be pickled as.
         state = super().__getstate__()
-        for key in ("_steps_plan", "_resumed_steps", "_loss_logged"):
+        for key in ("_steps_plan", "_loss_logged"):
             state.pop(key, None)
         return state
 
@@ -427,19 +426,12 @@ class RegressionModule(L.LightningModule):
                              "steps_per_call=1 (or 'auto', which then picks 1)")
         return requested, ("steps_per_call=1 was asked for" if requested == 1 else None)
 
-    def steps_per_block(self, steps_per_epoch: int) -> int:
-        """The block length the datamodule serves, for an epoch of ``steps_per_epoch`` optimizer steps (1: plain
-        batches): ``steps_per_call`` as resolved for this fit; with ``"auto"``, the checkpoint's when resuming (calls
-        must fall where they fell)."""
-        if self.automatic_optimization:
-            steps = 1
-        elif self.hparams.get("steps_per_call", "auto") == "auto" and self._trainer is not None and \
-                getattr(self, "_resumed_steps", (lambda: None, 0))[0]() is self._trainer:
-            steps = self._resumed_steps[1]
-        else:
-            steps = self.resolved_steps_per_call
-        self._block_steps = steps
-        return steps
+    def steps_per_block(self) -> int:
+        """The block length the datamodule serves this fit (1: plain batches): ``steps_per_call`` as resolved for it,
+        the checkpoint's when ``auto`` resumes (see on_load_checkpoint). Remembered for the checkpoint and the
+        summary, which outlive the fit's Trainer state."""
+        self._block_steps = self.resolved_steps_per_call
+        return self._block_steps
 
     def _needs_per_step_hooks(self, trainer: L.Trainer, datamodule: Any) -> str | None:
         """What in this fit needs Lightning's loop around every optimizer step, in words; None if nothing does."""
@@ -755,17 +747,16 @@ def saved_steps_per_call(checkpoint: Mapping[str, Any]) -> int:
     return 1 if automatic else steps
 
 
-def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, requested: int | str) -> int:
-    """The steps per call a run resuming from ``checkpoint`` must use (the checkpoint's), or a ValueError saying why
-    it cannot: Lightning restores the position in the epoch in calls, and one step per call (automatic optimization)
-    and blocks (manual) count optimizer steps in different loops. The math is the same either way; only this
-    bookkeeping needs the same setting. ``automatic``: this run's mode; ``requested``: its ``steps_per_call``."""
+def check_steps_per_call(checkpoint: Mapping[str, Any], automatic: bool, requested: int | str) -> None:
+    """A ValueError when a run resuming from ``checkpoint`` would not use its steps per call, saying why it must:
+    Lightning restores the position in the epoch in calls, and one step per call (automatic optimization) and blocks
+    (manual) count optimizer steps in different loops. The math is the same either way; only this bookkeeping needs
+    the same setting. ``automatic``: this run's mode; ``requested``: its ``steps_per_call``."""
     steps, was_automatic = _saved_steps(checkpoint)
     if was_automatic != automatic or requested not in ("auto", steps):
         wanted = 1 if was_automatic else steps
         raise ValueError(f"cannot resume: the checkpoint was trained with steps_per_call {wanted}, not "
                          f"{requested}; resume with steps_per_call={wanted}")
-    return steps
 
 
 # A subclass's methods that Lightning calls once per batch, or only under automatic optimization: see

@@ -560,7 +560,7 @@ class RegressionDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module if self.trainer is not None else None
         if module is None or not hasattr(module, "steps_per_block") or module.automatic_optimization:
             return loader
-        return StepBlocks(loader, module.steps_per_block(len(loader)))
+        return StepBlocks(loader, module.steps_per_block())
 
     def val_dataloader(self) -> TensorBatches | list:
         # No split, no loop: an empty list, which Lightning takes as "no validation" (no sanity check either).
