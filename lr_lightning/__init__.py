@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lr_lightning.core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -56,7 +57,4 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'lr_lightning' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

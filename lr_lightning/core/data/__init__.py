@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lr_lightning.core.lazy import lazy_exports
 
 # Imported on first use: `predict.py --onnx` reads a CSV through `tables` (numpy and pyarrow only), and importing this
 # package must not load torch for it, as importing `datamodules` and `loaders` would.
@@ -50,7 +51,4 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'lr_lightning.core.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
