@@ -458,7 +458,7 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     _check_flags(cfg)
     if cfg.plot is not None and not have_matplotlib():
         raise UsageError(f"--plot {cfg.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
-    resume = _resume_path(cfg)
+    resume, checkpoint = _resume_checkpoint(cfg)
     L.seed_everything(cfg.seed, verbose=False)
     exact = cfg.get("solver") == "exact"
     if exact and cfg.data.init_args.get("dtype") is None:
@@ -467,11 +467,9 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     dm, module, reference = build_parts(cfg, init)
     if exact:
         _check_exact_data(cfg, module, dm)  # before the run folder is claimed: bad data leaves nothing behind
-    if resume is not None:
-        from lr_lightning.core.checkpoints import read_checkpoint
-
+    if checkpoint is not None:
         # Before any training, in the words of the setting that differs (not a size mismatch mid-restore).
-        module.check_resumable(read_checkpoint(resume), dm.feature_names)
+        module.check_resumable(checkpoint, dm.feature_names)
         # A run resumed into its own folder finds its checkpoints there: that is the point, not a warning.
         warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
     figures = TensorBoardFigures(times=cfg.figures)  # its checks before the run folder is claimed
@@ -515,7 +513,7 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
             _give_back(Path(logger.log_dir), cfg, created)
             raise UsageError(_exact_setting_error(cfg, e)) from None
     else:
-        _check_steps_per_call(cfg, module, trainer, dm, resume, created)
+        _check_steps_per_call(cfg, module, trainer, dm, resume, checkpoint, created)
     if trainer.is_global_zero:
         # The run, repeatable from its folder: fit.py --config lightning_logs/version_N/config.yaml
         parser.save(cfg, Path(logger.log_dir) / "config.yaml", overwrite=True, skip_validation=True)
@@ -523,15 +521,13 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
 
 
 def _check_steps_per_call(cfg: Namespace, module: RegressionModule, trainer: L.Trainer, dm: RegressionDataModule,
-                          resume: Path | None, created: bool) -> None:
+                          resume: Path | None, checkpoint: dict[str, Any] | None, created: bool) -> None:
     """``--steps_per_call K`` that this run cannot honour (LBFGS, gradient clipping, a resumed checkpoint's other K):
     one line now, before the run folder fills, not a traceback from inside the fit."""
-    from lr_lightning.core.checkpoints import read_checkpoint
     from lr_lightning.core.regression_module import check_steps_per_call, saved_steps_per_call
 
     requested = None
     try:
-        checkpoint = read_checkpoint(resume) if resume is not None else None
         # `auto` resumes with the checkpoint's K (the position in the epoch is restored in calls).
         requested = saved_steps_per_call(checkpoint) if checkpoint is not None and cfg.steps_per_call == "auto" \
             else None
@@ -696,12 +692,13 @@ def _check_torchrun(cfg: Namespace, on_gpu: bool) -> None:
                          f"(--nproc-per-node {local}); give --devices the same number")
 
 
-def _resume_path(cfg: Namespace) -> Path | None:
+def _resume_checkpoint(cfg: Namespace) -> tuple[Path | None, dict[str, Any] | None]:
+    """``--resume``'s checkpoint file and its contents (read once, checked here and by the run's set-up), or Nones."""
     from lr_lightning.core.checkpoints import read_checkpoint
     from lr_lightning.core.runs import find_last_checkpoint
 
     if cfg.resume is None:
-        return None
+        return None, None
     found = find_last_checkpoint(cfg.log_dir) if cfg.resume == "last" else Path(cfg.resume)
     if found is None or not found.is_file():
         where = f"no last.ckpt under --log_dir {cfg.log_dir}" if cfg.resume == "last" else "no such file"
@@ -716,7 +713,7 @@ def _resume_path(cfg: Namespace) -> Path | None:
         raise UsageError(f"--resume {found}: solved exactly (--solver exact), with no optimizer state to continue "
                          "training from; predict with it (predict.py, evaluate.py) or start a new run without "
                          "--resume")
-    return found
+    return found, state
 
 
 def make_trainer(cfg: Namespace, trainer_args: Namespace, logger: Any, callbacks: list, progress_bar: bool,
