@@ -153,11 +153,16 @@ class Block(tuple):
     start: int = 0
     _source: TensorBatches | None = None
 
+    @classmethod
+    def of(cls, batches: Iterable[Batch], start: int, source: TensorBatches | None) -> Block:
+        """``batches`` as a block whose first batch is the epoch's ``start``-th, served by ``source``."""
+        block = cls(batches)
+        block.start, block._source = start, source
+        return block
+
     def like(self, batches: Iterable[Batch]) -> Block:
         """Other ``batches`` (this block's, moved to a device) as a block at the same place in the epoch."""
-        block = Block(batches)
-        block.start, block._source = self.start, self._source
-        return block
+        return Block.of(batches, self.start, self._source)
 
     def unserve(self, n: int) -> None:
         """Count this block's last ``n`` batches as not served: training stopped before them (``max_steps``), so a
@@ -205,15 +210,10 @@ class StepBlocks:
                 start = self.batches._served - 1  # counted when served: this batch's position in the epoch
             block.append(batch)
             if len(block) == self.steps:
-                yield self._block(block, start)
+                yield Block.of(block, start, self.batches)
                 block = []
         if block:
-            yield self._block(block, start)
-
-    def _block(self, batches: list[Batch], start: int) -> Block:
-        block = Block(batches)
-        block.start, block._source = start, self.batches
-        return block
+            yield Block.of(block, start, self.batches)
 
     def state_dict(self) -> dict[str, int]:
         return self.batches.state_dict()
