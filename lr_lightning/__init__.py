@@ -24,7 +24,8 @@ _EXPORTS = {
     "ParquetDataModule": "lr_lightning.core.data.datamodules",
     "datamodule_for_path": "lr_lightning.core.data.datamodules",
     # The exact solver lives in `exact/solver.py`, so that `lr_lightning.least_squares` is the function README
-    # documents, not a submodule shadowing it.
+    # documents, not a submodule shadowing it. A copy without lr_lightning/exact: these four are an ImportError
+    # (No module named 'lr_lightning.exact') when asked for, and the rest work.
     "least_squares": "lr_lightning.exact.solver",
     "LeastSquaresModule": "lr_lightning.exact.least_squares_module",
     "fit_statistics": "lr_lightning.exact.solver",
@@ -37,6 +38,7 @@ __all__ = ["CSVDataModule", "LeastSquaresModule", "LinearRegression", "MLPRegres
            "polynomial_features"]
 
 if TYPE_CHECKING:
+    from lr_lightning.core.basis import polynomial_features
     from lr_lightning.core.data.datamodules import (
         CSVDataModule,
         NpyDataModule,
@@ -49,12 +51,7 @@ if TYPE_CHECKING:
     from lr_lightning.core.networks import LinearRegression, MLPRegressor
     from lr_lightning.core.regression_module import RegressionModule
     from lr_lightning.exact.least_squares_module import LeastSquaresModule
-    from lr_lightning.exact.solver import (
-        RankDeficientWarning,
-        fit_statistics,
-        least_squares,
-        polynomial_features,
-    )
+    from lr_lightning.exact.solver import RankDeficientWarning, fit_statistics, least_squares
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

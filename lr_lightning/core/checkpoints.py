@@ -184,17 +184,6 @@ def read_checkpoint(path: str | Path) -> Any:
         raise ValueError("not a torch checkpoint file, or a truncated one") from None
 
 
-def unsolved_exact_fit(checkpoint: Any) -> str:
-    """Why ``checkpoint`` holds no model ('' if it does): an exact least-squares run (``--solver exact``) stopped
-    before its solve wrote ``least_squares.solved`` false, and its weights are the zeros it started from, which would
-    predict as if fitted."""
-    exact = checkpoint.get("least_squares") if isinstance(checkpoint, Mapping) else None
-    if isinstance(exact, Mapping) and exact.get("solved") is not True:
-        return ("an unfinished exact least-squares fit (least_squares.solved is false: the run stopped before the "
-                "solve); it holds no fitted model, so fit again")
-    return ""
-
-
 def _structure_problem(checkpoint: Any) -> str:
     """What a loaded checkpoint lacks of the structure Lightning writes ('' if nothing)."""
     if not isinstance(checkpoint, Mapping):

@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lr_lightning.core import solvers
 from lr_lightning.core.commands import Parser, UsageError, entry_point, load_yaml, quiet, show, spare_the_collector
 
 if TYPE_CHECKING:
@@ -44,11 +45,6 @@ ESSENTIALS = {"accelerator": "auto", "devices": "auto", "strategy": "auto", "num
 SET_BY_THE_RUN = {"logger", "enable_progress_bar", "default_root_dir", "enable_checkpointing"}
 # What the network takes from the data (jsonargparse links them; the recipe in the checkpoint records them).
 LINKED = {"in_features": lambda dm: dm.n_features, "out_features": lambda dm: dm.n_outputs}
-# Optional: the exact least-squares reference (val/excess_mse, the summary's "least squares" line). A copy of the
-# template without lr_lightning/exact simply has none.
-REFERENCE = "lr_lightning.exact.reference"
-# `--solver exact`: the exact least-squares module and its regression table, found by name like REFERENCE.
-EXACT_MODULE, EXACT_STATISTICS = "lr_lightning.exact.least_squares_module", "lr_lightning.exact.statistics"
 MAX_CONFIG_BYTES = 16 * 2**20  # a --config larger than this is not a config (parsing it would take minutes)
 SHORT_DATA = {"tutorial": "TutorialDataModule", "synthetic": "SyntheticDataModule"}
 # The parts a run gets when neither the flags nor the config name them. They are not the parser's defaults: jsonargparse
@@ -66,7 +62,7 @@ def build_parser(stage: str = "fit") -> Parser:
     from typing import Literal, Optional, Union
 
     import lightning as L
-    from jsonargparse import ActionConfigFile, ActionYesNo
+    from jsonargparse import ActionConfigFile
     from torch import nn
 
     import lr_lightning.core.networks  # noqa: F401 - its classes answer to short names: --model MLPRegressor
@@ -98,11 +94,11 @@ def build_parser(stage: str = "fit") -> Parser:
                    help="optimizer steps per call into Lightning (its per-call work then costs once per K steps; "
                    "the weights are bitwise those of 1); auto: 1 where per-step hooks are needed (LBFGS, "
                    "gradient clipping or accumulation), else about 32768 rows per call")
-    p.add_argument("--solver", type=str, default="gradient", choices=["gradient", "exact"],
-                   help="gradient: train with --optimizer; exact: the exact least-squares fit of the linear model "
-                   "(a few passes over the data) with its regression table, written to statistics.json")
-    p.add_argument("--robust", action=ActionYesNo, default=False, help="--solver exact: also HC0-HC3 "
-                   "(heteroscedasticity-consistent) standard errors, one more pass")
+    # The solvers of the optional packages (lr_lightning.core.solvers): their names and their own flags.
+    p.add_argument("--solver", type=str, default=solvers.GRADIENT, help="; ".join(
+        ["gradient: train with --optimizer", *(s.help for s in solvers.registered())]))
+    for solver in solvers.registered():
+        solver.add_arguments(p)
     for name, default in ESSENTIALS.items():
         kind = {"devices": Optional[int | str | list[int]], "num_nodes": int, "max_epochs": int}.get(  # noqa: UP045
             name, str)
@@ -123,7 +119,7 @@ def build_parser(stage: str = "fit") -> Parser:
     p.add_argument("--figures", type=int, default=5, help="log figures and weight histograms to TensorBoard at "
                    "N evenly spaced epochs; 0: none")
     p.add_argument("--plot", type=Optional[str], default=None,  # noqa: UP045
-                   help="also draw the loss curves and the fit into this PNG (--solver exact: the fit alone; pip "
+                   help="also draw the loss curves and the fit into this PNG (another --solver: the fit alone; pip "
                    "install lr-lightning[plots])")
     if not fit:
         p.add_argument("--stage", type=str, default="test", choices=["validate", "test", "predict"],
@@ -169,20 +165,14 @@ def parse(stage: str, argv: list[str] | None) -> tuple[Parser, Namespace]:
 
 
 def _check_solver(cfg: Namespace, argv: list[str]) -> None:
-    """``--solver exact`` fits the linear model in closed form: the flags of training by gradient do not apply."""
-    if cfg.solver != "exact":
-        if cfg.robust:
-            raise UsageError("--robust: robust standard errors come with --solver exact")
-        return
-    flags = [a.split("=", 1)[0] for a in argv if a.startswith("--")]
-    given = [f for f in flags if f.split(".")[0] in ("--optimizer", "--lr_scheduler", "--stop_below", "--resume",
-                                                     "--compile", "--checkpoint_every", "--steps_per_call")]
-    if given:
-        raise UsageError(f"{given[0]}: not with --solver exact (a closed-form fit in a few passes: no optimizer, "
-                         "schedule or resuming)")
-    if not cfg.model.class_path.endswith(".LinearRegression"):
-        raise UsageError(f"--model {cfg.model.class_path.rpartition('.')[2]}: --solver exact fits a linear model "
-                         "(LinearRegression)")
+    """``--solver NAME`` is registered, and every solver accepts the flags given (a solver other than gradient
+    refuses training's flags; its own flags need it)."""
+    try:
+        solvers.solver(cfg.solver)
+    except ValueError as e:
+        raise UsageError(f"--solver: {e}") from None
+    for solver in solvers.registered():
+        solver.check_flags(cfg, argv)
 
 
 def _hint(argv: list[str], message: str) -> str:
@@ -365,6 +355,7 @@ class Run:
         self.cfg, self.dm, self.module, self.trainer = cfg, dm, module, trainer
         self.resume, self.reference = resume, reference
         self.created = created  # whether the run created --log_dir (given back with the run folder on bad input)
+        self.solver = solvers.solver(cfg.get("solver", solvers.GRADIENT))  # None: training by gradient
 
     def fit(self, argv: list[str] | None) -> int:
         import torch
@@ -375,8 +366,8 @@ class Run:
         from lr_lightning.core.summary import predict_one, print_summary
 
         trainer, module, dm = self.trainer, self.module, self.dm
-        exact = self.cfg.solver == "exact"
-        before = predict_one(module, torch.tensor([[5.0]])) if dm.n_inputs == 1 and not exact else None
+        solver = self.solver
+        before = predict_one(module, torch.tensor([[5.0]])) if dm.n_inputs == 1 and solver is None else None
         stop = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
         saver = next(c for c in trainer.callbacks if isinstance(c, SaveLast))
         stop.install()  # from here to the summary; during training it waits for the step in flight to end
@@ -386,15 +377,16 @@ class Run:
             trainer.fit(module, datamodule=dm, ckpt_path=self.resume, weights_only=True)
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # trainer.test replaces them
             if dm.n_test:
-                metrics |= trainer.test(module, datamodule=dm, ckpt_path=None if exact else "best",
+                metrics |= trainer.test(module, datamodule=dm, ckpt_path="best" if solver is None else None,
                                         verbose=False)[0]
         except ValueError as e:
-            if not exact:
+            if solver is None:
                 raise
-            # What only a pass finds (non-finite values in streamed data, too few epochs for the refinements this
-            # data needs, max_time running out): bad input, and an unsolved run's folder is nothing to keep.
+            # A solver's ValueError is what only a pass finds (non-finite values in streamed data, too few epochs for
+            # the refinements this data needs, max_time running out): bad input, and an unsolved run's folder is
+            # nothing to keep.
             if trainer.is_global_zero:
-                print(f"error: {_exact_setting_error(self.cfg, e)}", file=sys.stderr)
+                print(f"error: {_setting_error(self.cfg, e)}", file=sys.stderr)
             _give_back(Path(trainer.logger.log_dir), self.cfg, self.created, written=True)
             return 2
         except DivergenceError as e:
@@ -412,8 +404,8 @@ class Run:
         seconds = time.perf_counter() - start
         if not trainer.is_global_zero:  # under DDP every process gets here; one summary is enough
             return 0
-        if exact:
-            self.report_exact(seconds, metrics)
+        if solver is not None:
+            solver.report(self, seconds, metrics)
         else:
             print_summary(self, seconds, before, metrics)
         if self.cfg.plot is not None:
@@ -421,22 +413,9 @@ class Run:
             from lr_lightning.core.figures import save_png
 
             history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
-            passes = module.solver.passes if exact else 0
-            title = f"LinearRegression by exact least squares, {passes} pass{'es' if passes > 1 else ''}" if exact \
-                else None
+            title = solver.plot_title(module) if solver is not None else None
             print(f"Plot: {show(save_png(self.cfg.plot, history, module, dm, title))}")
         return 0
-
-
-    def report_exact(self, seconds: float, metrics: dict[str, float]) -> None:
-        """The regression table per target, statistics.json in the run's folder, and the summary's other lines."""
-        from lr_lightning.core.summary import print_exact_summary
-
-        statistics = importlib.import_module(EXACT_STATISTICS)
-        tables = [statistics.format_table(s, target) for target, s in self.module.statistics.items()]
-        path = Path(self.trainer.logger.log_dir) / "statistics.json"
-        path.write_text(statistics.to_json(self.module.statistics) + "\n")
-        print_exact_summary(self, seconds, metrics, tables, path)
 
 
 def build_run(parser: Parser, cfg: Namespace) -> Run:
@@ -460,13 +439,13 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
         raise UsageError(f"--plot {cfg.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
     resume, checkpoint = _resume_checkpoint(cfg)
     L.seed_everything(cfg.seed, verbose=False)
-    exact = cfg.get("solver") == "exact"
-    if exact and cfg.data.init_args.get("dtype") is None:
-        cfg.data.init_args.dtype = "float64"  # the solver computes in float64: a CSV's digits read as float32 are lost
+    solver = solvers.solver(cfg.get("solver", solvers.GRADIENT))
+    if solver is not None:
+        solver.prepare(cfg)
     init = instantiate(parser, cfg)
     dm, module, reference = build_parts(cfg, init)
-    if exact:
-        _check_exact_data(cfg, module, dm)  # before the run folder is claimed: bad data leaves nothing behind
+    if solver is not None:
+        _check_solver_data(cfg, solver, module, dm)  # before the run folder is claimed: bad data leaves nothing
     if checkpoint is not None:
         # Before any training, in the words of the setting that differs (not a size mismatch mid-restore).
         module.check_resumable(checkpoint, dm.feature_names)
@@ -476,7 +455,7 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     version, created = _run_version(cfg, resume)
     logger = TensorBoardLogger(cfg.log_dir, name="", version=version)
     checkpoints = Path(logger.log_dir) / "checkpoints"
-    if exact:
+    if solver is not None:
         # A pass is no training state worth saving mid-way: last.ckpt at each pass's end, the final one solved.
         saver = SaveLast(checkpoints, every_n_steps=2**62)
         callbacks: list[L.Callback] = [saver, StopOnSignal(saver), figures, LossHistory()]
@@ -506,12 +485,12 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     callbacks.append(TQDMProgressBar(refresh_rate=cfg.trainer.log_every_n_steps or 50) if progress_bar
                      else ProgressLines())
     trainer = make_trainer(cfg, init.trainer, logger, callbacks, progress_bar, created)
-    if exact:
+    if solver is not None:
         try:
-            module.check_trainer(trainer, dm)
+            solver.check_trainer(module, trainer, dm)
         except ValueError as e:  # nothing ran: give back the run folder
             _give_back(Path(logger.log_dir), cfg, created)
-            raise UsageError(_exact_setting_error(cfg, e)) from None
+            raise UsageError(_setting_error(cfg, e)) from None
     else:
         _check_steps_per_call(cfg, module, trainer, dm, resume, checkpoint, created)
     if trainer.is_global_zero:
@@ -572,13 +551,9 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
     from lr_lightning.core.regression_module import RegressionModule
 
     dm, network = init.data, init.model
-    # (evaluate.py reads an exact run's checkpoint as the RegressionModule it holds: only fit.py solves.)
-    if cfg.get("solver") == "exact" and with_reference:
-        try:
-            exact = importlib.import_module(EXACT_MODULE)
-        except ImportError:
-            raise UsageError("--solver exact: this copy has no lr_lightning/exact") from None
-        return dm, exact.LeastSquaresModule(bias=dm.bias, robust=cfg.robust), None
+    # (evaluate.py reads a solver's checkpoint as the RegressionModule it holds: only fit.py solves.)
+    if with_reference and (solver := solvers.solver(cfg.get("solver", solvers.GRADIENT))) is not None:
+        return dm, solver.build_module(cfg, dm), None
     inputs = dm.module_inputs()  # fits the feature map (if any) on the training split
     # The recipe the checkpoint records: the config's, with the sizes the data gave.
     accepted = inspect.signature(type(network)).parameters
@@ -608,7 +583,7 @@ def _default(cfg: Namespace, key: str) -> Any:
 
 
 def _reference(dm: RegressionDataModule, network: Any) -> dict[str, Any] | None:
-    """The least-squares fit on the training split (``lr_lightning.exact``, if this copy has it), for
+    """The least-squares fit on the training split (from a registered solver, if this copy has one), for
     ``val/excess_mse`` and the summary; computed once, before training, so what it cannot solve is bad input now."""
     from lr_lightning.core.networks import single_linear
 
@@ -616,17 +591,13 @@ def _reference(dm: RegressionDataModule, network: Any) -> dict[str, Any] | None:
         return None
     if getattr(getattr(dm, "table", None), "streamed", False):
         return None  # the solver needs the rows at hand: data read block by block has no reference (README)
-    try:
-        reference = importlib.import_module(REFERENCE)
-    except ImportError:
-        return None
     from lightning.fabric.utilities.rank_zero import _get_rank
 
     try:
         with warnings.catch_warnings():
             if (_get_rank() or 0) != 0:  # under DDP every process computes it: rank 0 names aliased columns, once
                 warnings.filterwarnings("ignore", r"least squares: .* aliased", UserWarning)
-            return reference.optimum(dm)
+            return solvers.reference(dm)
     except ValueError as e:
         raise UsageError(f"--data: the least-squares reference on the training split: {e}") from None
 
@@ -709,10 +680,8 @@ def _resume_checkpoint(cfg: Namespace) -> tuple[Path | None, dict[str, Any] | No
             raise ValueError("it holds no training state (was it saved with weights only?)")
     except ValueError as e:
         raise UsageError(f"--resume {found}: not a checkpoint written by fit.py ({e})") from None
-    if "least_squares" in state:  # (--solver exact itself refuses --resume: a solve is a few passes, not training)
-        raise UsageError(f"--resume {found}: solved exactly (--solver exact), with no optimizer state to continue "
-                         "training from; predict with it (predict.py, evaluate.py) or start a new run without "
-                         "--resume")
+    if problem := solvers.resume_problem(state):  # a solver's fit, not training
+        raise UsageError(f"--resume {found}: {problem}")
     return found, state
 
 
@@ -739,7 +708,7 @@ def make_trainer(cfg: Namespace, trainer_args: Namespace, logger: Any, callbacks
 
 def _give_back(run_dir: Path, cfg: Namespace, created: bool, *, written: bool = False) -> None:
     """Remove the run folder this run claimed (and ``--log_dir``, if the run created it): bad input leaves no
-    version_N behind. ``written``: the folder may hold what a failed run wrote (an exact fit stopped mid-way: an
+    version_N behind. ``written``: the folder may hold what a failed run wrote (a solver's fit stopped mid-way: an
     unsolved last.ckpt, its logs), all of it this run's own; otherwise it must be empty."""
 
     from lightning.fabric.utilities.rank_zero import _get_rank
@@ -756,11 +725,11 @@ def _give_back(run_dir: Path, cfg: Namespace, created: bool, *, written: bool = 
             Path(cfg.log_dir).rmdir()
 
 
-def _check_exact_data(cfg: Namespace, module: Any, dm: RegressionDataModule) -> None:
-    """``--solver exact``'s checks of the data (too few rows, constant columns, non-finite values, drop_last), as one
-    line naming the file or flag."""
+def _check_solver_data(cfg: Namespace, solver: solvers.Solver, module: Any, dm: RegressionDataModule) -> None:
+    """A solver's checks of the data (too few rows, constant columns, non-finite values, drop_last), as one line
+    naming the file or flag."""
     try:
-        module.check_data(dm)
+        solver.check_data(module, dm)
     except (ValueError, FileNotFoundError) as e:
         message = str(e)
         if message.startswith("drop_last"):
@@ -771,8 +740,8 @@ def _check_exact_data(cfg: Namespace, module: Any, dm: RegressionDataModule) -> 
         raise UsageError(message if named else f"{data}: {message}") from None
 
 
-def _exact_setting_error(cfg: Namespace, e: ValueError) -> str:
-    """A Trainer setting the exact fit refuses, in the words of its flag: ``--trainer.gradient_clip_val 1: ...``."""
+def _setting_error(cfg: Namespace, e: ValueError) -> str:
+    """A Trainer setting a solver refuses, in the words of its flag: ``--trainer.gradient_clip_val 1: ...``."""
     setting, message = getattr(e, "setting", None), str(e).splitlines()[0]
     if setting is None:
         return message

@@ -7,9 +7,11 @@ import sys
 import warnings
 from pathlib import Path
 
+from lr_lightning.core import solvers
 from lr_lightning.core.cli import ESSENTIALS, build_parts, instantiate, parse
 from lr_lightning.core.commands import UsageError, entry_point, quiet, show
-from lr_lightning.core.predict import aliased_columns, format_row, warn_if_rank_deficient
+from lr_lightning.core.loading import warn_if_rank_deficient
+from lr_lightning.core.predict import format_row
 
 
 @entry_point
@@ -27,13 +29,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         path = Path(cfg.ckpt_path)
         if not path.is_file():
             raise FileNotFoundError(f"--ckpt_path {path}: no such file")
-        from lr_lightning.core.checkpoints import read_checkpoint, unsolved_exact_fit
+        from lr_lightning.core.checkpoints import read_checkpoint
 
         try:
             checkpoint = read_checkpoint(path)
         except ValueError as e:
             raise UsageError(f"--ckpt_path {path}: not a checkpoint written by fit.py ({e})") from None
-        if problem := unsolved_exact_fit(checkpoint):
+        if problem := solvers.checkpoint_problem(checkpoint):
             raise UsageError(f"--ckpt_path {path}: {problem}")
         try:
             module.check_resumable(checkpoint, dm.feature_names)
@@ -63,7 +65,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     if cfg.stage != "predict":
         print(", ".join(f"{k} {float(v):.6g}" for k, v in results[0].items()))
         return 0
-    warn_if_rank_deficient(f"--ckpt_path {path}", aliased_columns(checkpoint.get("least_squares")))
+    warn_if_rank_deficient(f"--ckpt_path {path}", solvers.aliased_columns(checkpoint))
     preds = torch.cat(results).cpu().numpy()  # in the model's dtype: printed with the digits it has (format_row)
     header = ",".join([*(f"predicted_{t}" for t in dm.target_names)])
     lines = [header, *(format_row(row) for row in preds)]

@@ -64,14 +64,14 @@ def export_parser() -> Parser:
 
 @entry_point
 def export_main(argv: list[str] | None = None) -> int:
-    from lr_lightning.core.predict import _import_class, load_checkpoint
+    from lr_lightning.core.loading import import_class, load_checkpoint
 
     args = export_parser().parse_args(argv)
     quiet()
     out = Path(args.out)
     try:
         check_out(out)  # before the checkpoint's seconds of loading
-        trusted = [_import_class(name, "--trust") for name in args.trust]
+        trusted = [import_class(name, "--trust") for name in args.trust]
         module, features, targets, aliased = load_checkpoint(Path(args.ckpt), trusted)
         export(module, out, features=features, targets=targets, aliased=aliased)
     except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:
@@ -106,12 +106,12 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
     export leaves no file), the export is run on example rows and must reproduce ``module(x)``.
 
     Args:
-        module: the module, as :func:`~lr_lightning.core.predict.load_for_prediction` returns it.
+        module: the module, as :func:`~lr_lightning.core.loading.load_for_prediction` returns it.
         out: the file; the suffix picks the format.
         features: the input columns' names (default ``x0, x1, ...``).
         targets: the outputs' names (default ``y``, or ``y0, y1, ...``).
-        aliased: the columns an exact fit left aliased (:func:`~lr_lightning.core.predict.load_checkpoint`), kept in
-            the metadata so that ``predict.py --onnx`` warns as ``--ckpt`` does.
+        aliased: the columns a solver's fit left aliased (:func:`~lr_lightning.core.loading.load_checkpoint`),
+            kept in the metadata so that ``predict.py --onnx`` warns as ``--ckpt`` does.
 
     Raises ValueError (one line) for a wrong suffix, a network ``torch.export`` cannot trace, or one with an op ONNX
     has no function for; FileNotFoundError when ``out``'s directory does not exist.
@@ -166,9 +166,9 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
 
 
 def _network_inputs(module: RegressionModule) -> int:
-    from lr_lightning.core.predict import _network_inputs
+    from lr_lightning.core.loading import network_inputs
 
-    n = _network_inputs(module)
+    n = network_inputs(module)
     if n is None:
         raise ValueError(f"cannot tell how many inputs the network {type(module.model).__name__} takes (no feature "
                          "map, no in_features): pass features=[...]")

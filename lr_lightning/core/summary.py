@@ -4,12 +4,9 @@ the least-squares optimum, and where the checkpoints and logs are."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lr_lightning.core.commands import show
-
-if TYPE_CHECKING:
-    from lr_lightning.core.cli import Run
 
 
 def predict_one(module: Any, x: Any) -> list[float]:
@@ -28,7 +25,9 @@ def _equation(weight: Any, bias: float | None, names: list[str], shown: int = 8)
     return terms + more + (f" {bias:+.6g}" if bias is not None else "")
 
 
-def print_summary(run: Run, seconds: float, before: list[float] | None, metrics: dict[str, float]) -> None:
+def print_summary(run: Any, seconds: float, before: list[float] | None, metrics: dict[str, float]) -> None:
+    """The summary of a training run (``run``: a :class:`~lr_lightning.core.cli.Run`, read for its ``cfg``, ``dm``,
+    ``module``, ``trainer`` and ``reference``)."""
     import torch
 
     dm, module, trainer = run.dm, run.module, run.trainer
@@ -91,31 +90,3 @@ def print_summary(run: Run, seconds: float, before: list[float] | None, metrics:
     if trainer.logger is not None and trainer.logger.log_dir is not None:
         print(f"Logs: {trainer.logger.log_dir} (config.yaml repeats the run)")
         print(f"View the curves: tensorboard --logdir {run.cfg.log_dir}")
-
-
-def print_exact_summary(run: Run, seconds: float, metrics: dict[str, float], tables: list[str],
-                        statistics: Path) -> None:
-    """``--solver exact``: what was fitted on what, in how many passes, the regression table per target, the
-    held-out metrics, and where the statistics, checkpoint and logs are."""
-    dm, module, trainer = run.dm, run.module, run.trainer
-    path = getattr(dm, "path", None)
-    source = Path(path).name if path is not None else type(dm).__name__.removesuffix("DataModule").lower()
-    passes = module.solver.passes
-    print(f"\nFitted LinearRegression by exact least squares on {source} data ({dm.n_train} train, {dm.n_val} val, "
-          f"{dm.n_test} test samples): {passes} pass{'es' if passes > 1 else ''} on "
-          f"{trainer.strategy.root_device.type} in {seconds:.1f} s"
-          + (f", {trainer.world_size} processes" if trainer.world_size > 1 else ""))
-    for table in tables:
-        print("\n" + table)
-    shown = ["val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
-    if any(k in metrics for k in shown):
-        print("\n  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
-    print(f"Statistics: {show(statistics)}")
-    from lr_lightning.core.callbacks import SaveLast
-
-    saver = next(c for c in trainer.callbacks if isinstance(c, SaveLast))
-    if saver.path.is_file():
-        print(f"Checkpoint: {show(saver.path)} (predict.py and evaluate.py read it)")
-    if trainer.logger is not None and trainer.logger.log_dir is not None:
-        print(f"Logs: {trainer.logger.log_dir} (config.yaml repeats the run)")
-

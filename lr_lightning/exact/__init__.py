@@ -8,16 +8,12 @@ and ``compensated.py`` are its arithmetic; ``nist.py`` reads the NIST StRD files
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lr_lightning.core.lazy import lazy_exports
 
 # Imported on first use: `scripts/nist.py --help` answers before torch loads.
-_EXPORTS = {"LeastSquaresResult": "solver", "RankDeficientWarning": "solver", "fit_statistics": "solver",
-            "least_squares": "solver", "LeastSquaresModule": "least_squares_module"}
+_EXPORTS = {"LeastSquaresResult": "lr_lightning.exact.solver", "RankDeficientWarning": "lr_lightning.exact.solver",
+            "fit_statistics": "lr_lightning.exact.solver", "least_squares": "lr_lightning.exact.solver",
+            "LeastSquaresModule": "lr_lightning.exact.least_squares_module"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"lr_lightning.exact.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'lr_lightning.exact' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
