@@ -24,8 +24,8 @@ True
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import pkgutil
+from pathlib import Path
 from typing import Any
 
 GRADIENT = "gradient"  # the core's own solver: training with --optimizer
@@ -109,11 +109,10 @@ def discover() -> None:
     _discovered = True
     import lr_lightning
 
+    # Looked for as files: a package without a plugin (the tutorial, the benchmark) is not imported at all.
     for info in pkgutil.iter_modules(lr_lightning.__path__):
-        if info.ispkg and info.name != "core":
-            name = f"{lr_lightning.__name__}.{info.name}.plugin"
-            if importlib.util.find_spec(name) is not None:
-                importlib.import_module(name)
+        if info.ispkg and info.name != "core" and (Path(info.module_finder.path) / info.name / "plugin.py").is_file():
+            importlib.import_module(f"{lr_lightning.__name__}.{info.name}.plugin")
 
 
 def registered() -> list[Solver]:
