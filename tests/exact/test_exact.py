@@ -20,7 +20,7 @@ from lr_lightning.exact import nist
 from lr_lightning.exact.solver import RankDeficientWarning, least_squares
 from lr_lightning.exact.statistics import KEYS, format_table
 
-from .conftest import SHARED, make_trainer, run_main
+from ..conftest import SHARED, make_trainer, run_main
 
 # The keys issue #14 names, exactly (other checks read them): written out here, not taken from the code under test.
 ISSUE_KEYS = ("names", "coef", "stderr", "t", "p", "ci95", "n", "df_model", "df_resid", "residual_sd", "r2", "adj_r2",
@@ -463,7 +463,7 @@ def test_warnings_stay_quiet_through_the_api():
 def test_the_readme_example_runs_and_prints_the_table_s_figures(capsys, caplog):
     import logging
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Exact least squares at any scale"):]

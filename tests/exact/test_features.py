@@ -10,7 +10,7 @@ from torch import nn
 from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule, SyntheticDataModule
 from lr_lightning.exact import nist
 
-from .conftest import lbfgs, make_trainer, sgd
+from ..conftest import lbfgs, make_trainer, sgd
 from .test_least_squares import NIST_DIR, needs_nist
 
 

@@ -16,7 +16,7 @@ from lr_lightning.benchmark.make_data import write_synthetic
 from lr_lightning.core.data.loaders import BlockBatches, BlockOrder, TensorBatches, rank_slices
 from lr_lightning.core.data.tables import NpyTable
 
-from .conftest import make_trainer, run_main, run_script, sgd
+from ..conftest import make_trainer, run_main, run_script, sgd
 
 
 # ------------------------------------------------------------------------------------------- sharding

@@ -28,7 +28,7 @@ import torch
 from lr_lightning.benchmark.make_data import write_synthetic
 from lr_lightning.core.cli import fit_main
 
-from .conftest import ROOT, make_trainer, run_main
+from ..conftest import ROOT, make_trainer, run_main
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32",
                                 reason="needs torch.distributed")

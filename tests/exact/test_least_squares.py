@@ -14,7 +14,7 @@ from lr_lightning.core.data.datamodules import RegressionDataModule
 from lr_lightning.exact import nist
 from lr_lightning.exact.solver import RankDeficientWarning, fit_statistics, least_squares, polynomial_features
 
-from .conftest import ROOT, SHARED, run_main
+from ..conftest import ROOT, SHARED, run_main
 
 NIST_DIR = SHARED / "nist-strd"
 needs_nist = pytest.mark.skipif(not NIST_DIR.is_dir(), reason=f"NIST StRD data not found at {NIST_DIR}")

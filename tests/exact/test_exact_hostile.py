@@ -93,7 +93,7 @@ def _offset_data(n: int = 200, seed: int = 12) -> tuple[np.ndarray, np.ndarray]:
 def _exact(dm, **kwargs):
     from lr_lightning import LeastSquaresModule
 
-    from .conftest import make_trainer
+    from ..conftest import make_trainer
 
     module = LeastSquaresModule(bias=dm.bias, **kwargs)
     make_trainer(max_epochs=20).fit(module, datamodule=dm)

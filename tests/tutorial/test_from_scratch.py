@@ -15,7 +15,7 @@ from lr_lightning.tutorial.from_scratch import (
     run_stages,
 )
 
-from .conftest import run_main, run_script
+from ..conftest import run_main, run_script
 
 TUTORIAL = {"x": [1.0, 2.0, 3.0, 4.0], "y": [2.0, 4.0, 6.0, 8.0]}
 STAGE_NAMES = ["numpy", "autograd", "optimizer", "module", "lightning"]
