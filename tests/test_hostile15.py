@@ -276,7 +276,7 @@ def test_device_stats_monitor_gets_one_step_per_call() -> None:
     # Decided from the class alone: running it on the CPU needs psutil, which is not a dependency.
     from lightning.pytorch.callbacks import DeviceStatsMonitor
 
-    from lr_lightning.core.regression_module import _per_step_callback
+    from lr_lightning.core.steps_per_call import _per_step_callback
 
     assert _per_step_callback(DeviceStatsMonitor()) == "it logs device statistics every N steps, checked once per call"
 
