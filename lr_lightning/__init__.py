@@ -16,6 +16,7 @@ _EXPORTS = {
     "LinearRegression": "lr_lightning.core.networks",
     "MLPRegressor": "lr_lightning.core.networks",
     "RegressionModule": "lr_lightning.core.regression_module",
+    "StepsPerCallModule": "lr_lightning.core.steps_per_call",
     "RegressionDataModule": "lr_lightning.core.data.datamodules",
     "TutorialDataModule": "lr_lightning.core.data.datamodules",
     "SyntheticDataModule": "lr_lightning.core.data.datamodules",
@@ -34,8 +35,8 @@ _EXPORTS = {
 }
 __all__ = ["CSVDataModule", "LeastSquaresModule", "LinearRegression", "MLPRegressor", "NpyDataModule",
            "ParquetDataModule", "RankDeficientWarning", "RegressionDataModule", "RegressionModule",
-           "SyntheticDataModule", "TutorialDataModule", "datamodule_for_path", "fit_statistics", "least_squares",
-           "polynomial_features"]
+           "StepsPerCallModule", "SyntheticDataModule", "TutorialDataModule", "datamodule_for_path", "fit_statistics",
+           "least_squares", "polynomial_features"]
 
 if TYPE_CHECKING:
     from lr_lightning.core.basis import polynomial_features
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     )
     from lr_lightning.core.networks import LinearRegression, MLPRegressor
     from lr_lightning.core.regression_module import RegressionModule
+    from lr_lightning.core.steps_per_call import StepsPerCallModule
     from lr_lightning.exact.least_squares_module import LeastSquaresModule
     from lr_lightning.exact.solver import RankDeficientWarning, fit_statistics, least_squares
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lr_lightning import LinearRegression, RegressionModule
+from lr_lightning import LinearRegression, StepsPerCallModule
 from lr_lightning.core.data import EpochOrder, SyntheticDataModule
 
 from .conftest import make_trainer, run_script, sgd
@@ -14,7 +14,7 @@ from .conftest import make_trainer, run_script, sgd
 
 def _fit(train, dm=None, epochs=3):
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(4), optimizer=sgd(0.05))
+    module = StepsPerCallModule(LinearRegression(4), optimizer=sgd(0.05))
     trainer = make_trainer(max_epochs=epochs, log_every_n_steps=5, limit_val_batches=0)
     if dm is not None:
         trainer.fit(module, datamodule=dm)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lr_lightning import LinearRegression, RegressionModule
+from lr_lightning import LinearRegression, RegressionModule, StepsPerCallModule
 from lr_lightning.core.data import SyntheticDataModule
 
 from .conftest import make_trainer, run_script, sgd
@@ -37,7 +37,7 @@ def test_no_host_sync_inside_training_steps_or_batch_slicing(steps_per_call):
     from lr_lightning.core.data import TensorBatches
 
     dm = SyntheticDataModule(n_samples=4096, n_features=8, batch_size=256, val_fraction=0.0)
-    module = RegressionModule(LinearRegression(dm.n_features), steps_per_call=steps_per_call)
+    module = StepsPerCallModule(LinearRegression(dm.n_features), steps_per_call=steps_per_call)
     step, next_batch = RegressionModule.training_step, TensorBatches.__iter__
 
     def guarded_step(self, batch, batch_idx):

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule
+from lr_lightning import LinearRegression, RegressionDataModule, StepsPerCallModule
 
 from .conftest import run_main
 
@@ -32,8 +32,8 @@ def _data(n: int = 100, batch_size: int = 8) -> RegressionDataModule:
     return RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.2)
 
 
-def _fit(steps: int | str, tmp_path: Path, cls: type[RegressionModule] = RegressionModule,
-         **trainer: Any) -> tuple[RegressionModule, L.Trainer, str]:
+def _fit(steps: int | str, tmp_path: Path, cls: type[StepsPerCallModule] = StepsPerCallModule,
+         **trainer: Any) -> tuple[StepsPerCallModule, L.Trainer, str]:
     dm = _data()
     torch.manual_seed(0)
     module = cls(LinearRegression(3), steps_per_call=steps, **dm.module_inputs())
@@ -44,11 +44,11 @@ def _fit(steps: int | str, tmp_path: Path, cls: type[RegressionModule] = Regress
     return module, fit, (Path(logger.log_dir) / "metrics.csv").read_text()
 
 
-def _same_weights(a: RegressionModule, b: RegressionModule) -> bool:
+def _same_weights(a: StepsPerCallModule, b: StepsPerCallModule) -> bool:
     return all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True))
 
 
-class StepIntervalScheduler(RegressionModule):
+class StepIntervalScheduler(StepsPerCallModule):
     """A subclass with a per-step schedule, as Lightning's docs show one: Lightning steps it after every batch whose
     position in the epoch (1-based) is a multiple of `frequency`."""
 
@@ -81,7 +81,7 @@ def test_max_steps_inside_a_block_logs_at_k1s_steps_and_gives_back_the_untrained
     assert trainer.train_dataloader.state_dict()["consumed"] == 3
 
 
-class PlateauEveryStep(RegressionModule):
+class PlateauEveryStep(StepsPerCallModule):
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
@@ -97,7 +97,7 @@ def test_a_step_interval_plateau_scheduler_with_blocks_is_one_line(tmp_path: Pat
         _fit(4, tmp_path, PlateauEveryStep)
 
 
-class WarmUp(RegressionModule):
+class WarmUp(StepsPerCallModule):
     """A learning-rate warm-up in optimizer_step, as Lightning's docs write one. Under blocks (manual optimization)
     Lightning never calls optimizer_step: the warm-up would silently not happen."""
 
@@ -107,7 +107,7 @@ class WarmUp(RegressionModule):
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
 
 
-class OwnTrainingStep(RegressionModule):
+class OwnTrainingStep(StepsPerCallModule):
     """A training_step written for one (x, y) batch (an L1 penalty): a block of K batches would not unpack."""
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -121,7 +121,7 @@ class BlocksHandled(OwnTrainingStep):
 
 @pytest.mark.parametrize("cls, hook", [(WarmUp, "optimizer_step"), (OwnTrainingStep, "training_step")])
 def test_a_subclass_with_per_step_methods_gets_one_step_per_call_and_an_explicit_k_is_refused(
-        tmp_path: Path, cls: type[RegressionModule], hook: str) -> None:
+        tmp_path: Path, cls: type[StepsPerCallModule], hook: str) -> None:
     one, _, _ = _fit(1, tmp_path, cls)
     auto, _, _ = _fit("auto", tmp_path, cls, max_epochs=3)
     assert auto.resolved_steps_per_call == 1 and auto.steps_per_call_reason.startswith(f"{cls.__name__}.{hook} (")
@@ -135,7 +135,7 @@ def test_a_subclass_declaring_per_step_hooks_false_keeps_blocks(tmp_path: Path) 
         _fit(4, tmp_path, BlocksHandled)
 
 
-class OwnLBFGS(RegressionModule):
+class OwnLBFGS(StepsPerCallModule):
     def configure_optimizers(self) -> Any:
         return torch.optim.LBFGS(self.parameters(), lr=1)
 
@@ -157,7 +157,7 @@ def test_exporting_a_module_with_non_finite_weights_or_predictions_is_one_line(t
                                                                               words: str) -> None:
     from lr_lightning.core.export import export
 
-    module = RegressionModule(LinearRegression(2))
+    module = StepsPerCallModule(LinearRegression(2))
     with torch.no_grad():
         module.model.linear.weight.fill_(value)  # 3e38 is finite, but two of them summed overflow float32
     out = tmp_path / "m.onnx"
@@ -184,7 +184,7 @@ def test_a_network_torch_export_cannot_trace_is_one_line_and_nothing_else_on_std
         tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     from lr_lightning.core.export import export
 
-    module = RegressionModule(DataDependent(2))
+    module = StepsPerCallModule(DataDependent(2))
     capfd.readouterr()
     with pytest.raises(ValueError, match=r"m\.pt2: torch\.export cannot trace the network DataDependent \(Could not "
                                          r"guard on data-dependent expression"):
@@ -220,7 +220,7 @@ def test_a_pt2_with_a_pickled_weight_runs_no_code_when_loaded(tmp_path: Path, mo
 
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(2))
+    module = StepsPerCallModule(LinearRegression(2))
     export(module, tmp_path / "m.pt2")
     assert torch.equal(load_pt2(tmp_path / "m.pt2")[0](torch.ones(3, 2)), module(torch.ones(3, 2)))  # ours loads
     # The archive's format lets a weight be a pickle, which torch.export.load unpickles with weights_only=False.
@@ -276,7 +276,7 @@ def test_device_stats_monitor_gets_one_step_per_call() -> None:
     # Decided from the class alone: running it on the CPU needs psutil, which is not a dependency.
     from lightning.pytorch.callbacks import DeviceStatsMonitor
 
-    from lr_lightning.core.regression_module import _per_step_callback
+    from lr_lightning.core.steps_per_call import _per_step_callback
 
     assert _per_step_callback(DeviceStatsMonitor()) == "it logs device statistics every N steps, checked once per call"
 

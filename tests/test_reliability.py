@@ -131,7 +131,7 @@ def _fit_saving(ckpt_path=None, hook=None, at=None, path=None, steps="auto"):
     holds two steps, and checkpoints fall between calls."""
     import lightning as L
 
-    from lr_lightning import LinearRegression, RegressionModule
+    from lr_lightning import LinearRegression, StepsPerCallModule
     from lr_lightning.core.data import SyntheticDataModule
 
     from .conftest import make_trainer
@@ -151,7 +151,7 @@ def _fit_saving(ckpt_path=None, hook=None, at=None, path=None, steps="auto"):
 
     dm = SyntheticDataModule(n_samples=1000, n_features=2, batch_size=100, val_fraction=0.2, seed=7)
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(2), optimizer=sgd(0.05, momentum=0.9), steps_per_call=steps,
+    module = StepsPerCallModule(LinearRegression(2), optimizer=sgd(0.05, momentum=0.9), steps_per_call=steps,
                               **dm.module_inputs())
     trainer = make_trainer(max_epochs=3, callbacks=[SaveAndStop()], log_every_n_steps=8)
     with contextlib.suppress(_Stop):

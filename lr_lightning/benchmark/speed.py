@@ -46,6 +46,7 @@ from lr_lightning.core.commands import Parser, entry_point, quiet
 from lr_lightning.core.data.datamodules import RegressionDataModule, datamodule_for_path
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.regression_module import RegressionModule
+from lr_lightning.core.steps_per_call import StepsPerCallModule
 
 
 @dataclass
@@ -154,10 +155,10 @@ def run_dataloader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs:
 
 def run_package(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float, accelerator: str,
                 seed: int = 0, steps_per_call: int | str = "auto") -> Result:
-    """(c) This package: RegressionModule + RegressionDataModule, their defaults, TensorBoard logging on
-    (``steps_per_call=1``: the ``package-k1`` row)."""
-    module = RegressionModule(initial_model(x.shape[1], seed), partial(torch.optim.SGD, lr=lr),  # SGD, at --lr
-                              steps_per_call=steps_per_call)
+    """(c) This package: StepsPerCallModule + RegressionDataModule (fit.py's defaults for the linear
+    model), TensorBoard logging on (``steps_per_call=1``: the ``package-k1`` row)."""
+    module = StepsPerCallModule(initial_model(x.shape[1], seed), partial(torch.optim.SGD, lr=lr),  # SGD, at --lr
+                                steps_per_call=steps_per_call)
     # The whole set trains (no validation split), so all three paths take the same number of steps.
     dm = RegressionDataModule(x, y, batch_size=batch_size, val_fraction=0.0, seed=seed)
     timer = EpochTimer()
@@ -165,7 +166,7 @@ def run_package(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: in
         trainer = _trainer(epochs, accelerator, log_dir, timer, **_no_validation(len(x), batch_size))
         trainer.fit(module, datamodule=dm)
     return Result("package" if steps_per_call == "auto" else f"package-k{steps_per_call}", timer.times,
-                  full_loss(module, x, y), steps_per_call=getattr(module, "_block_steps", 1))
+                  full_loss(module, x, y), steps_per_call=module.trained_steps_per_call)
 
 
 class _Minimal(L.LightningModule):
@@ -208,8 +209,8 @@ def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: f
     it; the peak resident memory of the process (bytes) goes with the result, so run one per process."""
     dm = datamodule_for_path(path)(path, in_memory=in_memory, batch_size=batch_size, val_fraction=0.0, seed=seed)
     dtype = "float64" if dm.dtype == torch.float64 else None  # float64 files train a float64 network
-    module = RegressionModule(initial_model(dm.n_features, seed), partial(torch.optim.SGD, lr=lr),
-                              weights_dtype=dtype)
+    module = StepsPerCallModule(initial_model(dm.n_features, seed), partial(torch.optim.SGD, lr=lr),
+                                weights_dtype=dtype)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
         trainer = _trainer(epochs, accelerator, log_dir, timer, **_no_validation(dm.n_train, batch_size))

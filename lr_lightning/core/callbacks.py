@@ -27,28 +27,27 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lr_lightning.core.data.loaders import Block
 from lr_lightning.core.figures import drawing, fit_figure, have_matplotlib, held_out, predict, predictions_figure
 from lr_lightning.core.runs import Interrupted, threading_is_main
 
 
-def steps_in(batch: Any) -> int:
-    """Optimizer steps one ``training_step`` took on ``batch``: a block's length (``steps_per_call``), else 1."""
-    return len(batch) if isinstance(batch, Block) else 1
+def passed(previous_step: int, step: int, every: int) -> bool:
+    """Whether the optimizer step count went past a multiple of ``every`` between two calls of a hook
+    (``previous_step`` then ``step``): at the step itself when a call takes one step, at the end of the call that
+    passed it when a call takes several (a module may take several optimizer steps per ``training_step``).
 
-
-def reached(trainer: L.Trainer, batch: Any, every: int) -> bool:
-    """Whether the call just made reached a multiple of ``every`` optimizer steps: the step itself with one step per
-    call; with a block of K steps, the block's end if one of its steps did (at most K - 1 steps later)."""
-    step = trainer.global_step
-    return step // every > (step - steps_in(batch)) // every
+    >>> passed(3, 4, 2), passed(4, 5, 2), passed(2, 7, 4)
+    (True, False, True)
+    """
+    return step // every > previous_step // every
 
 
 def steps_per_epoch(trainer: L.Trainer) -> int:
-    """Optimizer steps per epoch (``num_training_batches`` counts calls, which hold several steps each with
-    ``steps_per_call`` > 1)."""
-    loader = trainer.train_dataloader
-    return int(getattr(loader, "steps_per_epoch", trainer.num_training_batches))
+    """Optimizer steps per epoch: Lightning's ``num_training_batches``, unless the module says otherwise with a
+    ``steps_per_epoch`` attribute (a module taking several optimizer steps per ``training_step`` has fewer calls
+    than steps; None: it does not say)."""
+    declared = getattr(trainer.lightning_module, "steps_per_epoch", None)
+    return int(declared if isinstance(declared, int) else trainer.num_training_batches)
 
 
 class DivergenceError(RuntimeError):
@@ -68,20 +67,26 @@ class DivergenceGuard(L.Callback):
     def __init__(self, stable_lr: float | Callable[[], float] | None = None) -> None:
         self.stable_lr = stable_lr
         self.first_bad_step: torch.Tensor | None = None
+        self.last_step = 0  # the optimizer step count at the previous call's end
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.last_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        # A block of K steps (steps_per_call) reports every step's loss: the first bad one is named, not the block's.
+        # A call that took several optimizer steps may return each one's loss as outputs["losses"] (the convention
+        # of lr_lightning.core.steps_per_call): the first bad one is named, not the call's.
         losses = outputs.get("losses", loss.reshape(1)) if isinstance(outputs, dict) else loss.reshape(1)
         bad = ~torch.isfinite(losses.detach())
-        first = trainer.global_step - len(losses) + 1  # the step count after the block's first step
+        first = trainer.global_step - len(losses) + 1  # the step count after the call's first step
         step = first + bad.long().argmax()  # argmax: the first True
         if self.first_bad_step is None:
             self.first_bad_step = torch.full((), -1, device=loss.device, dtype=torch.long)
         # Remember the first bad step on the device (no sync), and look at it when a sync is cheap.
         self.first_bad_step = torch.where(bad.any() & (self.first_bad_step < 0), step, self.first_bad_step)
-        if loss.device.type == "cpu" or reached(trainer, batch, trainer.log_every_n_steps):
+        previous, self.last_step = self.last_step, trainer.global_step
+        if loss.device.type == "cpu" or passed(previous, trainer.global_step, trainer.log_every_n_steps):
             self.check(trainer, module)
 
     def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -148,15 +153,18 @@ class SaveLast(L.Callback):
         self.saved_at = (trainer.current_epoch + 1, trainer.global_step)
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.last_step = trainer.global_step  # the optimizer step count at the previous call's end
         if self.every_n_steps is None:  # steps per epoch are known now, for this number of processes
             self.every_n_steps = max(1, steps_per_epoch(trainer) // 4)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         # The epoch's last batch is saved by on_train_epoch_end, once its validation is done.
-        # With steps_per_call K > 1, at the end of the call that reached the interval (a checkpoint falls between
-        # calls, never inside one).
-        if reached(trainer, batch, self.every_n_steps) and batch_idx + 1 < trainer.num_training_batches:
+        # With several optimizer steps per call, at the end of the call that passed the interval (a checkpoint falls
+        # between calls, never inside one).
+        previous, self.last_step = self.last_step, trainer.global_step
+        if passed(previous, trainer.global_step, self.every_n_steps) and \
+                batch_idx + 1 < trainer.num_training_batches:
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -211,6 +219,7 @@ class StopOnSignal(L.Callback):
         return Interrupted(signum, self.saver.path if saved else None, *(self.saver.saved_at or (None, None)))
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.last_step = trainer.global_step  # the optimizer step count at the previous call's end
         # Lightning installs its SIGTERM handler after `on_fit_start`; ours replaces it here, and Lightning's
         # teardown puts back what was there before it.
         self.install()
@@ -226,7 +235,8 @@ class StopOnSignal(L.Callback):
                            batch_idx: int) -> None:
         signum = self.signum or 0
         if trainer.world_size > 1:
-            if not reached(trainer, batch, trainer.log_every_n_steps):
+            previous, self.last_step = self.last_step, trainer.global_step
+            if not passed(previous, trainer.global_step, trainer.log_every_n_steps):
                 return
             signum = int(trainer.strategy.reduce(torch.tensor(signum, device=module.device), reduce_op="max"))
         if signum:
@@ -261,9 +271,9 @@ class ProgressLines(L.Callback):
         if now - self.last < self.every_seconds:
             return
         self.last = now
-        # Optimizer steps, with steps_per_call > 1 too (blocks are full but for an epoch's last).
-        total, done = steps_per_epoch(trainer), batch_idx * getattr(trainer.train_dataloader, "steps", 1) + \
-            steps_in(batch)
+        # Optimizer steps, also where a call takes several (every epoch has the same number of steps).
+        total = steps_per_epoch(trainer)
+        done = min(total, max(0, trainer.global_step - trainer.current_epoch * total))
         loss = trainer.callback_metrics.get("train/loss_step")
         line = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: step {done}/{total} " \
                f"({100 * done / total:.0f}%)"

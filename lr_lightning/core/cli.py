@@ -503,8 +503,10 @@ def _check_steps_per_call(cfg: Namespace, module: RegressionModule, trainer: L.T
                           resume: Path | None, checkpoint: dict[str, Any] | None, created: bool) -> None:
     """``--steps_per_call K`` that this run cannot honour (LBFGS, gradient clipping, a resumed checkpoint's other K):
     one line now, before the run folder fills, not a traceback from inside the fit."""
-    from lr_lightning.core.regression_module import check_steps_per_call, saved_steps_per_call
+    from lr_lightning.core.steps_per_call import StepsPerCallModule, check_steps_per_call, saved_steps_per_call
 
+    if not isinstance(module, StepsPerCallModule):  # Lightning's own loop: nothing to check
+        return
     requested = None
     try:
         # `auto` resumes with the checkpoint's K (the position in the epoch is restored in calls).
@@ -548,7 +550,9 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
     import inspect
 
     from lr_lightning.core.checkpoints import class_path, unwrap_factory
+    from lr_lightning.core.networks import LinearRegression
     from lr_lightning.core.regression_module import RegressionModule
+    from lr_lightning.core.steps_per_call import StepsPerCallModule
 
     dm, network = init.data, init.model
     # (evaluate.py reads a solver's checkpoint as the RegressionModule it holds: only fit.py solves.)
@@ -566,11 +570,14 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
         dm.batch_size = dm.hparams["batch_size"] = dm.n_samples
     reference = _reference(dm, network) if with_reference else None
     trusted = [type(network), *(unwrap_factory(init.optimizer)[0], unwrap_factory(init.lr_scheduler)[0])]
-    module = RegressionModule(recipe, optimizer=optimizer, lr_scheduler=cfg.lr_scheduler and
-                              cfg.lr_scheduler.as_dict(), monitor="val/loss" if dm.n_val else "train/loss",
-                              reference_mse=reference and reference["mse"], compile=cfg.compile,
-                              steps_per_call=cfg.get("steps_per_call", "auto"),
-                              trusted=[c for c in trusted if c is not None], **inputs)
+    # The fast path (several optimizer steps per call) by default for the linear model, whose steps cost about what
+    # Lightning's per-call work does; another network takes it when --steps_per_call names a number.
+    steps = cfg.get("steps_per_call", "auto")
+    fast = isinstance(network, LinearRegression) or steps != "auto"
+    cls, extra = (StepsPerCallModule, {"steps_per_call": steps}) if fast else (RegressionModule, {})
+    module = cls(recipe, optimizer=optimizer, lr_scheduler=cfg.lr_scheduler and cfg.lr_scheduler.as_dict(),
+                 monitor="val/loss" if dm.n_val else "train/loss", reference_mse=reference and reference["mse"],
+                 compile=cfg.compile, trusted=[c for c in trusted if c is not None], **extra, **inputs)
     return dm, module, reference
 
 

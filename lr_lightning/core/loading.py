@@ -96,7 +96,8 @@ def load_checkpoint(path: Path, trusted: list[type] | None = None
         raise UsageError(f"--ckpt {path}: not a checkpoint written by fit.py (unknown hyperparameters "
                          f"{', '.join(unknown)})")
     try:
-        module = RegressionModule(**hparams, trusted=trusted or ())
+        # (steps_per_call: how StepsPerCallModule trained it; predicting needs no say in that)
+        module = RegressionModule(**{k: v for k, v in hparams.items() if k != "steps_per_call"}, trusted=trusted or ())
         module.load_state_dict(ckpt["state_dict"])
     except (ValueError, TypeError) as e:
         raise UsageError(f"--ckpt {path}: {e}") from None

@@ -40,11 +40,12 @@ def print_summary(run: Any, seconds: float, before: list[float] | None, metrics:
         print(f"  {trainer.world_size} processes ({trainer.num_nodes} node(s) × {trainer.num_devices} devices, "
               f"{trainer.strategy.__class__.__name__}): batch size {dm.batch_size} per device, "
               f"{dm.batch_size * trainer.world_size} per step")
-    steps, why = getattr(module, "_block_steps", 1), getattr(module, "steps_per_call_reason", None)
-    # Lightning's own work per call costs about a linear-regression step: say how often it was paid, and why at
-    # every step when it was.
-    print(f"  {steps} optimizer step{'s' if steps > 1 else ''} per call into Lightning (steps_per_call)"
-          + (f": {why}" if steps == 1 and why else ""))
+    if hasattr(module, "trained_steps_per_call"):  # the fast path (lr_lightning.core.steps_per_call)
+        steps, why = module.trained_steps_per_call, module.steps_per_call_reason
+        # Lightning's own work per call costs about a linear-regression step: say how often it was paid, and why at
+        # every step when it was.
+        print(f"  {steps} optimizer step{'s' if steps > 1 else ''} per call into Lightning (steps_per_call)"
+              + (f": {why}" if steps == 1 and why else ""))
     if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
         print(f"  stopped early: train/loss fell below {run.cfg.stop_below}")
     try:

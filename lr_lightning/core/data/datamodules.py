@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from lr_lightning.core.basis import cell, check_degree, labels, not_a_number, pandas_numbers, unmasked
-from lr_lightning.core.data.loaders import Batch, Block, BlockBatches, StepBlocks, TensorBatches, stable_sgd_lr
+from lr_lightning.core.data.loaders import Batch, BlockBatches, TensorBatches, stable_sgd_lr
 from lr_lightning.core.data.tables import (
     PARQUET_SUFFIXES,
     ArrayTable,
@@ -553,14 +553,8 @@ class RegressionDataModule(L.LightningDataModule):
         return TensorBatches(*rows[split], batch_size, shuffle, self.seed, drop_last, rank=self.rank,
                              world_size=self.world_size)
 
-    def train_dataloader(self) -> TensorBatches | StepBlocks:
-        loader = self._loader("train", self.shuffle, self.drop_last)
-        # A module that takes several optimizer steps per training_step says how many (RegressionModule's
-        # `steps_per_call`, resolved for this Trainer): it gets the same batches, grouped into blocks of that many.
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        if module is None or not hasattr(module, "steps_per_block") or module.automatic_optimization:
-            return loader
-        return StepBlocks(loader, module.steps_per_block())
+    def train_dataloader(self) -> TensorBatches:
+        return self._loader("train", self.shuffle, self.drop_last)
 
     def val_dataloader(self) -> TensorBatches | list:
         # No split, no loop: an empty list, which Lightning takes as "no validation" (no sanity check either).
@@ -597,8 +591,6 @@ class RegressionDataModule(L.LightningDataModule):
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # Our batches are a tuple of tensors: move them directly instead of Lightning's generic walk through any
         # collection (a measurable share of a step this small). Tensors already on `device` are returned as is.
-        if isinstance(batch, Block):  # several steps' batches (StepBlocks): each moved as below
-            return batch.like(self.transfer_batch_to_device(b, device, dataloader_idx) for b in batch)
         if isinstance(batch, tuple) and all(isinstance(t, torch.Tensor) for t in batch):
             return tuple(t.to(device, non_blocking=True) for t in batch)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)

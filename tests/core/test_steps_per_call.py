@@ -17,12 +17,12 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
-from lr_lightning import LinearRegression, RegressionModule
+from lr_lightning import LinearRegression, StepsPerCallModule
 from lr_lightning.core.callbacks import DivergenceError, DivergenceGuard, SaveLast
 from lr_lightning.core.cli import fit_main
 from lr_lightning.core.data import SyntheticDataModule
 
-from .conftest import lbfgs, make_trainer, run_main, sgd
+from ..conftest import lbfgs, make_trainer, run_main, sgd
 
 
 class Recorder(Logger):
@@ -54,10 +54,10 @@ def _data() -> SyntheticDataModule:
 
 def _fit(steps: int | str, *, epochs: int = 3, optimizer: Any = None, scheduler: Any = None,
          callbacks: list[L.Callback] | None = None, ckpt_path: Path | None = None,
-         **trainer_args: Any) -> tuple[RegressionModule, L.Trainer, Recorder]:
+         **trainer_args: Any) -> tuple[StepsPerCallModule, L.Trainer, Recorder]:
     dm = _data()
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(3), optimizer=optimizer or sgd(0.05, momentum=0.9),
+    module = StepsPerCallModule(LinearRegression(3), optimizer=optimizer or sgd(0.05, momentum=0.9),
                               lr_scheduler=scheduler, steps_per_call=steps, **dm.module_inputs())
     recorder = Recorder()
     trainer = make_trainer(max_epochs=epochs, log_every_n_steps=5, logger=recorder, callbacks=callbacks or [],
@@ -66,7 +66,7 @@ def _fit(steps: int | str, *, epochs: int = 3, optimizer: Any = None, scheduler:
     return module, trainer, recorder
 
 
-def _same_weights(a: RegressionModule, b: RegressionModule) -> bool:
+def _same_weights(a: StepsPerCallModule, b: StepsPerCallModule) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
@@ -163,11 +163,11 @@ def test_a_later_fit_without_the_checkpoint_does_not_keep_its_k(tmp_path):
     with contextlib.suppress(_Stop):
         _fit(2, callbacks=[SaveLast(tmp_path, every_n_steps=4), _StopAfter(17)])
     module, _, _ = _fit("auto", ckpt_path=tmp_path / "last.ckpt")
-    assert module.resolved_steps_per_call == module._block_steps == 2
+    assert module.resolved_steps_per_call == module.trained_steps_per_call == 2
     trainer = make_trainer(max_epochs=1)
     trainer.fit(module, datamodule=_data())
     # 13 steps an epoch in blocks of auto's 3: 5 calls.
-    assert module.resolved_steps_per_call == module._block_steps == 3 and len(trainer.train_dataloader) == 5
+    assert module.resolved_steps_per_call == module.trained_steps_per_call == 3 and len(trainer.train_dataloader) == 5
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -254,7 +254,7 @@ def test_a_block_calls_torch_directly_unless_a_hook_around_the_step_has_code():
     assert _same_weights(hooked, one)
 
 
-class _ModuleCountsBackwards(RegressionModule):
+class _ModuleCountsBackwards(StepsPerCallModule):
     """A module's own hook around the step (not one that forces K = 1): the block must go through Lightning."""
 
     backwards = 0
@@ -276,7 +276,7 @@ def test_a_block_goes_through_lightning_for_a_modules_hook_or_mixed_precision():
     assert not mixed._direct_steps and not mixed.automatic_optimization
 
 
-class _PerStepSchedule(RegressionModule):
+class _PerStepSchedule(StepsPerCallModule):
     """A subclass stepping its schedule every 2 optimizer steps ("interval": "step"), as a copier might."""
 
     def configure_optimizers(self) -> Any:
@@ -311,7 +311,7 @@ def test_auto_picks_k_from_the_batch_size_within_a_quarter_epoch():
     assert module.resolved_steps_per_call == module.steps_per_block() == 3
     assert len(trainer.train_dataloader) == 5 and module.steps_per_call_reason is None
     with pytest.raises(ValueError, match="steps_per_call must be 'auto' or a whole number >= 1, got 0"):
-        RegressionModule(LinearRegression(1), steps_per_call=0)
+        StepsPerCallModule(LinearRegression(1), steps_per_call=0)
 
 
 def test_the_command_line_says_k_and_refuses_an_explicit_k_it_cannot_honour(tmp_path):
