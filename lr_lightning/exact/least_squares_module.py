@@ -298,8 +298,8 @@ class LeastSquaresModule(L.LightningModule):
 def _shown(value: Any) -> str:
     """``value`` for a one-line message: its repr when short and on one line (``'yes'``, ``-1``), else its class.
 
-    >>> _shown(-1), _shown(torch.nn.Linear(2, 1))
-    ('-1', 'a Linear')
+    >>> _shown(-1), _shown(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+    ('-1', 'a Sequential')
     """
     text = repr(value)
     return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
