@@ -267,3 +267,12 @@ def test_a_file_that_does_not_reproduce_the_module_is_refused_and_not_written(
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(export_module, "load_pt2", real)
     assert export(module, out) == out and out.is_file()  # the same module, checked honestly: written
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt2"])
+def test_an_unwritable_place_is_named_as_the_users_path(suffix: str) -> None:
+    out = Path("/proc") / f"net{suffix}"  # a directory that exists and takes no new files
+    with pytest.raises(ValueError) as e:
+        export(RegressionModule(LinearRegression(2)), out)
+    assert str(e.value).startswith(f"{out}: cannot write there (")
+    assert ".tmp" not in str(e.value) and "\n" not in str(e.value)

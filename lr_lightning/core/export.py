@@ -151,6 +151,10 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
     # Written beside `out` and renamed onto it (atomic): a failed export leaves no file, and no half of one.
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
     try:
+        try:  # the writers' own errors name `tmp` (or no file at all): test the place once, naming `out`
+            tmp.touch()
+        except OSError as e:
+            raise ValueError(f"{out}: cannot write there ({e.strerror or e})") from None
         if out.suffix == ".onnx":
             _write_onnx(program, tmp, meta, out)
             got = OnnxPredictor(tmp, what=str(out))(example.numpy())

@@ -74,9 +74,10 @@ class LeastSquaresModule(L.LightningModule):
         super().__init__()
         for name, value in (("bias", bias), ("robust", robust)):
             if not isinstance(value, bool):
-                raise ValueError(f"{name} must be true or false, got {value!r}")
+                raise ValueError(f"LeastSquaresModule: {name} must be true or false, got {_shown(value)}")
         if isinstance(max_refinements, bool) or not isinstance(max_refinements, int) or max_refinements < 0:
-            raise ValueError(f"max_refinements must be a whole number >= 0, got {max_refinements!r}")
+            raise ValueError(f"LeastSquaresModule: max_refinements must be a whole number >= 0, got "
+                             f"{_shown(max_refinements)}")
         self.save_hyperparameters()
         self.automatic_optimization = False  # no optimizer: the passes are sums, and the solve is closed-form
         self.model: LinearRegression | None = None
@@ -292,6 +293,16 @@ class LeastSquaresModule(L.LightningModule):
         raise ValueError("a LeastSquaresModule checkpoint holds the fitted LinearRegression: load it with "
                          "RegressionModule.load_from_checkpoint(path); its statistics are in "
                          "torch.load(path, weights_only=True)['least_squares']['statistics']")
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a one-line message: its repr when short and on one line (``'yes'``, ``-1``), else its class.
+
+    >>> _shown(-1), _shown(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+    ('-1', 'a Sequential')
+    """
+    text = repr(value)
+    return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
 
 
 class TrainerSettingError(ValueError):

@@ -189,14 +189,17 @@ def run_all(x: Any, y: Any, *, lr: float, epochs: int, bias: bool = False,
 def first_disagreement(runs: dict[str, list[Step]], rtol: float = 1e-5) -> str | None:
     """The first epoch where some stage differs from the numpy stage by more than ``rtol``, or None.
 
-    The loss is compared relative to itself. w and b are compared relative to the largest magnitude they reach
-    in the run: a bias that crosses zero on its way would otherwise be held to float32 noise around 0.
+    The loss is compared relative to itself, with a floor of 1e-3 of the run's first loss (times ``rtol``): a
+    loss that has fallen to rounding level (1e-13) differs by 20% between float32 stages and means nothing. w and b
+    are compared relative to the largest magnitude they reach in the run: a bias that crosses zero on its way would
+    otherwise be held to float32 noise around 0.
     """
     reference = runs["numpy"]
     for name, steps in runs.items():
         if len(steps) != len(reference):
             return f"{name} ran {len(steps)} epochs, numpy {len(reference)}"
     scale = {f: max((abs(getattr(s, f)) for s in reference), default=0.0) for f in ("w", "b")}
+    scale["loss"] = 1e-3 * reference[0].loss if reference else 0.0
     for epoch, ref in enumerate(reference, start=1):
         for name, steps in runs.items():
             for field in Step._fields:

@@ -340,3 +340,11 @@ def test_fit_refuses_an_unsolvable_reference_before_training(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: --data: the least-squares reference on the training split: x: column 'x' spans -1e+308 to "
         "1e+308, a range float64 cannot hold; rescale it"]
+
+
+def test_a_network_passed_as_bias_is_named_by_class_in_one_line():
+    from lr_lightning.core.networks import MLPRegressor
+    from lr_lightning.exact import LeastSquaresModule
+    with pytest.raises(ValueError) as info:
+        LeastSquaresModule(MLPRegressor(2))
+    assert str(info.value) == "LeastSquaresModule: bias must be true or false, got a MLPRegressor"

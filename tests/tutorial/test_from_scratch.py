@@ -135,3 +135,13 @@ def test_bad_flags_are_one_line_exit_2(tmp_path, flags, line):
     result = run_main(from_scratch_main, *flags, cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [line]  # one line, no usage, no traceback
+
+
+@pytest.mark.parametrize("argv", [["--lr", "0.05"], ["--bias", "--epochs", "200", "--lr", "0.05"]])
+def test_stages_agree_after_the_loss_falls_to_rounding_level(argv, capsys):
+    assert from_scratch_main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "All 5 stages agree" in out
+    if "--bias" not in argv:  # the README's promise: the correct stages reach w = 2 within 18 epochs at --lr 0.05
+        row = next(line for line in out.splitlines() if line.strip().startswith("18 |"))
+        assert row.count("2.00000") == 5
