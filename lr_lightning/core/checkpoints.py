@@ -254,3 +254,57 @@ def build_factory(recipe: Mapping[str, Any], what: str, trusted: Iterable[type] 
         raise ValueError(f"{what} {path}: init_args must be a mapping of names to plain values, got "
                          f"{_short(init_args)}")
     return functools.partial(allowed[path], **init_args)
+
+
+# ------------------------------------------------------------------------- what a module class takes
+# Keys that checkpoints of earlier versions hold and that say how the weights were trained, not how to rebuild them.
+LEGACY_KEYS = ("steps_per_call", "reference_mse")
+
+
+def accepted_keys(cls: type) -> set[str]:
+    """The arguments ``cls.__init__`` takes by name, and its bases' where it passes ``**kwargs`` on."""
+    accepted: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        accepted |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return accepted - {"self", "trusted"}
+
+
+def unknown_hyperparameters(hparams: Mapping[str, Any], cls: type) -> list[str]:
+    """The keys of a checkpoint's ``hyper_parameters`` that ``cls`` (a ``RegressionModule`` class) does not take,
+    sorted (:func:`accepted_keys`). ``trusted`` is one of them: trust is the user's to give, never the file's.
+    :data:`LEGACY_KEYS` are accepted from any checkpoint."""
+    return sorted(map(str, set(hparams) - accepted_keys(cls) - set(LEGACY_KEYS)))
+
+
+def init_arguments(hparams: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    """``hparams`` without the :data:`LEGACY_KEYS` that ``cls`` does not take: what ``cls(**...)`` is called with."""
+    accepted = accepted_keys(cls)
+    return {k: v for k, v in hparams.items() if k not in LEGACY_KEYS or k in accepted}
+
+
+def check_checkpoint_file(path: Path, cls: type) -> dict[str, Any]:
+    """The checkpoint at ``path``, read without running code, if ``cls`` can be rebuilt from it; else one
+    ValueError / FileNotFoundError naming the file (a missing file, another program's file, a checkpoint without
+    Lightning's structure, hyperparameters ``cls`` does not take). ``RegressionModule.load_from_checkpoint`` calls it.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        checkpoint = read_checkpoint(path)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a checkpoint written by lr_lightning ({e})") from None
+    problem = _structure_problem(checkpoint)
+    unknown = [] if problem else unknown_hyperparameters(checkpoint.get("hyper_parameters") or {}, cls)
+    if unknown:
+        written = str(checkpoint.get("module_class", "")).rpartition(".")[2]
+        problem = f"unknown hyperparameters {', '.join(unknown)}" + (
+            f"; it was written by {written}: load it with {written}.load_from_checkpoint" if written and
+            written != cls.__name__ else "")
+    if problem:
+        raise ValueError(f"{path}: not a checkpoint written by lr_lightning ({problem})")
+    return checkpoint

@@ -42,6 +42,10 @@ RUN_VERSION = "LR_LIGHTNING_RUN_VERSION"  # the run folder rank 0 claimed, for t
 # The Trainer arguments that are top-level flags; the rest are --trainer.<name>, except those the run sets itself.
 ESSENTIALS = {"accelerator": "auto", "devices": "auto", "strategy": "auto", "num_nodes": 1, "precision": "32-true",
               "max_epochs": 100}
+# What the command line gives a --module itself (its network, loss, optimizer, the data's hand-off, ...): a subclass's
+# own arguments are the rest.
+MODULE_SKIP = {"model", "optimizer", "lr_scheduler", "loss", "normalization", "output_names", "weights_dtype",
+               "monitor", "compile", "trusted", "reference_mse", "steps_per_call"}
 SET_BY_THE_RUN = {"logger", "enable_progress_bar", "default_root_dir", "enable_checkpointing"}
 # What the network takes from the data (jsonargparse links them; the recipe in the checkpoint records them).
 LINKED = {"in_features": lambda dm: dm.n_features, "out_features": lambda dm: dm.n_outputs}
@@ -67,7 +71,7 @@ def build_parser(stage: str = "fit") -> Parser:
 
     import lr_lightning.core.networks  # noqa: F401 - its classes answer to short names: --model MLPRegressor
     from lr_lightning.core.data import RegressionDataModule
-    from lr_lightning.core.regression_module import LRSchedulerCallable, OptimizerCallable
+    from lr_lightning.core.regression_module import LRSchedulerCallable, OptimizerCallable, RegressionModule
 
     fit = stage == "fit"
     p = Parser(prog="fit.py" if fit else "evaluate.py", description=(
@@ -89,6 +93,12 @@ def build_parser(stage: str = "fit") -> Parser:
     p.add_argument("--lr_scheduler", type=Optional[LRSchedulerCallable], default=None,  # noqa: UP045 (jsonargparse)
                    help="any torch scheduler, stepped each epoch: --lr_scheduler CosineAnnealingLR "
                    "--lr_scheduler.T_max 50")
+    p.add_argument("--loss", type=Optional[nn.Module], default=None,  # noqa: UP045 (jsonargparse)
+                   help="the loss, any nn.Module: --loss HuberLoss --loss.delta 0.5 (default: MSELoss); train/loss, "
+                   "val/loss and test/loss are this loss, val/mse stays the MSE")
+    p.add_subclass_arguments(RegressionModule, "module", required=False, instantiate=False, skip=MODULE_SKIP,
+                             help="a RegressionModule subclass of yours and its own arguments: --module "
+                             "my_pkg.HuberModule --module.delta 0.5 (default: chosen for the network)")
     p.add_argument("--compile", type=bool, default=False, help="run the network through torch.compile")
     p.add_argument("--steps_per_call", type=Union[int, Literal["auto"]], default="auto",  # noqa: UP007
                    help="optimizer steps per call into Lightning (its per-call work then costs once per K steps; "
@@ -550,8 +560,7 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
     import inspect
 
     from lr_lightning.core.checkpoints import class_path, unwrap_factory
-    from lr_lightning.core.networks import LinearRegression
-    from lr_lightning.core.regression_module import RegressionModule
+    from lr_lightning.core.linear import LinearRegressionModule
     from lr_lightning.core.steps_per_call import StepsPerCallModule
 
     dm, network = init.data, init.model
@@ -570,15 +579,38 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
         dm.batch_size = dm.hparams["batch_size"] = dm.n_samples
     reference = _reference(dm, network) if with_reference else None
     trusted = [type(network), *(unwrap_factory(init.optimizer)[0], unwrap_factory(init.lr_scheduler)[0])]
-    # The fast path (several optimizer steps per call) by default for the linear model, whose steps cost about what
-    # Lightning's per-call work does; another network takes it when --steps_per_call names a number.
-    steps = cfg.get("steps_per_call", "auto")
-    fast = isinstance(network, LinearRegression) or steps != "auto"
-    cls, extra = (StepsPerCallModule, {"steps_per_call": steps}) if fast else (RegressionModule, {})
-    module = cls(recipe, optimizer=optimizer, lr_scheduler=cfg.lr_scheduler and cfg.lr_scheduler.as_dict(),
-                 monitor="val/loss" if dm.n_val else "train/loss", reference_mse=reference and reference["mse"],
-                 compile=cfg.compile, trusted=[c for c in trusted if c is not None], **extra, **inputs)
+    loss = cfg.get("loss") and cfg.loss.as_dict()
+    trusted.append(type(init.get("loss")) if init.get("loss") is not None else None)
+    cls, extra = module_class(cfg, network)
+    if issubclass(cls, LinearRegressionModule):
+        extra["reference_mse"] = reference and reference["mse"]
+    if issubclass(cls, StepsPerCallModule):
+        extra["steps_per_call"] = cfg.get("steps_per_call", "auto")
+    module = cls(recipe, optimizer=optimizer, lr_scheduler=cfg.lr_scheduler and cfg.lr_scheduler.as_dict(), loss=loss,
+                 monitor="val/loss" if dm.n_val else "train/loss", compile=cfg.compile,
+                 trusted=[c for c in trusted if c is not None], **extra, **inputs)
     return dm, module, reference
+
+
+def module_class(cfg: Namespace, network: Any) -> tuple[type, dict[str, Any]]:
+    """The module class for a run and its own arguments: ``--module``'s, else the fast path
+    (:class:`~lr_lightning.core.steps_per_call.StepsPerCallModule`) for the linear model, whose steps cost about what
+    Lightning's per-call work does, and for another network when ``--steps_per_call`` names a number; else the plain
+    :class:`~lr_lightning.core.regression_module.RegressionModule`, Lightning's own loop."""
+    from lr_lightning.core.loading import import_class
+    from lr_lightning.core.networks import LinearRegression
+    from lr_lightning.core.regression_module import RegressionModule
+    from lr_lightning.core.steps_per_call import StepsPerCallModule
+
+    chosen = cfg.get("module")
+    if chosen is not None:
+        cls = import_class(chosen.class_path, "--module")
+        if not issubclass(cls, RegressionModule):
+            raise UsageError(f"--module {chosen.class_path}: not a RegressionModule subclass")
+        return cls, dict(chosen.get("init_args") or {})
+    if isinstance(network, LinearRegression) or cfg.get("steps_per_call", "auto") != "auto":
+        return StepsPerCallModule, {}
+    return RegressionModule, {}
 
 
 def _default(cfg: Namespace, key: str) -> Any:

@@ -50,6 +50,27 @@ def import_class(path: str, flag: str) -> type:
     return cls
 
 
+def module_class(checkpoint: dict[str, Any], trusted: list[type] | None = None, flag: str = "--ckpt") -> type:
+    """The ``RegressionModule`` class a checkpoint records (``module_class``): this package's own, or one of
+    ``trusted`` (``--trust my_pkg.HuberModule``); a checkpoint that records none rebuilds the module for its network
+    (:class:`~lr_lightning.core.linear.LinearRegressionModule` for ``LinearRegression``)."""
+    from lr_lightning.core.checkpoints import class_path
+    from lr_lightning.core.linear import LinearRegressionModule
+    from lr_lightning.core.regression_module import RegressionModule
+    from lr_lightning.core.steps_per_call import StepsPerCallModule
+
+    path = checkpoint.get("module_class")
+    if path is None:
+        network = str((checkpoint["hyper_parameters"].get("model") or {}).get("class_path", ""))
+        return LinearRegressionModule if network.endswith(".LinearRegression") else RegressionModule
+    allowed = {class_path(c): c for c in (RegressionModule, LinearRegressionModule, StepsPerCallModule)}
+    allowed |= {class_path(c): c for c in trusted or () if issubclass(c, RegressionModule)}
+    if path not in allowed:
+        raise UsageError(f"{flag}: the module class {path!r} is not trusted: if you trust its code, "
+                         f"--trust {path}")
+    return allowed[path]
+
+
 def load_for_prediction(path: Path, trusted: list[type] | None = None) -> tuple[RegressionModule, list[str], list[str]]:
     """The module from a checkpoint, and the feature and target names of the data it was trained on; a warning line
     when it is a solver's fit with aliased columns (see :func:`load_checkpoint`, which says the same without printing).
@@ -75,8 +96,7 @@ def load_checkpoint(path: Path, trusted: list[type] | None = None
 
     import torch
 
-    from lr_lightning.core.checkpoints import read_checkpoint
-    from lr_lightning.core.regression_module import RegressionModule, unknown_hyperparameters
+    from lr_lightning.core.checkpoints import init_arguments, read_checkpoint, unknown_hyperparameters
 
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
@@ -91,13 +111,13 @@ def load_checkpoint(path: Path, trusted: list[type] | None = None
     if problem := solvers.checkpoint_problem(ckpt):
         raise UsageError(f"--ckpt {path}: {problem}")
     hparams = ckpt["hyper_parameters"]
-    unknown = unknown_hyperparameters(hparams)
+    cls = module_class(ckpt, trusted, f"--ckpt {path}")
+    unknown = unknown_hyperparameters(hparams, cls)
     if unknown:
         raise UsageError(f"--ckpt {path}: not a checkpoint written by fit.py (unknown hyperparameters "
                          f"{', '.join(unknown)})")
     try:
-        # (steps_per_call: how StepsPerCallModule trained it; predicting needs no say in that)
-        module = RegressionModule(**{k: v for k, v in hparams.items() if k != "steps_per_call"}, trusted=trusted or ())
+        module = cls(**init_arguments(hparams, cls), trusted=trusted or ())
         module.load_state_dict(ckpt["state_dict"])
     except (ValueError, TypeError) as e:
         raise UsageError(f"--ckpt {path}: {e}") from None

@@ -31,7 +31,7 @@ import torch
 from lr_lightning.core.checkpoints import unwrap_factory
 from lr_lightning.core.data.datamodules import RegressionDataModule
 from lr_lightning.core.data.loaders import Batch, BlockOrder, EpochOrder, TensorBatches
-from lr_lightning.core.regression_module import RegressionModule
+from lr_lightning.core.linear import LinearRegressionModule
 
 # `steps_per_call="auto"`: enough rows per training_step that Lightning's own ~0.25-0.5 ms per call is a small share
 # of it. A linear-regression step costs 0.15-0.5 ms per 1,024 rows x 16 features on the 2-core AMD EPYC VM (the hand
@@ -122,11 +122,14 @@ class StepBlocks:
         self.batches.load_state_dict(state)
 
 
-class StepsPerCallModule(RegressionModule):
-    """A :class:`RegressionModule` that takes ``steps_per_call`` optimizer steps per ``training_step``.
+class StepsPerCallModule(LinearRegressionModule):
+    """A :class:`~lr_lightning.core.linear.LinearRegressionModule` that takes ``steps_per_call`` optimizer steps per
+    ``training_step``.
 
-    Any network works; the command line uses it for ``LinearRegression`` (where Lightning's per-call work is most of
-    a step's cost) and for others when ``--steps_per_call`` is given. ``K = 1`` is Lightning's own loop; ``K > 1``
+    Built on the linear module because the linear model is where it pays, but any network works (the linear extras
+    are inert for one that is not linear). The command line uses it for ``LinearRegression`` (where Lightning's
+    per-call work is most of a step's cost) and for others when ``--steps_per_call`` is given.
+    ``K = 1`` is Lightning's own loop; ``K > 1``
     steps through a :class:`Block` itself (manual optimization), each step what automatic optimization does.
 
     >>> from lr_lightning import LinearRegression
@@ -136,11 +139,11 @@ class StepsPerCallModule(RegressionModule):
     ValueError: steps_per_call must be 'auto' or a whole number >= 1, got 0
     """
 
-    def __init__(self, model: Any, optimizer: Any = None, lr_scheduler: Any = None, *,
+    def __init__(self, model: Any, optimizer: Any = None, lr_scheduler: Any = None, loss: Any = None, *,
                  steps_per_call: int | str = "auto", **kwargs: Any) -> None:
         """
         Args:
-            model, optimizer, lr_scheduler, kwargs: as :class:`RegressionModule`.
+            model, optimizer, lr_scheduler, loss, kwargs: as :class:`LinearRegressionModule`.
             steps_per_call: optimizer steps per ``training_step`` (``K``): the datamodule's batches in blocks of
                 ``K``, which the module steps through itself, so Lightning's per-step work is paid once per ``K``
                 steps. Same batches, same order, same weights bit for bit as ``K = 1``.
@@ -158,7 +161,7 @@ class StepsPerCallModule(RegressionModule):
         if not (steps_per_call == "auto" or isinstance(steps_per_call, int) and not isinstance(steps_per_call, bool)
                 and steps_per_call >= 1):
             raise ValueError(f"steps_per_call must be 'auto' or a whole number >= 1, got {steps_per_call!r}")
-        super().__init__(model, optimizer, lr_scheduler, **kwargs)
+        super().__init__(model, optimizer, lr_scheduler, loss, **kwargs)
         self.save_hyperparameters({"steps_per_call": steps_per_call})
 
     # ------------------------------------------------------------------- serving blocks (see the module's doc)

@@ -48,8 +48,8 @@ def print_summary(run: Any, seconds: float, before: list[float] | None, metrics:
               + (f": {why}" if steps == 1 and why else ""))
     if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
         print(f"  stopped early: train/loss fell below {run.cfg.stop_below}")
-    try:
-        w, b = module.coefficients()  # in raw units and raw powers, whatever the feature map
+    try:  # a linear module's (lr_lightning.core.linear): in raw units and raw powers, whatever the feature map
+        w, b = module.coefficients() if hasattr(module, "coefficients") else (None, None)
     except ValueError:
         w = b = None
     names = [f"{name}^{p}" if p > 1 else name for name in dm.feature_names
@@ -62,14 +62,16 @@ def print_summary(run: Any, seconds: float, before: list[float] | None, metrics:
             true = " ".join(f"{v:+.4f}" for v in dm.true_weight[0, :8].tolist())
             more = " …" if dm.true_weight.shape[1] > 8 else ""
             print(f"  true weights {true}{more}, true bias {dm.true_bias.item():+.4f}")
-    shown = ["train/loss", "val/loss", "val/mae", "val/r2", "test/loss", "test/mae", "test/r2"]
+    mse_loss = type(getattr(module, "loss_fn", None)).__name__ == "MSELoss"  # else val/mse is not val/loss
+    shown = ["train/loss", "val/loss", *([] if mse_loss else ["val/mse"]), "val/mae", "val/r2", "test/loss",
+             *([] if mse_loss else ["test/mse"]), "test/mae", "test/r2"]
     if any(k in metrics for k in shown):  # none after --max_epochs 0
         print("  " + ", ".join(f"{k} {metrics[k]:.6g}" for k in shown if k in metrics))
     opt = run.reference
     if w is not None and opt is not None:
         # The best linear fit on the same training rows: how far did training get?
         split = "val" if "val" in opt["mse"] else "train"
-        ours = metrics.get("val/loss", metrics.get("train/loss"))
+        ours = metrics.get("val/mse", metrics.get("train/loss") if mse_loss else None)
         if split == "train" and dm.feature_map is not None:
             ours = None  # train/loss is in standardized units then: no gap in original units to show
         equation = _equation(opt["weight"][0], opt["bias"][0] if opt["bias"] is not None else None, names)

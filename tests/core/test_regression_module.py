@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 
 from lr_lightning import LinearRegression, RegressionModule, StepsPerCallModule
+from lr_lightning.core.checkpoints import unknown_hyperparameters
 from lr_lightning.core.data import SyntheticDataModule
-from lr_lightning.core.regression_module import unknown_hyperparameters
 
 from ..conftest import make_trainer, sgd
 
@@ -25,4 +25,5 @@ def test_the_plain_module_runs_lightnings_own_loop_and_has_no_steps_per_call() -
 
 def test_a_fast_path_checkpoints_steps_per_call_is_not_an_unknown_hyperparameter() -> None:
     hparams = StepsPerCallModule(LinearRegression(2), steps_per_call=3).hparams
-    assert unknown_hyperparameters(hparams) == [] and unknown_hyperparameters({**hparams, "bogus": 1}) == ["bogus"]
+    assert unknown_hyperparameters(hparams, RegressionModule) == []
+    assert unknown_hyperparameters({**hparams, "bogus": 1}, RegressionModule) == ["bogus"]
