@@ -272,9 +272,13 @@ def _layout(path: Path) -> list[tuple[Path, Path | None]]:
         raise ValueError(f"{path}: {xs[0].name} without {'y' + xs[0].name[1:]}; x*.npy files need their y*.npy "
                          "targets (or name the shards part-*.npy if the target is their last column)")
     if xs and ys:
-        if len(xs) != len(ys) or any(x.name[1:] not in ys for x in xs) or len(xs) + len(ys) != len(files):
-            raise ValueError(f"{path}: x*.npy and y*.npy files must come in pairs (x-000.npy with y-000.npy), "
-                             "and nothing else")
+        xnames = {x.name[1:] for x in xs}
+        unpaired = next((f"{x.name} has no {'y' + x.name[1:]}" for x in xs if x.name[1:] not in ys), None) or \
+            next((f"{y.name} has no {'x' + y.name[1:]}" for y in ys.values() if y.name[1:] not in xnames), None) or \
+            next((f"{p.name} is neither" for p in files if p not in xs and p not in ys.values()), None)
+        if unpaired:
+            raise ValueError(f"{path}: {unpaired}; x*.npy and y*.npy files must come in pairs (x-000.npy with "
+                             "y-000.npy), and nothing else")
         return [(x, ys[x.name[1:]]) for x in xs]
     return [(p, None) for p in files]
 
@@ -300,7 +304,9 @@ class ParquetTable(Table):
     (one is held at a time), so memory stays at about one row group whatever the file's size.
 
     Every column must hold numbers (integers or floats); ``target`` names the target column (default: the last).
-    The rows are read in the columns' common dtype (float32 columns stay float32). A null is read as nan, which the
+    The rows are read in the columns' common dtype (float32 columns stay float32; integer columns are read as
+    float64). An integer beyond ±2**53 has no exact float64 (nor float32) value, and no serving dtype is wider: it
+    is refused with its file, row and column rather than read with lost digits. A null is read as nan, which the
     datamodules refuse with its file, row and column.
 
     >>> import tempfile, pathlib, pyarrow as pa, pyarrow.parquet as pq
@@ -400,6 +406,8 @@ class ParquetTable(Table):
             part = self.files[fi].read_row_group(g, columns=names, use_threads=False)
             for j in range(c, c + len(names)):
                 values = part.column(j - c).to_numpy()  # nulls become nan (ints with nulls: floats)
+                if values.dtype.kind in "iu":
+                    _check_exact_integers(values, self.where(int(self.starts[k])), columns[j])
                 if j < len(self.feature_names):
                     x[:, j] = values
                 else:
@@ -444,6 +452,21 @@ class ParquetTable(Table):
     def where(self, row: int) -> str:
         fi = self.groups[int(np.searchsorted(self.starts, row, side="right") - 1)][0]
         return f"{self.paths[fi]}: row {row - self.file_starts[fi] + 1} (1-based)"
+
+
+EXACT_INTEGERS = 2**53  # every integer up to this magnitude has an exact float64; the next, 2**53 + 1, has none
+
+
+def _check_exact_integers(values: np.ndarray, where: str, column: str) -> None:
+    """Refuse an integer of ``values`` (a row group's column; ``where``: its first row) that float64 cannot hold
+    exactly: read anyway, it would lose its last digits silently (and rows differing there become equal)."""
+    beyond = (values > EXACT_INTEGERS) | (values < -EXACT_INTEGERS)
+    if beyond.any():
+        first = int(np.flatnonzero(beyond)[0])
+        file, _, row = where.rpartition(": row ")
+        number = int(row.split(" ")[0]) + first
+        raise ValueError(f"{file}: row {number} (1-based), column {column!r}: integer {int(values[first])} is beyond "
+                         "±2**53, where float64 loses digits; store it as a float or scale it down")
 
 
 def _first_line(e: BaseException) -> str:
