@@ -16,14 +16,16 @@ _EXPORTS = {
     "LinearRegression": "lr_lightning.core.networks",
     "MLPRegressor": "lr_lightning.core.networks",
     "RegressionModule": "lr_lightning.core.regression_module",
+    "LinearRegressionModule": "lr_lightning.core.linear",
     "StepsPerCallModule": "lr_lightning.core.steps_per_call",
-    "RegressionDataModule": "lr_lightning.core.data.datamodules",
-    "TutorialDataModule": "lr_lightning.core.data.datamodules",
-    "SyntheticDataModule": "lr_lightning.core.data.datamodules",
-    "CSVDataModule": "lr_lightning.core.data.datamodules",
-    "NpyDataModule": "lr_lightning.core.data.datamodules",
-    "ParquetDataModule": "lr_lightning.core.data.datamodules",
-    "datamodule_for_path": "lr_lightning.core.data.datamodules",
+    "RegressionDataModule": "lr_lightning.core.data.datamodules",  # with its subclasses: --data CSVDataModule
+    "TutorialDataModule": "lr_lightning.core.data.tutorial",
+    "SyntheticDataModule": "lr_lightning.core.data.synthetic",
+    "CSVDataModule": "lr_lightning.core.data.csv_file",
+    "NpyDataModule": "lr_lightning.core.data.npy",
+    "ParquetDataModule": "lr_lightning.core.data.parquet",
+    "datamodule_for_path": "lr_lightning.core.data.paths",
+    "DatasetDataModule": "lr_lightning.core.data.dataset",
     # The exact solver lives in `exact/solver.py`, so that `lr_lightning.least_squares` is the function README
     # documents, not a submodule shadowing it. A copy without lr_lightning/exact: these four are an ImportError
     # (No module named 'lr_lightning.exact') when asked for, and the rest work.
@@ -33,22 +35,23 @@ _EXPORTS = {
     "polynomial_features": "lr_lightning.core.basis",
     "RankDeficientWarning": "lr_lightning.exact.solver",
 }
-__all__ = ["CSVDataModule", "LeastSquaresModule", "LinearRegression", "MLPRegressor", "NpyDataModule",
-           "ParquetDataModule", "RankDeficientWarning", "RegressionDataModule", "RegressionModule",
-           "StepsPerCallModule", "SyntheticDataModule", "TutorialDataModule", "datamodule_for_path", "fit_statistics",
-           "least_squares", "polynomial_features"]
+__all__ = ["CSVDataModule", "DatasetDataModule", "LeastSquaresModule", "LinearRegression", "LinearRegressionModule",
+           "MLPRegressor", "StepsPerCallModule",
+           "NpyDataModule", "ParquetDataModule", "RankDeficientWarning", "RegressionDataModule", "RegressionModule",
+           "SyntheticDataModule", "TutorialDataModule", "datamodule_for_path", "fit_statistics", "least_squares",
+           "polynomial_features"]
 
 if TYPE_CHECKING:
+    from lr_lightning.core.data.csv_file import CSVDataModule
+    from lr_lightning.core.data.datamodule import RegressionDataModule
+    from lr_lightning.core.data.dataset import DatasetDataModule
+    from lr_lightning.core.data.npy import NpyDataModule
+    from lr_lightning.core.data.parquet import ParquetDataModule
+    from lr_lightning.core.data.paths import datamodule_for_path
+    from lr_lightning.core.data.synthetic import SyntheticDataModule
+    from lr_lightning.core.data.tutorial import TutorialDataModule
     from lr_lightning.core.basis import polynomial_features
-    from lr_lightning.core.data.datamodules import (
-        CSVDataModule,
-        NpyDataModule,
-        ParquetDataModule,
-        RegressionDataModule,
-        SyntheticDataModule,
-        TutorialDataModule,
-        datamodule_for_path,
-    )
+    from lr_lightning.core.linear import LinearRegressionModule
     from lr_lightning.core.networks import LinearRegression, MLPRegressor
     from lr_lightning.core.regression_module import RegressionModule
     from lr_lightning.core.steps_per_call import StepsPerCallModule

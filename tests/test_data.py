@@ -11,9 +11,9 @@ from lr_lightning import (
     TutorialDataModule,
     datamodule_for_path,
 )
-from lr_lightning.core.data.datamodules import as_columns
+from lr_lightning.core.data.csv_table import MissingHeaderError, read_csv, read_csv_table
+from lr_lightning.core.data.inputs import as_columns
 from lr_lightning.core.data.loaders import EpochOrder, TensorBatches
-from lr_lightning.core.data.tables import MissingHeaderError, read_csv, read_csv_table
 
 from .conftest import make_trainer
 

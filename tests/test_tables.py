@@ -23,8 +23,9 @@ from lr_lightning import (
     TutorialDataModule,
     datamodule_for_path,
 )
+from lr_lightning.core.data.csv_table import CsvTable, read_csv_table
 from lr_lightning.core.data.loaders import BlockBatches
-from lr_lightning.core.data.tables import ArrayTable, CsvTable, NpyTable, ParquetTable, Table, read_csv_table
+from lr_lightning.core.data.tables import ArrayTable, NpyTable, ParquetTable, Table
 
 from .conftest import make_trainer, sgd
 
@@ -290,7 +291,7 @@ def test_csv_rows_of_empty_cells_and_spaces_are_skipped_as_before(tmp_path):
 
 
 def test_pyarrow_reads_a_large_csv_the_same_as_the_line_by_line_reader(tmp_path):
-    from lr_lightning.core.data.tables import _read_line_by_line
+    from lr_lightning.core.data.csv_table import _read_line_by_line
 
     rng = np.random.default_rng(0)
     data = rng.standard_normal((5000, 4)) * 10.0 ** rng.integers(-30, 30, (5000, 4))

@@ -165,7 +165,7 @@ def in_memory(n_samples: int, n_features: int, repeats: int) -> str:
 # ---------------------------------------------------------------------------- memory-mapped, one process per run
 def _child_exact(path: str) -> dict[str, Any]:
     from lr_lightning import LeastSquaresModule
-    from lr_lightning.core.data.datamodules import datamodule_for_path
+    from lr_lightning.core.data.paths import datamodule_for_path
 
     dm = datamodule_for_path(path)(path, val_fraction=0.0)
     module, timer = LeastSquaresModule(), EpochTimer()
@@ -181,7 +181,7 @@ def _child_sgd(path: str) -> dict[str, Any]:
     from functools import partial
 
     from lr_lightning.benchmark.speed import initial_model
-    from lr_lightning.core.data.datamodules import datamodule_for_path
+    from lr_lightning.core.data.paths import datamodule_for_path
     from lr_lightning.core.regression_module import RegressionModule
 
     dm = datamodule_for_path(path)(path, val_fraction=0.0, batch_size=1024)

@@ -43,7 +43,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_lightning.core.commands import Parser, entry_point, quiet
-from lr_lightning.core.data.datamodules import RegressionDataModule, datamodule_for_path
+from lr_lightning.core.data import RegressionDataModule, datamodule_for_path
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.regression_module import RegressionModule
 from lr_lightning.core.steps_per_call import StepsPerCallModule

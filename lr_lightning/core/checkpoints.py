@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lr_lightning.core.data.datamodules import check_memory
+from lr_lightning.core.data.inputs import check_memory
 from lr_lightning.core.networks import LinearRegression, MLPRegressor
 
 

@@ -618,7 +618,11 @@ def _default(cfg: Namespace, key: str) -> Any:
     import inspect
 
     module, _, name = cfg.data.class_path.rpartition(".")
-    return inspect.signature(getattr(importlib.import_module(module), name)).parameters[key].default
+    for cls in getattr(importlib.import_module(module), name).__mro__:  # a source passes the shared ones as **kwargs
+        parameter = inspect.signature(cls.__init__).parameters.get(key)
+        if parameter is not None:
+            return parameter.default
+    raise KeyError(key)
 
 
 def _reference(dm: RegressionDataModule, network: Any) -> dict[str, Any] | None:

@@ -121,7 +121,7 @@ def _predict_inputs(args: Namespace, features: list[str], dtype: str) -> Any:
     ``float64``). numpy only: the ``--onnx`` path must not import torch."""
     import numpy as np
 
-    from lr_lightning.core.data.tables import MissingHeaderError, parse_number, read_csv_table
+    from lr_lightning.core.data.csv_table import MissingHeaderError, parse_number, read_csv_table
 
     # A value beyond the dtype's range becomes inf when cast to it: refused as inf is.
     max_abs = float(np.finfo(dtype).max)

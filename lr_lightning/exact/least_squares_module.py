@@ -39,6 +39,7 @@ from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.quiet import quiet_lightning
 from lr_lightning.core.regression_module import log_metrics, regression_metrics
+from lr_lightning.exact.data import raw_loader, raw_split
 from lr_lightning.exact.solver import Design, LeastSquaresSolver, RankDeficientWarning, no_gather
 from lr_lightning.exact.statistics import format_table
 
@@ -57,18 +58,15 @@ class LeastSquaresModule(L.LightningModule):
 
     ``Trainer.fit(module, datamodule=dm)`` with one of the package's data modules: the module takes the data's
     feature map (polynomial degree), sizes and names from ``dm.module_inputs()`` and asks it for raw rows
-    (``raw_batches``), since the refinement passes need the raw design. Any ``max_epochs`` at least the number of
-    passes it takes works (1 for well-conditioned data, a few more for ill-conditioned or polynomial designs, one
-    more for ``robust``); too few is a ValueError naming the number.
+    (``dataloader_for``: :mod:`lr_lightning.exact.data`), since the refinement passes need the raw design. Any
+    ``max_epochs`` at least the number of passes it takes works (1 for well-conditioned data, a few more for
+    ill-conditioned or polynomial designs, one more for ``robust``); too few is a ValueError naming the number.
 
     Args:
         bias: fit an intercept; it must agree with the data module's ``bias`` (which centres or not).
         robust: one more pass for the leverages: ``statistics[target]["stderr_hc"]`` gets HC0-HC3 standard errors.
         max_refinements: at most this many refinement passes.
     """
-
-    # Read by RegressionDataModule's loaders: serve this module raw rows, not mapped features.
-    raw_batches = True
 
     def __init__(self, bias: bool = True, robust: bool = False, max_refinements: int = 6) -> None:
         super().__init__()
@@ -137,7 +135,7 @@ class LeastSquaresModule(L.LightningModule):
         if not dm.table.streamed and design.n_inputs:
             # In memory, an all-constant design is known before any pass (streamed data: after the first). In the
             # numbers the passes will be served (a column constant only in float32 is no constant column).
-            x = dm.raw_split("train", own_precision=True)[0]
+            x = raw_split(dm, "train")[0]
             if self.hparams.bias and _all_rows_equal(x):
                 names = ", ".join(design.names[1:9]) + (", …" if len(design.names) > 9 else "")
                 raise ValueError(f"least squares: every column ({names}) is constant; only the intercept could be "
@@ -159,6 +157,10 @@ class LeastSquaresModule(L.LightningModule):
         if self.trainer.state.fn == "fit":
             self.check_trainer(self.trainer, self.trainer.datamodule)
         return []
+
+    def dataloader_for(self, datamodule: Any, split: str) -> Any:
+        # Asked by RegressionDataModule's *_dataloader hooks: raw rows, not mapped features (exact/data.py says why).
+        return raw_loader(datamodule, split, self.pass_rows)
 
     def configure_optimizers(self) -> Any:
         return None  # nothing to optimize (Lightning's note about it is silenced in lr_lightning.core.quiet)

@@ -134,7 +134,7 @@ def train(d: StRD, optimizer: Callable[..., Any], *, precision: str, epochs: int
     import lightning as L
     import torch
 
-    from lr_lightning.core.data.datamodules import RegressionDataModule
+    from lr_lightning.core.data.datamodule import RegressionDataModule
     from lr_lightning.core.networks import LinearRegression
     from lr_lightning.core.regression_module import RegressionModule
 

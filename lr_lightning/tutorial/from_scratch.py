@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 
-from lr_lightning.core.data.datamodules import RegressionDataModule
+from lr_lightning.core.data.datamodule import RegressionDataModule
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.regression_module import RegressionModule
 

@@ -483,7 +483,7 @@ def test_the_readme_example_runs_and_prints_the_table_s_figures(capsys, caplog):
 
 
 def test_a_csv_served_as_float32_is_fitted_exactly_on_its_float64_numbers(tmp_path):
-    from lr_lightning.core.data.datamodules import CSVDataModule
+    from lr_lightning.core.data import CSVDataModule
 
     rng = np.random.default_rng(3)
     x = 1000 + rng.normal(size=(60, 2))

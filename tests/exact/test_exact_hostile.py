@@ -5,6 +5,7 @@ inputs, and the exact module served float32 rounding of data that holds more dig
 import numpy as np
 import pytest
 
+from lr_lightning.exact.data import raw_dtype, raw_split
 from lr_lightning.exact.solver import least_squares
 from lr_lightning.exact.statistics import constant_in, format_table
 
@@ -114,11 +115,11 @@ def test_the_exact_module_is_served_a_csv_s_float64_numbers_not_their_float32_ro
     path.write_text("a,b,y\n" + "\n".join(f"{a!r},{b!r},{c!r}" for (a, b), c in zip(x.tolist(), y.tolist(),
                                                                                      strict=True)))
     dm = CSVDataModule(path, val_fraction=0.1)  # float32 for training, as documented; a split: rows gathered
-    assert dm.dtype == torch.float32 and dm.raw_dtype == torch.float64
+    assert dm.dtype == torch.float32 and raw_dtype(dm) == torch.float64
     module = _exact(dm, robust=True)
     assert _served_dtypes(module) == {torch.float64}
     # The training rows as served are the file's very numbers: each is found, exactly, among x's rows.
-    served = dm.raw_split("train")[0].numpy()
+    served = raw_split(dm, "train")[0].numpy()
     train = np.array([np.flatnonzero((x == row).all(axis=1))[0] for row in served])
     assert len(train) == dm.n_train == 180
     ref = sm.OLS(y[train], sm.add_constant(x[train])).fit()
@@ -174,7 +175,7 @@ def test_float32_data_is_served_as_float32_and_solved_in_float64(tmp_path):
     np.save(tmp_path / "d.npy", data)
     dm = NpyDataModule(tmp_path / "d.npy", val_fraction=0, batch_size=64)
     module = _exact(dm)
-    assert dm.raw_dtype == torch.float32 and _served_dtypes(module) == {torch.float32}  # no copy: widened where used
+    assert raw_dtype(dm) == torch.float32 and _served_dtypes(module) == {torch.float32}  # no copy: widened where used
     wide = data.astype(np.float64)  # exact: the float32 values themselves
     np.testing.assert_allclose(module.coefficients()[0], least_squares(wide[:, :2], wide[:, 2]).weight,
                                rtol=1e-12)  # measured: 1e-15

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lr_lightning.core.cli import fit_main
-from lr_lightning.core.data.datamodules import RegressionDataModule
+from lr_lightning.core.data.datamodule import RegressionDataModule
 from lr_lightning.exact import nist
 from lr_lightning.exact.solver import RankDeficientWarning, fit_statistics, least_squares, polynomial_features
 

@@ -4,10 +4,11 @@ A table is ``n_rows`` rows of ``n_inputs`` feature columns and ``n_outputs`` tar
 numpy arrays: all of them at once (``read_range(0, n_rows)``), a range, or any rows in any order (``read``). A
 *streamed* table (``.npy`` memory-mapped, Parquet) is never wholly in memory: it is read block by block
 (``blocks``), and ``release`` gives back what a finished block held. The datamodules
-(:mod:`lr_lightning.core.data.datamodules`) serve batches from any of them.
+(:mod:`lr_lightning.core.data.datamodule`) serve batches from any of them.
 
 - :class:`ArrayTable`: arrays already in memory.
-- :class:`CsvTable`: a CSV file with a header row, parsed by pyarrow into memory (:func:`read_csv_table`).
+- :class:`~lr_lightning.core.data.csv_table.CsvTable` (in its own module): a CSV file with a header row, parsed by
+  pyarrow into memory.
 - :class:`NpyTable`: a ``.npy`` file or a directory of ``.npy`` shards, memory-mapped.
 - :class:`ParquetTable`: a ``.parquet`` file or a directory of them; each row group is a block.
 
@@ -19,13 +20,10 @@ shards, ``*.npy`` with features and target together, or ``x*.npy`` and ``y*.npy`
 
 from __future__ import annotations
 
-import csv
 import math
 import mmap
-import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,277 +117,6 @@ class ArrayTable(Table):
 
     def read_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         return self.x[start:stop], self.y[start:stop]
-
-
-# ----------------------------------------------------------------------------------------------------- CSV
-class MissingHeaderError(ValueError):
-    """A CSV whose first row holds only numbers: data where the header row should be."""
-
-
-def read_csv(path: str | Path, target: str | None = None,
-             max_abs: float = math.inf) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """Read a CSV with a header row: ``(x, y, feature_names, target_name)``; the target defaults to the last column.
-
-    The format is :func:`read_csv_table`'s.
-    """
-    names, data = read_csv_table(path, max_abs=max_abs)
-    target = names[-1] if target is None else target
-    if target not in names:
-        raise ValueError(f"{path}: no target column {target!r}; the columns are {', '.join(names)}")
-    if len(names) < 2:
-        raise ValueError(f"{path}: only one column ({names[0]!r}); need at least one feature column besides the target")
-    t = names.index(target)
-    return np.delete(data, t, axis=1), data[:, t], [n for i, n in enumerate(names) if i != t], target
-
-
-class CsvTable(Table):
-    """A CSV file with a header row (:func:`read_csv_table`), read into memory as float64, the numbers as the file
-    writes them, whatever ``dtype`` they will be served in: the exact least-squares module is served those
-    (``RegressionDataModule.raw_dtype``), not their float32 rounding. ``target`` names the target column (default:
-    the last one). A value beyond what ``dtype`` holds is refused with its file, row and column, not turned into an
-    inf."""
-
-    streamed = False
-
-    def __init__(self, path: str | Path, target: str | None = None, dtype: Any = np.float32) -> None:
-        self.path = Path(path)
-        self.dtype = np.dtype(np.float64)
-        x, y, features, target = read_csv(path, target, max_abs=float(np.finfo(numpy_dtype(dtype)).max))
-        # x is read_csv's own float64 array (no copy); y, a column of the parsed table, is copied out of it, so that the
-        # table's memory is released.
-        self.x, self.y = x, np.ascontiguousarray(y[:, None])
-        self.n_rows, self.feature_names, self.target_names = len(x), features, [target]
-
-    blocks = ArrayTable.blocks
-    read = ArrayTable.read
-    read_range = ArrayTable.read_range
-
-    def where(self, row: int) -> str:
-        return f"{self.path}: data row {row + 1} (1-based, header excluded)"
-
-
-def numpy_dtype(dtype: Any) -> np.dtype:
-    """``float32``/``float64`` given as a numpy dtype, a string or a ``torch.dtype``."""
-    return np.dtype(str(dtype).removeprefix("torch."))
-
-
-def read_csv_table(path: str | Path, columns: Sequence[str] | None = None, *, header: bool = True,
-                   max_abs: float = math.inf) -> tuple[list[str], np.ndarray]:
-    """Read a CSV into ``(column_names, float64 array)``, parsed by pyarrow.
-
-    The format: a header row naming the columns, then rows of numbers. Blank lines are skipped anywhere, and so
-    are comment lines, whose first non-space character is ``#``. A UTF-8 byte order mark (Excel writes one) is
-    not part of the first name, and names are stripped of surrounding spaces. Errors name the file, and the row
-    (the line number, as an editor shows it) and the column of the bad cell.
-
-    pyarrow reads well-formed files. When it refuses one (or a value is not finite or beyond ``max_abs``), the file
-    is read again line by line with the standard library, only to say exactly where and what the problem is; a file
-    that line-by-line reading accepts (a row of empty cells, say) is read that way.
-
-    Args:
-        path: the CSV file.
-        columns: only these columns, in this order; the others are not parsed, so they may hold anything (ids,
-            an empty target). A missing one is an error. With ``header=False``: the names of the file's columns,
-            in order, and every row must have exactly that many values.
-        header: ``False`` for a file without a header row (``columns`` then names its columns).
-        max_abs: refuse values of larger magnitude, like nan and inf: the largest number of the dtype they will
-            be cast to (``torch.finfo(torch.float32).max``), beyond which they would become inf there.
-
-    Raises:
-        MissingHeaderError: ``header=True`` and the first row holds only numbers. Taking it as the header would
-            lose that row of data without a word.
-        ValueError: anything else that is not such a file (empty, ragged, a missing, unnamed or repeated column, a
-            cell that is not a finite number).
-        FileNotFoundError: no such file.
-    """
-    path = _existing_file(path)
-    if not header and not columns:
-        raise ValueError(f"{path}: a file without a header row needs the names of its columns")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
-    if b"\x00" not in data:
-        fast = _read_with_pyarrow(data, columns, header, max_abs)
-        if fast is not None:
-            return fast
-    return _read_line_by_line(path, columns, header, max_abs)
-
-
-_COMMENT = re.compile(rb"(?m)^[ \t]*#[^\r\n]*")
-
-
-def _read_with_pyarrow(data: bytes, columns: Sequence[str] | None, header: bool,
-                       max_abs: float) -> tuple[list[str], np.ndarray] | None:
-    """The table, or None for anything but a well-formed file (then the line-by-line reader says what is wrong)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    if b"#" in data:  # comment lines become empty lines: pyarrow skips those, and line numbers stay the file's
-        data = _COMMENT.sub(b"", data)
-    start = 0
-    if header:
-        found = _header_line(data)
-        if found is None:
-            return None
-        names, start = found
-        if not names or any(not n for n in names) or len(set(names)) != len(names) or all(map(_is_float, names)):
-            return None
-        if any(c not in names for c in columns or ()):
-            return None
-    else:
-        names = list(columns or ())
-    wanted = list(columns) if columns is not None else names
-    try:
-        table = pacsv.read_csv(
-            pa.py_buffer(data)[start:],
-            read_options=pacsv.ReadOptions(column_names=names),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.float64() for c in wanted}, include_columns=wanted, null_values=[],
-                strings_can_be_null=False, quoted_strings_can_be_null=False),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
-        return None
-    if table.num_rows == 0:
-        return None
-    out = np.empty((table.num_rows, len(wanted)), dtype=np.float64)
-    for j in range(len(wanted)):
-        out[:, j] = table.column(j).to_numpy()
-    if not (np.isfinite(out).all() and (np.abs(out) <= max_abs).all()):
-        return None
-    return wanted, out
-
-
-def _header_line(data: bytes) -> tuple[list[str], int] | None:
-    """The first row that is not blank (comment lines are already blank): its names, and where the data starts."""
-    pos = 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        end = len(data) if end < 0 else end + 1
-        try:
-            line = data[pos:end].decode("utf-8-sig" if pos == 0 else "utf-8")
-        except UnicodeDecodeError:
-            return None
-        if '"' in line:  # quoted names (maybe over several lines): the line-by-line reader's job
-            return None
-        cells = next(csv.reader([line]), [])
-        if any(cell.strip() for cell in cells):
-            return [cell.strip() for cell in cells], end
-        pos = end
-    return None
-
-
-def _read_line_by_line(path: Path, columns: Sequence[str] | None, header: bool,
-                       max_abs: float) -> tuple[list[str], np.ndarray]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a leading BOM is dropped, not read as text
-            return _parse_csv(path, _utf8_lines(path, f), columns, header, max_abs)
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a text CSV file (byte {e.start} is not UTF-8 text)") from None
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
-
-
-def _utf8_lines(path: Path, lines: Iterable[str]) -> Iterator[str]:
-    """The lines, refusing NUL characters: UTF-16 text (Windows' "Unicode" CSV) decodes as UTF-8 without an error,
-    one NUL beside every ASCII character."""
-    for line in lines:
-        if "\x00" in line:
-            raise ValueError(f"{path}: not a UTF-8 text CSV file (it holds NUL characters: UTF-16? save it as UTF-8)")
-        yield line
-
-
-def _parse_csv(path: Path, lines: Iterable[str], columns: Sequence[str] | None, header: bool,
-               max_abs: float) -> tuple[list[str], np.ndarray]:
-    # A comment line is handed to the reader as an empty line rather than dropped, so that the reader's line
-    # numbers stay the file's.
-    reader = csv.reader("\n" if line.lstrip().startswith("#") else line for line in lines)
-    rows = ((reader.line_num, row) for row in reader if any(cell.strip() for cell in row))
-    first = next(rows, None)
-    if first is None:
-        if reader.line_num:
-            raise ValueError(f"{path}: no header row: the file holds only blank or comment lines")
-        raise ValueError(f"{path}: the file is empty; expected a header row, then rows of numbers")
-    if header:
-        line, cells = first
-        names = [cell.strip() for cell in cells]
-        if all(_is_float(name) for name in names):
-            raise MissingHeaderError(f"{path}: no header row: the first row (line {line}) is data; add a header row "
-                                     "naming the columns")
-        seen: dict[str, int] = {}
-        for i, name in enumerate(names, start=1):
-            if not name:
-                raise ValueError(f"{path}: column {i} has no name in the header row (line {line})")
-            if name in seen:
-                raise ValueError(f"{path}: column {i} repeats the name {name!r} of column {seen[name]}; "
-                                 "column names must be unique")
-            seen[name] = i
-        missing = [c for c in columns or () if c not in seen]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))}; the columns are {', '.join(names)}")
-        body: Iterable[tuple[int, list[str]]] = rows
-    else:
-        names, body = list(columns or ()), _chain(first, rows)
-    wanted = list(columns) if columns is not None else names
-    index = [names.index(c) for c in wanted]
-    every = index == list(range(len(names)))
-    data = []
-    for line, row in body:
-        if len(row) != len(names):
-            if not header:
-                raise ValueError(f"{path}: line {line} has {len(row)} values, expected {len(names)} "
-                                 f"({', '.join(names)}, in this order)")
-            raise ValueError(f"{path}: line {line} has {len(row)} values, the header has {len(names)} columns")
-        cells = row if every else [row[j] for j in index]
-        try:
-            values = [parse_number(cell) for cell in cells]
-        except ValueError:
-            col = next(i for i, cell in enumerate(cells) if not _is_float(cell))
-            raise ValueError(f"{path}: line {line}, column {wanted[col]!r}: {cells[col]!r} is not a number") from None
-        if not all(math.isfinite(v) and abs(v) <= max_abs for v in values):
-            col = next(i for i, v in enumerate(values) if not (math.isfinite(v) and abs(v) <= max_abs))
-            why = "is not a finite number" if not math.isfinite(values[col]) else f"is beyond ±{max_abs:.6g}"
-            raise ValueError(f"{path}: line {line}, column {wanted[col]!r}: {cells[col].strip()!r} {why}; "
-                             "remove or fill the row")
-        data.append(values)
-    if not data:
-        raise ValueError(f"{path}: only a header row; no data rows")
-    return wanted, np.asarray(data, dtype=np.float64)
-
-
-def _chain(first: Any, rest: Iterable[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
-
-
-def _existing_file(path: str | Path) -> Path:
-    """``path``, if it is a regular file: a FIFO or a device would block or never end, a link loop is not missing."""
-    path = Path(path)
-    if not path.exists():
-        if path.is_symlink():
-            raise FileNotFoundError(f"{path}: a symbolic link to nothing (or to itself)")
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a directory, expected a file")
-    if not path.is_file():
-        raise ValueError(f"{path}: not a regular file (a pipe, socket or device); expected a file")
-    return path
-
-
-def _is_float(cell: str) -> bool:
-    try:
-        parse_number(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def parse_number(text: str) -> float:
-    """``float(text)``, except that digit separators are refused: Python reads ``1_000`` as 1000, while ``1,000`` is
-    refused, and a file meaning either should not silently be read one way."""
-    if "_" in text:
-        raise ValueError(f"could not convert string to float: {text!r}")
-    return float(text)
 
 
 # ----------------------------------------------------------------------------------------------------- .npy
@@ -545,9 +272,13 @@ def _layout(path: Path) -> list[tuple[Path, Path | None]]:
         raise ValueError(f"{path}: {xs[0].name} without {'y' + xs[0].name[1:]}; x*.npy files need their y*.npy "
                          "targets (or name the shards part-*.npy if the target is their last column)")
     if xs and ys:
-        if len(xs) != len(ys) or any(x.name[1:] not in ys for x in xs) or len(xs) + len(ys) != len(files):
-            raise ValueError(f"{path}: x*.npy and y*.npy files must come in pairs (x-000.npy with y-000.npy), "
-                             "and nothing else")
+        xnames = {x.name[1:] for x in xs}
+        unpaired = next((f"{x.name} has no {'y' + x.name[1:]}" for x in xs if x.name[1:] not in ys), None) or \
+            next((f"{y.name} has no {'x' + y.name[1:]}" for y in ys.values() if y.name[1:] not in xnames), None) or \
+            next((f"{p.name} is neither" for p in files if p not in xs and p not in ys.values()), None)
+        if unpaired:
+            raise ValueError(f"{path}: {unpaired}; x*.npy and y*.npy files must come in pairs (x-000.npy with "
+                             "y-000.npy), and nothing else")
         return [(x, ys[x.name[1:]]) for x in xs]
     return [(p, None) for p in files]
 
@@ -573,7 +304,9 @@ class ParquetTable(Table):
     (one is held at a time), so memory stays at about one row group whatever the file's size.
 
     Every column must hold numbers (integers or floats); ``target`` names the target column (default: the last).
-    The rows are read in the columns' common dtype (float32 columns stay float32). A null is read as nan, which the
+    The rows are read in the columns' common dtype (float32 columns stay float32; integer columns are read as
+    float64). An integer beyond ±2**53 has no exact float64 (nor float32) value, and no serving dtype is wider: it
+    is refused with its file, row and column rather than read with lost digits. A null is read as nan, which the
     datamodules refuse with its file, row and column.
 
     >>> import tempfile, pathlib, pyarrow as pa, pyarrow.parquet as pq
@@ -673,6 +406,8 @@ class ParquetTable(Table):
             part = self.files[fi].read_row_group(g, columns=names, use_threads=False)
             for j in range(c, c + len(names)):
                 values = part.column(j - c).to_numpy()  # nulls become nan (ints with nulls: floats)
+                if values.dtype.kind in "iu":
+                    _check_exact_integers(values, self.where(int(self.starts[k])), columns[j])
                 if j < len(self.feature_names):
                     x[:, j] = values
                 else:
@@ -719,10 +454,24 @@ class ParquetTable(Table):
         return f"{self.paths[fi]}: row {row - self.file_starts[fi] + 1} (1-based)"
 
 
+EXACT_INTEGERS = 2**53  # every integer up to this magnitude has an exact float64; the next, 2**53 + 1, has none
+
+
+def _check_exact_integers(values: np.ndarray, where: str, column: str) -> None:
+    """Refuse an integer of ``values`` (a row group's column; ``where``: its first row) that float64 cannot hold
+    exactly: read anyway, it would lose its last digits silently (and rows differing there become equal)."""
+    beyond = (values > EXACT_INTEGERS) | (values < -EXACT_INTEGERS)
+    if beyond.any():
+        first = int(np.flatnonzero(beyond)[0])
+        file, _, row = where.rpartition(": row ")
+        number = int(row.split(" ")[0]) + first
+        raise ValueError(f"{file}: row {number} (1-based), column {column!r}: integer {int(values[first])} is beyond "
+                         "±2**53, where float64 loses digits; store it as a float or scale it down")
+
+
 def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-__all__ = ["ArrayTable", "CsvTable", "MissingHeaderError", "NpyTable", "ParquetTable", "Table", "parse_number",
-           "read_csv", "read_csv_table"]
+__all__ = ["ArrayTable", "NpyTable", "ParquetTable", "Table"]
 
