@@ -42,6 +42,7 @@ __all__ = ["CSVDataModule", "DatasetDataModule", "LeastSquaresModule", "LinearRe
            "polynomial_features"]
 
 if TYPE_CHECKING:
+    from lr_lightning.core.basis import polynomial_features
     from lr_lightning.core.data.csv_file import CSVDataModule
     from lr_lightning.core.data.datamodule import RegressionDataModule
     from lr_lightning.core.data.dataset import DatasetDataModule
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from lr_lightning.core.data.paths import datamodule_for_path
     from lr_lightning.core.data.synthetic import SyntheticDataModule
     from lr_lightning.core.data.tutorial import TutorialDataModule
-    from lr_lightning.core.basis import polynomial_features
     from lr_lightning.core.linear import LinearRegressionModule
     from lr_lightning.core.networks import LinearRegression, MLPRegressor
     from lr_lightning.core.regression_module import RegressionModule
