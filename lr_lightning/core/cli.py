@@ -109,6 +109,11 @@ def build_parser(stage: str = "fit") -> Parser:
         p.add_argument(f"--{name}", type=kind, default=default, help=f"Trainer({name}=...)")
     p.add_class_arguments(L.Trainer, "trainer", skip=set(ESSENTIALS) | SET_BY_THE_RUN, instantiate=False,
                           default={"enable_model_summary": False})  # a table of one layer says nothing
+    p.add_argument("--trainer.logger", type=Optional[Union[str, dict]], default=None,  # noqa: UP007, UP045
+                   help="a Lightning logger instead of TensorBoard: CSVLogger, MLFlowLogger, or a class path "
+                   "(--trust for one not Lightning's); save_dir, name and version are the run's, unless given")
+    p.add_argument("--trust", type=list[str], default=[], help="callback and logger classes (--trainer.callbacks, "
+                   "--trainer.logger) of yours, by class path: only Lightning's own are trusted otherwise")
     p.add_argument("--log_dir", type=str, default="lightning_logs", help="TensorBoard logs and checkpoints go "
                    "under here, one version_N folder per run")
     p.add_argument("--progress_bar", type=Optional[bool], default=None,  # noqa: UP045
@@ -386,8 +391,9 @@ class Run:
             trainer.fit(module, datamodule=dm, ckpt_path=self.resume, weights_only=True)
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # trainer.test replaces them
             if dm.n_test:
-                metrics |= trainer.test(module, datamodule=dm, ckpt_path=None if exact else "best",
-                                        verbose=False)[0]
+                # fast_dev_run saves no best.ckpt: it tests the weights it has.
+                best = None if exact or trainer.fast_dev_run else "best"
+                metrics |= trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
         except ValueError as e:
             if not exact:
                 raise
@@ -443,7 +449,6 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     """Data, module and Trainer from the config; every bad flag or file raises here, before any training."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
 
     from lr_lightning.core.callbacks import (
         DivergenceGuard,
@@ -456,6 +461,7 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     from lr_lightning.core.figures import have_matplotlib
 
     _check_flags(cfg)
+    _check_trusted(cfg)
     if cfg.plot is not None and not have_matplotlib():
         raise UsageError(f"--plot {cfg.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
     resume, checkpoint = _resume_checkpoint(cfg)
@@ -474,7 +480,7 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
         warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
     figures = TensorBoardFigures(times=cfg.figures)  # its checks before the run folder is claimed
     version, created = _run_version(cfg, resume)
-    logger = TensorBoardLogger(cfg.log_dir, name="", version=version)
+    logger = make_logger(cfg, version)
     checkpoints = Path(logger.log_dir) / "checkpoints"
     if exact:
         # A pass is no training state worth saving mid-way: last.ckpt at each pass's end, the final one solved.
@@ -716,13 +722,54 @@ def _resume_checkpoint(cfg: Namespace) -> tuple[Path | None, dict[str, Any] | No
     return found, state
 
 
+def _check_trusted(cfg: Namespace) -> None:
+    """A callback or logger from the config runs its code: Lightning's own, or a class named by ``--trust``."""
+    named = [(f"--trainer.callbacks {c.class_path}", c.class_path) for c in cfg.trainer.get("callbacks") or []
+             if hasattr(c, "class_path")]
+    logger = cfg.trainer.get("logger")
+    if logger is not None:
+        path = logger if isinstance(logger, str) else logger.get("class_path")
+        if not isinstance(path, str):
+            raise UsageError(f"--trainer.logger {logger}: a logger class (CSVLogger) or {{class_path: ..., "
+                             "init_args: ...}}")
+        named.append((f"--trainer.logger {path}", path if "." in path else f"lightning.pytorch.loggers.{path}"))
+    for flag, path in named:
+        if not path.startswith("lightning.") and path not in (cfg.get("trust") or []):
+            raise UsageError(f"{flag}: not one of Lightning's own; if you trust its code, add --trust {path}")
+
+
+def make_logger(cfg: Namespace, version: int | str) -> Any:
+    """``--trainer.logger`` (default: TensorBoard) writing into the run's folder, ``--log_dir``/version_N."""
+    import inspect
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    given = cfg.trainer.get("logger")
+    if given is None:
+        return TensorBoardLogger(cfg.log_dir, name="", version=version)
+    path = given if isinstance(given, str) else given["class_path"]
+    module, _, name = (path if "." in path else f"lightning.pytorch.loggers.{path}").rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"--trainer.logger {path}: {e}") from None
+    accepted = inspect.signature(cls).parameters
+    run = {"save_dir": cfg.log_dir, "name": "", "version": version}
+    kwargs = {**{k: v for k, v in run.items() if k in accepted},
+              **({} if isinstance(given, str) else dict(given.get("init_args") or {}))}
+    try:
+        return cls(**kwargs)
+    except Exception as e:  # a logger's own complaint (a missing package, a bad argument): one line
+        raise UsageError(f"--trainer.logger {path}: {str(e).splitlines()[0]}") from None
+
+
 def make_trainer(cfg: Namespace, trainer_args: Namespace, logger: Any, callbacks: list, progress_bar: bool,
                  created: bool) -> L.Trainer:
     """The Trainer: the flat essentials, ``--trainer.*`` (with the user's callbacks), and the run's own parts."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    kwargs = {k: v for k, v in vars(trainer_args).items() if k not in ("callbacks",)}
+    kwargs = {k: v for k, v in vars(trainer_args).items() if k not in ("callbacks", "logger")}
     callbacks = [*(trainer_args.callbacks or []), *callbacks]
     try:
         # No ModelCheckpoint of Lightning's own choosing (epoch=N-step=M.ckpt): the run's are given here.
