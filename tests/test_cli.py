@@ -327,3 +327,27 @@ def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path)
                     "error: --x value 2 ('1e400', row 1, feature 'b'): not a finite number")
     help_text = " ".join(run_main(predict_main, "--help", cwd=tmp_path).stdout.split())
     assert "other columns are ignored" in help_text and "--no_header" in help_text and "--trust" in help_text
+
+
+def test_plot_path_that_cannot_be_written_is_refused_before_training(tmp_path: Path) -> None:
+    result = run_main(fit_main, "--plot", "/proc/nope/p.png", "--log_dir", str(tmp_path / "logs"), cwd=tmp_path)
+    one_error_line(result, "--plot /proc/nope/p.png", "cannot write there")
+    assert "Trained" not in result.stdout
+    assert not (tmp_path / "logs").exists()
+
+
+def test_output_path_probe_leaves_no_folder_behind(tmp_path: Path) -> None:
+    from lr_lightning.core.cli import check_writable
+
+    check_writable("--plot", tmp_path / "new" / "deeper" / "p.png")  # writable: no error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_out_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
+    fit = run_main(fit_main, "--max_epochs", "1", "--log_dir", str(tmp_path / "logs"), cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    run = tmp_path / "logs" / "version_0"
+    result = run_main(evaluate_main, "--config", str(run / "config.yaml"), "--ckpt_path",
+                      str(run / "checkpoints" / "last.ckpt"), "--stage", "predict", "--out", "/proc/p.csv",
+                      cwd=tmp_path)
+    one_error_line(result, "--out /proc/p.csv", "cannot write there")

@@ -647,6 +647,7 @@ def _check_flags(cfg: Namespace) -> None:
         plot = Path(cfg.plot)
         if plot.is_dir() or any(p.exists() and not p.is_dir() for p in plot.parents):
             raise UsageError(f"--plot {cfg.plot}: is a directory or lies under a file; name a .png file to write")
+        check_writable("--plot", plot)  # now, not after the whole run has trained
     if not 0 <= cfg.seed <= 2**32 - 1:
         raise UsageError(f"--seed {cfg.seed}: must be a whole number from 0 to {2**32 - 1}")
     if cfg.checkpoint_every is not None and cfg.checkpoint_every < 1:
@@ -676,6 +677,34 @@ def _check_flags(cfg: Namespace) -> None:
         # Lightning would start that many processes on the CPU.
         raise UsageError(f"--devices {cfg.devices}: on the CPU, a number of processes from 1 to {os.cpu_count()} "
                          f"(this machine's cores)")
+
+
+def check_writable(flag: str, path: str | Path) -> None:
+    """Raise a one-line UsageError naming ``flag`` unless a file can be written at ``path`` (its missing folders
+    created); the probe leaves nothing behind. Checked before the work, so a bad output path costs no run.
+
+    >>> check_writable("--plot", "/proc/nope/p.png")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lr_lightning.core.commands.UsageError: --plot /proc/nope/p.png: cannot write there (...)
+    """
+    import tempfile
+
+    path = Path(path)
+    missing = [p for p in reversed(path.parents) if not p.exists()]
+    made: list[Path] = []
+    try:
+        for folder in missing:
+            folder.mkdir()
+            made.append(folder)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write there ({e.strerror})") from None
+    finally:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _check_torchrun(cfg: Namespace, on_gpu: bool) -> None:
