@@ -267,3 +267,14 @@ def test_a_file_that_does_not_reproduce_the_module_is_refused_and_not_written(
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(export_module, "load_pt2", real)
     assert export(module, out) == out and out.is_file()  # the same module, checked honestly: written
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt2"])
+def test_an_unwritable_out_names_the_users_path_not_a_temporary_file(suffix: str, tmp_path: Path) -> None:
+    out = Path("/proc") / f"x{suffix}"
+    with pytest.raises(PermissionError, match=rf"^{out}: cannot write there") as raised:
+        export(RegressionModule(LinearRegression(1)), out)
+    assert ".tmp" not in str(raised.value)
+    assert "Traceback" not in (result := run_main(export_main, "--ckpt", "none.ckpt", "--out", str(out),
+                                                  cwd=tmp_path)).stderr
+    one_error_line(result, f"--out {out}: cannot write there")

@@ -95,6 +95,13 @@ def check_out(out: Path) -> None:
         raise FileNotFoundError(f"{out}: no directory {out.parent}")
     if out.is_dir():
         raise ValueError(f"{out}: is a directory")
+    import tempfile
+
+    try:  # the export is written beside it: a folder it cannot write is said now, in the user's words
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise PermissionError(f"{out}: cannot write there ({e.strerror})") from None
 
 
 # ------------------------------------------------------------------------------------------------ exporting
@@ -160,6 +167,8 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
             got = load_pt2(tmp)[0](example).detach().numpy()
         _check_same(got, expected, out)
         os.replace(tmp, out)
+    except OSError as e:  # (the temporary file is ours: the message names the user's path)
+        raise PermissionError(f"{out}: cannot write there ({e.strerror})") from None
     finally:
         tmp.unlink(missing_ok=True)
     return out
