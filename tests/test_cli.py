@@ -351,3 +351,17 @@ def test_evaluate_out_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
                       str(run / "checkpoints" / "last.ckpt"), "--stage", "predict", "--out", "/proc/p.csv",
                       cwd=tmp_path)
     one_error_line(result, "--out /proc/p.csv", "cannot write there")
+
+
+@pytest.mark.parametrize("default", ["", " = 1"], ids=["required", "with_default"])
+def test_network_without_in_features_is_one_line_and_no_run_folder(default: str, tmp_path: Path) -> None:
+    module = f"sizes_net_{'default' if default else 'required'}"
+    (tmp_path / f"{module}.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Module):\n"
+        f"    def __init__(self, n_inputs: int{default}, n_outputs: int = 1):\n"
+        "        super().__init__()\n        self.f = nn.Linear(n_inputs, n_outputs)\n\n"
+        "    def forward(self, x):\n        return self.f(x)\n")
+    result = run_main(fit_main, "--model", f"{module}.Net", "--data", "synthetic", "--data.n_features", "3",
+                      "--max_epochs", "1", "--log_dir", str(tmp_path / "logs"), cwd=tmp_path)
+    one_error_line(result, f"--model {module}.Net", "in_features", "out_features", "n_inputs")
+    assert not (tmp_path / "logs").exists()

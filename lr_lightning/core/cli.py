@@ -168,9 +168,48 @@ def parse(stage: str, argv: list[str] | None) -> tuple[Parser, Namespace]:
     named |= _config_keys(argv)  # what a config names stays as it is
     chosen = [arg for key, flags in CHOSEN.items() if key not in named for arg in flags]
     cfg = parser.parse_args(chosen + argv)
+    _check_network(cfg)
     if stage == "fit":
         _check_solver(cfg, argv)
     return parser, cfg
+
+
+def network_sizes_problem(cls: type) -> str | None:
+    """Why ``--model cls`` cannot take the data's sizes, or None: the CLI passes them as ``in_features`` and
+    ``out_features`` (see LINKED), so a network's ``__init__`` must take ``in_features`` by that name.
+
+    >>> from torch import nn
+    >>> class Net(nn.Module):
+    ...     def __init__(self, n_inputs: int = 1): super().__init__()
+    >>> network_sizes_problem(Net)  # doctest: +ELLIPSIS
+    "Net's __init__ takes no in_features (it takes n_inputs): the CLI passes the data's sizes as in_features and ..."
+    """
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return None
+    if "in_features" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return None
+    takes = ", ".join(parameters) or "nothing"
+    return (f"{cls.__name__}'s __init__ takes no in_features (it takes {takes}): the CLI passes the data's sizes as "
+            "in_features and out_features; name its arguments so")
+
+
+def _check_network(cfg: Namespace) -> None:
+    """A ``--model`` class that cannot take the data's sizes: one line now, before any run folder (it would fail
+    mid-way, or silently keep its own default size)."""
+    model = cfg.get("model")
+    if model is None or not isinstance(model.get("class_path"), str):
+        return
+    module, _, name = model.class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return  # (the parser has resolved it: not reached)
+    if problem := network_sizes_problem(cls):
+        raise UsageError(f"--model {model.class_path}: {problem}")
 
 
 def _check_solver(cfg: Namespace, argv: list[str]) -> None:
@@ -229,6 +268,8 @@ def _hint(argv: list[str], message: str) -> str:
                 cls = getattr(importlib.import_module(module) if module else torch.optim.lr_scheduler if
                               key == "lr_scheduler" else torch.optim, name)
                 parameter = inspect.signature(cls).parameters.get(m.group(1))
+                if key == "model" and (problem := network_sizes_problem(cls)):
+                    return f"--model {argv[i + 1]}: {problem}"
                 if parameter is not None and parameter.default is parameter.empty:
                     return f"--{key}.{m.group(1)} is required ({name} has no default for it)"
     return message
