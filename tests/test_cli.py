@@ -327,3 +327,41 @@ def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path)
                     "error: --x value 2 ('1e400', row 1, feature 'b'): not a finite number")
     help_text = " ".join(run_main(predict_main, "--help", cwd=tmp_path).stdout.split())
     assert "other columns are ignored" in help_text and "--no_header" in help_text and "--trust" in help_text
+
+
+def test_plot_path_that_cannot_be_written_is_refused_before_training(tmp_path: Path) -> None:
+    result = run_main(fit_main, "--plot", "/proc/nope/p.png", "--log_dir", str(tmp_path / "logs"), cwd=tmp_path)
+    one_error_line(result, "--plot /proc/nope/p.png", "cannot write there")
+    assert "Trained" not in result.stdout
+    assert not (tmp_path / "logs").exists()
+
+
+def test_output_path_probe_leaves_no_folder_behind(tmp_path: Path) -> None:
+    from lr_lightning.core.cli import check_writable
+
+    check_writable("--plot", tmp_path / "new" / "deeper" / "p.png")  # writable: no error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_out_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
+    fit = run_main(fit_main, "--max_epochs", "1", "--log_dir", str(tmp_path / "logs"), cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    run = tmp_path / "logs" / "version_0"
+    result = run_main(evaluate_main, "--config", str(run / "config.yaml"), "--ckpt_path",
+                      str(run / "checkpoints" / "last.ckpt"), "--stage", "predict", "--out", "/proc/p.csv",
+                      cwd=tmp_path)
+    one_error_line(result, "--out /proc/p.csv", "cannot write there")
+
+
+@pytest.mark.parametrize("default", ["", " = 1"], ids=["required", "with_default"])
+def test_network_without_in_features_is_one_line_and_no_run_folder(default: str, tmp_path: Path) -> None:
+    module = f"sizes_net_{'default' if default else 'required'}"
+    (tmp_path / f"{module}.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Module):\n"
+        f"    def __init__(self, n_inputs: int{default}, n_outputs: int = 1):\n"
+        "        super().__init__()\n        self.f = nn.Linear(n_inputs, n_outputs)\n\n"
+        "    def forward(self, x):\n        return self.f(x)\n")
+    result = run_main(fit_main, "--model", f"{module}.Net", "--data", "synthetic", "--data.n_features", "3",
+                      "--max_epochs", "1", "--log_dir", str(tmp_path / "logs"), cwd=tmp_path)
+    one_error_line(result, f"--model {module}.Net", "in_features", "out_features", "n_inputs")
+    assert not (tmp_path / "logs").exists()

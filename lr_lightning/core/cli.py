@@ -115,6 +115,11 @@ def build_parser(stage: str = "fit") -> Parser:
         p.add_argument(f"--{name}", type=kind, default=default, help=f"Trainer({name}=...)")
     p.add_class_arguments(L.Trainer, "trainer", skip=set(ESSENTIALS) | SET_BY_THE_RUN, instantiate=False,
                           default={"enable_model_summary": False})  # a table of one layer says nothing
+    p.add_argument("--trainer.logger", type=Optional[Union[str, dict]], default=None,  # noqa: UP007, UP045
+                   help="a Lightning logger instead of TensorBoard: CSVLogger, MLFlowLogger, or a class path "
+                   "(--trust for one not Lightning's); save_dir, name and version are the run's, unless given")
+    p.add_argument("--trust", type=list[str], default=[], help="callback and logger classes (--trainer.callbacks, "
+                   "--trainer.logger) of yours, by class path: only Lightning's own are trusted otherwise")
     p.add_argument("--log_dir", type=str, default="lightning_logs", help="TensorBoard logs and checkpoints go "
                    "under here, one version_N folder per run")
     p.add_argument("--progress_bar", type=Optional[bool], default=None,  # noqa: UP045
@@ -169,9 +174,48 @@ def parse(stage: str, argv: list[str] | None) -> tuple[Parser, Namespace]:
     named |= _config_keys(argv)  # what a config names stays as it is
     chosen = [arg for key, flags in CHOSEN.items() if key not in named for arg in flags]
     cfg = parser.parse_args(chosen + argv)
+    _check_network(cfg)
     if stage == "fit":
         _check_solver(cfg, argv)
     return parser, cfg
+
+
+def network_sizes_problem(cls: type) -> str | None:
+    """Why ``--model cls`` cannot take the data's sizes, or None: the CLI passes them as ``in_features`` and
+    ``out_features`` (see LINKED), so a network's ``__init__`` must take ``in_features`` by that name.
+
+    >>> from torch import nn
+    >>> class Net(nn.Module):
+    ...     def __init__(self, n_inputs: int = 1): super().__init__()
+    >>> network_sizes_problem(Net)  # doctest: +ELLIPSIS
+    "Net's __init__ takes no in_features (it takes n_inputs): the CLI passes the data's sizes as in_features and ..."
+    """
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return None
+    if "in_features" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return None
+    takes = ", ".join(parameters) or "nothing"
+    return (f"{cls.__name__}'s __init__ takes no in_features (it takes {takes}): the CLI passes the data's sizes as "
+            "in_features and out_features; name its arguments so")
+
+
+def _check_network(cfg: Namespace) -> None:
+    """A ``--model`` class that cannot take the data's sizes: one line now, before any run folder (it would fail
+    mid-way, or silently keep its own default size)."""
+    model = cfg.get("model")
+    if model is None or not isinstance(model.get("class_path"), str):
+        return
+    module, _, name = model.class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return  # (the parser has resolved it: not reached)
+    if problem := network_sizes_problem(cls):
+        raise UsageError(f"--model {model.class_path}: {problem}")
 
 
 def _check_solver(cfg: Namespace, argv: list[str]) -> None:
@@ -224,6 +268,8 @@ def _hint(argv: list[str], message: str) -> str:
                 cls = getattr(importlib.import_module(module) if module else torch.optim.lr_scheduler if
                               key == "lr_scheduler" else torch.optim, name)
                 parameter = inspect.signature(cls).parameters.get(m.group(1))
+                if key == "model" and (problem := network_sizes_problem(cls)):
+                    return f"--model {argv[i + 1]}: {problem}"
                 if parameter is not None and parameter.default is parameter.empty:
                     return f"--{key}.{m.group(1)} is required ({name} has no default for it)"
     return message
@@ -387,8 +433,9 @@ class Run:
             trainer.fit(module, datamodule=dm, ckpt_path=self.resume, weights_only=True)
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # trainer.test replaces them
             if dm.n_test:
-                metrics |= trainer.test(module, datamodule=dm, ckpt_path="best" if solver is None else None,
-                                        verbose=False)[0]
+                # fast_dev_run saves no best.ckpt: it tests the weights it has.
+                best = None if solver is not None or trainer.fast_dev_run else "best"
+                metrics |= trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
         except ValueError as e:
             if solver is None:
                 raise
@@ -432,7 +479,6 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     """Data, module and Trainer from the config; every bad flag or file raises here, before any training."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
 
     from lr_lightning.core.callbacks import (
         DivergenceGuard,
@@ -445,6 +491,7 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     from lr_lightning.core.figures import have_matplotlib
 
     _check_flags(cfg)
+    _check_trusted(cfg)
     if cfg.plot is not None and not have_matplotlib():
         raise UsageError(f"--plot {cfg.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
     resume, checkpoint = _resume_checkpoint(cfg)
@@ -463,7 +510,7 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
         warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
     figures = TensorBoardFigures(times=cfg.figures)  # its checks before the run folder is claimed
     version, created = _run_version(cfg, resume)
-    logger = TensorBoardLogger(cfg.log_dir, name="", version=version)
+    logger = make_logger(cfg, version)
     checkpoints = Path(logger.log_dir) / "checkpoints"
     if solver is not None:
         # A pass is no training state worth saving mid-way: last.ckpt at each pass's end, the final one solved.
@@ -655,6 +702,7 @@ def _check_flags(cfg: Namespace) -> None:
         plot = Path(cfg.plot)
         if plot.is_dir() or any(p.exists() and not p.is_dir() for p in plot.parents):
             raise UsageError(f"--plot {cfg.plot}: is a directory or lies under a file; name a .png file to write")
+        check_writable("--plot", plot)  # now, not after the whole run has trained
     if not 0 <= cfg.seed <= 2**32 - 1:
         raise UsageError(f"--seed {cfg.seed}: must be a whole number from 0 to {2**32 - 1}")
     if cfg.checkpoint_every is not None and cfg.checkpoint_every < 1:
@@ -684,6 +732,34 @@ def _check_flags(cfg: Namespace) -> None:
         # Lightning would start that many processes on the CPU.
         raise UsageError(f"--devices {cfg.devices}: on the CPU, a number of processes from 1 to {os.cpu_count()} "
                          f"(this machine's cores)")
+
+
+def check_writable(flag: str, path: str | Path) -> None:
+    """Raise a one-line UsageError naming ``flag`` unless a file can be written at ``path`` (its missing folders
+    created); the probe leaves nothing behind. Checked before the work, so a bad output path costs no run.
+
+    >>> check_writable("--plot", "/proc/nope/p.png")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lr_lightning.core.commands.UsageError: --plot /proc/nope/p.png: cannot write there (...)
+    """
+    import tempfile
+
+    path = Path(path)
+    missing = [p for p in reversed(path.parents) if not p.exists()]
+    made: list[Path] = []
+    try:
+        for folder in missing:
+            folder.mkdir()
+            made.append(folder)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write there ({e.strerror})") from None
+    finally:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _check_torchrun(cfg: Namespace, on_gpu: bool) -> None:
@@ -728,13 +804,54 @@ def _resume_checkpoint(cfg: Namespace) -> tuple[Path | None, dict[str, Any] | No
     return found, state
 
 
+def _check_trusted(cfg: Namespace) -> None:
+    """A callback or logger from the config runs its code: Lightning's own, or a class named by ``--trust``."""
+    named = [(f"--trainer.callbacks {c.class_path}", c.class_path) for c in cfg.trainer.get("callbacks") or []
+             if hasattr(c, "class_path")]
+    logger = cfg.trainer.get("logger")
+    if logger is not None:
+        path = logger if isinstance(logger, str) else logger.get("class_path")
+        if not isinstance(path, str):
+            raise UsageError(f"--trainer.logger {logger}: a logger class (CSVLogger) or {{class_path: ..., "
+                             "init_args: ...}}")
+        named.append((f"--trainer.logger {path}", path if "." in path else f"lightning.pytorch.loggers.{path}"))
+    for flag, path in named:
+        if not path.startswith("lightning.") and path not in (cfg.get("trust") or []):
+            raise UsageError(f"{flag}: not one of Lightning's own; if you trust its code, add --trust {path}")
+
+
+def make_logger(cfg: Namespace, version: int | str) -> Any:
+    """``--trainer.logger`` (default: TensorBoard) writing into the run's folder, ``--log_dir``/version_N."""
+    import inspect
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    given = cfg.trainer.get("logger")
+    if given is None:
+        return TensorBoardLogger(cfg.log_dir, name="", version=version)
+    path = given if isinstance(given, str) else given["class_path"]
+    module, _, name = (path if "." in path else f"lightning.pytorch.loggers.{path}").rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"--trainer.logger {path}: {e}") from None
+    accepted = inspect.signature(cls).parameters
+    run = {"save_dir": cfg.log_dir, "name": "", "version": version}
+    kwargs = {**{k: v for k, v in run.items() if k in accepted},
+              **({} if isinstance(given, str) else dict(given.get("init_args") or {}))}
+    try:
+        return cls(**kwargs)
+    except Exception as e:  # a logger's own complaint (a missing package, a bad argument): one line
+        raise UsageError(f"--trainer.logger {path}: {str(e).splitlines()[0]}") from None
+
+
 def make_trainer(cfg: Namespace, trainer_args: Namespace, logger: Any, callbacks: list, progress_bar: bool,
                  created: bool) -> L.Trainer:
     """The Trainer: the flat essentials, ``--trainer.*`` (with the user's callbacks), and the run's own parts."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    kwargs = {k: v for k, v in vars(trainer_args).items() if k not in ("callbacks",)}
+    kwargs = {k: v for k, v in vars(trainer_args).items() if k not in ("callbacks", "logger")}
     callbacks = [*(trainer_args.callbacks or []), *callbacks]
     try:
         # No ModelCheckpoint of Lightning's own choosing (epoch=N-step=M.ckpt): the run's are given here.

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from lr_lightning.core import solvers
-from lr_lightning.core.cli import ESSENTIALS, build_parts, instantiate, parse
+from lr_lightning.core.cli import ESSENTIALS, build_parts, check_writable, instantiate, parse
 from lr_lightning.core.commands import UsageError, entry_point, quiet, show
 from lr_lightning.core.loading import warn_if_rank_deficient
 from lr_lightning.core.predict import format_row
@@ -46,6 +46,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         if cfg.out is not None and (Path(cfg.out).is_dir() or not Path(cfg.out).parent.is_dir()):
             raise UsageError(f"--out {cfg.out}: " + ("is a directory; name a file" if Path(cfg.out).is_dir() else
                                                       "its folder does not exist"))
+        if cfg.out is not None:
+            check_writable("--out", cfg.out)
         trainer_args = {k: v for k, v in vars(init.trainer).items() if k != "callbacks"}
         # Evaluating needs none of the callbacks that wrote the checkpoint (Lightning asks for them, for resuming).
         warnings.filterwarnings("ignore", r"Be aware that when using `ckpt_path`, callbacks used to create")

@@ -95,6 +95,13 @@ def check_out(out: Path) -> None:
         raise FileNotFoundError(f"{out}: no directory {out.parent}")
     if out.is_dir():
         raise ValueError(f"{out}: is a directory")
+    import tempfile
+
+    try:  # the export is written beside it: a folder it cannot write is said now, in the user's words
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise PermissionError(f"{out}: cannot write there ({e.strerror})") from None
 
 
 # ------------------------------------------------------------------------------------------------ exporting
@@ -151,10 +158,6 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
     # Written beside `out` and renamed onto it (atomic): a failed export leaves no file, and no half of one.
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
     try:
-        try:  # the writers' own errors name `tmp` (or no file at all): test the place once, naming `out`
-            tmp.touch()
-        except OSError as e:
-            raise ValueError(f"{out}: cannot write there ({e.strerror or e})") from None
         if out.suffix == ".onnx":
             _write_onnx(program, tmp, meta, out)
             got = OnnxPredictor(tmp, what=str(out))(example.numpy())
@@ -164,6 +167,8 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
             got = load_pt2(tmp)[0](example).detach().numpy()
         _check_same(got, expected, out)
         os.replace(tmp, out)
+    except OSError as e:  # (the temporary file is ours: the message names the user's path)
+        raise PermissionError(f"{out}: cannot write there ({e.strerror})") from None
     finally:
         tmp.unlink(missing_ok=True)
     return out

@@ -83,6 +83,8 @@ def print_summary(run: Any, seconds: float, before: list[float] | None, metrics:
     if before is not None:
         after = predict_one(module, torch.tensor([[5.0]]))
         print(f"  prediction for x = 5: {before[0]:.4f} before training, {after[0]:.4f} after")
+    from lightning.pytorch.loggers import TensorBoardLogger
+
     from lr_lightning.core.callbacks import SaveLast
 
     saver = next(c for c in trainer.callbacks if isinstance(c, SaveLast))
@@ -92,4 +94,5 @@ def print_summary(run: Any, seconds: float, before: list[float] | None, metrics:
         print(f"Checkpoints: last {show(saver.path)}{best}")
     if trainer.logger is not None and trainer.logger.log_dir is not None:
         print(f"Logs: {trainer.logger.log_dir} (config.yaml repeats the run)")
-        print(f"View the curves: tensorboard --logdir {run.cfg.log_dir}")
+        if isinstance(trainer.logger, TensorBoardLogger):
+            print(f"View the curves: tensorboard --logdir {run.cfg.log_dir}")

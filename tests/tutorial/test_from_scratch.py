@@ -137,11 +137,25 @@ def test_bad_flags_are_one_line_exit_2(tmp_path, flags, line):
     assert result.stderr.splitlines() == [line]  # one line, no usage, no traceback
 
 
-@pytest.mark.parametrize("argv", [["--lr", "0.05"], ["--bias", "--epochs", "200", "--lr", "0.05"]])
-def test_stages_agree_after_the_loss_falls_to_rounding_level(argv, capsys):
-    assert from_scratch_main(argv) == 0, capsys.readouterr().err
-    out = capsys.readouterr().out
-    assert "All 5 stages agree" in out
-    if "--bias" not in argv:  # the README's promise: the correct stages reach w = 2 within 18 epochs at --lr 0.05
-        row = next(line for line in out.splitlines() if line.strip().startswith("18 |"))
-        assert row.count("2.00000") == 5
+@pytest.mark.parametrize("args", [["--lr", "0.05"], ["--bias", "--epochs", "200", "--lr", "0.05"]],
+                         ids=["lr", "bias"])
+def test_stages_agree_when_the_loss_reaches_float32_rounding(args, tmp_path):
+    # At lr 0.05 the loss falls to ~1e-13 (pure rounding) and, with a bias, is computed by cancellation: the stages
+    # agree to the last bits of float32 there, which a relative test on the loss alone called a disagreement.
+    result = run_main(from_scratch_main, *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "All 5 stages agree" in result.stdout
+
+
+def test_correct_stages_reach_w_2_at_lr_005():
+    runs = run_stages(TUTORIAL["x"], TUTORIAL["y"], lr=0.05, epochs=20)
+    for name in STAGE_NAMES:
+        w = [s.w for s in runs[name]]
+        assert abs(w[9] - 2.0) < 5e-6, name  # 2.00000 as printed, at epoch 10
+        assert w[12:] == [2.0] * 8, name  # exactly 2 in float32 from epoch 13 on
+
+
+def test_a_real_loss_disagreement_is_still_caught():
+    runs = {"numpy": [Step(1.0, 30.0), Step(1.5, 0.00056142777)],
+            "autograd": [Step(1.0, 30.0), Step(1.5, 0.00056242777)]}  # 2e-3 relative: far above rounding
+    assert first_disagreement(runs).startswith("epoch 2: autograd loss")
