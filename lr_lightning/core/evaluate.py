@@ -48,7 +48,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                                                       "its folder does not exist"))
         if cfg.out is not None:
             check_writable("--out", cfg.out)
-        trainer_args = {k: v for k, v in vars(init.trainer).items() if k != "callbacks"}
+        trainer_args = {k: v for k, v in vars(init.trainer).items() if k not in ("callbacks", "logger")}
         # Evaluating needs none of the callbacks that wrote the checkpoint (Lightning asks for them, for resuming).
         warnings.filterwarnings("ignore", r"Be aware that when using `ckpt_path`, callbacks used to create")
         trainer = L.Trainer(**{k: cfg[k] for k in ESSENTIALS if k != "max_epochs"}, logger=False,
