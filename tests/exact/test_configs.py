@@ -7,7 +7,7 @@ import pytest
 
 from lr_lightning.core.cli import fit_main
 
-from .conftest import ROOT, run_main
+from tests.conftest import ROOT, run_main
 
 CONFIGS = sorted((ROOT / "configs").glob("exact_*.yaml"))
 
