@@ -681,11 +681,11 @@ def _reference(dm: RegressionDataModule, network: Any) -> dict[str, Any] | None:
         return None
     if getattr(getattr(dm, "table", None), "streamed", False):
         return None  # the solver needs the rows at hand: data read block by block has no reference (README)
-    from lightning.fabric.utilities.rank_zero import _get_rank
+    from lightning.pytorch.utilities import rank_zero_only
 
     try:
         with warnings.catch_warnings():
-            if (_get_rank() or 0) != 0:  # under DDP every process computes it: rank 0 names aliased columns, once
+            if rank_zero_only.rank:  # under DDP every process computes it: rank 0 names aliased columns, once
                 warnings.filterwarnings("ignore", r"least squares: .* aliased", UserWarning)
             return solvers.reference(dm)
     except ValueError as e:
@@ -871,9 +871,9 @@ def _give_back(run_dir: Path, cfg: Namespace, created: bool, *, written: bool = 
     version_N behind. ``written``: the folder may hold what a failed run wrote (a solver's fit stopped mid-way: an
     unsolved last.ckpt, its logs), all of it this run's own; otherwise it must be empty."""
 
-    from lightning.fabric.utilities.rank_zero import _get_rank
+    from lightning.pytorch.utilities import rank_zero_only
 
-    if (_get_rank() or 0) != 0 or run_dir.parent.resolve() != Path(cfg.log_dir).resolve() or \
+    if rank_zero_only.rank or run_dir.parent.resolve() != Path(cfg.log_dir).resolve() or \
             not re.fullmatch(r"version_\d+", run_dir.name):
         return  # only rank 0 claimed it, and only a version_N folder directly under --log_dir is the run's
     with contextlib.suppress(OSError):
@@ -917,7 +917,7 @@ def _run_version(cfg: Namespace, resume: Path | None) -> tuple[int | str, bool]:
     """The run's folder under ``--log_dir``: the resumed run's own (its curves continue there), or a new one, claimed
     atomically by rank 0 (two runs started together must not share one) and passed on to the processes it starts
     for DDP. Also whether ``--log_dir`` was created for it."""
-    from lightning.fabric.utilities.rank_zero import _get_rank
+    from lightning.pytorch.utilities import rank_zero_only
 
     from lr_lightning.core.runs import claim_version
 
@@ -925,7 +925,7 @@ def _run_version(cfg: Namespace, resume: Path | None) -> tuple[int | str, bool]:
     if resume is not None and resume.parent.name == "checkpoints" and \
             resume.resolve().parent.parent.parent == log_dir.resolve():
         return resume.parent.parent.name, False
-    if (_get_rank() or 0) != 0:  # DDP: rank 0 has claimed it (torchrun on another node: rank 0 of the job writes)
+    if rank_zero_only.rank:  # DDP: rank 0 has claimed it (torchrun on another node: rank 0 of the job writes)
         return os.environ.get(RUN_VERSION, "version_unclaimed"), False
     created = not log_dir.exists()
     try:

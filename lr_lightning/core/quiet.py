@@ -5,8 +5,8 @@ limit_val_batches=0) was configured ...``), Lightning 2.6 triggers a torch 2.13 
 that no user of ours can act on, and it warns about things that are intended here: an empty validation loader
 meaning "no validation", fewer steps per epoch than the logging interval on small data, ``sync_dist`` advice for
 metrics torchmetrics has already synced, and the exact solver's lack of an optimizer. :func:`quiet_lightning` turns
-exactly those off; it runs when the module ``regression_module`` is imported, so the Python API is as quiet as the
-command line. Real warnings stay: each is filtered by its own message. To see the banners again::
+exactly those off; ``RegressionModule.__init__`` calls it, as the command lines do, so the Python API is as quiet
+as the command line. Real warnings stay: each is filtered by its own message. To see the banners again::
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO)
 """

@@ -236,10 +236,8 @@ class RegressionModule(L.LightningModule):
         self._loss_logged = (weakref.ref(self.trainer), self.trainer.current_epoch)
         return True
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()  # Lightning's drops the Trainer; so goes the weak reference to it
-        state.pop("_loss_logged", None)
-        return state
+    def __getstate__(self) -> dict[str, Any]:  # Lightning's drops the Trainer; so goes the weak reference to it
+        return {k: v for k, v in super().__getstate__().items() if k != "_loss_logged"}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._update(batch, self.val_loss, self.val_metrics)
@@ -284,8 +282,7 @@ class RegressionModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------- hp_metric
     def on_fit_end(self) -> None:
-        # TensorBoard's HPARAMS tab shows `hp_metric` beside the hyperparameters; Lightning writes -1 there
-        # until told otherwise. Make it the final validation loss (the training loss without validation).
+        # TensorBoard's HPARAMS tab shows `hp_metric` (Lightning's -1 until told): the final val (else train) loss.
         metrics = self.trainer.callback_metrics
         key = "val/loss" if "val/loss" in metrics else "train/loss"
         if key in metrics:
@@ -296,9 +293,8 @@ class RegressionModule(L.LightningModule):
         self._log_hp_metric()  # a test stage logs Lightning's -1 again: say the fit's value once more, last
 
     def _log_hp_metric(self) -> None:
-        value = getattr(self, "_hp_metric", None)
-        if self.logger is not None and value is not None:
-            self.logger.log_metrics({"hp_metric": value}, step=self.global_step)
+        if self.logger is not None and getattr(self, "_hp_metric", None) is not None:
+            self.logger.log_metrics({"hp_metric": self._hp_metric}, step=self.global_step)
 
 
 def regression_metrics(k: int) -> MetricCollection:
