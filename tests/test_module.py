@@ -102,7 +102,7 @@ def test_logged_keys_and_exact_epoch_metrics():
     module = RegressionModule(LinearRegression(1), optimizer=sgd(0.1))
     trainer = make_trainer(max_epochs=3, log_every_n_steps=5)
     trainer.fit(module, datamodule=dm)
-    assert {"train/loss", "train/loss_step", "val/loss", "val/mae", "val/r2"} <= set(
+    assert {"train/loss", "train/loss_step", "val/loss", "val/mse", "val/mae", "val/r2"} <= set(
         trainer.callback_metrics)
     # val metrics are over the whole split (46 samples, a partial last batch), not a mean of batch means.
     x, y = dm.splits["val"]
@@ -110,12 +110,14 @@ def test_logged_keys_and_exact_epoch_metrics():
         pred = module(x)
     m = trainer.callback_metrics
     # Measured: 1.9e-7 apart (relative): torchmetrics sums in another order.
+    # The default loss is nn.MSELoss: val/loss (that loss, in original units) and val/mse are both the MSE.
     assert m["val/loss"].item() == pytest.approx(((pred - y) ** 2).mean().item(), rel=1e-5)
+    assert m["val/mse"].item() == pytest.approx(((pred - y) ** 2).mean().item(), rel=1e-5)
     assert m["val/mae"].item() == pytest.approx((pred - y).abs().mean().item(), rel=1e-5)
     r2 = 1 - ((pred - y) ** 2).sum() / ((y - y.mean()) ** 2).sum()
     assert m["val/r2"].item() == pytest.approx(r2.item(), rel=1e-5)
     result = trainer.test(module, datamodule=dm, verbose=False)[0]
-    assert set(result) == {"test/loss", "test/mae", "test/r2"}
+    assert set(result) == {"test/loss", "test/mse", "test/mae", "test/r2"}
 
 
 class RecordSteps(L.Callback):
@@ -214,7 +216,7 @@ def test_any_conventional_network_round_trips(tmp_path):
 
 
 def test_unrecordable_network_warns_and_loads_when_passed(tmp_path):
-    with pytest.warns(UserWarning, match="cannot record how to rebuild Opaque"):
+    with pytest.warns(UserWarning, match="cannot record how to rebuild the model Opaque"):
         module = RegressionModule(Opaque(5))
     assert module.hparams.model is None
     path = _fit_and_save(module, tmp_path)

@@ -112,7 +112,7 @@ def test_not_a_parquet_file_is_one_line(tmp_path):
 
 def _train(dm, epochs=2):
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(dm.n_features), optimizer=sgd(0.05))
+    module = RegressionModule(LinearRegression(dm.n_features), optimizer=sgd(0.05), **dm.module_inputs())
     make_trainer(max_epochs=epochs).fit(module, datamodule=dm)
     return module.model.linear
 

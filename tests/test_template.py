@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lr_lightning import LinearRegression, MLPRegressor, RegressionDataModule, RegressionModule
+from lr_lightning import LinearRegression, LinearRegressionModule, MLPRegressor, RegressionDataModule, RegressionModule
 from lr_lightning.core.cli import fit_main
 from lr_lightning.core.data import SyntheticDataModule
 from lr_lightning.core.predict import predict_main
@@ -112,12 +112,12 @@ def test_multi_output_shapes_and_metrics_per_output_and_averaged(tmp_path):
     x = rng.standard_normal((400, 3))
     y = np.column_stack([x @ [1.0, 2.0, 0.0] + 1, 0.1 * (x @ [0.0, -1.0, 3.0]) + rng.standard_normal(400)])
     dm = RegressionDataModule(x, y, batch_size=40, target_names=["a", "b"])
-    module = RegressionModule(LinearRegression(3, 2), optimizer=sgd(0.05), **dm.module_inputs())
+    module = LinearRegressionModule(LinearRegression(3, 2), optimizer=sgd(0.05), **dm.module_inputs())
     trainer = make_trainer(max_epochs=20)
     trainer.fit(module, datamodule=dm)
     assert module(torch.zeros(7, 3)).shape == (7, 2)
     m = {k: v.item() for k, v in trainer.callback_metrics.items()}
-    assert m["val/loss"] == pytest.approx((m["val/loss_a"] + m["val/loss_b"]) / 2, rel=1e-5)
+    assert m["val/mse"] == pytest.approx((m["val/mse_a"] + m["val/mse_b"]) / 2, rel=1e-5)
     assert m["val/r2"] == pytest.approx((m["val/r2_a"] + m["val/r2_b"]) / 2, rel=1e-5)
     assert m["val/r2_a"] > 0.99 and m["val/r2_b"] < 0.7  # the second output is mostly noise; measured: 1.0, 0.096
     weight, bias = module.coefficients()

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from lr_lightning import LinearRegression, MLPRegressor, RegressionModule
+from lr_lightning import LinearRegression, LinearRegressionModule, MLPRegressor, RegressionModule
 from lr_lightning.core.callbacks import TensorBoardFigures
 from lr_lightning.core.cli import fit_main
 from lr_lightning.core.data import RegressionDataModule, SyntheticDataModule, TutorialDataModule
@@ -182,7 +182,7 @@ def test_float64_data_trains_in_float64_without_being_asked():
                               val_fraction=0.0, shuffle=False, standardize=True)
     assert dm.x.dtype == torch.float64 and dm.hparams["dtype"] == "float64"
     # The data declares its dtype (module_inputs' weights_dtype); the user names none.
-    module = RegressionModule(LinearRegression(1), optimizer=lbfgs(), **dm.module_inputs())
+    module = LinearRegressionModule(LinearRegression(1), optimizer=lbfgs(), **dm.module_inputs())
     make_trainer(max_epochs=30).fit(module, datamodule=dm)
     assert module.model.linear.weight.dtype == torch.float64
     lre = nist.min_lre(nist.in_nist_order(*module.coefficients()), d.certified)

@@ -259,10 +259,18 @@ class LeastSquaresModule(L.LightningModule):
         self.test_metrics.update(self(batch[0]), batch[1].to(torch.float64))
 
     def on_validation_epoch_end(self) -> None:
-        log_metrics(self, self.val_metrics, self.output_names)
+        self._log_split(self.val_metrics)
 
     def on_test_epoch_end(self) -> None:
-        log_metrics(self, self.test_metrics, self.output_names)
+        self._log_split(self.test_metrics)
+
+    def _log_split(self, metrics: Any) -> None:
+        # Least squares minimizes the squared error: its loss (``val/loss``, as RegressionModule logs one, which the
+        # summary, hp_metric and a checkpoint's monitor read) is the MSE, in original units.
+        split = metrics.prefix.rstrip("/")
+        values = log_metrics(self, metrics, self.output_names)
+        if values:
+            self.log(f"{split}/loss", values[f"{split}/mse"].reshape(-1).mean(), sync_dist=False)
 
     def predict_step(self, batch: Batch | torch.Tensor, batch_idx: int) -> torch.Tensor:
         return self(batch[0] if isinstance(batch, (tuple, list)) else batch)

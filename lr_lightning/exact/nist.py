@@ -113,10 +113,10 @@ def in_nist_order(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
 
 
 def lbfgs(dtype: str = "float64") -> Callable[..., Any]:
-    """torch's LBFGS as the NIST runs use it (``RegressionModule(optimizer=lbfgs())``): full batch, strong-Wolfe line
-    search, and a stop when the gradient reaches the precision of ``dtype``, not when the loss stops falling by eps:
-    near the optimum the loss changes with the square of the weights' error, so that rule would stop at sqrt(eps),
-    half the digits. (RegressionModule turns the line search off once the loss stalls.)"""
+    """torch's LBFGS as the NIST runs use it (``LinearRegressionModule(optimizer=lbfgs())``): full batch, strong-Wolfe
+    line search, and a stop when the gradient reaches the precision of ``dtype``, not when the loss stops falling by
+    eps: near the optimum the loss changes with the square of the weights' error, so that rule would stop at
+    sqrt(eps), half the digits. (LinearRegressionModule turns the line search off once the loss stalls.)"""
     from functools import partial
 
     import torch
@@ -135,16 +135,17 @@ def train(d: StRD, optimizer: Callable[..., Any], *, precision: str, epochs: int
     import torch
 
     from lr_lightning.core.data.datamodule import RegressionDataModule
+    from lr_lightning.core.linear import LinearRegressionModule
     from lr_lightning.core.networks import LinearRegression
-    from lr_lightning.core.regression_module import RegressionModule
 
     dtype = "float64" if precision.startswith("64") else "float32"
     dm = RegressionDataModule(d.x, d.y, batch_size=len(d.y), val_fraction=0.0, shuffle=False, standardize=True,
                               polynomial_degree=d.polynomial_degree, bias=d.bias, dtype=getattr(torch, dtype))
     dm.setup("fit")  # fits the feature map (standardization) on the data, which the module then applies
     torch.manual_seed(0)
-    module = RegressionModule(LinearRegression(dm.n_features, bias=d.bias), optimizer,
-                              normalization=dm.feature_map.spec, output_names=dm.target_names, weights_dtype=dtype)
+    module = LinearRegressionModule(LinearRegression(dm.n_features, bias=d.bias), optimizer,
+                                    normalization=dm.feature_map.spec, output_names=dm.target_names,
+                                    weights_dtype=dtype)
     trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=epochs, logger=False,
                         enable_checkpointing=False, limit_val_batches=0, log_every_n_steps=1,  # no validation split
                         enable_progress_bar=False, enable_model_summary=False)

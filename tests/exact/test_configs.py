@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from lr_lightning.core.cli import fit_main
-
 from tests.conftest import ROOT, run_main
 
 CONFIGS = sorted((ROOT / "configs").glob("exact_*.yaml"))

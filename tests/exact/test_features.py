@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lr_lightning import LinearRegression, RegressionDataModule, RegressionModule, SyntheticDataModule
+from lr_lightning import LinearRegression, LinearRegressionModule, RegressionDataModule, SyntheticDataModule
 from lr_lightning.exact import nist
 
 from ..conftest import lbfgs, make_trainer, sgd
@@ -16,8 +16,8 @@ from .test_least_squares import NIST_DIR, needs_nist
 
 def _fit(dm, epochs=40, optimizer=None, precision="64-true", bias=True, **kwargs):
     optimizer = optimizer or lbfgs(torch.float64 if precision.startswith("64") else torch.float32)
-    module = RegressionModule(LinearRegression(dm.n_features, bias=bias), optimizer=optimizer,
-                              **dm.module_inputs(), **kwargs)
+    module = LinearRegressionModule(LinearRegression(dm.n_features, bias=bias), optimizer=optimizer,
+                                    **dm.module_inputs(), **kwargs)
     trainer = make_trainer(max_epochs=epochs, precision=precision)
     trainer.fit(module, datamodule=dm)
     return module, trainer
@@ -83,7 +83,7 @@ def test_checkpoint_round_trip_keeps_the_normalization(tmp_path):
     module, trainer = _fit(dm, epochs=10)
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
-    loaded = RegressionModule.load_from_checkpoint(path, weights_only=True)
+    loaded = LinearRegressionModule.load_from_checkpoint(path, weights_only=True)
     raw = torch.tensor([[0.5], [7.25]], dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(loaded.double()(raw), module(raw))
@@ -99,8 +99,8 @@ def test_val_excess_mse_is_the_gap_to_the_least_squares_optimum():
     module, trainer = _fit(dm, epochs=3, optimizer=sgd(0.05), precision="32-true", reference_mse=reference["mse"])
     m = trainer.callback_metrics
     # Measured: 1.9e-9 apart.
-    assert m["val/excess_mse"].item() == pytest.approx(m["val/loss"].item() - reference["mse"]["val"], abs=1e-6)
-    assert m["val/loss"].item() > reference["mse"]["val"]  # three epochs of SGD are not the optimum yet
+    assert m["val/excess_mse"].item() == pytest.approx(m["val/mse"].item() - reference["mse"]["val"], abs=1e-6)
+    assert m["val/mse"].item() > reference["mse"]["val"]  # three epochs of SGD are not the optimum yet
     trainer.validate(module, datamodule=dm, verbose=False)  # a second validation: the same figure again
     assert trainer.callback_metrics["val/excess_mse"].item() == pytest.approx(m["val/excess_mse"].item(), abs=1e-6)
 
@@ -115,11 +115,11 @@ def test_coefficients_refuses_a_network_that_is_not_linear():
             return torch.tanh(self.linear(x))
 
     with pytest.warns(UserWarning):
-        module = RegressionModule(Bent())
+        module = LinearRegressionModule(Bent())
     with pytest.raises(ValueError, match="coefficients\\(\\) needs a linear model; Bent is not affine"):
         module.coefficients()
-    with pytest.warns(UserWarning, match="cannot record how to rebuild Sequential"):
-        two_layers = RegressionModule(nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1)))
+    with pytest.warns(UserWarning, match="cannot record how to rebuild the model Sequential"):
+        two_layers = LinearRegressionModule(nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1)))
     with pytest.raises(ValueError, match="one nn.Linear holding all parameters"):
         two_layers.coefficients()
 
