@@ -61,8 +61,11 @@ def module_class(checkpoint: dict[str, Any], trusted: list[type] | None = None, 
 
     path = checkpoint.get("module_class")
     if path is None:
-        network = str((checkpoint["hyper_parameters"].get("model") or {}).get("class_path", ""))
+        model = checkpoint["hyper_parameters"].get("model")  # read from the file: anything, checked later
+        network = str(model.get("class_path", "")) if isinstance(model, dict) else ""
         return LinearRegressionModule if network.endswith(".LinearRegression") else RegressionModule
+    if not isinstance(path, str):
+        raise UsageError(f"{flag}: module_class: expected a class path, got {type(path).__name__}")
     allowed = {class_path(c): c for c in (RegressionModule, LinearRegressionModule, StepsPerCallModule)}
     allowed |= {class_path(c): c for c in trusted or () if issubclass(c, RegressionModule)}
     if path not in allowed:
