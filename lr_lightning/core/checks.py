@@ -66,6 +66,19 @@ def build_loss(loss: Any, trusted: tuple[type, ...]) -> nn.Module:
     return loss
 
 
+def check_loss(loss: nn.Module) -> None:
+    """The loss, tried once on two rows: a setting torch refuses only in the first step (``HuberLoss(delta=-1)``) or a
+    loss that is not one number (``reduction="none"``) is one line now, not a traceback after start-up."""
+    try:
+        value = loss(torch.zeros(2, 1), torch.ones(2, 1))
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise ValueError(f"loss {type(loss).__name__}: {str(e).splitlines()[0]}") from None
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"loss {type(loss).__name__}: must return one number (reduction 'mean' or 'sum'), got "
+                         f"{shape}")
+
+
 def canonical_loss(recipe: Mapping[str, Any]) -> dict[str, Any]:
     """A loss recipe with torch.nn's short names (``HuberLoss``, ``torch.nn.HuberLoss``) spelled as recorded
     (``torch.nn.modules.loss.HuberLoss``)."""
@@ -121,6 +134,25 @@ def check_intercept(feature_map: Any, model: nn.Module) -> None:
                          "build the network with bias=False too")
 
 
+def subclass_arguments(module: nn.Module, recorded: Iterable[str]) -> dict[str, Any]:
+    """The arguments a subclass's ``__init__`` was called with that are not in ``recorded`` (its own
+    hyperparameters, as Lightning's ``save_hyperparameters()`` collects them), plain values only: a checkpoint holds
+    no objects. Read from the calling ``__init__`` frames of ``module``."""
+    from lr_lightning.core.checkpoints import _is_plain
+
+    found: dict[str, Any] = {}
+    frame = inspect.currentframe()
+    frame = frame.f_back.f_back if frame is not None and frame.f_back is not None else None  # RegressionModule's caller
+    while frame is not None and frame.f_code.co_name == "__init__" and frame.f_locals.get("self") is module:
+        code = frame.f_code
+        for name in code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount]:
+            value = frame.f_locals.get(name)
+            if name not in recorded and name not in found and name not in ("trusted", "kwargs") and _is_plain(value):
+                found[name] = value
+        frame = frame.f_back
+    return found
+
+
 def first_linear(model: nn.Module) -> nn.Linear | None:
     """The network's first ``nn.Linear`` (whose ``in_features`` the data must give), if it has one."""
     return next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
@@ -154,6 +186,7 @@ def check_handoff(module: Any, datamodule: Any, stage: str) -> None:
         differs.append(f"the data is {dtype}, the network {str(param.dtype).removeprefix('torch.')}")
     layer, n = first_linear(module.model), getattr(datamodule, "n_features", None)
     if layer is not None and isinstance(n, int) and layer.in_features != n and not differs:
+        hint = f"build the network with dm.n_features = {n} inputs"
         differs.append(f"the network takes {layer.in_features} input(s), the data has {n} feature(s)")
     if differs:
         raise ValueError(f"the module does not fit its datamodule: {'; '.join(differs)}: {hint}")

@@ -633,7 +633,9 @@ def build_parts(cfg: Namespace, init: Namespace, with_reference: bool = True) ->
         extra["reference_mse"] = reference and reference["mse"]
     if issubclass(cls, StepsPerCallModule):
         extra["steps_per_call"] = cfg.get("steps_per_call", "auto")
-    module = cls(recipe, optimizer=optimizer, lr_scheduler=cfg.lr_scheduler and cfg.lr_scheduler.as_dict(), loss=loss,
+    if loss:  # (a --module that fixes its own loss gets none it did not ask for)
+        extra["loss"] = loss
+    module = cls(recipe, optimizer=optimizer, lr_scheduler=cfg.lr_scheduler and cfg.lr_scheduler.as_dict(),
                  monitor="val/loss" if dm.n_val else "train/loss", compile=cfg.compile,
                  trusted=[c for c in trusted if c is not None], **extra, **inputs)
     return dm, module, reference
@@ -654,6 +656,9 @@ def module_class(cfg: Namespace, network: Any) -> tuple[type, dict[str, Any]]:
         cls = import_class(chosen.class_path, "--module")
         if not issubclass(cls, RegressionModule):
             raise UsageError(f"--module {chosen.class_path}: not a RegressionModule subclass")
+        if cfg.get("steps_per_call", "auto") != "auto" and not issubclass(cls, StepsPerCallModule):
+            raise UsageError(f"--steps_per_call {cfg.steps_per_call}: --module {chosen.class_path} is not a "
+                             "StepsPerCallModule (lr_lightning.core.steps_per_call); subclass that for the fast path")
         return cls, dict(chosen.get("init_args") or {})
     if isinstance(network, LinearRegression) or cfg.get("steps_per_call", "auto") != "auto":
         return StepsPerCallModule, {}

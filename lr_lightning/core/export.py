@@ -57,7 +57,7 @@ def export_parser() -> Parser:
     p.add_argument("--ckpt", type=str, required=True, help="a .ckpt file (e.g. .../checkpoints/last.ckpt)")
     p.add_argument("--out", type=str, required=True, help="the file to write; its suffix picks the format: .onnx or "
                    ".pt2")
-    p.add_argument("--trust", type=str, nargs="+", default=[], help="network classes of yours "
+    p.add_argument("--trust", type=str, nargs="+", action="extend", default=[], help="network classes of yours "
                    "(package.module.ClassName) that the checkpoint may rebuild, as for predict.py")
     return p
 

@@ -42,7 +42,7 @@ def predict_parser() -> Parser:
                    "any order; other columns are ignored")
     p.add_argument("--no_header", type=bool, default=False, help="--csv has no header row: its columns are the "
                    "checkpoint's features, in the checkpoint's order (a first row of numbers is refused without it)")
-    p.add_argument("--trust", type=str, nargs="+", default=[], help="network classes of yours "
+    p.add_argument("--trust", type=str, nargs="+", action="extend", default=[], help="network classes of yours "
                    "(package.module.ClassName) that the checkpoint may rebuild. Only this package's networks are "
                    "trusted otherwise; importing your module runs its code, so name only your own")
     return p

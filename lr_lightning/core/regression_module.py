@@ -110,6 +110,7 @@ class RegressionModule(L.LightningModule):
         if weights_dtype == "float64" and all(p.dtype == torch.float32 for p in self.model.parameters()):
             self.model.to(torch.float64)  # float64 data trains a float64 network (float32 would round every batch)
         self.loss_fn = checks.build_loss(loss, trusted)
+        checks.check_loss(self.loss_fn)
         recipes = {"model": dict(model) if isinstance(model, Mapping) else model_spec(self.model),
                    "loss": checks.canonical_loss(loss) if isinstance(loss, Mapping) else model_spec(self.loss_fn)}
         for key, part in (("model", self.model), ("loss", self.loss_fn)):
@@ -126,6 +127,7 @@ class RegressionModule(L.LightningModule):
                                    "lr_scheduler": factory_recipe(lr_scheduler), "normalization": normalization,
                                    "output_names": output_names, "weights_dtype": weights_dtype, "monitor": monitor,
                                    "compile": compile})
+        self.save_hyperparameters(checks.subclass_arguments(self, self.hparams))  # a subclass's own (delta=0.5)
         # Raw inputs -> model features, and model outputs -> original units (None: the identity).
         self.feature_map = FeatureMap(normalization) if normalization else None
         checks.check_intercept(self.feature_map, self.model)
@@ -266,7 +268,7 @@ class RegressionModule(L.LightningModule):
         mean_loss.reset()
         return log_metrics(self, metrics, self.hparams.output_names or [])
 
-    def predict_step(self, batch: Batch | torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def predict_step(self, batch: Batch | torch.Tensor, batch_idx: int) -> torch.Tensor:  # raw rows in, raw out
         return self(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
@@ -280,7 +282,6 @@ class RegressionModule(L.LightningModule):
             config["monitor"] = self.hparams.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
-    # ------------------------------------------------------------------------------------- hp_metric
     def on_fit_end(self) -> None:
         # TensorBoard's HPARAMS tab shows `hp_metric` (Lightning's -1 until told): the final val (else train) loss.
         metrics = self.trainer.callback_metrics
