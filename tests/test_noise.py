@@ -47,6 +47,11 @@ def test_the_reference_fit_names_aliased_columns_on_rank_0_only(monkeypatch):
     dm = RegressionDataModule(np.column_stack([x, x.sum(axis=1)]), x[:, 0], val_fraction=0.2, dtype="float64")
     for rank, expected in (("0", 1), ("1", 0)):  # what a DDP process started by Lightning has in its environment
         monkeypatch.setenv("LOCAL_RANK", rank)
+        # Lightning reads it into rank_zero_only.rank when it is imported, before the module code runs in a DDP
+        # process; here it is imported already, so set that too.
+        from lightning.pytorch.utilities import rank_zero_only
+
+        monkeypatch.setattr(rank_zero_only, "rank", int(rank))
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             assert _reference(dm, LinearRegression(3)) is not None

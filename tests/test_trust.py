@@ -108,7 +108,11 @@ def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, ca
         (["--config", "{d}/model.yaml"], "--model: hidden must be a list of positive layer widths, e.g. [64, 64]"),
     ],
 )
-def test_cli_only_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, words):
+def test_cli_only_flags_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, flags, words):
+    from lr_lightning.core.cli import CLUSTER_VARIABLES
+
+    for name in CLUSTER_VARIABLES:  # an earlier in-process DDP run leaves MASTER_ADDR etc.: no launcher here
+        monkeypatch.delenv(name, raising=False)
     (tmp_path / "a_file").write_text("not a folder")
     os.mkfifo(tmp_path / "fifo.csv")  # nobody writes to it: reading it would wait forever
     (tmp_path / "underscore.csv").write_text("a,y\n1_000,2\n3,4\n5,6\n")
