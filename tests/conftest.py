@@ -52,9 +52,15 @@ def make_trainer(**kwargs: Any) -> L.Trainer:
     return L.Trainer(**{**defaults, **kwargs})
 
 
+DDP_VARIABLES = {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK",
+                 "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"}
+
+
 def run_script(script: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``python scripts/<script> args...`` in ``cwd``, as a user runs it."""
-    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    # As a user's shell has it: without the process-group variables an in-process DDP test left in os.environ (a
+    # MASTER_PORT whose store still listens made the script's own DDP run fail with EADDRINUSE).
+    env = {k: v for k, v in os.environ.items() if k not in DDP_VARIABLES} | {"PYTHONWARNINGS": "default"}
     return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
