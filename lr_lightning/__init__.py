@@ -18,14 +18,10 @@ _EXPORTS = {
     "RegressionModule": "lr_lightning.core.regression_module",
     "LinearRegressionModule": "lr_lightning.core.linear",
     "StepsPerCallModule": "lr_lightning.core.steps_per_call",
-    "RegressionDataModule": "lr_lightning.core.data.datamodules",  # with its subclasses: --data CSVDataModule
-    "TutorialDataModule": "lr_lightning.core.data.tutorial",
-    "SyntheticDataModule": "lr_lightning.core.data.synthetic",
-    "CSVDataModule": "lr_lightning.core.data.csv_file",
-    "NpyDataModule": "lr_lightning.core.data.npy",
-    "ParquetDataModule": "lr_lightning.core.data.parquet",
-    "datamodule_for_path": "lr_lightning.core.data.paths",
-    "DatasetDataModule": "lr_lightning.core.data.dataset",
+    # The datamodules: from lr_lightning.core.data, whose own table says which file holds each.
+    **dict.fromkeys(["RegressionDataModule", "TutorialDataModule", "SyntheticDataModule", "CSVDataModule",
+                     "NpyDataModule", "ParquetDataModule", "datamodule_for_path", "DatasetDataModule"],
+                    "lr_lightning.core.data"),
     # The exact solver lives in `exact/solver.py`, so that `lr_lightning.least_squares` is the function README
     # documents, not a submodule shadowing it. A copy without lr_lightning/exact: these four are an ImportError
     # (No module named 'lr_lightning.exact') when asked for, and the rest work.

@@ -19,16 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lr_lightning.core.checkpoints import (  # noqa: F401 - accepted_keys and friends: checked here, defined there
-    LEGACY_KEYS,
-    _short,
-    accepted_keys,
-    build_factory,
-    build_model,
-    init_arguments,
-    unknown_hyperparameters,
-    unwrap_factory,
-)
+from lr_lightning.core.checkpoints import _short, build_factory, build_model, unwrap_factory
 from lr_lightning.core.networks import single_linear
 
 KINDS = (nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler,
