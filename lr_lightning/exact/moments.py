@@ -51,14 +51,26 @@ class CoMoments:
     comoment: torch.Tensor
 
     @classmethod
-    def of(cls, *columns: torch.Tensor, work: torch.Tensor | None = None) -> CoMoments:
+    def of(cls, *columns: torch.Tensor, work: torch.Tensor | None = None,
+           weights: torch.Tensor | None = None) -> CoMoments:
         """The co-moments of the rows of ``columns`` side by side (``(rows, k)`` blocks of any float dtype, e.g. the
         features and the targets), computed in float64.
 
         ``work``, a float64 ``(at least rows, Σk)`` buffer on the same device, is where the block is assembled and
         centred in place: reused from batch to batch, it spares a fresh allocation (and its page faults) and two
         copies per batch, which at a Gram matrix's arithmetic intensity cost as much as the product itself.
+
+        ``weights`` (``(rows, 1)`` or ``(rows,)``, >= 0): weighted co-moments, the sufficient statistics of weighted
+        least squares. ``n`` is then the total weight, the means are weighted and ``C = Σ w (a - mean)(a - mean)ᵀ``;
+        the merge is the same formula with weights for counts.
+
+        >>> a = torch.tensor([[1.0], [3.0], [5.0]], dtype=torch.float64)
+        >>> m = CoMoments.of(a, weights=torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64))
+        >>> m.n.item(), m.mean.item(), m.comoment.item()  # as rows 1, 3, 5, 5
+        (4.0, 3.5, 11.0)
         """
+        if weights is not None:
+            return cls._weighted(columns, weights.reshape(-1).to(torch.float64))
         rows, q = len(columns[0]), sum(c.shape[1] for c in columns)
         n = columns[0].new_full((), float(rows), dtype=torch.float64)  # a fill on the device, not a host copy
         if not rows:  # a DDP rank's share of a last batch can be empty
@@ -85,11 +97,29 @@ class CoMoments:
         hi, lo = dd.two_sum(torch.cat(means), off / n)  # two-sum, not fast two-sum: a mean near 0 may be below e
         return cls(n, hi, lo, a.T @ a - torch.outer(off, off / n))
 
+    @classmethod
+    def _weighted(cls, columns: tuple[torch.Tensor, ...], w: torch.Tensor) -> CoMoments:
+        """Weighted co-moments (see :meth:`of`): the block centred on its rounded weighted mean, then the same
+        correction for that rounding, with the total weight for the count."""
+        a = torch.cat([c.to(torch.float64) for c in columns], dim=1)
+        total = w.sum()
+        if not len(a):
+            zeros = a.new_zeros(a.shape[1])
+            return cls(total, zeros, zeros.clone(), zeros.new_zeros(len(zeros), len(zeros)))
+        safe = total.clamp(min=torch.finfo(torch.float64).tiny)
+        mean = (w[:, None] * a).sum(dim=0) / safe
+        a = a - mean
+        wa = w[:, None] * a
+        off = wa.sum(dim=0)
+        hi, lo = dd.two_sum(mean, off / safe)
+        return cls(total, hi, lo, wa.T @ a - torch.outer(off, off / safe))
+
     def merge(self, other: CoMoments) -> CoMoments:
         """These rows and ``other``'s, as if computed at once. Empty sides are exact no-ops."""
         n = self.n + other.n
-        # n == 0 only if both are empty; clamp so the division is defined (δ is zero then anyway).
-        share = other.n / n.clamp(min=1.0)
+        # n == 0 only if both are empty; clamp so the division is defined (δ is zero then anyway). Not to 1: with
+        # weights, n is a total weight, which may be below 1.
+        share = other.n / n.clamp(min=torch.finfo(torch.float64).tiny)
         # δ and the new mean in double-double: float64's δ = mean₂ - mean₁ would be exact only to a unit of the
         # offset's last place, not of δ's (see the module's docstring). A dozen ops on q-vectors: nothing next to
         # a block's product.

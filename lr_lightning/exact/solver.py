@@ -57,7 +57,7 @@ from lr_lightning.exact import compensated as dd
 from lr_lightning.exact.moments import CoMoments, PairwiseSum, merge_in_order
 
 __all__ = ["ALIAS_TOL", "Design", "LeastSquaresResult", "LeastSquaresSolver", "RankDeficientWarning",
-           "check_degree", "fit_statistics", "least_squares", "polynomial_features"]
+           "check_degree", "check_weights", "fit_statistics", "least_squares", "polynomial_features"]
 
 EPS = float(np.finfo(np.float64).eps)
 # R's lm: a column whose part not explained by the columns before it is below 10⁻⁷ of its own size is aliased (here:
@@ -161,6 +161,11 @@ class _Solution:
     condition: float  # of the unit-scaled kept system
     meats: np.ndarray | None = None  # (3, m, 1+k, 1+k): HC0, HC2, HC3 in centred coordinates
     history: list[float] = field(default_factory=list)  # refinement: relative size of each correction
+    # With weights ``n`` is the total weight (the co-moments' count); ``rows`` counts the rows of positive weight
+    # (the observations: degrees of freedom, AIC/BIC) and ``log_weights`` is their Σ log w (the log-likelihood's).
+    rows: int = 0
+    log_weights: float = 0.0
+    weighted: bool = False
 
 
 class LeastSquaresSolver:
@@ -242,15 +247,28 @@ class LeastSquaresSolver:
 
     def _begin(self) -> None:
         self._rows = 0
+        self._positive: torch.Tensor | None = None  # with weights: rows of positive weight, Σ log w (pass 1)
+        self._weighted = False
         self._moments = PairwiseSum()
         self._sums: dict[str, Any] = {}
         self._work: torch.Tensor | None = None  # pass 1's block buffer, reused by every batch of the pass
 
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Take one batch of raw inputs ``(rows, n_inputs)`` and targets ``(rows, n_outputs)``; no host sync."""
+    def update(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        """Take one batch of raw inputs ``(rows, n_inputs)`` and targets ``(rows, n_outputs)``, and for weighted least
+        squares their weights ``w`` (``(rows, 1)``, >= 0; the same rows' in every pass); no host sync."""
         self._rows += len(x)  # a Python int: the batch's length is known on the host
+        if w is not None:
+            w = w.reshape(-1, 1).double()
+            self._weighted = True
         if self.stage == "moments":
             basis = self._basis(x)
+            if w is not None:
+                self._moments.add(CoMoments.of(basis, y, weights=w))
+                positive = w > 0
+                logs = torch.where(positive, w, torch.ones_like(w)).log()
+                counts = torch.stack([positive.sum().double(), logs.sum()])
+                self._positive = counts if self._positive is None else self._positive + counts
+                return
             q = basis.shape[1] + y.shape[1]
             if self._work is None or self._work.shape[0] < len(x) or self._work.device != x.device:
                 self._work = x.new_empty(len(x), q, dtype=torch.float64)
@@ -260,35 +278,42 @@ class LeastSquaresSolver:
         if self.stage == "refine":
             step = max(1, PIECE // (self.design.n_coefficients * y.shape[1]))
             for i in range(0, len(x), step):
-                self._refine_update(x[i:i + step], y[i:i + step])
+                self._refine_update(x[i:i + step], y[i:i + step], None if w is None else w[i:i + step])
         elif self.stage == "qr":
             z = self._basis(x)[:, self._dev["columns"]]
             if self.design.bias:
                 z = z - self._dev["mean"]
             z = z / self._dev["unit"]
+            if w is not None:  # rows scaled by √w: RᵀR = Σ w z zᵀ, the weighted system
+                z = z * w.sqrt()
             r = self._sums.get("r")
             self._sums["r"] = torch.linalg.qr(z if r is None else torch.cat([r, z]), mode="r").R
         elif self.stage == "robust":
-            self._robust_update(x, y)
+            self._robust_update(x, y, w)
         else:
             raise RuntimeError("the fit is done; no further pass takes data")
 
-    def _refine_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _refine_update(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> None:
         bias = self.design.bias
         raw = raw_design(x, self.design.degree)
         r = residuals(raw, y, self._dev["beta"], bias)
+        if w is not None:  # the weighted gradient Xᵀ W r and Σ w r² (r·w in double-double: w is exact in float64)
+            plain = r[0] + r[1]
+            r = dd.mul(r, dd.from_float(w.expand_as(r[0]).contiguous()))
+            sse = (plain * (r[0] + r[1])).sum(dim=0)
         g = dd.total(dd.mul((raw[0][:, :, None], raw[1][:, :, None]), (r[0][:, None, :], r[1][:, None, :])), dim=0)
         if bias:
             g0 = dd.total(r, dim=0)
             g = (torch.cat([g0[0][None], g[0]]), torch.cat([g0[1][None], g[1]]))
-        sse = ((r[0] + r[1]) ** 2).sum(dim=0)
+        if w is None:
+            sse = ((r[0] + r[1]) ** 2).sum(dim=0)
         if "g" in self._sums:
             self._sums["g"] = dd.add(self._sums["g"], g)
             self._sums["sse"] = self._sums["sse"] + sse
         else:
             self._sums["g"], self._sums["sse"] = g, sse
 
-    def _robust_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _robust_update(self, x: torch.Tensor, y: torch.Tensor, wt: torch.Tensor | None = None) -> None:
         s = self.solution
         k, mean, chol, unit, beta, rscale = self._dev["robust"]
         z = self._basis(x)
@@ -299,6 +324,8 @@ class LeastSquaresSolver:
         scaled = u / unit  # unit-sized columns (D⁻¹u): the meat's products neither overflow nor underflow
         w = torch.linalg.solve_triangular(chol, scaled.T, upper=False)  # L⁻¹ D⁻¹ uᵀ
         h = (w * w).sum(dim=0) + (1.0 / s.n if bias else 0.0)  # leverages
+        if wt is not None:  # of the whitened design √w·x (statsmodels' WLS): w·x(XᵀWX)⁻¹xᵀ
+            h = h * wt[:, 0]
         # A leverage of 1 (a row only its own coefficient fits) leaves HC2 and HC3 undefined: 0/0, not a number
         # that rounding made finite. Such rows divide by 0 here, and end_pass turns the result into NaN.
         free = torch.where(h >= 1.0 - LEVERAGE_ONE, torch.zeros_like(h), 1.0 - h)
@@ -307,6 +334,8 @@ class LeastSquaresSolver:
         meats = []
         for power in (0, 1, 2):  # HC0 (and HC1, a rescaling of it), HC2, HC3
             weight = r**2 / free[:, None] ** power  # (rows, m)
+            if wt is not None:  # whitened residuals √w·r and rows √w·x: w² r² x xᵀ
+                weight = weight * wt**2
             meats.append(torch.einsum("ri,rt,rj->tij", design, weight, design))
         meats = torch.stack(meats)
         self._sums["meats"] = self._sums["meats"] + meats if "meats" in self._sums else meats
@@ -345,8 +374,9 @@ class LeastSquaresSolver:
             raise ValueError(f"least squares: a pass saw {rows} rows, the training split has {self.expected_rows}; "
                              "every pass must see every row once (no limit_train_batches, max_steps or "
                              "overfit_batches)")
-        if self.solution is not None and rows != self.solution.n:
-            raise ValueError(f"least squares: pass {self.passes} saw {rows} rows, pass 1 saw {self.solution.n}; "
+        first = getattr(self, "_pass1_rows", None)
+        if self.solution is not None and first is not None and rows != first:
+            raise ValueError(f"least squares: pass {self.passes} saw {rows} rows, pass 1 saw {first}; "
                              "every pass must see every row once")
 
     def _end_moments(self, gather: Gather, device: torch.device | None, rows: int) -> None:
@@ -356,8 +386,21 @@ class LeastSquaresSolver:
             local = CoMoments.of(torch.zeros(0, q, dtype=torch.float64, device=device))
         flat = gather(local.stacked())
         total = merge_in_order([CoMoments.unstack(row, q) for row in flat])
-        n = int(total.n.item())
-        self._check_rows(n)
+        self._check_rows(rows)
+        self._pass1_rows = rows
+        self._nobs, self._log_weights = rows, 0.0
+        weighted = bool(gather(torch.tensor([float(self._weighted)], dtype=torch.float64, device=device)).max())
+        if weighted:  # the total weight is the co-moments' count; the rows of positive weight are the observations
+            counts = self._positive if self._positive is not None else \
+                torch.zeros(2, dtype=torch.float64, device=device)
+            counts = gather(counts).sum(dim=0).cpu().numpy()
+            self._nobs, self._log_weights = int(counts[0]), float(counts[1])
+            n = float(total.n.item())
+            if not n > 0:
+                raise ValueError("least squares: every weight is zero; nothing to fit")
+        else:
+            n = int(total.n.item())
+        self._weighted_fit = weighted
         mean, mean_lo, comoment = total.mean.cpu().numpy(), total.mean_lo.cpu().numpy(), total.comoment.cpu().numpy()
         if not (np.isfinite(mean).all() and np.isfinite(comoment).all()):
             raise ValueError("least squares: the sums of squares overflow float64 (values beyond ~1e154 squared); "
@@ -371,6 +414,9 @@ class LeastSquaresSolver:
             return
         self.solution = self._solve(n, mean, mean_lo, comoment, candidates)
         self._next_after_solve()
+
+    def _observations(self, s: _Solution) -> None:
+        s.rows, s.log_weights, s.weighted = self._nobs, self._log_weights, self._weighted_fit
 
     def _check_underflow(self, n: int, mean: np.ndarray, comoment: np.ndarray) -> None:
         """Refuse a column too small for its products to keep float64's digits (the counterpart of the overflow
@@ -458,8 +504,10 @@ class LeastSquaresSolver:
         R's aliasing threshold (then a QR pass decides). Raises ValueError for what cannot be estimated at all."""
         design = self.design
         p, f = design.n_coefficients, design.n_coefficients - design.bias
-        if n <= p:
-            raise ValueError(f"least squares: {n} rows for {p} coefficients; it needs more rows than coefficients")
+        if self._nobs <= p:
+            weighted = " of positive weight" if self._weighted_fit else ""
+            raise ValueError(f"least squares: {self._nobs} rows{weighted} for {p} coefficients; it needs more rows "
+                             "than coefficients")
         a, _ = self._system(n, mean, comoment)
         diag = np.diag(a).copy()
         # Constant columns: spread at the rounding level of their values (with an intercept they are aliased with
@@ -509,7 +557,9 @@ class LeastSquaresSolver:
         sse = np.diag(comoment)[f:] - np.einsum("km,km->m", b[k], coef) if design.bias else \
             (np.diag(comoment)[f:] + n * mean[f:] ** 2) - np.einsum("km,km->m", b[k], coef)
         self._announce_aliased(keep, n)
-        return _Solution(n, mean, comoment, keep, chol, unit, beta, np.maximum(sse, 0.0), condition)
+        solution = _Solution(n, mean, comoment, keep, chol, unit, beta, np.maximum(sse, 0.0), condition)
+        self._observations(solution)
+        return solution
 
     def _announce_aliased(self, keep: np.ndarray, n: int) -> None:
         aliased = [name for name, kept in zip(self.design.names, keep, strict=True) if not kept]
@@ -592,8 +642,8 @@ class LeastSquaresSolver:
             scale = np.outer(d, d).astype(ld)
             rs = self._residual_scale().astype(ld)
             bread = to_raw @ (half @ half.T)
-            dof = s.n - int(keep.sum())
-            for name, meat, factor in (("HC0", 0, 1.0), ("HC1", 0, s.n / dof if dof > 0 else math.nan),
+            dof = s.rows - int(keep.sum())
+            for name, meat, factor in (("HC0", 0, 1.0), ("HC1", 0, s.rows / dof if dof > 0 else math.nan),
                                        ("HC2", 1, 1.0), ("HC3", 2, 1.0)):
                 out[name] = np.stack([(bread @ (s.meats[meat, t].astype(ld) * scale * rs[t] ** 2) @ bread.T)
                                       * ld(factor) for t in range(self.design.n_outputs)])
@@ -626,8 +676,9 @@ class LeastSquaresSolver:
                       if key in cov} or None
             out[name] = regression_statistics(
                 names=self.design.names, coef=coef[:, t], keep=s.keep, unscaled_cov=cov["unscaled"],
-                sse=float(sse[t]), tss=float(tss[t]), n=s.n, bias=self.design.bias, robust=robust,
-                condition_number=condition, constant=constant)
+                sse=float(sse[t]), tss=float(tss[t]), n=s.rows, bias=self.design.bias, robust=robust,
+                condition_number=condition, constant=constant,
+                log_weights=s.log_weights if s.weighted else None)
         assert len(out) == m
         return out
 
@@ -761,16 +812,16 @@ def run_passes(solver: LeastSquaresSolver, batches: Callable[[], Iterable[tuple[
     """Drive ``solver`` over ``batches()`` (a fresh iterator per pass) until it is done."""
     device = None
     while not solver.done:
-        for x, y in batches():
+        for x, y, *w in batches():  # (x, y) or, weighted, (x, y, w)
             device = x.device
-            solver.update(x, y)
+            solver.update(x, y, *w)
         solver.end_pass(gather, device)
     return solver
 
 
 def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | None = None,
                   max_refinements: int = 6, chunk_rows: int = 1 << 16, *, names: list[str] | None = None,
-                  robust: bool = False) -> LeastSquaresResult:
+                  robust: bool = False, weights: Any = None) -> LeastSquaresResult:
     """The least-squares fit ``y ≈ features(x) @ weight.T + bias``, exact to float64, over arrays.
 
     The same passes as :class:`~lr_lightning.exact.least_squares_module.LeastSquaresModule` runs under the Trainer,
@@ -790,6 +841,10 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
             powers are named ``x1^2``. The targets are named after ``y``'s columns (a DataFrame) or name (a Series),
             else ``y`` (``y0``, ``y1``, … for several); ``.statistics`` is keyed by them.
         robust: also compute HC0-HC3 standard errors (``.statistics``).
+        weights: ``(n_samples,)`` weights >= 0: weighted least squares, with statsmodels' ``WLS`` statistics
+            (:func:`check_weights` says what is refused). Rows of weight 0 take no part: they are left out of ``n``
+            and the degrees of freedom, as R's ``lm`` does (statsmodels keeps them in ``nobs``, and its
+            log-likelihood is then -inf).
 
     Returns:
         ``(weight, bias)`` as a :class:`LeastSquaresResult`, which also carries ``rank``, ``n_coefficients``,
@@ -816,6 +871,8 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     y = _columns(y, "y")
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}; they must match row for row")
+    if weights is not None:
+        weights = check_weights(weights, len(x))
     centre = scale = None
     lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
     with np.errstate(over="ignore"):
@@ -839,7 +896,10 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
 
     def batches() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(0, len(x), chunk_rows):
-            yield chunk(x, i), chunk(y, i)
+            if weights is None:
+                yield chunk(x, i), chunk(y, i)
+            else:
+                yield chunk(x, i), chunk(y, i), chunk(weights, i)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RankDeficientWarning)
@@ -853,6 +913,34 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     aliased = tuple(n for n, kept in zip(design.names, keep, strict=True) if not kept)
     return LeastSquaresResult(weight, intercept, int(keep.sum()), design.n_coefficients, aliased,
                               solver.statistics())
+
+
+def check_weights(weights: Any, n: int, what: str = "weights") -> np.ndarray:
+    """``weights`` as an ``(n, 1)`` float64 array, or a one-line ValueError naming ``what`` and the first bad row:
+    not ``n`` numbers, a negative or non-finite weight, or every weight zero.
+
+    >>> check_weights([1, 0, 2], 3).ravel().tolist()
+    [1.0, 0.0, 2.0]
+    >>> check_weights([1, -1], 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: weights: row 1 has weight -1.0; weights must be finite and >= 0
+    """
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: not numbers") from None
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"{what}: {w.shape[0] if w.ndim else 1} values for {n} rows; give one weight per row")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"{what}: row {row} has weight {w[row]}; weights must be finite and >= 0")
+    if not (w > 0).any():
+        raise ValueError(f"{what}: every weight is zero; nothing to fit")
+    return np.ascontiguousarray(w[:, None])
 
 
 def fit_statistics(x: Any, y: Any, weight: np.ndarray, bias: np.ndarray | None,

@@ -20,7 +20,8 @@ KEYS = ("names", "coef", "stderr", "t", "p", "ci95", "n", "df_model", "df_resid"
 
 def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarray, unscaled_cov: np.ndarray,
                           sse: float, tss: float, n: int, bias: bool, robust: dict[str, np.ndarray] | None = None,
-                          condition_number: float = math.nan, constant: bool | None = None) -> dict[str, Any]:
+                          condition_number: float = math.nan, constant: bool | None = None,
+                          log_weights: float | None = None) -> dict[str, Any]:
     """One target's table. Aliased coefficients (``keep`` False) are None in every per-coefficient list.
 
     Args:
@@ -37,6 +38,9 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
             out, as statsmodels reports them (R's ``lm(y ~ 0 + X)`` goes by the formula and stays uncentred).
         robust: ``{"HC0": (p_k, p_k), …}`` sandwich covariances over the kept coefficients.
         condition_number: statsmodels' ``sqrt(λmax/λmin)`` of XᵀX (the intercept's column included).
+        log_weights: weighted least squares: ``Σ log w`` over the ``n`` rows of positive weight (``sse`` and ``tss``
+            are then weighted sums, ``n`` counts those rows). The log-likelihood is statsmodels' ``WLS.loglike``,
+            the OLS one plus ``Σ log w / 2``, and the dict gets ``"weighted": True``.
     """
     constant = bias if constant is None else bool(constant)
     rank = int(keep.sum())
@@ -59,6 +63,8 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
         f_stat = float(((tss - sse) / df_model) / (sse / df_resid))
     f_pvalue = float(stats.f.sf(f_stat, df_model, df_resid)) if not math.isnan(f_stat) else math.nan
     llf = -n / 2 * (math.log(2 * math.pi) + (math.log(sse / n) if sse > 0 else -math.inf) + 1)
+    if log_weights is not None:
+        llf += log_weights / 2
     out: dict[str, Any] = {
         "names": list(names),
         "coef": _spread(kept_coef, keep),
@@ -81,6 +87,8 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
         "condition_number": float(condition_number),
         "rank": rank,
     }
+    if log_weights is not None:
+        out["weighted"] = True
     if robust is not None:
         out["stderr_hc"] = {key: _spread(np.sqrt(np.maximum(np.diag(cov), 0.0)).astype(np.float64), keep)
                             for key, cov in robust.items()}
@@ -120,7 +128,8 @@ def format_table(s: dict[str, Any], target: str = "y") -> str:
     """
     width = max(12, *(len(n) for n in s["names"]))
     rule = "-" * (width + 72)
-    lines = [f"{target:<{width}} {'coef':>11} {'std err':>11} {'t':>10} {'P>|t|':>11} {'[0.025':>11} "
+    header = ["Weighted least squares (WLS)"] if s.get("weighted") else []
+    lines = header + [f"{target:<{width}} {'coef':>11} {'std err':>11} {'t':>10} {'P>|t|':>11} {'[0.025':>11} "
              f"{'0.975]':>10}", rule]
     for i, name in enumerate(s["names"]):
         ci = s["ci95"][i] or (None, None)
