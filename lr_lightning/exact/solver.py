@@ -53,6 +53,7 @@ from lr_lightning.core.basis import (
     scaling,
 )
 from lr_lightning.core.features import FeatureMap
+from lr_lightning.core.weighting import check_weights
 from lr_lightning.exact import compensated as dd
 from lr_lightning.exact.moments import CoMoments, PairwiseSum, merge_in_order
 
@@ -913,34 +914,6 @@ def least_squares(x: Any, y: Any, bias: bool = True, polynomial_degree: int | No
     aliased = tuple(n for n, kept in zip(design.names, keep, strict=True) if not kept)
     return LeastSquaresResult(weight, intercept, int(keep.sum()), design.n_coefficients, aliased,
                               solver.statistics())
-
-
-def check_weights(weights: Any, n: int, what: str = "weights") -> np.ndarray:
-    """``weights`` as an ``(n, 1)`` float64 array, or a one-line ValueError naming ``what`` and the first bad row:
-    not ``n`` numbers, a negative or non-finite weight, or every weight zero.
-
-    >>> check_weights([1, 0, 2], 3).ravel().tolist()
-    [1.0, 0.0, 2.0]
-    >>> check_weights([1, -1], 2)
-    Traceback (most recent call last):
-    ...
-    ValueError: weights: row 1 has weight -1.0; weights must be finite and >= 0
-    """
-    try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what}: not numbers") from None
-    if w.ndim == 2 and w.shape[1] == 1:
-        w = w[:, 0]
-    if w.shape != (n,):
-        raise ValueError(f"{what}: {w.shape[0] if w.ndim else 1} values for {n} rows; give one weight per row")
-    bad = ~np.isfinite(w) | (w < 0)
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise ValueError(f"{what}: row {row} has weight {w[row]}; weights must be finite and >= 0")
-    if not (w > 0).any():
-        raise ValueError(f"{what}: every weight is zero; nothing to fit")
-    return np.ascontiguousarray(w[:, None])
 
 
 def fit_statistics(x: Any, y: Any, weight: np.ndarray, bias: np.ndarray | None,

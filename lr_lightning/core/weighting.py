@@ -1,0 +1,73 @@
+"""Row weights: weighted least squares' ``w`` column, checked once (:func:`check_weights`) and used by the SGD
+module's loss (:func:`weighted_loss`): the weighted mean ``Σ w·loss / Σ w`` of the per-row loss, which for the MSE is
+the objective weighted least squares minimizes, so ``RegressionModule`` and the exact ``LeastSquaresModule`` fit the
+same model on the same column.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def check_weights(weights: Any, n: int, what: str = "weights") -> np.ndarray:
+    """``weights`` as an ``(n, 1)`` float64 array, or a one-line ValueError naming ``what`` and the first bad row:
+    not ``n`` numbers, a negative or non-finite weight, or every weight zero.
+
+    >>> check_weights([1, 0, 2], 3).ravel().tolist()
+    [1.0, 0.0, 2.0]
+    >>> check_weights([1, -1], 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: weights: row 1 has weight -1.0; weights must be finite and >= 0
+    """
+    if isinstance(weights, torch.Tensor):
+        weights = weights.detach().cpu().double().numpy()
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: not numbers") from None
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"{what}: {w.shape[0] if w.ndim else 1} values for {n} rows; give one weight per row")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"{what}: row {row} has weight {w[row]}; weights must be finite and >= 0")
+    if not (w > 0).any():
+        raise ValueError(f"{what}: every weight is zero; nothing to fit")
+    return np.ascontiguousarray(w[:, None])
+
+
+def elementwise(loss_fn: Any) -> Any:
+    """A copy of ``loss_fn`` that returns the per-element loss: ``reduction="none"`` (every ``torch.nn`` loss has
+    that attribute). A loss without one cannot be weighted: a ValueError says so.
+
+    >>> elementwise(torch.nn.MSELoss())(torch.zeros(2, 1), torch.ones(2, 1)).shape
+    torch.Size([2, 1])
+    """
+    if not hasattr(loss_fn, "reduction"):
+        raise ValueError(f"weights: the loss {type(loss_fn).__name__} has no 'reduction'; a weighted fit needs the "
+                         "per-row loss (a torch.nn loss, or one with reduction='none' support)")
+    per_element = copy.copy(loss_fn)
+    per_element.reduction = "none"
+    return per_element
+
+
+def weighted_loss(per_element: Any, preds: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``Σ_i w_i Σ_j loss_ij / (m Σ_i w_i)`` over a batch's rows ``i`` and ``m`` outputs ``j``: the plain mean when
+    every weight is 1. ``per_element``: :func:`elementwise`'s copy of the loss.
+
+    >>> mse = elementwise(torch.nn.MSELoss())
+    >>> weighted_loss(mse, torch.zeros(2, 1), torch.tensor([[1.0], [3.0]]), torch.tensor([[3.0], [1.0]])).item()
+    3.0
+    """
+    loss = per_element(preds, y)
+    return (w * loss).sum() / (w.sum() * loss.shape[-1] if loss.ndim > 1 else w.sum())
+
+
+__all__ = ["check_weights", "elementwise", "weighted_loss"]
