@@ -24,7 +24,7 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.regression import R2Score
 
-from lr_lightning.core import checks
+from lr_lightning.core import checks, weighting
 from lr_lightning.core.checkpoints import build_model, class_path, factory_recipe, model_spec
 from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.quiet import quiet_lightning
@@ -194,7 +194,7 @@ class RegressionModule(L.LightningModule):
                                                                                 torch.Tensor]:
         """The step shared by train, val and test: ``(loss, preds, targets)`` on a batch in model units; with
         ``original_units``, predictions and targets (and so the loss) are mapped back to the data's units first."""
-        x, y = batch
+        x, y, *w = batch  # (x, y), or (x, y, w) with a weight column: the loss is then weighted
         preds = self.model(x)
         if preds.shape != y.shape:
             # (B, 1) against (B,) would broadcast to (B, B) in the loss and train the wrong model without a word.
@@ -206,7 +206,7 @@ class RegressionModule(L.LightningModule):
             # Under DDP the last global batch of an epoch may leave a rank nothing (fewer samples than ranks). It
             # still takes part in the step's gradient all-reduce, with a zero loss and zero gradients.
             return preds.sum() * 0.0, preds, y
-        return self.loss_fn(preds, y), preds, y
+        return weighting.step_loss(self.loss_fn, preds, y, w), preds, y
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)

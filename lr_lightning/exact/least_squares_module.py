@@ -170,12 +170,12 @@ class LeastSquaresModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------ passes
     def training_step(self, batch: Batch, batch_idx: int) -> None:
-        x, y = batch
+        x, y, *w = batch  # (x, y), or (x, y, w) from a data module with weights: weighted least squares
         if y.ndim == 1:
             raise ValueError(f"targets must be (n_samples, n_outputs), got shape {tuple(y.shape)}")
         # In float64 whatever the Trainer's precision: a "-mixed" precision's autocast must not touch the sums.
         with torch.autocast(x.device.type, enabled=False):
-            self.solver.update(x, y)
+            self.solver.update(x, y, *w)
         if batch_idx + 1 == self.trainer.num_training_batches:
             # The pass ends here, before this epoch's validation: a finished fit is validated at once.
             self._end_pass()

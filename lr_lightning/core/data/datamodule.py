@@ -41,6 +41,7 @@ from lr_lightning.core.data.inputs import (
 from lr_lightning.core.data.loaders import Batch, BlockBatches, TensorBatches, stable_sgd_lr
 from lr_lightning.core.data.tables import ArrayTable, Ranges, Table
 from lr_lightning.core.features import FeatureMap, Moments
+from lr_lightning.core.weighting import check_weights
 
 CHUNK_ROWS = 1 << 16  # rows per read in streaming passes
 BLOCK_ROWS = 1 << 16  # rows per block of a .npy table
@@ -94,6 +95,10 @@ class RegressionDataModule(L.LightningDataModule):
         dtype: float32 or float64 (default: float64 for float64 arrays and files, else float32).
         feature_names: names of the input columns (default: the data's, or x0, x1, ...).
         target_names: names of the target columns (default: the data's, or y).
+        weights: row weights for weighted least squares (:mod:`lr_lightning.core.weighting`): one number >= 0 per
+            row (an array), or, for a table (a file's sources), the name of one of its columns, which is then no
+            feature. Batches are then ``(x, y, w)`` with ``w`` ``(B, 1)`` in the batch's dtype; predictions need no
+            weights. In memory only (a streamed table: ``in_memory=True``).
     """
 
     def __init__(
@@ -113,11 +118,12 @@ class RegressionDataModule(L.LightningDataModule):
         dtype: torch.dtype | str | None = None,
         feature_names: list[str] | None = None,
         target_names: list[str] | None = None,
+        weights: Any = None,
     ) -> None:
         # Not super().__init__(): save_hyperparameters(dict) compares the dict with the arguments of every __init__
         # that calls super() on the way (the data x and y here, arrays that cannot be compared with a dict).
         L.LightningDataModule.__init__(self)
-        args = {k: v for k, v in locals().items() if k not in ("self", "x", "y")}  # the hyperparameters
+        args = {k: v for k, v in locals().items() if k not in ("self", "x", "y", "weights")}  # the hyperparameters
         tensors = None
         if isinstance(x, Table):
             if y is not None:
@@ -127,7 +133,20 @@ class RegressionDataModule(L.LightningDataModule):
             if y is None:
                 raise ValueError("y: missing; pass the targets beside x (or a Table as x)")
             table, served, tensors = self._array_table(x, y, serving_dtype(torch_dtype(dtype), x, y))
+        column = None
+        if isinstance(weights, str):
+            table, weights, column = *_take_column(table, weights), weights
+            tensors = None
+        self.weights = None if weights is None else check_weights(weights, table.n_rows, column or "weights")
+        self.weights_column = column
+        if tensors is not None and self.weights is not None:
+            tensors = (*tensors, torch.from_numpy(self.weights).to(served))
         self._configure(table, served, args, tensors)
+        if weights is not None:
+            if table.streamed:
+                raise ValueError(f"{getattr(table, 'path', 'data')}: weights need the data in memory; load it with "
+                                 "in_memory=True (fit.py: --data.in_memory true)")
+            self.save_hyperparameters({**self.hparams, "weights": column if column else "array"})
 
     @staticmethod
     def _array_table(x: Any, y: Any, dtype: torch.dtype) -> tuple[Table, torch.dtype, Batch | None]:
@@ -251,7 +270,8 @@ class RegressionDataModule(L.LightningDataModule):
         if dtype == self.dtype and self._rows is not None:
             return self._rows
         x, y = self.table.read_range(0, self.n_samples)
-        return torch.from_numpy(np.ascontiguousarray(x)).to(dtype), torch.from_numpy(np.ascontiguousarray(y)).to(dtype)
+        rows = torch.from_numpy(np.ascontiguousarray(x)).to(dtype), torch.from_numpy(np.ascontiguousarray(y)).to(dtype)
+        return rows if self.weights is None else (*rows, torch.from_numpy(self.weights).to(dtype))
 
     # ---- the hand-off to the module
     def module_inputs(self) -> dict[str, Any]:
@@ -266,9 +286,9 @@ class RegressionDataModule(L.LightningDataModule):
                 "output_names": list(self.target_names), "weights_dtype": str(self.dtype).removeprefix("torch.")}
 
     def raw_split(self, name: str, dtype: torch.dtype | None = None, ordered: bool = False) -> Batch:
-        """``(x, y)`` of split ``name`` (``"train"``, ``"val"``, ``"test"``) before any feature map, as tensors of
-        ``dtype`` (default :attr:`dtype`; a wider one serves the table's own numbers); in memory only (a streamed
-        table is never wholly read).
+        """``(x, y)`` (with weights: ``(x, y, w)``) of split ``name`` (``"train"``, ``"val"``, ``"test"``) before any
+        feature map, as tensors of ``dtype`` (default :attr:`dtype`; a wider one serves the table's own numbers); in
+        memory only (a streamed table is never wholly read).
 
         ``ordered`` keeps each split's rows in memory order (for sums, which no order changes): with no validation
         or test split that is the data as given, with no copy at all."""
@@ -292,7 +312,8 @@ class RegressionDataModule(L.LightningDataModule):
             self.setup()
             fm, raw = self.feature_map, {k: self.raw_split(k) for k in ("train", "val", "test")}
             self._splits = raw if fm is None else {k: (fm.features(x.double()).to(x.dtype),
-                                                       fm.targets(y.double()).to(y.dtype)) for k, (x, y) in raw.items()}
+                                                       fm.targets(y.double()).to(y.dtype), *w)
+                                                   for k, (x, y, *w) in raw.items()}
         return self._splits
 
     # ---- Lightning hooks
@@ -301,23 +322,26 @@ class RegressionDataModule(L.LightningDataModule):
             self._setup_streamed()
         elif self.feature_map is None and (self.standardize or self.polynomial_degree):
             # Statistics from the training rows only, as training sees them: validation and test rows must not leak.
-            self.feature_map = FeatureMap.fit(*self.raw_split("train"), polynomial_degree=self.polynomial_degree,
+            # Unweighted with weights too: the map only conditions the problem; the fit is mapped back exactly.
+            self.feature_map = FeatureMap.fit(*self.raw_split("train")[:2], polynomial_degree=self.polynomial_degree,
                                               standardize=self.standardize, bias=self.bias)
 
-    def _split_rows(self, x: torch.Tensor, y: torch.Tensor, ordered: bool) -> dict[str, Batch]:
-        """The rows of ``x`` and ``y`` (every row, in row order) in each split: a seeded random permutation cut into
-        test, validation and training parts; ``ordered``: each part's rows in memory order."""
+    def _split_rows(self, *tensors: torch.Tensor, ordered: bool) -> dict[str, Batch]:
+        """The rows of ``x`` and ``y`` (and ``w``; every row, in row order) in each split: a seeded random permutation
+        cut into test, validation and training parts; ``ordered``: each part's rows in memory order."""
         a, b = self.n_test, self.n_test + self.n_val
         if ordered and not b:
-            empty = (x[:0], y[:0])
-            return {"test": empty, "val": empty, "train": (x, y)}
+            empty = tuple(t[:0] for t in tensors)
+            return {"test": empty, "val": empty, "train": tuple(tensors)}
         perm = torch.randperm(self.n_samples, generator=torch.Generator().manual_seed(self.seed))
         if ordered:
             parts = {"test": perm[:a], "val": perm[a:b], "train": perm[b:]}
-            return {k: (x[rows], y[rows]) for k, rows in ((k, idx.sort().values) for k, idx in parts.items())}
+            return {k: tuple(t[rows] for t in tensors) for k, rows in ((k, idx.sort().values)
+                                                                        for k, idx in parts.items())}
         # Shuffle once and cut: the splits are views of one permuted copy, not three gathers.
-        x, y = x[perm], y[perm]
-        return {"test": (x[:a], y[:a]), "val": (x[a:b], y[a:b]), "train": (x[b:], y[b:])}
+        tensors = tuple(t[perm] for t in tensors)
+        return {k: tuple(t[lo:hi] for t in tensors) for k, (lo, hi) in
+                (("test", (0, a)), ("val", (a, b)), ("train", (b, None)))}
 
     def _setup_streamed(self) -> None:
         if self.ranges:
@@ -391,7 +415,7 @@ class RegressionDataModule(L.LightningDataModule):
         if split == "predict":  # raw, in row order: predictions line up with the input file
             if self.table.streamed:
                 return BlockBatches(self.table, [(0, self.n_samples)], batch_size, dtype=dtype)
-            return TensorBatches(*self._read_all(dtype), batch_size)
+            return TensorBatches(*self._read_all(dtype)[:2], batch_size)  # predictions need no weights
         if self.table.streamed:
             return BlockBatches(self.table, self.ranges[split], batch_size, shuffle, self.seed, drop_last,
                                 rank=self.rank, world_size=self.world_size, dtype=dtype,
@@ -406,8 +430,8 @@ class RegressionDataModule(L.LightningDataModule):
         if device is not None and device.type != "cpu":
             cache = self._splits if mapped and dtype == self.dtype else self._unmapped.get((dtype, ordered), {})
             rows = cache[split] = tuple(t.to(device) for t in rows)
-        return TensorBatches(*rows, batch_size, shuffle, self.seed, drop_last, rank=self.rank,
-                             world_size=self.world_size)
+        return TensorBatches(rows[0], rows[1], batch_size, shuffle, self.seed, drop_last, rank=self.rank,
+                             world_size=self.world_size, weights=rows[2] if len(rows) > 2 else None)
 
     def _module_loader(self, split: str) -> Any:
         """What the module being run builds for ``split`` with its ``dataloader_for``, if it has one; else None."""
@@ -459,6 +483,28 @@ class RegressionDataModule(L.LightningDataModule):
         if isinstance(batch, tuple) and all(isinstance(t, torch.Tensor) for t in batch):
             return tuple(t.to(device, non_blocking=True) for t in batch)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+
+def _take_column(table: Table, name: str) -> tuple[ArrayTable, np.ndarray]:
+    """``table`` without its input column ``name``, and that column (float64): a weight column is no feature."""
+    where = getattr(table, "path", "data")
+    if table.streamed:
+        raise ValueError(f"{where}: weights={name!r} needs the data in memory; load it with in_memory=True "
+                         "(fit.py: --data.in_memory true)")
+    names = list(table.feature_names)
+    if name not in names:
+        raise ValueError(f"{where}: no weights column {name!r}; the feature columns are {', '.join(names)}")
+    if len(names) == 1:
+        raise ValueError(f"{where}: weights={name!r} is the only feature column; nothing would be left to fit on")
+    j = names.index(name)
+    x, y = table.read_range(0, table.n_rows)
+    x = np.asarray(x)
+    rest = ArrayTable(np.ascontiguousarray(np.delete(x, j, axis=1)), y, [n for n in names if n != name],
+                      list(table.target_names))
+    for attr in ("path",):  # error messages keep naming the file
+        if hasattr(table, attr):
+            setattr(rest, attr, getattr(table, attr))
+    return rest, np.array(x[:, j], dtype=np.float64)
 
 
 def load(table: Table) -> ArrayTable:

@@ -86,14 +86,18 @@ class TensorBatches:
     Under DDP (``world_size`` ranks) each rank serves its slice of every global batch of
     ``batch_size * world_size`` samples (:func:`rank_slices`): the ranks together see the same batches as one
     process with the global batch size, whatever the number of devices.
+
+    With ``weights`` (an ``(n, 1)`` tensor of row weights) the batches are ``(x, y, w)``, the weights sliced with
+    their rows.
     """
 
     batch_sampler = None
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, *, rank: int = 0, world_size: int = 1,
-                 sampler: EpochOrder | None = None) -> None:
+                 sampler: EpochOrder | None = None, weights: torch.Tensor | None = None) -> None:
         self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
+        self.weights = weights  # (n, 1) row weights: batches are then (x, y, w)
         self.rank, self.world_size = rank, world_size
         self.sampler = sampler if sampler is not None else EpochOrder(len(x), shuffle, seed)
         self._served, self._resume_at = 0, (-1, 0)  # (epoch, batches already trained on), from load_state_dict
@@ -103,7 +107,7 @@ class TensorBatches:
         return len(self.sampler) // g if self.drop_last else math.ceil(len(self.sampler) / g)
 
     def __iter__(self) -> Iterator[Batch]:
-        x, y = self.x, self.y
+        x, y, w = self.x, self.y, self.weights
         slices = rank_slices(len(self.sampler), self.batch_size, self.world_size, self.rank, self.drop_last)
         order = self.sampler.order()
         if order is not None:
@@ -116,9 +120,10 @@ class TensorBatches:
                 slices = list(zip(offsets[:-1], offsets[1:], strict=True))
             order = order.to(x.device)
             x, y = x.index_select(0, order), y.index_select(0, order)
+            w = w.index_select(0, order) if w is not None else None
         for a, b in slices[self._skip():]:
             self._served += 1
-            yield x[a:b], y[a:b]
+            yield (x[a:b], y[a:b]) if w is None else (x[a:b], y[a:b], w[a:b])
 
     def _skip(self) -> int:
         """Batches to skip at the start of this epoch. A resumed run skips the batches it already trained on, in
