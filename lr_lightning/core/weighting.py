@@ -7,6 +7,8 @@ same model on the same column.
 from __future__ import annotations
 
 import copy
+import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -70,4 +72,24 @@ def weighted_loss(per_element: Any, preds: torch.Tensor, y: torch.Tensor, w: tor
     return (w * loss).sum() / (w.sum() * loss.shape[-1] if loss.ndim > 1 else w.sum())
 
 
-__all__ = ["check_weights", "elementwise", "weighted_loss"]
+_PER_ELEMENT: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # loss -> its elementwise copy
+
+
+def step_loss(loss_fn: Any, preds: torch.Tensor, y: torch.Tensor, w: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+    """A step's loss: ``loss_fn(preds, y)`` for an ``(x, y)`` batch, :func:`weighted_loss` with ``w = [weights]``
+    (the rest of an ``(x, y, w)`` batch). The elementwise copy of ``loss_fn`` is made once per loss.
+
+    >>> mse = torch.nn.MSELoss()
+    >>> preds, y = torch.zeros(2, 1), torch.tensor([[1.0], [3.0]])
+    >>> step_loss(mse, preds, y).item(), step_loss(mse, preds, y, [torch.tensor([[3.0], [1.0]])]).item()
+    (5.0, 3.0)
+    """
+    if not w:
+        return loss_fn(preds, y)
+    per_element = _PER_ELEMENT.get(loss_fn)
+    if per_element is None:
+        per_element = _PER_ELEMENT[loss_fn] = elementwise(loss_fn)
+    return weighted_loss(per_element, preds, y, w[0].to(preds.dtype))
+
+
+__all__ = ["check_weights", "elementwise", "step_loss", "weighted_loss"]
