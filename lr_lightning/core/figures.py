@@ -52,7 +52,7 @@ def held_out(dm: Any, limit: int = MAX_POINTS) -> tuple[str, torch.Tensor, torch
         rows = np.concatenate([np.arange(a, b) for a, b in dm.ranges[split]])[:limit]
         x, y = (torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in dm.table.read(rows))
         return split, x, y
-    x, y = dm.raw_split(split)
+    x, y = dm.raw_split(split)[:2]  # a weight column, if any, is no input
     return split, x[:limit].cpu().double(), y[:limit].cpu().double()
 
 

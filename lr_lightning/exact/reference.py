@@ -27,10 +27,13 @@ def optimum(dm: Any) -> dict[str, Any] | None:
     columns (R's ``lm``: constant, or linear combinations of the columns before them) are left out of the fit and
     named in ``aliased``. Data that is not in memory is a ValueError (``raw_split`` says so).
     """
-    x, y = (t.numpy() for t in dm.raw_split("train"))  # views: the solver widens chunk by chunk
+    # Views: the solver widens chunk by chunk. With a weight column, the weighted fit and weighted MSEs (the
+    # weighted mean loss, as RegressionModule trains and logs it).
+    x, y, *w = (t.numpy() for t in dm.raw_split("train"))
     if len(x) <= dm.n_features + dm.bias:
         return None
-    fit = least_squares(x, y, bias=dm.bias, polynomial_degree=dm.polynomial_degree, names=dm.feature_names)
+    fit = least_squares(x, y, bias=dm.bias, polynomial_degree=dm.polynomial_degree, names=dm.feature_names,
+                        weights=w[0] if w else None)
     weight, bias = fit
     beta = np.concatenate([bias[None, :], weight.T]) if bias is not None else weight.T
     beta_dd = dd.from_float(torch.from_numpy(np.ascontiguousarray(beta)))
@@ -38,12 +41,13 @@ def optimum(dm: Any) -> dict[str, Any] | None:
     for name, n in (("train", dm.n_train), ("val", dm.n_val), ("test", dm.n_test)):
         if not n:
             continue
-        xs, ys = dm.raw_split(name)
-        sse = 0.0
+        xs, ys, *ws = dm.raw_split(name)
+        sse, mass = 0.0, float(ws[0].double().sum()) if ws else len(xs)
         for i in range(0, len(xs), CHUNK):
             r = residuals(raw_design(xs[i:i + CHUNK].double(), dm.polynomial_degree or 1), ys[i:i + CHUNK].double(),
                           beta_dd, dm.bias)
-            sse += float(((r[0] + r[1]) ** 2).sum())
-        mse[name] = sse / (len(xs) * ys.shape[1])
+            squares = (r[0] + r[1]) ** 2
+            sse += float((squares * ws[0][i:i + CHUNK].double() if ws else squares).sum())
+        mse[name] = sse / (mass * ys.shape[1])
     return {"weight": weight, "bias": bias, "mse": mse, "rank": fit.rank, "n_coefficients": fit.n_coefficients,
             "aliased": fit.aliased}
