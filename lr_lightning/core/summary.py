@@ -71,7 +71,8 @@ def print_summary(run: Any, seconds: float, before: list[float] | None, metrics:
     if w is not None and opt is not None:
         # The best linear fit on the same training rows: how far did training get?
         split = "val" if "val" in opt["mse"] else "train"
-        ours = metrics.get("val/mse", metrics.get("train/loss") if mse_loss else None)
+        weighted = mse_loss and getattr(dm, "weights", None) is not None  # val/loss: the weighted MSE, as the fit's
+        ours = metrics.get("val/loss" if weighted else "val/mse", metrics.get("train/loss") if mse_loss else None)
         if split == "train" and dm.feature_map is not None:
             ours = None  # train/loss is in standardized units then: no gap in original units to show
         equation = _equation(opt["weight"][0], opt["bias"][0] if opt["bias"] is not None else None, names)
