@@ -127,3 +127,31 @@ def test_least_squares_module_with_a_weight_column_matches_statsmodels() -> None
     keep = wt > 0
     fit = sm.WLS(yt[keep], sm.add_constant(xt[keep]), weights=wt[keep]).fit()
     _check(module.statistics["y"], fit, int(keep.sum()))
+
+
+def _csv(path, n: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x, y, w = _data(n, seed=6)
+    rows = [",".join(repr(float(c)) for c in (*r, v, t)) for r, v, t in zip(x, w, y, strict=True)]
+    path.write_text("a,b,c,w,y\n" + "\n".join(rows) + "\n")
+    return x, y, w
+
+
+def test_cli_exact_fit_with_a_weight_column(tmp_path) -> None:
+    import json
+
+    from lr_lightning.core.cli import fit_main
+
+    from ..conftest import one_error_line, run_main
+
+    x, y, w = _csv(tmp_path / "d.csv")
+    result = run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.weights", "w",
+                      "--data.val_fraction", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Weighted least squares (WLS)" in result.stdout
+    s = json.loads(next(tmp_path.glob("lightning_logs/*/statistics.json")).read_text())["y"]
+    keep = w > 0
+    fit = sm.WLS(y[keep], sm.add_constant(x[keep]), weights=w[keep]).fit()
+    assert s["weighted"] is True and s["names"] == ["intercept", "a", "b", "c"] and s["n"] == keep.sum()
+    assert _rel(s["stderr"], fit.bse) < 1e-8 and _rel(s["aic"], fit.aic) < 1e-8
+    bad = run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.weights", "v", cwd=tmp_path)
+    one_error_line(bad, "no weights column 'v'")
