@@ -80,3 +80,22 @@ def test_weighted_loss_is_the_weighted_mean_and_needs_a_reduction() -> None:
     assert step_loss(torch.nn.MSELoss(), preds, y, []).item() == pytest.approx(14 / 3)
     with pytest.raises(ValueError, match="has no 'reduction'"):
         elementwise(lambda p, t: (p - t).abs().mean())
+
+
+def test_parquet_and_npy_weight_columns_need_memory(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lr_lightning.core.data import NpyDataModule, ParquetDataModule
+
+    a = np.abs(np.random.default_rng(0).normal(size=(50, 4)))
+    pq.write_table(pa.table({"a": a[:, 0], "w": a[:, 1], "b": a[:, 2], "y": a[:, 3]}), tmp_path / "d.parquet")
+    dm = ParquetDataModule(tmp_path / "d.parquet", weights="w", in_memory=True, val_fraction=0.0)
+    assert dm.feature_names == ["a", "b"] and np.array_equal(dm.weights[:, 0], a[:, 1])
+    with pytest.raises(ValueError, match=r"d.parquet: weights='w' needs the data in memory; .*in_memory=True"):
+        ParquetDataModule(tmp_path / "d.parquet", weights="w")
+    np.save(tmp_path / "d.npy", a)
+    dm = NpyDataModule(tmp_path / "d.npy", weights="x1", in_memory=True, val_fraction=0.0)
+    assert dm.feature_names == ["x0", "x2"] and np.array_equal(dm.weights[:, 0], a[:, 1])
+    with pytest.raises(ValueError, match="needs the data in memory"):
+        NpyDataModule(tmp_path / "d.npy", weights="x1")
