@@ -100,3 +100,30 @@ def check_interval_spec(spec: Any, n_outputs: int, where: str) -> dict[str, Any]
     if not isinstance(spec.get("cov_type"), str):
         raise ValueError(f"{where}: its {CHECKPOINT_KEY} cov_type must be a string")
     return spec
+
+
+def checkpoint_interval(path: Any, n_inputs: int, n_outputs: int, flag: str = "--ckpt") -> dict[str, Any]:
+    """The interval spec a checkpoint carries under :data:`CHECKPOINT_KEY` (an exact least-squares fit's), checked:
+    ``covariance`` a finite float tensor (m, p, p) for ``p = bias + inputs · degree``, and what
+    :func:`check_interval_spec` checks. A checkpoint without one (a gradient-trained fit) is a one-line ValueError."""
+    import torch
+
+    from lr_lightning.core.checkpoints import read_checkpoint
+
+    where = f"{flag} {path}"
+    spec = read_checkpoint(path).get(CHECKPOINT_KEY)
+    if spec is None:
+        raise ValueError(f"{where}: holds no coefficient covariance, so no intervals (only an exact least-squares fit "
+                         "stores one: model lr_lightning.exact.LeastSquaresModule)")
+    spec = check_interval_spec(spec, n_outputs, where)
+    degree, bias, cov = spec.get("polynomial_degree"), spec.get("bias"), spec.get("covariance")
+    if not isinstance(bias, bool) or not (degree is None or (isinstance(degree, int) and not isinstance(degree, bool)
+                                                             and degree >= 1)):
+        raise ValueError(f"{where}: its {CHECKPOINT_KEY} bias must be true/false and polynomial_degree null or >= 1")
+    p = bias + n_inputs * (degree or 1)
+    if not (isinstance(cov, torch.Tensor) and cov.is_floating_point() and tuple(cov.shape) == (n_outputs, p, p)
+            and bool(torch.isfinite(cov).all())):
+        shape = tuple(cov.shape) if isinstance(cov, torch.Tensor) else type(cov).__name__
+        raise ValueError(f"{where}: its {CHECKPOINT_KEY} covariance must be finite numbers of shape "
+                         f"({n_outputs}, {p}, {p}), got {shape}")
+    return spec
