@@ -1,7 +1,7 @@
 """Confidence and prediction intervals from a fit's coefficient covariance, for ``predict.py`` and ``export.py``.
 
 A fit that knows the covariance ``C`` of its raw coefficients (intercept first, then each input's raw powers
-``x, x², …``; :mod:`lr_lightning.exact` stores one in its checkpoints under :data:`CHECKPOINT_KEY`) gives, for a raw
+``x, x², …``; the exact least-squares module stores one in its checkpoints under :data:`CHECKPOINT_KEY`) gives, for a raw
 row ``x`` with design row ``d``, the standard error of the predicted mean ``se = sqrt(d C dᵀ)``, and with the residual
 variance ``s²`` and residual degrees of freedom ``df``:
 
@@ -15,7 +15,7 @@ Plain data only, and numpy/scipy only at import: the ``--onnx`` path of ``predic
 >>> import numpy as np
 >>> b = bounds(np.array([[1.0]]), np.array([[0.5]]), [4.0], df=10, level=0.95, kind="prediction")
 >>> [round(float(v), 4) for v in (b["lower"][0, 0], b["upper"][0, 0])]
-[-3.5927, 5.5927]
+[-3.5934, 5.5934]
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def checkpoint_interval(path: Any, n_inputs: int, n_outputs: int, flag: str = "-
     spec = read_checkpoint(path).get(CHECKPOINT_KEY)
     if spec is None:
         raise ValueError(f"{where}: holds no coefficient covariance, so no intervals (only an exact least-squares fit "
-                         "stores one: model lr_lightning.exact.LeastSquaresModule)")
+                         "stores one: --model LeastSquaresModule)")
     spec = check_interval_spec(spec, n_outputs, where)
     degree, bias, cov = spec.get("polynomial_degree"), spec.get("bias"), spec.get("covariance")
     if not isinstance(bias, bool) or not (degree is None or (isinstance(degree, int) and not isinstance(degree, bool)

@@ -333,7 +333,7 @@ class LeastSquaresModule(L.LightningModule):
         ...           enable_model_summary=False).fit(module, datamodule=dm)
         >>> out = module.predict_interval(np.array([[5.0]]), level=0.95, kind="prediction")
         >>> [round(float(out[k][0, 0]), 3) for k in ("mean", "lower", "upper")]
-        [16.115, 14.578, 17.652]
+        [16.115, 14.566, 17.665]
         """
         check_level(level, kind)
         cov = self.coefficient_covariance(cov_type)
