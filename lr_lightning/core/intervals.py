@@ -1,7 +1,7 @@
 """Confidence and prediction intervals from a fit's coefficient covariance, for ``predict.py`` and ``export.py``.
 
 A fit that knows the covariance ``C`` of its raw coefficients (intercept first, then each input's raw powers
-``x, x², …``; the exact least-squares module stores one in its checkpoints under :data:`CHECKPOINT_KEY`) gives, for a raw
+``x, x², …``; the least-squares module stores one in its checkpoints under :data:`CHECKPOINT_KEY`) gives, for a raw
 row ``x`` with design row ``d``, the standard error of the predicted mean ``se = sqrt(d C dᵀ)``, and with the residual
 variance ``s²`` and residual degrees of freedom ``df``:
 
