@@ -59,6 +59,9 @@ def export_parser() -> Parser:
                    ".pt2")
     p.add_argument("--trust", type=str, nargs="+", action="extend", default=[], help="network classes of yours "
                    "(package.module.ClassName) that the checkpoint may rebuild, as for predict.py")
+    p.add_argument("--interval", action="store_true", help="(.onnx) a second graph output, stderr: each prediction's "
+                   "standard error of the mean, from the checkpoint's coefficient covariance (an exact least-squares "
+                   "fit's), with the residual variance and df in the metadata: predict.py --onnx --interval")
     return p
 
 
@@ -72,8 +75,15 @@ def export_main(argv: list[str] | None = None) -> int:
     try:
         check_out(out)  # before the checkpoint's seconds of loading
         trusted = [import_class(name, "--trust") for name in args.trust]
+        if args.interval and out.suffix != ".onnx":
+            raise UsageError(f"--interval applies to an .onnx --out (its second output is the stderr), not {out}")
         module, features, targets, aliased = load_checkpoint(Path(args.ckpt), trusted)
-        export(module, out, features=features, targets=targets, aliased=aliased)
+        interval = None
+        if args.interval:
+            from lr_lightning.core.intervals import checkpoint_interval
+
+            interval = checkpoint_interval(Path(args.ckpt), len(features), len(targets))
+        export(module, out, features=features, targets=targets, aliased=aliased, interval=interval)
     except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:
         message = str(e)
         print(f"error: {message if message.startswith('--') else '--out ' + message}", file=sys.stderr)
@@ -106,7 +116,8 @@ def check_out(out: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ exporting
 def export(module: RegressionModule, out: str | Path, *, features: list[str] | None = None,
-           targets: list[str] | None = None, aliased: list[str] | None = None) -> Path:
+           targets: list[str] | None = None, aliased: list[str] | None = None,
+           interval: dict[str, Any] | None = None) -> Path:
     """Write ``module`` (its feature map and network, ``module(x_raw)``) to ``out``: ``.onnx`` or ``.pt2``.
 
     The batch dimension is free and the dtype is the network's. Before ``out`` is written (atomically: a failed
@@ -119,6 +130,9 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
         targets: the outputs' names (default ``y``, or ``y0, y1, ...``).
         aliased: the columns a solver's fit left aliased (:func:`~lr_lightning.core.loading.load_checkpoint`),
             kept in the metadata so that ``predict.py --onnx`` warns as ``--ckpt`` does.
+        interval: (``.onnx`` only) a checkpoint's interval spec (:func:`~lr_lightning.core.intervals.
+            checkpoint_interval`): the graph gets a second output, ``stderr`` (rows, targets), the standard error of
+            each predicted mean, ``sqrt(d C dᵀ)``; the residual variance and df go into the metadata.
 
     Raises ValueError (one line) for a wrong suffix, a network ``torch.export`` cannot trace, or one with an op ONNX
     has no function for; FileNotFoundError when ``out``'s directory does not exist.
@@ -154,13 +168,23 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
             "dtype": str(dtype).removeprefix("torch."), "network": type(module.model).__name__,
             "feature_map": module.feature_map.spec if module.feature_map is not None else None,
             "aliased": list(aliased or [])}
-    program = _torch_export(module, example, out)
+    traced = module
+    if interval is not None:
+        if out.suffix != ".onnx":
+            raise ValueError(f"{out}: interval applies to an .onnx file")
+        meta["interval"] = {k: interval[k] for k in ("cov_type", "residual_variance", "df_resid",
+                                                     "polynomial_degree", "bias")}
+        traced = _WithStderr(module, interval)
+    program = _torch_export(traced, example, out)
     # Written beside `out` and renamed onto it (atomic): a failed export leaves no file, and no half of one.
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
     try:
         if out.suffix == ".onnx":
             _write_onnx(program, tmp, meta, out)
-            got = OnnxPredictor(tmp, what=str(out))(example.numpy())
+            predictor = OnnxPredictor(tmp, what=str(out))
+            got = predictor(example.numpy())
+            if interval is not None:
+                _check_same(predictor.with_stderr(example.numpy())[1], traced.stderr(example).numpy(), out)
         else:
             with _torch_quiet():
                 torch.export.save(program, tmp, extra_files={f"{METADATA_KEY}.json": json.dumps(meta)})
@@ -172,6 +196,28 @@ def export(module: RegressionModule, out: str | Path, *, features: list[str] | N
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _WithStderr(module: RegressionModule, interval: dict[str, Any]) -> torch.nn.Module:  # noqa: N802 - a class
+    """``module`` with a second output: the predicted means' standard errors, from the interval spec's covariance."""
+    import torch
+
+    from lr_lightning.core.intervals import mean_stderr
+
+    class WithStderr(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = module
+            dtype = next(module.parameters()).dtype
+            self.register_buffer("covariance", interval["covariance"].to(dtype))
+
+        def stderr(self, x: torch.Tensor) -> torch.Tensor:
+            return mean_stderr(x, self.covariance, interval["polynomial_degree"], interval["bias"])
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.module(x), self.stderr(x)
+
+    return WithStderr().eval()
 
 
 def _network_inputs(module: RegressionModule) -> int:
@@ -246,7 +292,8 @@ def _write_onnx(program: Any, path: Path, meta: dict[str, Any], out: Path) -> No
     network = meta["network"]
     try:
         with _torch_quiet():
-            onnx_program = torch.onnx.export(program, dynamo=True, input_names=["x"], output_names=["predictions"],
+            names = ["predictions", "stderr"] if "interval" in meta else ["predictions"]
+            onnx_program = torch.onnx.export(program, dynamo=True, input_names=["x"], output_names=names,
                                              verbose=False)
     except ImportError as e:  # onnx or onnxscript missing: the optional extra
         raise ValueError(f"{out}: ONNX export needs the export extra, pip install 'lr-lightning[export]' "
@@ -258,7 +305,8 @@ def _write_onnx(program: Any, path: Path, meta: dict[str, Any], out: Path) -> No
         raise ValueError(f"{out}: ONNX cannot express the network {network} ({_summary(e)})") from None
     # Both axes named: serving stacks show the batch axis by this name.
     graph = onnx_program.model.graph
-    for value, width in ((graph.inputs[0], len(meta["features"])), (graph.outputs[0], len(meta["targets"]))):
+    for value, width in ((graph.inputs[0], len(meta["features"])),
+                         *((output, len(meta["targets"])) for output in graph.outputs)):
         value.shape = type(value.shape)(["batch", width])
     onnx_program.model.metadata_props[METADATA_KEY] = json.dumps(meta)
     onnx_program.save(path)
@@ -350,6 +398,12 @@ class OnnxPredictor:
         self.dtype: str = meta["dtype"]
         self.feature_map: dict[str, Any] | None = meta["feature_map"]
         self.aliased: list[str] = meta["aliased"]
+        # An export with --interval: the residual variance, df and covariance kind beside a second output, stderr.
+        self.interval: dict[str, Any] | None = None
+        if meta.get("interval") is not None:
+            from lr_lightning.core.intervals import check_interval_spec
+
+            self.interval = check_interval_spec(meta["interval"], len(self.targets), f"{where}: metadata")
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 2 or inputs[0].shape[1] != len(self.features):
             shapes = ", ".join(str(tuple(i.shape)) for i in inputs)
@@ -357,14 +411,27 @@ class OnnxPredictor:
                              f"{', '.join(self.features)}; the graph takes {len(inputs)} ({shapes})")
         if ONNX_DTYPES.get(inputs[0].type) != self.dtype:
             raise ValueError(f"{where}: the graph's input is {inputs[0].type}, its metadata says {self.dtype}")
-        if len(outputs) != 1 or len(outputs[0].shape) != 2 or outputs[0].shape[1] != len(self.targets):
+        n_outputs = 2 if self.interval is not None else 1
+        if (len(outputs) != n_outputs or any(len(o.shape) != 2 or o.shape[1] != len(self.targets) for o in outputs)
+                or (self.interval is not None and outputs[1].name != "stderr")):
             raise ValueError(f"{where}: expected one output of shape (batch, {len(self.targets)}) for the targets "
-                             f"{', '.join(self.targets)}; the graph returns {len(outputs)}")
+                             f"{', '.join(self.targets)}{' and one named stderr' if self.interval else ''}; the "
+                             f"graph returns {len(outputs)}")
         self._input = inputs[0].name
         self._where = where
 
     def __call__(self, x: Any) -> np.ndarray:
         """Predictions ``(rows, targets)`` for raw inputs ``(rows, features)``, in the model's dtype."""
+        return self._run(x)[0]
+
+    def with_stderr(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(predictions, stderr)``, each ``(rows, targets)``: a file exported with ``interval`` only."""
+        if self.interval is None:
+            raise ValueError(f"{self._where}: has no stderr output (export it with export.py --interval)")
+        preds, se = self._run(x)
+        return preds, se
+
+    def _run(self, x: Any) -> list[np.ndarray]:
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != len(self.features):
             raise ValueError(f"{self._where}: expected inputs of shape (rows, {len(self.features)}), got {x.shape}")
@@ -373,7 +440,7 @@ class OnnxPredictor:
             row, col = (int(i) for i in bad[0])
             raise ValueError(f"{self._where}: input row {row + 1}, {self.features[col]!r}: {x[row, col]} is not a "
                              "finite number")
-        return self.session.run(None, {self._input: x})[0]
+        return self.session.run(None, {self._input: x})
 
 
 def load_pt2(path: str | Path, what: str | None = None) -> tuple[Callable[[torch.Tensor], torch.Tensor],

@@ -45,6 +45,11 @@ def predict_parser() -> Parser:
     p.add_argument("--trust", type=str, nargs="+", action="extend", default=[], help="network classes of yours "
                    "(package.module.ClassName) that the checkpoint may rebuild. Only this package's networks are "
                    "trusted otherwise; importing your module runs its code, so name only your own")
+    p.add_argument("--interval", type=float, help="a level such as 0.95: print lower_<target> and upper_<target> "
+                   "beside each prediction (a checkpoint of an exact least-squares fit, or an ONNX file exported with "
+                   "--interval)")
+    p.add_argument("--interval_kind", type=str, default="confidence", choices=["confidence", "prediction"],
+                   help="with --interval: of the mean (confidence) or of a new observation (prediction)")
     return p
 
 
@@ -58,6 +63,14 @@ def predict_main(argv: list[str] | None = None) -> int:
             raise UsageError("give the inputs either as --x values or as a --csv file")
         if args.no_header and args.csv is None:
             raise UsageError("--no_header applies to --csv (a CSV file without a header row)")
+        if args.interval is not None:
+            from lr_lightning.core.intervals import check_level
+
+            try:
+                check_level(args.interval)
+            except ValueError as e:
+                raise UsageError(f"--interval: {e}") from None
+        interval = None
         if args.onnx is not None:
             if args.trust:
                 raise UsageError("--trust applies to --ckpt (an ONNX file runs no code of yours)")
@@ -67,34 +80,68 @@ def predict_main(argv: list[str] | None = None) -> int:
             predictor = OnnxPredictor(args.onnx, what=f"--onnx {args.onnx}")
             features, targets, dtype = predictor.features, predictor.targets, predictor.dtype
             warn_if_rank_deficient(f"--onnx {args.onnx}", predictor.aliased)
+            if args.interval is not None and predictor.interval is None:
+                raise UsageError(f"--onnx {args.onnx}: has no stderr output, so no intervals (export it with "
+                                 "export.py --interval, from an exact least-squares fit's checkpoint)")
             x = _predict_inputs(args, features, dtype)
-            preds = predictor(x)
+            if args.interval is not None:
+                preds, se = predictor.with_stderr(x)
+                interval = _bounds(preds, se, predictor.interval, args)
+            else:
+                preds = predictor(x)
         else:
             quiet()
             trusted = [import_class(name, "--trust") for name in args.trust]
             module, features, targets = load_for_prediction(Path(args.ckpt), trusted)
+            spec = None
+            if args.interval is not None:
+                from lr_lightning.core.intervals import checkpoint_interval
+
+                spec = checkpoint_interval(Path(args.ckpt), len(features), len(targets))
             dtype = str(next(module.parameters()).dtype).removeprefix("torch.")
             x = _predict_inputs(args, features, dtype)
             preds = _predictions(module, x)
+            if spec is not None:
+                from lr_lightning.core.intervals import mean_stderr
+
+                se = mean_stderr(x, spec["covariance"].double().numpy(), spec["polynomial_degree"], spec["bias"])
+                interval = _bounds(preds, se, spec, args)
         refuse_non_finite(preds)
     except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for line in prediction_csv(features, targets, x, preds):
+    for line in prediction_csv(features, targets, x, preds, interval):
         print(line)
     return 0
 
 
-def prediction_csv(features: list[str], targets: list[str], x: Any, preds: Any) -> Iterator[str]:
+def _bounds(preds: Any, se: Any, spec: dict[str, Any], args: Namespace) -> tuple[Any, Any]:
+    """``(lower, upper)`` at ``--interval`` of ``--interval_kind``, from the means' standard errors and the stored
+    residual variance and df."""
+    from lr_lightning.core.intervals import bounds
+
+    b = bounds(preds, se, spec["residual_variance"], spec["df_resid"], args.interval, args.interval_kind)
+    return b["lower"], b["upper"]
+
+
+def prediction_csv(features: list[str], targets: list[str], x: Any, preds: Any,
+                   interval: tuple[Any, Any] | None = None) -> Iterator[str]:
     """predict.py's output, line by line: a header, then each row's inputs and predictions.
 
     The one formatting of predictions, shared by the checkpoint and the ONNX paths (so their outputs are the same
     text). ``preds``: a numpy array in the model's dtype; the inputs are printed in that dtype too (:func:`format_row`).
+    ``interval``: ``(lower, upper)`` arrays like ``preds``, printed as ``lower_<target>``, ``upper_<target>`` beside
+    each ``predicted_<target>``.
     """
     import numpy as np
 
-    yield ",".join(features + [f"predicted_{t}" for t in targets])
-    for row in np.hstack([np.asarray(x, dtype=preds.dtype), preds]):
+    columns, names = [preds[:, [j]] for j in range(preds.shape[1])], [f"predicted_{t}" for t in targets]
+    if interval is not None:
+        lower, upper = (np.asarray(a, dtype=preds.dtype) for a in interval)
+        columns = [c for j in range(preds.shape[1]) for c in (preds[:, [j]], lower[:, [j]], upper[:, [j]])]
+        names = [n for t in targets for n in (f"predicted_{t}", f"lower_{t}", f"upper_{t}")]
+    yield ",".join(features + names)
+    for row in np.hstack([np.asarray(x, dtype=preds.dtype), *columns]):
         yield format_row(row)
 
 

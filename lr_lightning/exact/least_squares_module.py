@@ -36,6 +36,7 @@ from lightning.pytorch.callbacks import Timer
 from torchmetrics import MetricCollection
 
 from lr_lightning.core.features import FeatureMap
+from lr_lightning.core.intervals import CHECKPOINT_KEY, bounds, check_level, mean_stderr
 from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.quiet import quiet_lightning
 from lr_lightning.core.regression_module import log_metrics, regression_metrics
@@ -282,6 +283,75 @@ class LeastSquaresModule(L.LightningModule):
             raise ValueError("coefficients(): the module has not been fitted (Trainer.fit(module, datamodule=dm))")
         return self.solver.coefficients()
 
+    def default_cov_type(self) -> str:
+        """The covariance intervals use unless told otherwise: ``"HC1"`` with ``robust=True`` (statsmodels'
+        ``cov_type="HC1"``, Stata's ``robust``), else ``"nonrobust"`` (the classic ``s² (XᵀX)⁻¹``)."""
+        return "HC1" if self.hparams.robust else "nonrobust"
+
+    def coefficient_covariance(self, cov_type: str | None = None) -> np.ndarray:
+        """``(n_outputs, p, p)`` float64 covariance of the raw coefficients (intercept first, then raw powers, the
+        order of ``statistics[target]["names"]``); an aliased coefficient's row and column are 0.
+
+        ``cov_type``: ``"nonrobust"`` (``s² (XᵀX)⁻¹``), or with ``robust=True`` ``"HC0"`` … ``"HC3"``; default
+        :meth:`default_cov_type`. The one place intervals take a covariance from: another kind (clustered) plugs in
+        here."""
+        if self.solver is None or not self.solver.done:
+            raise ValueError("coefficient_covariance(): the module has not been fitted (Trainer.fit(module, "
+                             "datamodule=dm))")
+        cov_type = cov_type or self.default_cov_type()
+        cov = self.solver.covariances()
+        keep = self.solver.solution.keep
+        p, m = len(keep), self.solver.design.n_outputs
+        if cov_type == "nonrobust":
+            kept = np.stack([cov["unscaled"].astype(np.float64) * v for v in self._residual_variances()])
+        elif cov_type in cov and cov_type != "unscaled":
+            kept = cov[cov_type].astype(np.float64)
+        else:
+            extra = "" if self.hparams.robust else " (HC0-HC3 need LeastSquaresModule(robust=True))"
+            raise ValueError(f"cov_type must be 'nonrobust'{' or HC0-HC3' if self.hparams.robust else ''}, got "
+                             f"{cov_type!r:.40}{extra}")
+        out = np.zeros((m, p, p))
+        out[np.ix_(range(m), keep, keep)] = kept
+        return out
+
+    def predict_interval(self, x: Any, level: float = 0.95, kind: str = "confidence",
+                         cov_type: str | None = None) -> dict[str, np.ndarray]:
+        """Predictions for raw rows ``x`` (n, k) with their interval: ``{"mean", "lower", "upper"}``, each an
+        (n, n_outputs) float64 numpy array, equal to statsmodels' ``get_prediction(x).summary_frame(alpha=1 - level)``
+        (``mean``; ``mean_ci_lower/upper`` for ``kind="confidence"``, ``obs_ci_lower/upper`` for
+        ``kind="prediction"``), t quantile on the residual degrees of freedom.
+
+        The confidence interval's standard error comes from :meth:`coefficient_covariance` (``cov_type``: with
+        ``robust=True`` HC1 unless told otherwise); the prediction interval adds the residual variance ``s²``.
+
+        >>> import lightning as L, numpy as np
+        >>> from lr_lightning import RegressionDataModule
+        >>> x = np.arange(20.0)[:, None]
+        >>> dm = RegressionDataModule(x, 3 * x[:, 0] + 1 + np.sin(x[:, 0]), val_fraction=0, dtype="float64")
+        >>> module = LeastSquaresModule()
+        >>> L.Trainer(max_epochs=10, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        ...           enable_model_summary=False).fit(module, datamodule=dm)
+        >>> out = module.predict_interval(np.array([[5.0]]), level=0.95, kind="prediction")
+        >>> [round(float(out[k][0, 0]), 3) for k in ("mean", "lower", "upper")]
+        [16.115, 14.566, 17.665]
+        """
+        check_level(level, kind)
+        cov = self.coefficient_covariance(cov_type)
+        x64 = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        if x64.ndim != 2 or x64.shape[1] != self.solver.design.n_inputs:
+            raise ValueError(f"predict_interval: x must be (rows, {self.solver.design.n_inputs}), got shape "
+                             f"{tuple(x64.shape)}")
+        with torch.no_grad():
+            mean = self(x64).numpy()
+        se = mean_stderr(x64.numpy(), cov, self.solver.design.polynomial_degree, self.hparams.bias)
+        return bounds(mean, se, self._residual_variances(), self._df_resid(), level, kind)
+
+    def _residual_variances(self) -> list[float]:
+        return [float(s["residual_sd"]) ** 2 for s in self.statistics.values()]
+
+    def _df_resid(self) -> int:
+        return int(next(iter(self.statistics.values()))["df_resid"])
+
     # ------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Saved as the RegressionModule it now is (a LinearRegression with the data's feature map), so that
@@ -297,6 +367,13 @@ class LeastSquaresModule(L.LightningModule):
         checkpoint["least_squares"] = {"bias": self.hparams.bias, "robust": self.hparams.robust,
                                        "solved": bool(self.solver is not None and self.solver.done),
                                        "statistics": self.statistics}
+        if self.solver is not None and self.solver.done and self._df_resid() > 0:
+            # What predict.py --interval and export.py --interval need, as plain data under a key of the core's
+            # (lr_lightning.core.intervals), so that they compute intervals without importing this package.
+            checkpoint[CHECKPOINT_KEY] = {
+                "covariance": torch.from_numpy(self.coefficient_covariance()), "cov_type": self.default_cov_type(),
+                "residual_variance": self._residual_variances(), "df_resid": self._df_resid(),
+                "polynomial_degree": self.solver.design.polynomial_degree, "bias": self.hparams.bias}
 
     @classmethod
     def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
