@@ -833,7 +833,8 @@ def make_logger(cfg: Namespace, version: int | str) -> Any:
 
     given = cfg.trainer.get("logger")
     if given is None:
-        return TensorBoardLogger(cfg.log_dir, name="", version=version)
+        # No placeholder hp_metric -1 at step 0: RegressionModule.on_fit_end logs the final one with the hparams.
+        return TensorBoardLogger(cfg.log_dir, name="", version=version, default_hp_metric=False)
     path = given if isinstance(given, str) else given["class_path"]
     module, _, name = (path if "." in path else f"lightning.pytorch.loggers.{path}").rpartition(".")
     try:
@@ -841,7 +842,7 @@ def make_logger(cfg: Namespace, version: int | str) -> Any:
     except (ImportError, AttributeError) as e:
         raise UsageError(f"--trainer.logger {path}: {e}") from None
     accepted = inspect.signature(cls).parameters
-    run = {"save_dir": cfg.log_dir, "name": "", "version": version}
+    run = {"save_dir": cfg.log_dir, "name": "", "version": version, "default_hp_metric": False}
     kwargs = {**{k: v for k, v in run.items() if k in accepted},
               **({} if isinstance(given, str) else dict(given.get("init_args") or {}))}
     try:
