@@ -74,7 +74,8 @@ def _free_port() -> int:
 
 def render_time_series(log_dir: Path, screenshot: Path | None = None, port: int | None = None) -> str:
     """The DOM of TensorBoard's Time Series page for ``log_dir``, rendered by headless Chromium (and its screenshot,
-    1280×900, to ``screenshot``). ``python -m tests.core.test_tensorboard OUT.png`` remakes docs/images/tensorboard.png."""
+    1280×900, to ``screenshot``). ``python -m tests.core.test_tensorboard OUT.png`` remakes
+    docs/images/tensorboard.png."""
     port = port or _free_port()
     board = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--port", str(port),
                               "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
