@@ -829,12 +829,11 @@ def make_logger(cfg: Namespace, version: int | str) -> Any:
     """``--trainer.logger`` (default: TensorBoard) writing into the run's folder, ``--log_dir``/version_N."""
     import inspect
 
-    from lightning.pytorch.loggers import TensorBoardLogger
-
     given = cfg.trainer.get("logger")
     if given is None:
-        # No placeholder hp_metric -1 at step 0: RegressionModule.on_fit_end logs the final one with the hparams.
-        return TensorBoardLogger(cfg.log_dir, name="", version=version, default_hp_metric=False)
+        from lr_lightning.core.runs import RunLogger  # no placeholder hp_metric, the loss cards first
+
+        return RunLogger(cfg.log_dir, name="", version=version)
     path = given if isinstance(given, str) else given["class_path"]
     module, _, name = (path if "." in path else f"lightning.pytorch.loggers.{path}").rpartition(".")
     try:
