@@ -116,9 +116,9 @@ class RegressionModule(L.LightningModule):
                    "loss": checks.canonical_loss(loss) if isinstance(loss, Mapping) else model_spec(self.loss_fn)}
         for key, part in (("model", self.model), ("loss", self.loss_fn)):
             if recipes[key] is None:
-                rank_zero_warn(f"cannot record how to rebuild the {key} {type(part).__qualname__}: give it as a "
-                               "recipe (class_path and init_args, as configs do); else pass "
-                               f"{key}= to load_from_checkpoint.")
+                rank_zero_warn(f"cannot record how to rebuild the {key} {type(part).__qualname__}: store its __init__ "
+                               "arguments as a dict self.init_args (or as same-name attributes), or give it as a "
+                               f"recipe (class_path and init_args); else pass {key}= to load_from_checkpoint.")
         optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
         self._factories = {"optimizer": checks.factory(optimizer, "optimizer", trusted),
                            "lr_scheduler": checks.factory(lr_scheduler, "lr_scheduler", trusted)}
