@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import warnings
 
-import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_lightning import RegressionModule
+
+from ..conftest import make_trainer
 
 
 class RecordingNet(nn.Module):
@@ -36,9 +37,10 @@ def test_recorded_init_args_rebuild_the_network_from_its_checkpoint(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no "cannot record how to rebuild" warning
         module = RegressionModule(RecordingNet(3, 5))
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0)
-    trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=16))
+    trainer = make_trainer(max_epochs=2, limit_val_batches=0)
+    with warnings.catch_warnings():  # Lightning's advice to add DataLoader workers: a test's 64 rows need none
+        warnings.filterwarnings("ignore", ".*does not have many workers")
+        trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=16))
     trainer.save_checkpoint(tmp_path / "net.ckpt")
     loaded = RegressionModule.load_from_checkpoint(tmp_path / "net.ckpt", trusted=[RecordingNet])
     assert type(loaded.model) is RecordingNet and loaded.model.init_args == {"n_in": 3, "width": 5}
