@@ -37,10 +37,11 @@ def test_recorded_init_args_rebuild_the_network_from_its_checkpoint(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no "cannot record how to rebuild" warning
         module = RegressionModule(RecordingNet(3, 5))
-    trainer = make_trainer(max_epochs=2, limit_val_batches=0)
+    trainer = make_trainer(max_epochs=2)
     with warnings.catch_warnings():  # Lightning's advice to add DataLoader workers: a test's 64 rows need none
         warnings.filterwarnings("ignore", ".*does not have many workers")
-        trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=16))
+        loader = DataLoader(TensorDataset(x, y), batch_size=16)
+        trainer.fit(module, loader, loader)
     trainer.save_checkpoint(tmp_path / "net.ckpt")
     loaded = RegressionModule.load_from_checkpoint(tmp_path / "net.ckpt", trusted=[RecordingNet])
     assert type(loaded.model) is RecordingNet and loaded.model.init_args == {"n_in": 3, "width": 5}
