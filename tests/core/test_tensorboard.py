@@ -76,7 +76,7 @@ def _free_port() -> int:
 
 def render_time_series(log_dir: Path, screenshot: Path | None = None, port: int | None = None) -> str:
     """The DOM of TensorBoard's Time Series page for ``log_dir``, rendered by headless Chromium (and its screenshot,
-    1280×1300, to ``screenshot``). ``python -m tests.core.test_tensorboard OUT.png`` remakes
+    1280×900, to ``screenshot``). ``python -m tests.core.test_tensorboard OUT.png`` remakes
     docs/images/tensorboard.png."""
     port = port or _free_port()
     board = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--port", str(port),
@@ -90,7 +90,7 @@ def render_time_series(log_dir: Path, screenshot: Path | None = None, port: int 
             except OSError:
                 time.sleep(0.5)
         common = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                  "--window-size=1280,1300", "--virtual-time-budget=15000"]
+                  "--window-size=1280,900", "--virtual-time-budget=15000"]
         if screenshot is not None:
             subprocess.run([*common, f"--screenshot={screenshot}", url], check=True, timeout=120,
                            capture_output=True, env={**os.environ, "HOME": str(log_dir)})
