@@ -29,15 +29,29 @@ def model_spec(model: nn.Module) -> dict[str, Any] | None:
     """How to rebuild ``model``: ``{"class_path": ..., "init_args": {...}}`` (LightningCLI's form), or ``None``.
 
     Lightning can only save a network's weights, not how to construct it (lightning#19906), so a checkpoint
-    of a module that takes a network could not be loaded without passing the network again. We recover the
-    init arguments the scikit-learn way, from attributes named like the ``__init__`` parameters, and keep
-    them only if a rebuild from them has exactly the same parameter shapes.
+    of a module that takes a network could not be loaded without passing the network again. We take the
+    init arguments the network recorded itself, a dict ``self.init_args`` (as ``save_hyperparameters`` records a
+    LightningModule's), else recover them the scikit-learn way, from attributes named like the ``__init__``
+    parameters; and keep them only if a rebuild from them has exactly the same parameter shapes.
+
+    >>> from torch import nn
+    >>> class Net(nn.Module):  # its arguments are not attributes of the same name: it records them
+    ...     def __init__(self, n_in: int, width: int = 8) -> None:
+    ...         super().__init__()
+    ...         self.init_args = {"n_in": n_in, "width": width}
+    ...         self.body = nn.Sequential(nn.Linear(n_in, width), nn.Tanh(), nn.Linear(width, 1))
+    >>> model_spec(Net(3, width=4))  # doctest: +ELLIPSIS
+    {'class_path': '...Net', 'init_args': {'n_in': 3, 'width': 4}}
     """
     cls = type(model)
     if "<locals>" in cls.__qualname__:
         return None  # a class defined inside a function cannot be imported again
+    recorded = getattr(model, "init_args", None)
     init_args: dict[str, Any] = {}
-    for name, p in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+    parameters = list(inspect.signature(cls.__init__).parameters.items())[1:]
+    if isinstance(recorded, dict) and all(isinstance(k, str) and _is_plain(v) for k, v in recorded.items()):
+        init_args, parameters = dict(recorded), []
+    for name, p in parameters:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         value = getattr(model, name, p.default)

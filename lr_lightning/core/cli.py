@@ -410,20 +410,20 @@ class Run:
                  resume: Path | None, reference: dict[str, Any] | None, created: bool = False) -> None:
         self.cfg, self.dm, self.module, self.trainer = cfg, dm, module, trainer
         self.resume, self.reference = resume, reference
+        self.resumed_at: tuple[int, int] | None = None  # --resume's checkpoint: (epoch from 0, step), for the summary
         self.created = created  # whether the run created --log_dir (given back with the run folder on bad input)
         self.solver = solvers.solver(cfg.get("solver", solvers.GRADIENT))  # None: training by gradient
 
     def fit(self, argv: list[str] | None) -> int:
-        import torch
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         from lr_lightning.core.callbacks import DivergenceError, SaveLast, StopOnSignal
         from lr_lightning.core.runs import Interrupted
-        from lr_lightning.core.summary import predict_one, print_summary
+        from lr_lightning.core.summary import example_input, predict_one, print_summary
 
         trainer, module, dm = self.trainer, self.module, self.dm
         solver = self.solver
-        before = predict_one(module, torch.tensor([[5.0]])) if dm.n_inputs == 1 and solver is None else None
+        before = predict_one(module, example_input(dm)) if dm.n_inputs == 1 and solver is None else None
         stop = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
         saver = next(c for c in trainer.callbacks if isinstance(c, SaveLast))
         stop.install()  # from here to the summary; during training it waits for the step in flight to end
@@ -553,7 +553,9 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     if trainer.is_global_zero:
         # The run, repeatable from its folder: fit.py --config lightning_logs/version_N/config.yaml
         parser.save(cfg, Path(logger.log_dir) / "config.yaml", overwrite=True, skip_validation=True)
-    return Run(cfg, dm, module, trainer, resume, reference, created)
+    run = Run(cfg, dm, module, trainer, resume, reference, created)
+    run.resumed_at = (checkpoint["epoch"], checkpoint["global_step"]) if checkpoint else None
+    return run
 
 
 def _check_steps_per_call(cfg: Namespace, module: RegressionModule, trainer: L.Trainer, dm: RegressionDataModule,
@@ -829,11 +831,11 @@ def make_logger(cfg: Namespace, version: int | str) -> Any:
     """``--trainer.logger`` (default: TensorBoard) writing into the run's folder, ``--log_dir``/version_N."""
     import inspect
 
-    from lightning.pytorch.loggers import TensorBoardLogger
-
     given = cfg.trainer.get("logger")
     if given is None:
-        return TensorBoardLogger(cfg.log_dir, name="", version=version)
+        from lr_lightning.core.runs import RunLogger  # no placeholder hp_metric, the loss cards first
+
+        return RunLogger(cfg.log_dir, name="", version=version)
     path = given if isinstance(given, str) else given["class_path"]
     module, _, name = (path if "." in path else f"lightning.pytorch.loggers.{path}").rpartition(".")
     try:
@@ -841,7 +843,7 @@ def make_logger(cfg: Namespace, version: int | str) -> Any:
     except (ImportError, AttributeError) as e:
         raise UsageError(f"--trainer.logger {path}: {e}") from None
     accepted = inspect.signature(cls).parameters
-    run = {"save_dir": cfg.log_dir, "name": "", "version": version}
+    run = {"save_dir": cfg.log_dir, "name": "", "version": version, "default_hp_metric": False}
     kwargs = {**{k: v for k, v in run.items() if k in accepted},
               **({} if isinstance(given, str) else dict(given.get("init_args") or {}))}
     try:

@@ -60,7 +60,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     run = {"validate": trainer.validate, "test": trainer.test, "predict": trainer.predict}[cfg.stage]
     if cfg.stage != "predict" and not (dm.n_val if cfg.stage == "validate" else dm.n_test):
         split = "val" if cfg.stage == "validate" else "test"
-        print(f"error: --stage {cfg.stage}: the data has no {split} split (--data.{split}_fraction)", file=sys.stderr)
+        print(f"error: --stage {cfg.stage}: the run's data has no {split} split; train with fit.py "
+              f"--data.{split}_fraction 0.2 to hold one out", file=sys.stderr)
         return 2
     results = run(module, datamodule=dm, ckpt_path=str(path), weights_only=True,
                   **({} if cfg.stage == "predict" else {"verbose": False}))

@@ -105,8 +105,47 @@ def _fit_panel(ax: Axes, module: L.LightningModule, x: np.ndarray, y: np.ndarray
     ax.legend()
 
 
+def train_loss_scale(module: L.LightningModule) -> float | None:
+    """The factor that puts ``train/loss`` (in the network's standardized units) into the data's units, as
+    ``val/loss`` is: 1 without a feature map, ``y_scale²`` for an MSE whose outputs share one scale, None where no
+    factor does it (a Huber loss, outputs of different scales).
+
+    >>> from lr_lightning import LinearRegression, RegressionModule
+    >>> train_loss_scale(RegressionModule(LinearRegression(1)))  # no feature map: the data's units already
+    1.0
+    """
+    feature_map = getattr(module, "feature_map", None)
+    if feature_map is None:
+        return 1.0
+    scales = set(feature_map.y_scale.tolist())
+    if isinstance(getattr(module, "loss_fn", None), torch.nn.MSELoss) and len(scales) == 1:
+        return scales.pop() ** 2
+    return None
 
 
+def _loss_panel(ax: Axes, history: Any, module: L.LightningModule) -> None:
+    """Both loss curves in the data's units on one axis named by the loss (MSELoss, HuberLoss, ...); a train/loss
+    that no factor converts gets its own axis, on the right, in standardized units."""
+    from matplotlib.ticker import MaxNLocator
+
+    name = type(getattr(module, "loss_fn", None)).__name__
+    scale = train_loss_scale(module)
+    right = ax.twinx() if scale is None else None
+    for key, points in history.epochs.items():
+        if not points:
+            continue
+        epochs, values = zip(*points, strict=True)
+        on = right if key == "train/loss" and right is not None else ax
+        factor = scale if key == "train/loss" and scale is not None else 1.0
+        color = "C0" if key == "train/loss" else "C1"
+        on.plot(epochs, [v * factor for v in values], marker="." if len(points) < 30 else None, color=color,
+                label=key + (" (standardized, right)" if on is right else ""))
+    ax.set(xlabel="epoch", ylabel=f"{name} (data units)", yscale="log", title="loss")
+    if right is not None:
+        right.set(ylabel=f"{name} (standardized units)", yscale="log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    lines = ax.get_lines() + (right.get_lines() if right is not None else [])
+    ax.legend(lines, [line.get_label() for line in lines])
 
 
 def save_png(path: str | Path, history: Any, module: L.LightningModule, dm: Any, title: str | None = None) -> Path:
@@ -114,18 +153,12 @@ def save_png(path: str | Path, history: Any, module: L.LightningModule, dm: Any,
     input column, else predicted against actual for the first output), as a PNG. Without a train/loss curve (the
     exact solver has none: it solves, it does not descend) the fit alone, under ``title``."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     descended = bool(history.epochs["train/loss"])
     fig = Figure(figsize=(11, 4.5) if descended else (6, 4.5), layout="constrained")
     curves, fit = fig.subplots(1, 2) if descended else (None, fig.subplots())
     if curves is not None:
-        for key, points in history.epochs.items():
-            if points:
-                curves.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None, label=key)
-        curves.set(xlabel="epoch", ylabel="MSE", yscale="log", title="loss")
-        curves.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-        curves.legend()
+        _loss_panel(curves, history, module)
     split, x, y = held_out(dm)
     if x.shape[1] == 1:
         _fit_panel(fit, module, x.numpy(), y.numpy(), (dm.feature_names[0], dm.target_names[0]))

@@ -18,6 +18,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
@@ -115,9 +116,9 @@ class RegressionModule(L.LightningModule):
                    "loss": checks.canonical_loss(loss) if isinstance(loss, Mapping) else model_spec(self.loss_fn)}
         for key, part in (("model", self.model), ("loss", self.loss_fn)):
             if recipes[key] is None:
-                rank_zero_warn(f"cannot record how to rebuild the {key} {type(part).__qualname__}: give it as a "
-                               "recipe (class_path and init_args, as configs do); else pass "
-                               f"{key}= to load_from_checkpoint.")
+                rank_zero_warn(f"cannot record how to rebuild the {key} {type(part).__qualname__}: store its __init__ "
+                               "arguments as a dict self.init_args (or as same-name attributes), or give it as a "
+                               f"recipe (class_path and init_args); else pass {key}= to load_from_checkpoint.")
         optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
         self._factories = {"optimizer": checks.factory(optimizer, "optimizer", trusted),
                            "lr_scheduler": checks.factory(lr_scheduler, "lr_scheduler", trusted)}
@@ -283,19 +284,16 @@ class RegressionModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def on_fit_end(self) -> None:
-        # TensorBoard's HPARAMS tab shows `hp_metric` (Lightning's -1 until told): the final val (else train) loss.
-        metrics = self.trainer.callback_metrics
+        # TensorBoard's HPARAMS tab: the hyperparameters with `hp_metric`, the final val (else train) loss, once
+        # (fit.py's TensorBoardLogger has default_hp_metric=False: no placeholder -1 drawn as a line from step 0).
+        metrics, logger = self.trainer.callback_metrics, self.logger
         key = "val/loss" if "val/loss" in metrics else "train/loss"
-        if key in metrics:
-            self._hp_metric = float(metrics[key])
-            self._log_hp_metric()
-
-    def on_test_end(self) -> None:
-        self._log_hp_metric()  # a test stage logs Lightning's -1 again: say the fit's value once more, last
-
-    def _log_hp_metric(self) -> None:
-        if self.logger is not None and getattr(self, "_hp_metric", None) is not None:
-            self.logger.log_metrics({"hp_metric": self._hp_metric}, step=self.global_step)
+        if key in metrics and logger is not None:
+            final = {"hp_metric": float(metrics[key])}
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(logger.hparams, final, step=self.global_step)
+            else:
+                logger.log_metrics(final, step=self.global_step)
 
 
 def regression_metrics(k: int) -> MetricCollection:

@@ -1,6 +1,7 @@
 """Runs on disk: each run's own version folder under the log directory, and finding the newest run to resume.
 
-Also :class:`Interrupted`, what a signal leaves behind (the checkpoint a run can continue from).
+Also :class:`Interrupted`, what a signal leaves behind (the checkpoint a run can continue from), and
+:class:`RunLogger`, the TensorBoard logger a run writes with.
 """
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import TensorBoardLogger
 
 
 class Interrupted(Exception):
@@ -61,3 +65,24 @@ def find_last_checkpoint(log_dir: str | Path) -> Path | None:
     """The ``last.ckpt`` written most recently under ``log_dir`` (one TensorBoard version folder per run)."""
     candidates = list(Path(log_dir).glob("*/checkpoints/last.ckpt"))
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+class RunLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger as a run's first look in TensorBoard should be: the loss curves first.
+
+    - No placeholder ``hp_metric`` (``default_hp_metric=False``: Lightning's -1 at step 0, drawn as a line to the
+      final value); :meth:`RegressionModule.on_fit_end` logs the hyperparameters with the final ``hp_metric`` once.
+    - No ``epoch`` card: Lightning adds ``epoch`` to every logged dict, and TensorBoard's Time Series sorts cards by
+      tag, so ``epoch`` came before ``train/loss``. The x axis is the optimizer step, as in every card.
+
+    >>> import tempfile
+    >>> logger = RunLogger(tempfile.mkdtemp(), name="", version=0)
+    >>> logger.log_metrics({"train/loss": 0.5, "epoch": 0}, step=1)  # writes train/loss only
+    >>> logger.finalize("success")
+    """
+
+    def __init__(self, save_dir: str | Path, **kwargs: Any) -> None:
+        super().__init__(save_dir, **{"default_hp_metric": False, **kwargs})
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)

@@ -18,6 +18,27 @@ def predict_one(module: Any, x: Any) -> list[float]:
         return module(x.to(device=p.device, dtype=p.dtype)).flatten().tolist()
 
 
+def example_input(dm: Any) -> Any:
+    """The largest value of the one input column over the training rows (the first 2000 of streamed data), as a
+    (1, 1) float64 tensor: the summary's example prediction is made inside the data, not extrapolated.
+
+    >>> from lr_lightning.core.data import SyntheticDataModule
+    >>> dm = SyntheticDataModule(n_samples=100)
+    >>> dm.setup("fit")
+    >>> float(example_input(dm)) == float(dm.raw_split("train")[0].max())
+    True
+    """
+    import numpy as np
+    import torch
+
+    if dm.table.streamed:
+        rows = np.concatenate([np.arange(a, b) for a, b in dm.ranges["train"]])[:2000]
+        x = torch.from_numpy(np.asarray(dm.table.read(rows)[0], dtype=np.float64))
+    else:
+        x = dm.raw_split("train")[0]
+    return x[:, :1].max(dim=0).values[None].cpu().double()
+
+
 def _equation(weight: Any, bias: float | None, names: list[str], shown: int = 8) -> str:
     """``+0.5·x0 -1.2·x1 … (24 more) +0.3``: the first ``shown`` terms of a fitted linear model."""
     terms = " ".join(f"{w:+.6g}·{name}" for w, name in zip(weight[:shown], names[:shown], strict=True))
@@ -28,14 +49,15 @@ def _equation(weight: Any, bias: float | None, names: list[str], shown: int = 8)
 def print_summary(run: Any, seconds: float, before: list[float] | None, metrics: dict[str, float]) -> None:
     """The summary of a training run (``run``: a :class:`~lr_lightning.core.cli.Run`, read for its ``cfg``, ``dm``,
     ``module``, ``trainer`` and ``reference``)."""
-    import torch
-
     dm, module, trainer = run.dm, run.module, run.trainer
     path = getattr(dm, "path", None)
     source = Path(path).name if path is not None else type(dm).__name__.removesuffix("DataModule").lower()
     print(f"\nTrained {type(module.model).__name__} on {source} data ({dm.n_train} train, {dm.n_val} val, "
           f"{dm.n_test} test samples) for {trainer.current_epoch} epochs on {trainer.strategy.root_device.type} in "
           f"{seconds:.1f} s")
+    if run.resume is not None and run.resumed_at is not None:
+        epoch, step = run.resumed_at  # the checkpoint's: epochs counted from 0, as Lightning saves them
+        print(f"  resumed from {show(run.resume)}, written in epoch {epoch + 1} after step {step}")
     if trainer.world_size > 1:
         print(f"  {trainer.world_size} processes ({trainer.num_nodes} node(s) × {trainer.num_devices} devices, "
               f"{trainer.strategy.__class__.__name__}): batch size {dm.batch_size} per device, "
@@ -81,9 +103,11 @@ def print_summary(run: Any, seconds: float, before: list[float] | None, metrics:
             if opt["aliased"] else ""
         print(f"  least squares: {dm.target_names[0]} = {equation}{deficient}, {split} MSE {opt['mse'][split]:.6g}"
               + (f"; gap {ours - opt['mse'][split]:+.3g}" if ours is not None else ""))
-    if before is not None:
-        after = predict_one(module, torch.tensor([[5.0]]))
-        print(f"  prediction for x = 5: {before[0]:.4f} before training, {after[0]:.4f} after")
+    if before is not None:  # at the largest training input (fit(): summary.example_input)
+        x = example_input(dm)
+        after = predict_one(module, x)
+        print(f"  prediction for {dm.feature_names[0]} = {float(x):.4g} (the largest in the training data): "
+              f"{before[0]:.4f} before training, {after[0]:.4f} after")
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from lr_lightning.core.callbacks import SaveLast
