@@ -5,8 +5,8 @@ The core's own subcommands are listed here; an optional package under ``lr_light
 ``COMMANDS`` table in its ``plugin.py`` (found as :mod:`lr_lightning.core.solvers` finds solvers: by looking for the
 file), so deleting such a folder deletes its subcommands and nothing else.
 
->>> sorted(commands())[:4]
-['evaluate', 'export', 'fit', 'predict']
+>>> list(commands())[:4]
+['fit', 'evaluate', 'predict', 'export']
 >>> main(["--version"])  # doctest: +ELLIPSIS
 lr-lightning ...
 0
@@ -67,10 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     module, _, function = table[name][0].partition(":")
     run = getattr(importlib.import_module(module), function)
     Parser.command = f"lr-lightning {name}"  # its --help and errors say the command, not the script
-    if argv is None:  # from the command line: the subcommand reads sys.argv, as its script would
-        sys.argv = [Parser.command, *rest]
-        return run(None)
-    return run(rest)
+    try:
+        if argv is None:  # from the command line: the subcommand reads sys.argv, as its script would
+            sys.argv = [Parser.command, *rest]
+            return run(None)
+        return run(rest)
+    finally:
+        Parser.command = None
 
 
 if __name__ == "__main__":
