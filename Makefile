@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 #   make test TORCH_PIP_ARGS=--index-url=https://download.pytorch.org/whl/cpu
 TORCH_PIP_ARGS ?=
 
-.PHONY: setup train test lint clean
+.PHONY: setup train test lint docs gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) -c constraints.txt torch
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,docs]'
 	touch $@
 
 train: setup
@@ -27,5 +27,13 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The documentation site (docs/, mkdocs.yml) into site/: --strict fails on any warning, as CI does.
+docs: setup
+	$(BIN)/python -m mkdocs build --strict
+
+# On a machine with one CUDA GPU: the GPU checks in one go, a Markdown report under gpu-report/ (see --help).
+gpu-check: setup
+	PATH=$(BIN):$$PATH bash scripts/gpu_check.sh --out gpu-report
+
 clean:
-	rm -rf $(VENV) lightning_logs .pytest_cache .ruff_cache
+	rm -rf $(VENV) lightning_logs .pytest_cache .ruff_cache site
