@@ -86,3 +86,25 @@ def test_a_deleted_room_takes_its_commands_and_leaves_fit(tmp_path):
     fit = run("fit", "--help")
     assert fit.returncode == 0 and fit.stdout.startswith("usage: lr-lightning fit"), fit.stderr[-2000:]
     assert set(CORE_COMMANDS) <= set(commands())
+
+
+def test_gpu_check_dry_run_says_what_it_would_run_without_a_gpu(tmp_path):
+    if shutil.which("bash") is None:
+        import pytest
+
+        pytest.skip("needs bash")
+    script = str(ROOT / "scripts" / "gpu_check.sh")
+    dry = subprocess.run(["bash", script, "--dry-run", "--out", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    for part in ["-m gpu", "--accelerator gpu", "--data.n_samples 1000000 --data.n_features 16",
+                 'set_sync_debug_mode("error")', "--data.n_samples 2000000 --data.n_features 40", "--devices 2",
+                 "benchmark --accelerator gpu", str(tmp_path / "gpu-report.md")]:
+        assert part in dry.stdout, part
+    limits = [int(s) for s in re.findall(r"at most (\d+)s", dry.stdout)]
+    assert len(limits) == 6 and sum(limits) <= 8 * 60  # one call of at most 8 minutes
+    assert not list(tmp_path.iterdir())  # a dry run writes nothing
+    helped = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: scripts/gpu_check.sh")
+    bad = subprocess.run(["bash", script, "--nope"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
