@@ -11,10 +11,11 @@ TORCH_PIP_ARGS ?=
 setup: $(VENV)/.installed
 
 # Torch first, at the version pinned in constraints.txt: a bare `torch` resolved along with the
-# rest would pull the multi-GB CUDA build onto machines that have no GPU.
+# rest would pull the multi-GB CUDA build onto machines that have no GPU. Without an NVIDIA GPU,
+# scripts/install_torch.sh takes the PyTorch CPU index if it answers in 5 s, else the registry's build, and says which.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) -c constraints.txt torch
+	TORCH_PIP_ARGS='$(TORCH_PIP_ARGS)' bash scripts/install_torch.sh $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,docs]'
 	touch $@
 

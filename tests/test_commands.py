@@ -108,3 +108,31 @@ def test_gpu_check_dry_run_says_what_it_would_run_without_a_gpu(tmp_path):
     assert helped.returncode == 0 and helped.stdout.startswith("usage: scripts/gpu_check.sh")
     bad = subprocess.run(["bash", script, "--nope"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_set_up_takes_the_cpu_index_when_it_answers_and_the_registry_when_not(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "index.html").write_text("<html></html>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "TORCH_PIP_ARGS": ""}  # no nvidia-smi on this PATH
+
+    def dry(index):
+        return subprocess.run(["bash", str(ROOT / "scripts/install_torch.sh"), sys.executable, "--dry-run"],
+                              cwd=ROOT, env={**env, "TORCH_CPU_INDEX": index}, capture_output=True, text=True,
+                              timeout=60)
+
+    try:
+        up = dry(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert up.returncode == 0 and "torch's CPU build from http://127.0.0.1" in up.stdout
+    assert f"--index-url=http://127.0.0.1:{server.server_port}" in up.stdout
+    down = dry(f"http://127.0.0.1:{server.server_port}")  # the server is gone: the registry's build, said so
+    assert down.returncode == 0 and "did not answer in 5 s: torch from the registry" in down.stdout
+    assert "--index-url" not in down.stdout
