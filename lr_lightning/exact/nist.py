@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_function_arguments(report, as_group=False)
     args = parser.parse_args(argv)
     if not args.data_dir.is_dir():
-        parser.error(f"--data_dir {args.data_dir}: no such folder; the NIST StRD .dat files are not shipped: get the "
-                     f"linear regression datasets from {NIST_URL} and pass --data_dir DIR or set LR_LIGHTNING_NIST_DIR")
+        parser.error(f"--data_dir {args.data_dir}: no such folder (the NIST StRD .dat files), and they are not "
+                     f"shipped: get the linear regression datasets from {NIST_URL} and pass --data_dir DIR or set "
+                     "LR_LIGHTNING_NIST_DIR")
     quiet()
     return report(**args.as_dict())
 
