@@ -2,8 +2,9 @@
 ``python -m lr_lightning`` the same.
 
 The core's own subcommands are listed here; an optional package under ``lr_lightning/`` adds its own by a
-``COMMANDS`` table in its ``plugin.py`` (found as :mod:`lr_lightning.core.solvers` finds solvers: by looking for the
-file), so deleting such a folder deletes its subcommands and nothing else.
+``COMMANDS`` table in its ``subcommands.py`` (found as :mod:`lr_lightning.core.solvers` finds ``plugin.py``: by
+looking for the file), so deleting such a folder deletes its subcommands and nothing else. A file of its own, so that
+a run imports no optional package it does not use.
 
 >>> " ".join(list(commands())[:4])
 'fit evaluate predict export'
@@ -32,12 +33,13 @@ CORE_COMMANDS = {
 
 
 def commands() -> dict[str, tuple[str, str]]:
-    """The subcommands: the core's, then each optional package's (its ``plugin.py``'s ``COMMANDS``)."""
+    """The subcommands: the core's, then each optional package's (its ``subcommands.py``'s ``COMMANDS``)."""
     found = dict(CORE_COMMANDS)
     for info in pkgutil.iter_modules(lr_lightning.__path__):
-        if info.ispkg and info.name != "core" and (Path(info.module_finder.path) / info.name / "plugin.py").is_file():
-            plugin = importlib.import_module(f"{lr_lightning.__name__}.{info.name}.plugin")
-            found.update(getattr(plugin, "COMMANDS", {}))
+        here = Path(info.module_finder.path) / info.name
+        if info.ispkg and info.name != "core" and (here / "subcommands.py").is_file():
+            room = importlib.import_module(f"{lr_lightning.__name__}.{info.name}.subcommands")
+            found.update(getattr(room, "COMMANDS", {}))
     return found
 
 

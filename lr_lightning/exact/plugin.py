@@ -155,7 +155,3 @@ def print_exact_summary(run: Any, seconds: float, metrics: dict[str, float], tab
 
 
 register(ExactSolver())
-
-# `lr-lightning nist` (lr_lightning.core.main reads this table): gone with this folder.
-COMMANDS = {"nist": ("lr_lightning.exact.nist:main", "LRE on NIST's linear least-squares reference datasets "
-                     "(--data_dir, or LR_LIGHTNING_NIST_DIR)")}
