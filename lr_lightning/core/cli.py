@@ -493,7 +493,8 @@ def build_run(parser: Parser, cfg: Namespace) -> Run:
     _check_flags(cfg)
     _check_trusted(cfg)
     if cfg.plot is not None and not have_matplotlib():
-        raise UsageError(f"--plot {cfg.plot}: needs matplotlib; pip install 'lr-lightning[plots]'")
+        raise UsageError(f"--plot {cfg.plot}: needs matplotlib; pip install -e '.[plots]' in a clone "
+                         "(pip install matplotlib elsewhere)")
     resume, checkpoint = _resume_checkpoint(cfg)
     L.seed_everything(cfg.seed, verbose=False)
     solver = solvers.solver(cfg.get("solver", solvers.GRADIENT))

@@ -82,9 +82,12 @@ class Parser(jsonargparse.ArgumentParser):
     """jsonargparse's parser, with its errors as one line ``error: ...`` (no usage dump) and exit status 2."""
 
     hint: Callable[[str], str] | None = None  # a command's own rewording of messages it knows better
+    command: str | None = None  # set by `lr-lightning COMMAND`: the name its usage shows instead of "fit.py"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        if Parser.command and str(kwargs.get("prog", "")).endswith(".py"):
+            kwargs["prog"] = Parser.command
         # A class path is code to import and call: jsonargparse's denylist (subprocess, os, eval, pickle, ...) refuses
         # those before importing them. jsonargparse 4.x only warns unless the list is set; set, it is enforced.
         try:

@@ -296,7 +296,7 @@ def _write_onnx(program: Any, path: Path, meta: dict[str, Any], out: Path) -> No
             onnx_program = torch.onnx.export(program, dynamo=True, input_names=["x"], output_names=names,
                                              verbose=False)
     except ImportError as e:  # onnx or onnxscript missing: the optional extra
-        raise ValueError(f"{out}: ONNX export needs the export extra, pip install 'lr-lightning[export]' "
+        raise ValueError(f"{out}: ONNX export needs the export extra, pip install -e '.[export]' in a clone "
                          f"({e})") from None
     except Exception as e:
         if m := re.search(r"No ONNX function found for <OpOverload\(op='([^']+)'", str(e)):
@@ -381,7 +381,8 @@ class OnnxPredictor:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ValueError(f"{where}: running ONNX needs onnxruntime (pip install 'lr-lightning[export]')") from None
+            raise ValueError(f"{where}: running ONNX needs onnxruntime (pip install -e '.[export]' in a clone, "
+                             "pip install onnxruntime elsewhere)") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are about graph optimizations, not the user's input
         try:

@@ -11,6 +11,7 @@ scores the package on them: :func:`train` fits one the way the package trains, :
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -154,7 +155,10 @@ def train(d: StRD, optimizer: Callable[..., Any], *, precision: str, epochs: int
 
 
 # ------------------------------------------------------------------------------------ scripts/nist.py
-DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "nist-strd"
+# NIST's files are not shipped with the package: --data_dir, else LR_LIGHTNING_NIST_DIR, else ../shared/nist-strd
+# beside a clone of the project.
+NIST_URL = "https://www.itl.nist.gov/div898/strd/"
+DATA_DIR = Path(os.environ.get("LR_LIGHTNING_NIST_DIR") or Path(__file__).resolve().parents[3] / "shared" / "nist-strd")
 
 
 def report(data_dir: Path = DATA_DIR, lbfgs_epochs: PositiveInt = 50, sgd_epochs: PositiveInt = 500) -> int:
@@ -162,7 +166,8 @@ def report(data_dir: Path = DATA_DIR, lbfgs_epochs: PositiveInt = 50, sgd_epochs
     NIST-style, with numpy.linalg.lstsq as the well-known reference.
 
     Args:
-        data_dir: folder of the NIST StRD .dat files (default: ../shared/nist-strd beside the project)
+        data_dir: folder of the NIST StRD .dat files (default: $LR_LIGHTNING_NIST_DIR, else ../shared/nist-strd
+            beside the project)
         lbfgs_epochs: epochs of the float64 LBFGS fit
         sgd_epochs: epochs of the float32 SGD fit (lr 0.1)
     """
@@ -174,8 +179,8 @@ def report(data_dir: Path = DATA_DIR, lbfgs_epochs: PositiveInt = 50, sgd_epochs
 
     missing = [f"{name}.dat" for name in NAMES if not (Path(data_dir) / f"{name}.dat").is_file()]
     if missing:
-        print(f"error: --data_dir {data_dir}: no {', '.join(missing)} there (the eleven NIST StRD .dat files)",
-              file=sys.stderr)
+        print(f"error: --data_dir {data_dir}: no {', '.join(missing)} there (the eleven NIST StRD .dat files, from "
+              f"{NIST_URL})", file=sys.stderr)
         return 2
     try:
         datasets = load_all(data_dir)
@@ -211,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_function_arguments(report, as_group=False)
     args = parser.parse_args(argv)
     if not args.data_dir.is_dir():
-        parser.error(f"--data_dir {args.data_dir}: no such folder (the NIST StRD .dat files)")
+        parser.error(f"--data_dir {args.data_dir}: no such folder (the NIST StRD .dat files), and they are not "
+                     f"shipped: get the linear regression datasets from {NIST_URL} and pass --data_dir DIR or set "
+                     "LR_LIGHTNING_NIST_DIR")
     quiet()
     return report(**args.as_dict())
 

@@ -465,7 +465,7 @@ def test_the_readme_example_runs_and_prints_the_table_s_figures(capsys, caplog):
 
     from ..conftest import ROOT
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "exact.md").read_text()
     section = text[text.index("## Exact least squares at any scale"):]
     code = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python\n") + 10)]
     lightning = logging.getLogger("lightning.pytorch")

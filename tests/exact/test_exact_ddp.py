@@ -200,7 +200,7 @@ def test_flags_that_disagree_with_torchrun_are_one_line_before_any_process_group
 # ------------------------------------------------------------------------------- README's two machines, on one
 def readme_torchrun_commands() -> dict[tuple[str, int], list[str]]:
     """README's "Several machines" commands, ``{(solver, node_rank): argv}``."""
-    text = (ROOT / "README.md").read_text().split("### Several machines", 1)[1]
+    text = (ROOT / "docs" / "devices.md").read_text().split("### Several machines", 1)[1]
     block = text.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
     commands = {}
     for line in block.splitlines():
