@@ -6,7 +6,6 @@ matplotlib warning per missing glyph of a column name, torch's warning about a r
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -14,29 +13,7 @@ import pytest
 
 from lr_lightning import RegressionDataModule
 from lr_lightning.core.cli import fit_main
-
-from .conftest import run_main, run_script
-
-
-def _aliased_csv(path):
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=200), rng.normal(size=200)
-    y = 2 * a + rng.normal(size=200)
-    path.write_text("a,b,c,y\n" + "".join(f"{a[i]},{b[i]},{a[i] + b[i]},{y[i]}\n" for i in range(200)))
-
-
-@pytest.mark.slow  # two processes start (DDP on the CPU), each importing torch and Lightning: about 7 s
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="DDP on the CPU here wants two cores")
-def test_ddp_says_the_aliased_column_once_and_no_start_up_lines(tmp_path):
-    _aliased_csv(tmp_path / "aliased.csv")
-    done = run_script("fit.py", "--solver", "exact", "--data", "aliased.csv", "--accelerator", "cpu", "--devices", "2",
-                      cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    # Was: one warning per process, sometimes glued into one line, and "Initializing distributed: GLOBAL_RANK: r".
-    assert done.stderr.splitlines() == [
-        "warning: least squares: c is aliased (constant, or a linear combination of the columns before it): not "
-        "estimable, reported as null; rank 3 of 4 coefficients"], done.stderr
-    assert "2 processes" in done.stdout
+from tests.conftest import run_main
 
 
 def test_the_reference_fit_names_aliased_columns_on_rank_0_only(monkeypatch):

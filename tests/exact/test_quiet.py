@@ -1,0 +1,31 @@
+"""The exact solver's output under DDP: the aliased-column warning once, no start-up lines."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_script
+
+
+def _aliased_csv(path):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(size=200)
+    y = 2 * a + rng.normal(size=200)
+    path.write_text("a,b,c,y\n" + "".join(f"{a[i]},{b[i]},{a[i] + b[i]},{y[i]}\n" for i in range(200)))
+
+
+@pytest.mark.slow  # two processes start (DDP on the CPU), each importing torch and Lightning: about 7 s
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="DDP on the CPU here wants two cores")
+def test_ddp_says_the_aliased_column_once_and_no_start_up_lines(tmp_path):
+    _aliased_csv(tmp_path / "aliased.csv")
+    done = run_script("fit.py", "--solver", "exact", "--data", "aliased.csv", "--accelerator", "cpu", "--devices", "2",
+                      cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    # Was: one warning per process, sometimes glued into one line, and "Initializing distributed: GLOBAL_RANK: r".
+    assert done.stderr.splitlines() == [
+        "warning: least squares: c is aliased (constant, or a linear combination of the columns before it): not "
+        "estimable, reported as null; rank 3 of 4 coefficients"], done.stderr
+    assert "2 processes" in done.stdout
