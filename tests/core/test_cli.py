@@ -252,22 +252,6 @@ def test_precision_64_trains_in_float64(tmp_path):
     assert _weights(tmp_path / "lightning_logs")["model.linear.weight"].dtype == torch.float64
 
 
-def test_standardized_polynomial_fit_predicts_from_raw_inputs(tmp_path):
-    x = np.linspace(-2, 4, 80)
-    rows = "\n".join(f"{v:.6f},{1 + 2 * v - 0.5 * v * v:.6f}" for v in x)
-    (tmp_path / "curve.csv").write_text("x,y\n" + rows + "\n")
-    result = run_main(fit_main, "--data", "curve.csv", "--data.standardize", "true", "--data.polynomial_degree", "2",
-                      *LBFGS, "--precision", "64-true", "--max_epochs", "20", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "y = +2·x -0.5·x^2 +1" in result.stdout  # the raw-power coefficients
-    assert "least squares: y = +2·x -0.5·x^2 +1" in result.stdout and "gap" in result.stdout
-    ckpt = next(tmp_path.glob("lightning_logs/*/checkpoints/last.ckpt"))
-    pred = run_main(predict_main, "--ckpt", str(ckpt), "--x", "0", "3", cwd=tmp_path)
-    assert pred.returncode == 0, pred.stderr
-    values = [float(line.split(",")[1]) for line in pred.stdout.strip().splitlines()[1:]]
-    assert values == pytest.approx([1.0, 2.5], abs=1e-6)  # raw x in, original units out (measured: exact)
-
-
 def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path):
     # In this process (run_main): what is tested is what predict.py reads, not how a process starts.
     rows = "".join(f"{u},{v},{3 * u - 2 * v + 1}\n" for u, v in zip(range(10), [0, 3, 1, 4, 1, 5, 9, 2, 6, 5],

@@ -63,7 +63,7 @@ def test_any_conventional_network_round_trips(tmp_path):
     module = RegressionModule(Quadratic(2, hidden=3))
     assert module.hparams.model == {"class_path": f"{__name__}.Quadratic", "init_args": {"in_features": 2, "hidden": 3}}
     path = _fit_and_save(module, tmp_path)
-    with pytest.raises(ValueError, match=r"model class 'tests\.test_module\.Quadratic' is not trusted"):
+    with pytest.raises(ValueError, match=r"model class 'tests\.core\.test_loading\.Quadratic' is not trusted"):
         RegressionModule.load_from_checkpoint(path)
     loaded = RegressionModule.load_from_checkpoint(path, trusted=[Quadratic])
     assert isinstance(loaded.model, Quadratic) and "trusted" not in loaded.hparams  # trust is never saved

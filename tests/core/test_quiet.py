@@ -16,25 +16,6 @@ from lr_lightning.core.cli import fit_main
 from tests.conftest import run_main
 
 
-def test_the_reference_fit_names_aliased_columns_on_rank_0_only(monkeypatch):
-    from lr_lightning.core.cli import _reference
-    from lr_lightning.core.networks import LinearRegression
-
-    x = np.random.default_rng(0).normal(size=(50, 2))
-    dm = RegressionDataModule(np.column_stack([x, x.sum(axis=1)]), x[:, 0], val_fraction=0.2, dtype="float64")
-    for rank, expected in (("0", 1), ("1", 0)):  # what a DDP process started by Lightning has in its environment
-        monkeypatch.setenv("LOCAL_RANK", rank)
-        # Lightning reads it into rank_zero_only.rank when it is imported, before the module code runs in a DDP
-        # process; here it is imported already, so set that too.
-        from lightning.pytorch.utilities import rank_zero_only
-
-        monkeypatch.setattr(rank_zero_only, "rank", int(rank))
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            assert _reference(dm, LinearRegression(3)) is not None
-        assert sum("aliased" in str(w.message) for w in seen) == expected, [str(w.message) for w in seen]
-
-
 def test_column_names_the_font_lacks_draw_without_a_warning_per_glyph(tmp_path):
     pytest.importorskip("matplotlib")
     (tmp_path / "prices.csv").write_text("面积,价格\n" + "".join(f"{i},{2 * i + 1}\n" for i in range(20)))

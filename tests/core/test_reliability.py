@@ -136,8 +136,7 @@ def _fit_saving(ckpt_path=None, hook=None, at=None, path=None, steps="auto"):
 
     from lr_lightning import LinearRegression, StepsPerCallModule
     from lr_lightning.core.data import SyntheticDataModule
-
-    from .conftest import make_trainer
+    from tests.conftest import make_trainer
 
     class SaveAndStop(L.Callback):
         per_step_hooks = False  # it acts at the end of a call, whatever the call holds

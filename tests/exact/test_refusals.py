@@ -128,8 +128,7 @@ def test_exact_fit_bad_input_is_one_line_exit_2_and_leaves_no_run_folder(exact_f
 def test_exact_fit_api_refuses_the_same_trainer_settings_with_a_value_error(exact_folder, argv, trainer, words):
     from lr_lightning.core.data import CSVDataModule
     from lr_lightning.exact.least_squares_module import LeastSquaresModule
-
-    from .conftest import make_trainer
+    from tests.conftest import make_trainer
 
     degree = 3 if "--data.polynomial_degree" in argv else None
     dm = CSVDataModule(exact_folder / ("wide.csv" if degree else "good.csv"), polynomial_degree=degree,
@@ -147,8 +146,7 @@ def test_exact_fit_stopped_by_the_clock_is_a_value_error_not_a_half_solved_model
     from lightning.pytorch.callbacks import Timer
 
     from lr_lightning.exact.least_squares_module import LeastSquaresModule
-
-    from .conftest import make_trainer
+    from tests.conftest import make_trainer
 
     x = np.arange(40.0)[:, None]
     dm = RegressionDataModule(x, 3 * x[:, 0] + 1, val_fraction=0, batch_size=8, dtype="float64")
