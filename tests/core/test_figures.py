@@ -1,4 +1,4 @@
-"""``fit.py --plot``'s picture (#22, #24): the loss curves in one unit, on an axis named by the loss, beside the
+"""Figures: ``fit.py --plot``'s picture: the loss curves in one unit, on an axis named by the loss, beside the
 fitted line over the data; and docs/images/run.png, remade by the command that made it."""
 
 from __future__ import annotations
@@ -62,3 +62,8 @@ def test_run_png_is_remade_by_its_command(tmp_path):
     # Two panels side by side (loss, fit): 11 × 4.5 inches at 100 dpi; the fit alone would be 600 × 450.
     assert _png_size(tmp_path / "run.png") == (1100, 450)
     assert _png_size(ROOT / "docs" / "images" / "run.png") == (1100, 450)  # the committed one: the same command
+
+
+def test_figures_zero_means_none(tmp_path):
+    result = run_main(fit_main, "--figures", "0", "--max_epochs", "3", "--log_dir", "logs", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr

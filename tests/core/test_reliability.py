@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from lr_lightning.core.cli import fit_main
-
-from .conftest import ROOT, run_main, run_script, sgd
+from tests.conftest import ROOT, run_main, run_script, sgd
 
 # 16,000 training samples in batches of 64: 250 steps an epoch; last.ckpt every 35 steps lands mid-epoch.
 RUN = ["--data", "synthetic", "--data.n_samples", "20000", "--data.n_features", "4", "--data.batch_size", "64",
        "--max_epochs", "6", "--optimizer.lr", "0.05", "--optimizer.momentum", "0.9", "--seed", "7",
        "--checkpoint_every", "35"]
+
+
 STEPS_PER_EPOCH = 250
 
 
@@ -104,6 +105,8 @@ def test_divergence_stops_at_once_with_a_suggestion_and_keeps_finite_weights(tmp
     # and the suggestion works
     again = run_main(fit_main, "--data", "synthetic", "--optimizer.lr", "0.4", "--max_epochs", "5", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
+
+
 def test_divergence_prints_nothing_but_its_error_line(tmp_path):
     result = _diverging_run(tmp_path)
     assert result.returncode == 1
@@ -133,8 +136,7 @@ def _fit_saving(ckpt_path=None, hook=None, at=None, path=None, steps="auto"):
 
     from lr_lightning import LinearRegression, StepsPerCallModule
     from lr_lightning.core.data import SyntheticDataModule
-
-    from .conftest import make_trainer
+    from tests.conftest import make_trainer
 
     class SaveAndStop(L.Callback):
         per_step_hooks = False  # it acts at the end of a call, whatever the call holds
@@ -170,6 +172,8 @@ def test_resume_is_exact_from_any_point(tmp_path, hook, at, k):
     resumed, resumed_steps = _fit_saving(ckpt_path=tmp_path / "cut.ckpt", steps=k)
     assert resumed_steps == steps == 24
     assert torch.equal(resumed, whole)
+
+
 def test_resume_keeps_working_for_a_users_own_network(tmp_path, monkeypatch, capsys):
     """fit.py builds the network from --model (the user named it), then loads the state: no trust needed."""
     from lr_lightning.core.cli import fit_main

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto
 from torch import nn
 
-from lr_lightning import LinearRegression, MLPRegressor, RegressionModule
-from lr_lightning.core.cli import fit_main
+from lr_lightning import LinearRegression, MLPRegressor, RegressionModule, StepsPerCallModule
 from lr_lightning.core.export import OnnxPredictor, export, export_main, load_pt2
 from lr_lightning.core.features import FeatureMap
-from lr_lightning.core.predict import predict_main
-from tests.conftest import ROOT, one_error_line, run_main
+from tests.conftest import one_error_line, run_main
 
 
 def _feature_map(k: int, n_out: int, *, degree: int | None, bias: bool = True) -> dict[str, Any]:
@@ -135,111 +132,6 @@ def test_a_network_onnx_cannot_express_is_one_line_and_no_file(tmp_path: Path) -
     np.testing.assert_allclose(load_pt2(tmp_path / "net.pt2")[0](x).detach(), module(x).detach(), rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def exact_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A checkpoint of `fit.py --solver exact` (float64, polynomial, standardized: every part of the map), exported
-    to ONNX by the command line."""
-    folder = tmp_path_factory.mktemp("exact")
-    fit = run_main(fit_main, "--data", "synthetic", "--data.n_features", "2", "--data.n_samples", "200",
-                   "--data.polynomial_degree", "3", "--data.standardize", "true", "--solver", "exact",
-                   "--figures", "0", cwd=folder)
-    assert fit.returncode == 0, fit.stderr
-    ckpt = folder / "lightning_logs/version_0/checkpoints/last.ckpt"
-    result = run_main(export_main, "--ckpt", str(ckpt), "--out", "model.onnx", cwd=folder)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == "" and "Exported LinearRegression (float64" in result.stdout
-    return folder, ckpt
-
-
-def test_predict_onnx_prints_what_predict_ckpt_prints_without_torch(exact_run: tuple[Path, Path]) -> None:
-    folder, ckpt = exact_run
-    (folder / "rows.csv").write_text("x1,x0\n2,0.5\n-1,3\n")  # by name, in another order
-    code = ("import sys; from lr_lightning.core.predict import predict_main; code = predict_main(sys.argv[1:]); "
-            "sys.stderr.write(' '.join(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'lightning', 'pytorch_lightning', 'torchmetrics'))); sys.exit(code)")
-    for inputs in (["--x", "0.5", "1", "-1", "2", "3", "0"], ["--csv", "rows.csv"]):
-        by_ckpt = run_main(predict_main, "--ckpt", str(ckpt), *inputs, cwd=folder)
-        assert by_ckpt.returncode == 0, by_ckpt.stderr
-        # A new Python, as a server runs it: whether torch gets imported is what is tested.
-        by_onnx = subprocess.run([sys.executable, "-c", code, "--onnx", "model.onnx", *inputs], cwd=folder, text=True,
-                                 capture_output=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        assert by_onnx.returncode == 0, by_onnx.stderr
-        assert by_onnx.stderr == ""  # no torch, Lightning or torchmetrics module was imported
-        # The same formatting function: the same header and layout. Every digit of the float64 model is printed, and
-        # onnxruntime's kernels may order the sums differently from torch's, so the last digit can differ.
-        onnx_lines, ckpt_lines = by_onnx.stdout.splitlines(), by_ckpt.stdout.splitlines()
-        assert onnx_lines[0] == ckpt_lines[0] and len(onnx_lines) == len(ckpt_lines)
-        assert np.allclose(np.loadtxt(onnx_lines[1:], delimiter=","), np.loadtxt(ckpt_lines[1:], delimiter=","),
-                           rtol=1e-12, atol=0)
-        assert len(by_onnx.stdout.splitlines()) == (4 if inputs[0] == "--x" else 3)
-
-
-def test_onnx_predictor_refuses_what_predict_py_refuses(exact_run: tuple[Path, Path], tmp_path: Path) -> None:
-    """From Python as from the command line: a non-finite input is refused, naming its row and feature, and a .pt2
-    handed over as ONNX is named for what it is."""
-    folder, ckpt = exact_run
-    predictor = OnnxPredictor(folder / "model.onnx")
-    with pytest.raises(ValueError, match=r"input row 2, 'x1': nan is not a finite number"):
-        predictor(np.array([[1.0, 2.0], [3.0, np.nan]]))
-    result = run_main(export_main, "--ckpt", str(ckpt), "--out", str(tmp_path / "model.pt2"), cwd=folder)
-    assert result.returncode == 0, result.stderr
-    one_error_line(run_main(predict_main, "--onnx", str(tmp_path / "model.pt2"), "--x", "1", "2", cwd=folder),
-                   "a zip archive (a .pt2 from export.py?), not an ONNX file")
-
-
-def _onnx_file(path: Path, n_inputs: int, metadata: dict[str, Any] | None) -> Path:
-    """A small valid ONNX model not written by export.py: ``n_inputs`` (batch, 2) inputs summed."""
-    inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.DOUBLE, ["batch", 2]) for i in range(n_inputs)]
-    out = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["batch", 2])
-    node = helper.make_node("Sum", [v.name for v in inputs], ["y"])
-    model = helper.make_model(helper.make_graph([node], "foreign", inputs, [out]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if metadata is not None:
-        helper.set_model_props(model, {"lr_lightning": json.dumps(metadata)})
-    onnx.save(model, path)
-    return path
-
-
-def test_command_line_errors_are_one_line(exact_run: tuple[Path, Path], tmp_path: Path) -> None:
-    folder, ckpt = exact_run
-    one_error_line(run_main(export_main, "--ckpt", str(ckpt), "--out", "model.txt", cwd=tmp_path),
-                    "error: --out model.txt: the suffix picks the format, .onnx (ONNX) or .pt2 (torch.export)")
-    one_error_line(run_main(export_main, "--ckpt", "nope.ckpt", "--out", "model.onnx", cwd=tmp_path),
-                    "error: --ckpt nope.ckpt: no such file")
-    one_error_line(run_main(export_main, "--ckpt", str(ckpt), "--out", "no/dir/model.onnx", cwd=tmp_path),
-                    "error: --out no/dir/model.onnx: no directory no/dir")
-    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    one_error_line(run_main(export_main, "--ckpt", "junk.ckpt", "--out", "model.pt2", cwd=tmp_path),
-                    "error: --ckpt junk.ckpt: not a checkpoint written by fit.py")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.ckpt"]
-
-    onnx_path = str(folder / "model.onnx")
-    one_error_line(run_main(predict_main, "--onnx", onnx_path, "--ckpt", str(ckpt), "--x", "1", "2", cwd=tmp_path),
-                    "give the model either as --ckpt (a checkpoint) or as --onnx")
-    one_error_line(run_main(predict_main, "--onnx", onnx_path, "--x", "1", "2", "--trust", "a.B", cwd=tmp_path),
-                    "--trust applies to --ckpt")
-    one_error_line(run_main(predict_main, "--onnx", onnx_path, "--x", "1", "2", "3", cwd=tmp_path),
-                    "--x: 3 values do not make rows of 2 features (x0, x1)")
-    one_error_line(run_main(predict_main, "--onnx", "nope.onnx", "--x", "1", cwd=tmp_path),
-                    "error: --onnx nope.onnx: no such file")
-    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
-    one_error_line(run_main(predict_main, "--onnx", "junk.onnx", "--x", "1", cwd=tmp_path),
-                    "error: --onnx junk.onnx: onnxruntime cannot load it")
-    _onnx_file(tmp_path / "foreign.onnx", 1, None)
-    one_error_line(run_main(predict_main, "--onnx", "foreign.onnx", "--x", "1", "2", cwd=tmp_path),
-                    "error: --onnx foreign.onnx: not a model written by export.py (no lr_lightning metadata")
-    meta = {"version": 1, "features": ["a", "b"], "targets": ["c", "d"], "dtype": "float64", "feature_map": None}
-    _onnx_file(tmp_path / "two.onnx", 2, meta)
-    one_error_line(run_main(predict_main, "--onnx", "two.onnx", "--x", "1", "2", cwd=tmp_path),
-                    "error: --onnx two.onnx: expected one input of shape (batch, 2) for the features a, b; the graph "
-                    "takes 2")
-    # Our metadata on a graph that fits it: it runs (the checks above refuse the file, not the format).
-    _onnx_file(tmp_path / "one.onnx", 1, meta)
-    ok = run_main(predict_main, "--onnx", "one.onnx", "--x", "1", "2", cwd=tmp_path)
-    assert ok.returncode == 0 and ok.stdout == "a,b,predicted_c,predicted_d\n1.0,2.0,1.0,2.0\n", ok.stderr
-
-
 def test_export_py_says_in_one_line_that_onnx_cannot_express_a_users_network(tmp_path: Path) -> None:
     module = RegressionModule(CummaxNet())
     # A checkpoint as Lightning writes one, reduced to what predict.py and export.py read.
@@ -278,3 +170,96 @@ def test_an_unwritable_out_names_the_users_path_not_a_temporary_file(suffix: str
     assert "Traceback" not in (result := run_main(export_main, "--ckpt", "none.ckpt", "--out", str(out),
                                                   cwd=tmp_path)).stderr
     one_error_line(result, f"--out {out}: cannot write there")
+
+
+@pytest.mark.parametrize("value, words", [(float("nan"), "the weights are not finite (model.linear.weight): "
+                                                           "training diverged"),
+                                          (3e38, "the module's predictions on example rows in the data's range are "
+                                                 "not finite")])
+def test_exporting_a_module_with_non_finite_weights_or_predictions_is_one_line(tmp_path: Path, value: float,
+                                                                              words: str) -> None:
+    from lr_lightning.core.export import export
+
+    module = StepsPerCallModule(LinearRegression(2))
+    with torch.no_grad():
+        module.model.linear.weight.fill_(value)  # 3e38 is finite, but two of them summed overflow float32
+    out = tmp_path / "m.onnx"
+    # Before: an inf prediction made the self-check's tolerance inf, and the file was written; NaN said only
+    # "largest difference nan".
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{out}: {words}; nothing to export')}$"):
+        export(module, out)
+    assert not out.exists()
+
+
+class DataDependent(torch.nn.Module):
+    """A branch on the data's values: torch.export cannot trace it (it guards on a data-dependent expression)."""
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.in_features = in_features  # so the module can record how to rebuild it
+        self.linear = torch.nn.Linear(in_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) if x.sum() > 0 else -self.linear(x)
+
+
+def test_a_network_torch_export_cannot_trace_is_one_line_and_nothing_else_on_stderr(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from lr_lightning.core.export import export
+
+    module = StepsPerCallModule(DataDependent(2))
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=r"m\.pt2: torch\.export cannot trace the network DataDependent \(Could not "
+                                         r"guard on data-dependent expression"):
+        export(module, tmp_path / "m.pt2", features=["a", "b"])
+    # Before: torch's warning ("Unable to find user code corresponding to {u0}") and the partial graph, printed twice.
+    assert capfd.readouterr().err == ""
+
+
+class _RunsCode:
+    def __reduce__(self) -> tuple[Any, ...]:
+
+        return (os.system, ("touch pwned",))  # (relative: the test's cwd is tmp_path)
+
+
+def test_a_pt2_with_a_pickled_weight_runs_no_code_when_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capfd: pytest.CaptureFixture[str]) -> None:
+    import pickle
+    import zipfile
+
+    from lr_lightning.core.export import export, load_pt2
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    module = StepsPerCallModule(LinearRegression(2))
+    export(module, tmp_path / "m.pt2")
+    assert torch.equal(load_pt2(tmp_path / "m.pt2")[0](torch.ones(3, 2)), module(torch.ones(3, 2)))  # ours loads
+    # The archive's format lets a weight be a pickle, which torch.export.load unpickles with weights_only=False.
+    with zipfile.ZipFile(tmp_path / "m.pt2") as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config_name = next(name for name in files if name.endswith("data/weights/model_weights_config.json"))
+    config = json.loads(files[config_name])
+    entry = next(iter(config["config"].values()))
+    entry["use_pickle"] = True
+    files[config_name] = json.dumps(config).encode()
+    files[config_name.replace("model_weights_config.json", entry["path_name"])] = pickle.dumps(_RunsCode())
+    with zipfile.ZipFile(tmp_path / "evil.pt2", "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=r"evil\.pt2: refused: it holds a pickled object, which loading would run as "
+                                         "code$"):
+        load_pt2(tmp_path / "evil.pt2")
+    assert not (tmp_path / "pwned").exists()  # before the fix: os.system ran while loading
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("args, missing", [((), "--ckpt, --out are"), (("--out", "m.onnx"), "--ckpt is")])
+def test_export_without_its_required_flags_names_them_as_flags(tmp_path: Path, args: tuple[str, ...],
+                                                               missing: str) -> None:
+    from lr_lightning.core.export import export_main
+
+    result = run_main(export_main, *args, cwd=tmp_path)
+    # Before: "the following arguments are required: ckpt, out", the destinations' names, not the flags.
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: {missing} required (see --help)\n"

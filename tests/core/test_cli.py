@@ -1,24 +1,82 @@
 """scripts/fit.py, evaluate.py and predict.py as a user runs them: in a subprocess where the process is the point
 (start-up, quiet output, pipes), else their main() in this process (run_main), which skips a new Python's imports."""
 
-import json
+from __future__ import annotations
+
+import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from hypothesis import event, given
+from hypothesis import strategies as st
 
-from lr_lightning.benchmark.speed import main as benchmark_main
+from lr_lightning import LinearRegression, RegressionModule
+from lr_lightning.core.callbacks import TensorBoardFigures
 from lr_lightning.core.cli import fit_main
+from lr_lightning.core.data import TutorialDataModule
 from lr_lightning.core.evaluate import evaluate_main
 from lr_lightning.core.predict import predict_main
-from lr_lightning.exact.nist import main as nist_main
+from tests.conftest import (
+    LBFGS,
+    ROOT,
+    assert_clean,
+    numbers,
+    one_error_line,
+    run,
+    run_main,
+    run_script,
+    sgd,
+)
 
-from .conftest import LBFGS, ROOT, one_error_line, run_main, run_script
+# ------------------------------------------------------------------------------------------ fit.py flags
+FLAGS = ["--optimizer.lr", "--optimizer.momentum", "--optimizer.weight_decay", "--data.batch_size",
+         "--data.val_fraction", "--data.test_fraction", "--seed", "--data.polynomial_degree", "--stop_below",
+         "--checkpoint_every", "--figures", "--devices", "--data.n_samples", "--data.n_features", "--data.noise",
+         "--num_nodes", "--max_epochs", "--model.hidden", "--precision", "--accelerator"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(FLAGS), numbers), min_size=1, max_size=3),
+       st.sampled_from(["tutorial", "synthetic"]),
+       st.sampled_from([[], ["--optimizer", "Adam"], [*LBFGS], ["--model", "MLPRegressor"],
+                        ["--data.standardize", "true"], ["--data.bias", "false"]]))
+def test_any_flag_values_train_or_give_one_error_line(flags: list[tuple[str, str]], data: str,
+                                                      extra: list[str]) -> None:
+    argv = ["--data", data, *extra]
+    for flag, value in flags:
+        argv += [flag, value] if not value.startswith("-") else [f"{flag}={value}"]
+    given_flags = {f for f, _ in flags}
+    if "--max_epochs" not in given_flags:
+        argv += ["--max_epochs", "2"]
+    if "--data.n_samples" not in given_flags and data == "synthetic":
+        argv += ["--data.n_samples", "64"]
+    argv += ["--figures", "0"] if "--figures" not in given_flags else []
+    devices = dict(flags).get("--devices", "1")
+    if devices.isdigit() and int(devices) > 1 or devices.count(",") and len(set(devices.split(","))) > 1:
+        return  # several devices start DDP processes that re-run this process's command: pytest (test_scale runs DDP)
+    epochs = dict(flags).get("--max_epochs")
+    if epochs is not None and epochs.lstrip("-").isdigit() and int(epochs) > 3:
+        return  # keep each example short; large epoch counts are not what this searches for
+    with tempfile.TemporaryDirectory() as d:
+        code, out, err = run(fit_main, [*argv, "--log_dir", str(Path(d) / "logs")])
+        event(f"exit {code}")
+        # 1: training diverged (a learning rate too large), reported in one line with the last finite weights.
+        assert_clean(code, err, ok=(0, 1))
+        if code == 1:
+            assert err.strip().splitlines()[-1].startswith("error: loss became inf/nan"), err
+        if code == 0:
+            # --max_epochs 0 trains nothing and so writes no checkpoint.
+            assert "Trained " in out and ("Checkpoints: last " in out or " for 0 epochs " in out), out
+        if code == 2:
+            assert not (Path(d) / "logs").exists() or not any((Path(d) / "logs").iterdir()), \
+                "a refused run leaves nothing behind"
 
 
 def _weights(folder: Path) -> dict:
@@ -119,7 +177,7 @@ def test_evaluate_tests_validates_and_predicts_from_the_runs_config(tmp_path):
 
 
 def test_help_names_the_flags_and_the_classes_briefly():
-    result = run_script("fit.py", "--help", cwd=ROOT)
+    result = run_main(fit_main, "--help", cwd=ROOT)  # in this process: the text is the point, not start-up
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     for flag in ("--accelerator", "--devices", "--precision", "--strategy", "--num_nodes", "--max_epochs",
@@ -128,16 +186,6 @@ def test_help_names_the_flags_and_the_classes_briefly():
     assert "SyntheticDataModule" in text and "torch.optim.AdamW" in text
     assert "torchmetrics" not in text  # not every nn.Module in the libraries (measured: 376 lines, was 884)
     assert len(result.stdout.splitlines()) < 600
-
-
-@pytest.mark.parametrize(("module", "flag"), [("lr_lightning.tutorial.cli", "--buggy_gradient"),
-                                            ("lr_lightning.exact.nist", "--lbfgs_epochs")])
-def test_from_scratch_and_nist_help_answer_without_importing_torch(module, flag):
-    code = (f"import sys\nfrom {module} import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
-            "    assert e.code == 0\nprint(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    assert flag in result.stdout and result.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -202,87 +250,6 @@ def test_precision_64_trains_in_float64(tmp_path):
     result = run_main(fit_main, "--precision", "64-true", "--max_epochs", "5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert _weights(tmp_path / "lightning_logs")["model.linear.weight"].dtype == torch.float64
-
-
-def test_standardized_polynomial_fit_predicts_from_raw_inputs(tmp_path):
-    x = np.linspace(-2, 4, 80)
-    rows = "\n".join(f"{v:.6f},{1 + 2 * v - 0.5 * v * v:.6f}" for v in x)
-    (tmp_path / "curve.csv").write_text("x,y\n" + rows + "\n")
-    result = run_main(fit_main, "--data", "curve.csv", "--data.standardize", "true", "--data.polynomial_degree", "2",
-                      *LBFGS, "--precision", "64-true", "--max_epochs", "20", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "y = +2·x -0.5·x^2 +1" in result.stdout  # the raw-power coefficients
-    assert "least squares: y = +2·x -0.5·x^2 +1" in result.stdout and "gap" in result.stdout
-    ckpt = next(tmp_path.glob("lightning_logs/*/checkpoints/last.ckpt"))
-    pred = run_main(predict_main, "--ckpt", str(ckpt), "--x", "0", "3", cwd=tmp_path)
-    assert pred.returncode == 0, pred.stderr
-    values = [float(line.split(",")[1]) for line in pred.stdout.strip().splitlines()[1:]]
-    assert values == pytest.approx([1.0, 2.5], abs=1e-6)  # raw x in, original units out (measured: exact)
-
-
-@pytest.mark.slow  # 10 s: eleven datasets, each trained twice, in a new Python
-@pytest.mark.skipif(not (ROOT.parent / "shared" / "nist-strd").is_dir(), reason="NIST StRD data not found")
-def test_nist_script_prints_a_row_per_dataset(tmp_path):
-    result = run_script("nist.py", "--lbfgs_epochs", "3", "--sgd_epochs", "3", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] and line.split()[0] in
-            ("Norris", "Pontius", "NoInt1", "NoInt2", "Longley", "Filip", "Wampler1", "Wampler2", "Wampler3",
-             "Wampler4", "Wampler5")]
-    assert len(rows) == 11 and all(float(r[3]) >= 9 for r in rows)  # least_squares column; measured: >= 9.3
-
-
-@pytest.mark.parametrize(("flags", "words"), [
-    (["--lbfgs_epochs", "0"], ["--lbfgs_epochs: expected a whole number > 0, got '0'"]),
-    (["--sgd_epochs", "many"], ["--sgd_epochs: expected a whole number > 0, got 'many'"]),
-    (["--data_dir", "nowhere"], ["--data_dir nowhere: no such folder (the NIST StRD .dat files)"]),
-    (["--data-dir", "."], ["unrecognized arguments: --data-dir"]),
-])
-def test_nist_flag_errors_are_one_line(tmp_path, flags, words):
-    one_error_line(run_main(nist_main, *flags, cwd=tmp_path), *words)
-
-
-def test_nist_data_dir_without_the_files_is_one_line(tmp_path):
-    (tmp_path / "Norris.dat").write_text("not the file\n")
-    one_error_line(run_main(nist_main, "--data_dir", str(tmp_path), cwd=tmp_path), "no Pontius.dat, NoInt1.dat")
-
-
-@pytest.mark.parametrize(("flags", "words"), [
-    (["--batch_size", "0"], ["--batch_size: expected a whole number > 0, got '0'"]),
-    (["--paths", "[loop,fast]"],
-     ["--paths: expected one of loop, dataloader, package, package-k1, barebones, got 'fast'"]),
-    (["--paths", "loop", "package"], ["--paths: expected a list [a, b, ...], got 'loop'"]),
-    (["--paths", "[]"], ["--paths: expected at least one path, got []"]),
-    (["--files", "small"], ["--files: expected a list [a, b, ...] or null, got 'small'"]),
-    (["--files", "[missing.npy,big]"], ["--files: missing.npy: no such file"]),
-    (["--n-samples", "10"], ["unrecognized arguments: --n-samples"]),
-])
-def test_benchmark_flag_errors_are_one_line(tmp_path, flags, words):
-    one_error_line(run_main(benchmark_main, *flags, cwd=tmp_path), *words)
-
-
-def test_benchmark_files_runs_each_mode_through_the_package(tmp_path):
-    """The child run that --files starts in a fresh process per mode (--one_run), here in this one."""
-    from lr_lightning.benchmark.make_data import write_synthetic
-
-    write_synthetic(tmp_path / "data", 3000, 2, shard_rows=1024)
-    for mode in ("in-memory", "memory-mapped"):
-        result = run_main(benchmark_main, "--one_run", json.dumps([str(tmp_path / "data"), mode]), "--epochs", "2",
-                          "--batch_size", "512", "--lr", "0.1", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-        out = json.loads(result.stdout.strip().splitlines()[-1])
-        assert len(out["times"]) == 2 and out["peak"] > 0 and 0 < out["loss"] < 5, out
-
-
-@pytest.mark.parametrize(("script", "flags", "line"), [
-    ("from_scratch.py", ["--lr", "-1"], "error: --lr: expected a number > 0, got '-1' (see --help)"),
-    ("nist.py", ["--sgd_epochs", "1.5"], "error: --sgd_epochs: expected a whole number > 0, got '1.5' (see --help)"),
-    pytest.param("benchmark.py", ["--epochs", "x"],
-                 "error: --epochs: expected a whole number > 0, got 'x' (see --help)",
-                 marks=pytest.mark.slow),  # 6 s: speed.py imports torch and Lightning before it parses
-])
-def test_the_scripts_answer_a_bad_flag_with_one_line(tmp_path, script, flags, line):
-    result = run_script(script, *flags, cwd=tmp_path)
-    assert (result.returncode, result.stdout, result.stderr.splitlines()) == (2, "", [line])
 
 
 def test_predict_never_runs_a_checkpoints_code_nor_guesses_its_columns(tmp_path):
@@ -365,3 +332,191 @@ def test_network_without_in_features_is_one_line_and_no_run_folder(default: str,
                       "--max_epochs", "1", "--log_dir", str(tmp_path / "logs"), cwd=tmp_path)
     one_error_line(result, f"--model {module}.Net", "in_features", "out_features", "n_inputs")
     assert not (tmp_path / "logs").exists()
+
+
+def _exit_code(argv: list[str]) -> int:
+    return fit_main(argv)  # the exit status, parser errors included
+
+
+def _words_in(words: str | tuple[str, ...], line: str) -> bool:
+    return all(w in line for w in ((words,) if isinstance(words, str) else words))
+
+
+# ------------------------------------------------------------------------------- settings, API and CLI alike
+# (API call, CLI flags, words both must say, or (the API's, the CLI's) where the CLI's come from its parser)
+SETTINGS = [
+    (lambda: RegressionModule(LinearRegression(1), optimizer=sgd(0.01, momentum=-1.0)),
+     ["--optimizer.momentum", "-1"], "optimizer: Invalid momentum value: -1.0"),
+    pytest.param(lambda: RegressionModule(LinearRegression(1), optimizer=sgd(0.01, momentum=float("nan"))),
+                 ["--optimizer.momentum", "nan"], ("momentum", "--optimizer.momentum: expected float, got 'nan'")),
+    (lambda: RegressionModule(LinearRegression(1), optimizer=sgd(0.01, weight_decay=-0.5)),
+     ["--optimizer.weight_decay", "-0.5"], "optimizer: Invalid weight_decay value: -0.5"),
+    pytest.param(lambda: RegressionModule(LinearRegression(1), optimizer=sgd(0.01, weight_decay=float("nan"))),
+                 ["--optimizer.weight_decay", "nan"],
+                 ("weight_decay", "--optimizer.weight_decay: expected float, got 'nan'")),
+    (lambda: RegressionModule(LinearRegression(1),
+                              optimizer={"class_path": "LBFGS", "init_args": {"weight_decay": 0.1}}),
+     [*LBFGS, "--optimizer.weight_decay", "0.1"],
+     ("optimizer: LBFGS.__init__() got an unexpected keyword argument 'weight_decay'",
+      "--optimizer.weight_decay: not an argument of LBFGS")),
+    pytest.param(lambda: TutorialDataModule(seed=-1), ["--seed", "-1"], "seed"),
+    pytest.param(lambda: TutorialDataModule(seed=2**40), ["--seed", str(2**40)], "seed"),
+    (lambda: TensorBoardFigures(times=-2), ["--figures", "-2"], "figures must be a whole number >= 0"),
+]
+
+
+@pytest.mark.parametrize(("api", "flags", "words"), SETTINGS,
+                         ids=[" ".join(s.values[1] if hasattr(s, "values") else s[1]) for s in SETTINGS])
+def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, capsys, api, flags, words):
+    api_words, cli_words = (words, words) if isinstance(words, str) else words
+    with pytest.raises(ValueError) as e:
+        api()
+    assert api_words in str(e.value), e.value
+    assert _exit_code([*flags, "--log_dir", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and cli_words in err[0], err
+    if flags[0] == "--seed":  # the CLI names its flag
+        assert err[0].startswith("error: --seed") and "from 0 to 4294967295" in err[0], err
+    assert not (tmp_path / "logs").exists()
+
+
+# Words: one string, or several that the line must all contain. Lightning's own complaints about the Trainer's
+# essentials are prefixed with the essentials that differ from their defaults (here also --max_epochs 1).
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--accelerator", "tpu"], ("--accelerator tpu", "torch_xla")),
+        (["--accelerator", "quantum"], ("--accelerator quantum", "invalid accelerator name",
+                                        "Available names are: auto")),
+        (["--accelerator", "cpu", "--devices", "0,0"],
+         ("--accelerator cpu --devices 0,0", "`devices` selected with `CPUAccelerator` should be an int > 0")),
+        (["--num_nodes", "2"], "--num_nodes 2: no cluster launcher found; run the same command on each machine"),
+        (["--plot", "{d}"], "is a directory or lies under a file; name a .png file to write"),
+        (["--stop_below", "nan"], ("--stop_below: expected float", "got 'nan'")),
+        (["--stop_below", "0"], "--stop_below 0.0: must be a finite loss > 0"),
+        (["--model.activation", "tanh"], "--model.activation: not an argument of the default model"),
+        (["--data", "synthetic", "--data.target", "3"], "--data.target: not an argument of SyntheticDataModule"),
+        (["--data.n_samples", "50"], "--data.n_samples: not an argument of the default data"),
+        (["--optimizer.lr", "1e300"], "lr must be a finite number > 0, got 1e+300 (beyond the weights' float range)"),
+        (["--data", "{d}/fifo.csv"], "fifo.csv: not a regular file (a pipe, socket or device)"),
+        (["--data", "{d}/underscore.csv"], "underscore.csv: line 2, column 'a': '1_000' is not a number"),
+        (["--data", "{d}/float32.csv"], "float32.csv: line 3, column 'a': '1e39' is beyond ±3.40282e+38"),
+        (["--data", "{d}/utf16.csv"], "utf16.csv: not a UTF-8 text CSV file (it holds NUL characters: UTF-16?"),
+        (["--data", "{d}/bigendian.npy"], "bigendian.npy: numbers stored in the other byte order (>f8)"),
+        (["--data", "{d}/xonly"], "xonly: x.npy without y.npy"),
+        # 4 TB of weights: refused on any machine (an allocation this large fails at once, it is never attempted).
+        pytest.param(["--model", "MLPRegressor", "--model.hidden", "[1000000,1000000]"],
+                     ("--model", "its parameters need about")),
+        (["--log_dir", "{d}/a_file"], "--log_dir {d}/a_file: is a file or lies under one"),
+        (["--log_dir", "{d}/a_file/sub"], "--log_dir {d}/a_file/sub: is a file or lies under one"),
+        pytest.param(["--config", "{d}/hidden.yaml"], "--model.hidden: expected"),
+        (["--config", "{d}/epochs.yaml"], "--max_epochs: expected int, got '6.5'"),
+        pytest.param(["--config", "{d}/flag.yaml"], "--data.standardize: expected bool, got 'maybe'"),
+        (["--config", "{d}/model.yaml"], "--model: hidden must be a list of positive layer widths, e.g. [64, 64]"),
+    ],
+)
+def test_cli_only_flags_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, flags, words):
+    from lr_lightning.core.cli import CLUSTER_VARIABLES
+
+    for name in CLUSTER_VARIABLES:  # an earlier in-process DDP run leaves MASTER_ADDR etc.: no launcher here
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "a_file").write_text("not a folder")
+    os.mkfifo(tmp_path / "fifo.csv")  # nobody writes to it: reading it would wait forever
+    (tmp_path / "underscore.csv").write_text("a,y\n1_000,2\n3,4\n5,6\n")
+    (tmp_path / "float32.csv").write_text("a,y\n1,2\n1e39,4\n5,6\n")
+    (tmp_path / "utf16.csv").write_bytes("a,y\n1,2\n3,4\n".encode("utf-16-be"))
+    np.save(tmp_path / "bigendian.npy", np.arange(12.0).reshape(4, 3).astype(">f8"))
+    (tmp_path / "xonly").mkdir()
+    np.save(tmp_path / "xonly" / "x.npy", np.ones((5, 2)))
+    # A value of the wrong type (hidden.yaml, epochs.yaml, flag.yaml: YAML's 'yes' is a yes for jsonargparse, so
+    # 'maybe'), and one of the right type that the class refuses (model.yaml).
+    (tmp_path / "hidden.yaml").write_text("model: {class_path: MLPRegressor, init_args: {hidden: 64}}\n")
+    (tmp_path / "epochs.yaml").write_text("max_epochs: 6.5\n")
+    (tmp_path / "flag.yaml").write_text("data: {class_path: SyntheticDataModule, init_args: {standardize: 'maybe'}}\n")
+    (tmp_path / "model.yaml").write_text("model: {class_path: lr_lightning.core.networks.MLPRegressor, init_args: "
+                                         "{hidden: [0]}}\n")
+    flags = [f.format(d=tmp_path) for f in flags]
+    words = tuple(w.format(d=tmp_path) for w in ((words,) if isinstance(words, str) else words))
+    log_dir = [] if "--log_dir" in flags else ["--log_dir", str(tmp_path / "logs")]
+    assert _exit_code([*flags, *log_dir, "--max_epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and _words_in(words, err[0]), err
+    assert not (tmp_path / "logs").exists()
+
+
+def _billion_laughs():
+    lines = ["lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("seed: 1\na: &a [*a]\n", "line 2: YAML aliases (*a) are not accepted"),  # was a RecursionError
+    (_billion_laughs(), "line 2: YAML aliases (*l0) are not accepted"),  # was still running after 300 s
+    ("data: &d {class_path: SyntheticDataModule}\nmodel: *d\n", "line 2: YAML aliases (*d) are not accepted"),
+])
+def test_a_config_with_yaml_aliases_is_refused_in_one_line(tmp_path, text, words):
+    (tmp_path / "hostile.yaml").write_text(text)
+    start = time.perf_counter()
+    done = run_main(fit_main, "--config", "hostile.yaml", cwd=tmp_path)
+    assert time.perf_counter() - start < 10  # measured 0.01 s; the laughs expanded for minutes
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"error: --config hostile.yaml: {words} (one can refer to itself, or expand a few lines into billions of "
+        "values); write the value out"], done.stderr
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_the_parser_s_own_yaml_loader_refuses_aliases_too():
+    # Where the command line's --config check does not look (a nested config file, a value): jsonargparse's loader.
+    import jsonargparse
+    import yaml
+
+    from lr_lightning.core.commands import load_yaml
+
+    assert jsonargparse.get_loader("yaml") is load_yaml
+    with pytest.raises(yaml.YAMLError, match=r"line 1: YAML aliases \(\*a\) are not accepted"):
+        load_yaml("&a [*a]")
+    assert load_yaml("lr: 1e-3\nname: a*b\n") == {"lr": 1e-3, "name": "a*b"}  # jsonargparse's float rule kept
+
+
+def test_a_config_too_large_to_be_one_is_refused_unread(tmp_path, monkeypatch):
+    import lr_lightning.core.cli as cli
+
+    monkeypatch.setattr(cli, "MAX_CONFIG_BYTES", 1000)  # (writing 16 MiB for a test is not needed)
+    (tmp_path / "big.yaml").write_text("seed: 1\n" + "# padding\n" * 200)
+    done = run_main(fit_main, "--config", "big.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("error: --config big.yaml: 2,008 bytes; a config is a "
+                                                           "few kilobytes"), done.stderr
+
+
+@pytest.mark.parametrize(("config", "words"), [
+    ("data:\n  class_path: SyntheticDataModule\n  init_args:\n    n_sample: 10\n",
+     "data.n_sample: not an argument of SyntheticDataModule"),
+    ("model:\n  class_path: MLPRegressor\n  init_args:\n    hiden: [3]\n",
+     "model.hiden: not an argument of MLPRegressor"),
+    ("trainer:\n  max_epoch: 3\n", "trainer.max_epoch: not an argument of Trainer"),
+])
+def test_an_unknown_key_in_a_config_is_named_by_its_place_there(tmp_path, config, words):
+    # It was "Option 'n_sample' is not accepted": which file, which part?
+    (tmp_path / "run.yaml").write_text(config)
+    done = run_main(fit_main, "--config", "run.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.splitlines() == [f"error: --config run.yaml: {words} (see --help)"], \
+        done.stderr
+
+
+def test_barebones_is_refused_in_words_not_with_an_object_s_address(tmp_path):
+    done = run_main(fit_main, "--trainer.barebones", "true", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("error: --trainer.barebones true: turns off what a fit.py "
+                                                           "run is made of"), done.stderr
+    assert not (tmp_path / "lightning_logs").exists()
+    # Any Trainer complaint that quotes an object names its class instead (Lightning quoted the logger's repr).
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lr_lightning.core.cli import make_trainer, parse
+    from lr_lightning.core.commands import UsageError
+
+    _, cfg = parse("fit", ["--max_epochs", "1"])
+    cfg.trainer.barebones = True  # past the flag check, as a Trainer argument the check does not know would be
+    with pytest.raises(UsageError) as e:
+        make_trainer(cfg, cfg.trainer, TensorBoardLogger(tmp_path / "logs", name="", version=0), [], False, False)
+    assert "logger=TensorBoardLogger)" in str(e.value) and " object at 0x" not in str(e.value), str(e.value)

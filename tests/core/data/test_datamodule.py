@@ -1,3 +1,7 @@
+"""RegressionDataModule and its family: dtypes, splits, shuffling, batches, the CSV and NPY readers."""
+
+from __future__ import annotations
+
 import warnings
 
 import numpy as np
@@ -6,7 +10,9 @@ import torch
 
 from lr_lightning import (
     CSVDataModule,
+    LinearRegression,
     RegressionDataModule,
+    RegressionModule,
     SyntheticDataModule,
     TutorialDataModule,
     datamodule_for_path,
@@ -14,8 +20,16 @@ from lr_lightning import (
 from lr_lightning.core.data.csv_table import MissingHeaderError, read_csv, read_csv_table
 from lr_lightning.core.data.inputs import as_columns
 from lr_lightning.core.data.loaders import EpochOrder, TensorBatches
+from tests.conftest import make_trainer
 
-from .conftest import make_trainer
+
+def test_float32_and_other_inputs_keep_float32():
+    assert RegressionDataModule(np.zeros(4, np.float32), np.zeros(4, np.float32), val_fraction=0).x.dtype == \
+        torch.float32
+    assert RegressionDataModule([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], val_fraction=0).x.dtype == torch.float32
+    assert RegressionDataModule(np.zeros(4), np.zeros(4), val_fraction=0, dtype=torch.float32).x.dtype == \
+        torch.float32
+    assert SyntheticDataModule(n_samples=10).x.dtype == torch.float32
 
 
 def _all(loader):
@@ -90,7 +104,6 @@ class RecordInputs(torch.nn.Module):
 
 
 def test_lightning_sets_the_epoch_so_each_epoch_is_shuffled_anew():
-    from lr_lightning import RegressionModule
 
     RecordInputs.seen = []
     dm = RegressionDataModule(torch.arange(16.0), torch.arange(16.0), batch_size=16, val_fraction=0.0)
@@ -128,7 +141,6 @@ def test_batch_size_at_least_n_is_full_batch():
 
 
 def test_no_validation_split_means_no_validation_loop():
-    from lr_lightning import LinearRegression, RegressionModule
 
     dm = TutorialDataModule()
     assert dm.val_dataloader() == []
@@ -297,3 +309,14 @@ def test_a_read_only_array_is_taken_without_a_warning_and_left_as_it_was():
         warnings.simplefilter("error")
         dm = RegressionDataModule(x, np.arange(5.0), val_fraction=0)
     assert dm.x.dtype == torch.float64 and dm.x.tolist() == x.tolist() and not x.flags.writeable
+
+
+def test_a_datamodule_of_strings_says_which_value_is_not_a_number():
+    import pandas as pd
+
+    from lr_lightning import RegressionDataModule
+
+    x = pd.DataFrame({"size": ["1", "2", "lots"], "age": ["3", "4", "5"]})
+    with pytest.raises(ValueError, match=r"^x: expected an array of real numbers; row 3 \(1-based\), column 'size': "
+                                         r"'lots' is not a number$"):
+        RegressionDataModule(x, [1.0, 2.0, 3.0], val_fraction=0)

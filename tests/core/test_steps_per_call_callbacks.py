@@ -5,7 +5,6 @@ Each compares against what one step per call (Lightning's own loop) does, bit fo
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger
 
 from lr_lightning import LinearRegression, RegressionDataModule, StepsPerCallModule
-
-from .conftest import run_main
+from tests.conftest import run_main
 
 
 def _data(n: int = 100, batch_size: int = 8) -> RegressionDataModule:
@@ -149,50 +147,6 @@ def test_lbfgs_from_a_subclasss_configure_optimizers_with_blocks_is_one_line(tmp
         _fit(steps, tmp_path, OwnLBFGS)
 
 
-@pytest.mark.parametrize("value, words", [(float("nan"), "the weights are not finite (model.linear.weight): "
-                                                           "training diverged"),
-                                          (3e38, "the module's predictions on example rows in the data's range are "
-                                                 "not finite")])
-def test_exporting_a_module_with_non_finite_weights_or_predictions_is_one_line(tmp_path: Path, value: float,
-                                                                              words: str) -> None:
-    from lr_lightning.core.export import export
-
-    module = StepsPerCallModule(LinearRegression(2))
-    with torch.no_grad():
-        module.model.linear.weight.fill_(value)  # 3e38 is finite, but two of them summed overflow float32
-    out = tmp_path / "m.onnx"
-    # Before: an inf prediction made the self-check's tolerance inf, and the file was written; NaN said only
-    # "largest difference nan".
-    with pytest.raises(ValueError, match=f"^{re.escape(f'{out}: {words}; nothing to export')}$"):
-        export(module, out)
-    assert not out.exists()
-
-
-class DataDependent(torch.nn.Module):
-    """A branch on the data's values: torch.export cannot trace it (it guards on a data-dependent expression)."""
-
-    def __init__(self, in_features: int) -> None:
-        super().__init__()
-        self.in_features = in_features  # so the module can record how to rebuild it
-        self.linear = torch.nn.Linear(in_features, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x) if x.sum() > 0 else -self.linear(x)
-
-
-def test_a_network_torch_export_cannot_trace_is_one_line_and_nothing_else_on_stderr(
-        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    from lr_lightning.core.export import export
-
-    module = StepsPerCallModule(DataDependent(2))
-    capfd.readouterr()
-    with pytest.raises(ValueError, match=r"m\.pt2: torch\.export cannot trace the network DataDependent \(Could not "
-                                         r"guard on data-dependent expression"):
-        export(module, tmp_path / "m.pt2", features=["a", "b"])
-    # Before: torch's warning ("Unable to find user code corresponding to {u0}") and the partial graph, printed twice.
-    assert capfd.readouterr().err == ""
-
-
 @pytest.mark.parametrize("value", ["abc", "2.5"])
 def test_a_steps_per_call_that_is_not_a_number_says_int_or_auto(tmp_path: Path, value: str) -> None:
     from lr_lightning.core.cli import fit_main
@@ -201,57 +155,6 @@ def test_a_steps_per_call_that_is_not_a_number_says_int_or_auto(tmp_path: Path, 
     # Before: "expected int or a typing.Literal['auto']", Python's spelling of the type, not the user's.
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"error: --steps_per_call: expected int or auto, got '{value}' (see --help)\n"
-
-
-class _RunsCode:
-    def __reduce__(self) -> tuple[Any, ...]:
-        import os
-
-        return (os.system, ("touch pwned",))  # (relative: the test's cwd is tmp_path)
-
-
-def test_a_pt2_with_a_pickled_weight_runs_no_code_when_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              capfd: pytest.CaptureFixture[str]) -> None:
-    import json
-    import pickle
-    import zipfile
-
-    from lr_lightning.core.export import export, load_pt2
-
-    monkeypatch.chdir(tmp_path)
-    torch.manual_seed(0)
-    module = StepsPerCallModule(LinearRegression(2))
-    export(module, tmp_path / "m.pt2")
-    assert torch.equal(load_pt2(tmp_path / "m.pt2")[0](torch.ones(3, 2)), module(torch.ones(3, 2)))  # ours loads
-    # The archive's format lets a weight be a pickle, which torch.export.load unpickles with weights_only=False.
-    with zipfile.ZipFile(tmp_path / "m.pt2") as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    config_name = next(name for name in files if name.endswith("data/weights/model_weights_config.json"))
-    config = json.loads(files[config_name])
-    entry = next(iter(config["config"].values()))
-    entry["use_pickle"] = True
-    files[config_name] = json.dumps(config).encode()
-    files[config_name.replace("model_weights_config.json", entry["path_name"])] = pickle.dumps(_RunsCode())
-    with zipfile.ZipFile(tmp_path / "evil.pt2", "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    capfd.readouterr()
-    with pytest.raises(ValueError, match=r"evil\.pt2: refused: it holds a pickled object, which loading would run as "
-                                         "code$"):
-        load_pt2(tmp_path / "evil.pt2")
-    assert not (tmp_path / "pwned").exists()  # before the fix: os.system ran while loading
-    assert capfd.readouterr().err == ""
-
-
-@pytest.mark.parametrize("args, missing", [((), "--ckpt, --out are"), (("--out", "m.onnx"), "--ckpt is")])
-def test_export_without_its_required_flags_names_them_as_flags(tmp_path: Path, args: tuple[str, ...],
-                                                               missing: str) -> None:
-    from lr_lightning.core.export import export_main
-
-    result = run_main(export_main, *args, cwd=tmp_path)
-    # Before: "the following arguments are required: ckpt, out", the destinations' names, not the flags.
-    assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == f"error: {missing} required (see --help)\n"
 
 
 @pytest.mark.filterwarnings("ignore:You requested to overfit")  # Lightning turns shuffling off, and says so

@@ -152,20 +152,25 @@ def test_pandas_frames_stay_float64_and_missing_values_are_named() -> None:
             fit(frame, y)
 
 
-@pytest.mark.parametrize(("rows", "files", "message"), [
-    (3, None, "error: --exact_rows 3: needs more rows than coefficients"),
-    (2000, "nowhere", "error: --exact_files: nowhere: no such file"),
-    (2000, "good.csv", "error: --exact_files: good.csv: expected a .npy file"),
+@pytest.mark.parametrize(("x", "y", "words"), [
+    # y named by its pandas name, as x by its names (it was "column 0" beside x's "column 'b'")
+    ([1.0, 2.0, 3.0], "series", "y: non-finite value inf at row 3 (1-based), column 'price'"),
+    ([1.0, 2.0, 3.0], [1.0, 2.0, float("inf")], "y: non-finite value inf at row 3 (1-based)"),
+    # strings: which value is not a number (it said only "got values of dtype <U1")
+    ([["1", "2"], ["3", "four"], ["5", "6"]], [1.0, 2.0, 3.0],
+     "row 2, column 2 (both 1-based): 'four' is not a number"),
 ])
-def test_exact_benchmark_refuses_bad_flags_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                       monkeypatch: pytest.MonkeyPatch, rows: int, files: str | None,
-                                                       message: str) -> None:
-    """``benchmark.py --exact true`` with too few rows was the fit's traceback, and a missing or non-.npy
-    ``--exact_files`` a child process's traceback after the whole in-memory comparison had run."""
-    from lr_lightning.benchmark import exact
+def test_least_squares_says_where_a_bad_value_is(x, y, words):
+    import pandas as pd
 
-    monkeypatch.chdir(tmp_path)
-    _good_csv(tmp_path / "good.csv")
-    assert exact.run(rows, 5, 1, None if files is None else Path(files)) == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err.startswith(message) and err.count("\n") == 1, err
+    from lr_lightning.exact.solver import least_squares
+
+    y = pd.Series([1.0, 2.0, float("inf")], name="price") if y == "series" else y
+    with pytest.raises(ValueError) as e:
+        least_squares(x, y)
+    assert words in str(e.value), str(e.value)
+
+
+def test_least_squares_refuses_a_bias_that_is_not_true_or_false() -> None:
+    with pytest.raises(ValueError, match="bias must be True or False, got 'no'"):
+        least_squares(np.arange(5.0), np.arange(5.0), bias="no")

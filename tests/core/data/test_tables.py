@@ -26,8 +26,7 @@ from lr_lightning import (
 from lr_lightning.core.data.csv_table import CsvTable, read_csv_table
 from lr_lightning.core.data.loaders import BlockBatches
 from lr_lightning.core.data.tables import ArrayTable, NpyTable, ParquetTable, Table
-
-from .conftest import make_trainer, sgd
+from tests.conftest import make_trainer, sgd
 
 
 def _data(n=1000, k=3, seed=0):
@@ -301,3 +300,33 @@ def test_pyarrow_reads_a_large_csv_the_same_as_the_line_by_line_reader(tmp_path)
     names, fast = read_csv_table(path)
     assert names == ["a", "b", "c", "y"] and fast.tobytes() == data.tobytes()  # every bit
     assert _read_line_by_line(path, None, True, np.inf)[1].tobytes() == data.tobytes()
+
+
+# ----------------------------------------------------------------------------- one way to say where a value is
+def test_the_same_bad_value_is_placed_the_same_way_in_every_format(tmp_path):
+    """Data row 3 (header excluded) holds a NaN: the CSV says its line (4), the others row 3, counted from 1, and say
+    so. (They said line 4, row 2 and row 2: a user could not tell which.)"""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lr_lightning.core.data import CSVDataModule, NpyDataModule, ParquetDataModule, RegressionDataModule
+
+    data = np.arange(20.0).reshape(10, 2)
+    data[2, 0] = np.nan
+    (tmp_path / "d.csv").write_text("a,y\n" + "".join(f"{a},{y}\n" for a, y in data))
+    np.save(tmp_path / "d.npy", data)
+    pq.write_table(pa.table({"a": data[:, 0], "y": data[:, 1]}), tmp_path / "d.parquet")
+    expected = {
+        "csv": "d.csv: line 4, column 'a': 'nan' is not a finite number",
+        "npy": "d.npy: row 3 (1-based), column 'x0' (column 1 of the file): non-finite value nan",
+        "parquet": "d.parquet: row 3 (1-based), column 'a': non-finite value nan",
+        "array": "x: non-finite value nan at row 3 (1-based)",
+    }
+    build = {"csv": lambda: CSVDataModule(tmp_path / "d.csv"), "npy": lambda: NpyDataModule(tmp_path / "d.npy"),
+             "parquet": lambda: ParquetDataModule(tmp_path / "d.parquet"),
+             "array": lambda: RegressionDataModule(data[:, :1], data[:, 1])}
+    for kind, make in build.items():
+        with pytest.raises(ValueError) as e:
+            make().setup()
+        assert expected[kind] in str(e.value), (kind, str(e.value))

@@ -1,3 +1,5 @@
+"""LinearRegression (lr_lightning/core/linear.py): an affine map with the shapes README gives."""
+
 import torch
 
 from lr_lightning import LinearRegression
