@@ -555,10 +555,10 @@ def _take_clusters(table: Table, clusters: Any) -> tuple[Table, np.ndarray, list
         ids = np.stack(columns, axis=1)
     else:
         ids = np.asarray(clusters)
-        ids = ids[:, None] if ids.ndim == 1 else ids
-        if ids.ndim != 2 or ids.shape[0] != table.n_rows or ids.shape[1] not in (1, 2):
+        if ids.ndim not in (1, 2) or len(ids) != table.n_rows or ids.ndim == 2 and ids.shape[1] not in (1, 2):
             raise ValueError(f"clusters: shape {ids.shape} for {table.n_rows} rows; give one id per row, or two "
                              "(an (n, 2) array) for two-way clustering")
+        ids = ids[:, None] if ids.ndim == 1 else ids
         names = [f"cluster{j}" for j in range(ids.shape[1])] if ids.shape[1] > 1 else ["cluster"]
     if ids.dtype.kind == "f" and not np.isfinite(ids).all():
         row = int(np.argwhere(~np.isfinite(ids))[0][0])
