@@ -203,11 +203,11 @@ class LeastSquaresModule(L.LightningModule):
         if self.solver.done:
             return
         if self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs >= 0:
+            extra = self.hparams.robust or self.hparams.cluster
             raise TrainerSettingError("max_epochs", f"LeastSquaresModule needs more passes over the data than "
                                       f"max_epochs={self.trainer.max_epochs} (up to {self.solver.max_passes} here: 1, "
                                       f"up to {self.hparams.max_refinements} refinements"
-                                      f"{', 1 for robust or clusters' if self.solver.max_passes > 1 + self.hparams.max_refinements else ''}); "
-                                      "raise max_epochs")
+                                      f"{', 1 for robust or clusters' if extra else ''}); raise max_epochs")
 
     def on_train_end(self) -> None:
         # Stopped before the solve finished (max_time ran out, or a callback stopped the Trainer): an unsolved module

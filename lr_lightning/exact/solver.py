@@ -54,8 +54,8 @@ from lr_lightning.core.basis import (
 )
 from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.weighting import check_weights
-from lr_lightning.exact.clusters import ClusterSums, cluster_keys
 from lr_lightning.exact import compensated as dd
+from lr_lightning.exact.clusters import ClusterSums, cluster_keys
 from lr_lightning.exact.moments import CoMoments, PairwiseSum, merge_in_order
 
 __all__ = ["ALIAS_TOL", "Design", "LeastSquaresResult", "LeastSquaresSolver", "RankDeficientWarning",

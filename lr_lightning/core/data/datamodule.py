@@ -129,7 +129,8 @@ class RegressionDataModule(L.LightningDataModule):
         # Not super().__init__(): save_hyperparameters(dict) compares the dict with the arguments of every __init__
         # that calls super() on the way (the data x and y here, arrays that cannot be compared with a dict).
         L.LightningDataModule.__init__(self)
-        args = {k: v for k, v in locals().items() if k not in ("self", "x", "y", "weights", "clusters")}  # the hyperparameters
+        # The hyperparameters (weights and clusters are saved as their column names below).
+        args = {k: v for k, v in locals().items() if k not in ("self", "x", "y", "weights", "clusters")}
         tensors = None
         if isinstance(x, Table):
             if y is not None:
