@@ -343,7 +343,7 @@ class LeastSquaresSolver:
         design = torch.cat([u.new_ones(len(u), 1), scaled], dim=1) if bias else scaled
         r = r / rscale  # residuals in units of the residual SD, for the same reason
         if self.cluster:
-            self._cluster_update(design, r if wt is None else r * wt, g)
+            self._cluster_update(design, r if wt is None else r * wt, g, wt)
             if not self.robust:
                 return
         meats = []
@@ -355,11 +355,16 @@ class LeastSquaresSolver:
         meats = torch.stack(meats)
         self._sums["meats"] = self._sums["meats"] + meats if "meats" in self._sums else meats
 
-    def _cluster_update(self, design: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None) -> None:
-        """Add the rows' scores ``x_i e_i`` (whitened: ``w_i x_i e_i``), ``(rows, q·m)``, to their clusters' sums."""
+    def _cluster_update(self, design: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None,
+                        wt: torch.Tensor | None = None) -> None:
+        """Add the rows' scores ``x_i e_i`` (whitened: ``w_i x_i e_i``), ``(rows, q·m)``, to their clusters' sums.
+        Rows of weight 0 take no part (as in ``n``): a cluster of such rows only is no cluster."""
         if g is None:
             raise ValueError("cluster=True: the batches carry no cluster ids (the data module needs clusters=)")
         g = g.reshape(len(design), -1).to(torch.int64)
+        if wt is not None:
+            positive = wt[:, 0] > 0
+            design, r, g = design[positive], r[positive], g[positive]
         scores = (design[:, :, None] * r[:, None, :]).reshape(len(design), -1)
         sums = self._sums.setdefault("clusters", [ClusterSums(scores.shape[1]) for _ in cluster_keys(g)])
         if len(sums) != len(cluster_keys(g)):

@@ -168,3 +168,16 @@ def test_cli_clustered_fit(tmp_path) -> None:
                    "--data.clusters", "--solver exact")
     one_error_line(run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--cluster", cwd=tmp_path),
                    "--cluster", "--data.clusters")
+
+
+def test_zero_weight_rows_take_no_part() -> None:
+    from lr_lightning import RegressionDataModule
+
+    x, y, firm, _, w = _data(n=500, seed=9, groups=25)
+    w[firm == 3] = 0.0  # firm 3 has only rows of weight 0: it is no cluster
+    w[::7] = 0.0
+    s = _fit(RegressionDataModule(x, y, clusters=firm, weights=w, val_fraction=0, dtype="float64"))
+    keep = w > 0
+    reference = sm.WLS(y[keep], sm.add_constant(x[keep]), weights=w[keep]).fit(
+        cov_type="cluster", cov_kwds={"groups": firm[keep]}, use_t=True)
+    _check(s, reference, 24)
