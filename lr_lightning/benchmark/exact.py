@@ -5,11 +5,15 @@ In memory (2M x 40 float64 by default), interleaved rounds of:
 - ``lr_lightning``: ``Trainer.fit(LeastSquaresModule(), datamodule=RegressionDataModule(x, y))`` with the defaults
   (the statistics included), timed from building the data module to the end of ``fit``;
 - ``scikit-learn``: ``LinearRegression().fit(x, y)`` (coefficients only: scikit-learn has no standard errors);
-- ``statsmodels``: ``OLS(y, add_constant(x)).fit()`` and its standard errors (``.bse``).
+- ``statsmodels``: ``OLS(y, add_constant(x)).fit()`` and its standard errors (``.bse``);
+- ``numpy XᵀX + solve (bare)``: the textbook normal equations, the floor a one-pass solver is held to;
+- ours clustered (CR1 over 1,000 clusters, one more pass) and weighted, beside statsmodels' ``WLS`` and
+  ``OLS(...).fit(cov_type="cluster")`` on the same weights and clusters.
 
-Each row: the median time over the rounds, the ratio of that time to ours, the process's peak resident memory
-while the call ran (sampled every millisecond; the data itself, held throughout, is in every figure), and the largest
-relative difference of the coefficients and standard errors from ours.
+Each row: the median time over the rounds, its ratio to ours (the plain fit) and to numpy's, the process's peak
+resident memory while the call ran (sampled every millisecond; the data itself, held throughout, is in every
+figure), and the largest relative difference of the coefficients and standard errors from the fit of ours that
+answers the same question (named in the last column).
 
 With ``--exact_files DIR`` (``.npy`` shards from ``scripts/make_data.py``, e.g. 25M x 40 float32), ours alone,
 memory-mapped: each pass's time and the peak RSS of a fresh process running the whole fit, beside one SGD epoch of
@@ -84,32 +88,73 @@ def make_data(n_samples: int, n_features: int, seed: int = 0) -> tuple[np.ndarra
     return x, y
 
 
-def fit_ours(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+CLUSTERS = 1000
+
+
+def make_extras(n_samples: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """What the weighted and clustered rows use beside ``make_data``'s ``(x, y)``: weights in [0.5, 2) and
+    ``CLUSTERS`` cluster ids, rows assigned at random."""
+    rng = np.random.default_rng(seed + 1)
+    return {"weights": rng.uniform(0.5, 2.0, n_samples), "clusters": rng.integers(0, CLUSTERS, n_samples)}
+
+
+def _fit_module(x: np.ndarray, y: np.ndarray, **kwargs: Any) -> dict[str, np.ndarray]:
     from lr_lightning import LeastSquaresModule, RegressionDataModule
 
-    dm = RegressionDataModule(x, y, val_fraction=0.0)
-    module = LeastSquaresModule()
+    cluster = "clusters" in kwargs
+    dm = RegressionDataModule(x, y, val_fraction=0.0, **kwargs)
+    module = LeastSquaresModule(cluster=cluster)
     L.Trainer(max_epochs=10, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False).fit(module, datamodule=dm)
     s = module.statistics["y"]
-    return {"coef": np.array(s["coef"], dtype=float), "stderr": np.array(s["stderr"], dtype=float)}
+    return {"coef": np.array(s["coef"], dtype=float),
+            "stderr": np.array(s["stderr_cluster"]["CR1"] if cluster else s["stderr"], dtype=float)}
 
 
-def fit_sklearn(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+def fit_ours(x: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    return _fit_module(x, y)
+
+
+def fit_ours_clustered(x: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same fit with CR1 standard errors over ``CLUSTERS`` clusters (one more pass)."""
+    return _fit_module(x, y, clusters=extras["clusters"])
+
+
+def fit_ours_weighted(x: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return _fit_module(x, y, weights=extras["weights"])
+
+
+def fit_sklearn(x: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     from sklearn.linear_model import LinearRegression
 
     model = LinearRegression().fit(x, y)
     return {"coef": np.concatenate([[model.intercept_], model.coef_])}
 
 
-def fit_statsmodels(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+def fit_statsmodels(x: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray] | None = None
+                    ) -> dict[str, np.ndarray]:
     import statsmodels.api as sm
 
     result = sm.OLS(y, sm.add_constant(x)).fit()
     return {"coef": np.asarray(result.params), "stderr": np.asarray(result.bse)}
 
 
-def fit_normal_equations(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+def fit_statsmodels_wls(x: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import statsmodels.api as sm
+
+    result = sm.WLS(y, sm.add_constant(x), weights=extras["weights"]).fit()
+    return {"coef": np.asarray(result.params), "stderr": np.asarray(result.bse)}
+
+
+def fit_statsmodels_cluster(x: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import statsmodels.api as sm
+
+    result = sm.OLS(y, sm.add_constant(x)).fit(cov_type="cluster", cov_kwds={"groups": extras["clusters"]})
+    return {"coef": np.asarray(result.params), "stderr": np.asarray(result.bse)}
+
+
+def fit_normal_equations(x: np.ndarray, y: np.ndarray, extras: dict[str, np.ndarray] | None = None
+                         ) -> dict[str, np.ndarray]:
     """The floor: numpy's Gram matrix and a solve (one product over the data, as ours; the textbook normal equations
     that lose digits on ill-conditioned data, so no library's answer)."""
     s = x.sum(axis=0)  # the intercept's row and column, without a copy of x with a column of ones
@@ -117,9 +162,19 @@ def fit_normal_equations(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     return {"coef": np.linalg.solve(gram, np.concatenate([[y.sum()], x.T @ y]))}
 
 
-SOLVERS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]] = {
-    "lr_lightning": fit_ours, "scikit-learn": fit_sklearn, "statsmodels": fit_statsmodels,
-    "numpy XᵀX": fit_normal_equations}
+Solver = Callable[[np.ndarray, np.ndarray, dict[str, np.ndarray]], dict[str, np.ndarray]]
+# name: (solve, the row of ours it is compared with). Ours first: the ratios are to the plain fit and to numpy's.
+SOLVERS: dict[str, tuple[Solver, str]] = {
+    "lr_lightning": (fit_ours, "lr_lightning"),
+    f"ours clustered ({CLUSTERS:,} clusters)": (fit_ours_clustered, f"ours clustered ({CLUSTERS:,} clusters)"),
+    "ours weighted": (fit_ours_weighted, "ours weighted"),
+    "numpy XᵀX + solve (bare)": (fit_normal_equations, "lr_lightning"),
+    "scikit-learn": (fit_sklearn, "lr_lightning"),
+    "statsmodels": (fit_statsmodels, "lr_lightning"),
+    "statsmodels WLS": (fit_statsmodels_wls, "ours weighted"),
+    "statsmodels OLS cluster": (fit_statsmodels_cluster, f"ours clustered ({CLUSTERS:,} clusters)"),
+}
+NUMPY = "numpy XᵀX + solve (bare)"
 
 
 def _relative(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
@@ -129,36 +184,43 @@ def _relative(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
 
 
 def in_memory(n_samples: int, n_features: int, repeats: int) -> str:
-    """The in-memory table: interleaved rounds, medians."""
-    for solve in SOLVERS.values():  # warm-up, untimed: first imports and first calls into each library
-        solve(*make_data(1000, n_features, seed=1))
+    """The in-memory table: interleaved rounds, medians. Each row's differences are from the fit of ours that
+    answers the same question (plain, weighted, clustered: the ``vs`` column)."""
+    small = make_data(1000, n_features, seed=1)
+    for solve, _ in SOLVERS.values():  # warm-up, untimed: first imports and first calls into each library
+        solve(*small, make_extras(1000, seed=1))
     x, y = make_data(n_samples, n_features)
+    extras = make_extras(n_samples)
     times: dict[str, list[float]] = {name: [] for name in SOLVERS}
     peaks: dict[str, list[int]] = {name: [] for name in SOLVERS}
     answers: dict[str, dict[str, np.ndarray]] = {}
     for round_ in range(1, repeats + 1):
-        for name, solve in SOLVERS.items():
+        for name, (solve, _) in SOLVERS.items():
             with PeakRSS() as rss:
                 start = time.perf_counter()
-                answers[name] = solve(x, y)
+                answers[name] = solve(x, y, extras)
                 times[name].append(time.perf_counter() - start)
             if rss.peak is not None:
                 peaks[name].append(rss.peak)
             print(f"  round {round_}, {name}: {times[name][-1]:.3f} s", file=sys.stderr)
-    ours = answers["lr_lightning"]
     base = statistics.median(times["lr_lightning"])
+    floor = statistics.median(times[NUMPY])
     lines = [f"{n_samples:,} x {n_features} float64 in memory, {repeats} interleaved rounds (median), "
-             f"{torch.get_num_threads()} threads",
-             f"{'solver':<16} {'seconds':>8} {'vs ours':>8} {'peak RSS':>9} {'coef rel. diff':>15} "
-             f"{'stderr rel. diff':>17}"]
-    for name in SOLVERS:
+             f"{torch.get_num_threads()} threads; weights U(0.5, 2), {CLUSTERS:,} clusters at random",
+             f"{'solver':<31} {'seconds':>8} {'vs ours':>8} {'vs numpy':>9} {'peak RSS':>9} {'coef rel. diff':>15} "
+             f"{'stderr rel. diff':>17}  vs"]
+    for name, (_, ref) in SOLVERS.items():
         t = statistics.median(times[name])
         peak = f"{max(peaks[name]) / 1e9:6.2f} GB" if peaks[name] else "      —"
         diffs = []
         for key in ("coef", "stderr"):
-            d = _relative(answers[name].get(key), ours.get(key)) if name != "lr_lightning" else None
+            d = _relative(answers[name].get(key), answers[ref].get(key)) if name != ref else None
             diffs.append(f"{d:.1e}" if d is not None else "—")
-        lines.append(f"{name:<16} {t:8.3f} {t / base:7.1f}x {peak:>9} {diffs[0]:>15} {diffs[1]:>17}")
+        lines.append(f"{name:<31} {t:8.3f} {t / base:7.2f}x {t / floor:8.2f}x {peak:>9} {diffs[0]:>15} "
+                     f"{diffs[1]:>17}  {ref if name != ref else '—'}")
+    spread = {name: (min(times[name]), max(times[name])) for name in ("lr_lightning", NUMPY)}
+    lines.append("spread over the rounds (min-max s): " + ", ".join(f"{n} {lo:.3f}-{hi:.3f}"
+                                                                  for n, (lo, hi) in spread.items()))
     return "\n".join(lines)
 
 
