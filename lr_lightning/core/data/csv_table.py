@@ -47,10 +47,25 @@ class CsvTable(Table):
 
     streamed = False
 
-    def __init__(self, path: str | Path, target: str | None = None, dtype: Any = np.float32) -> None:
+    categories: Any = None  # a Categories where the table has category columns (categorical=, or text columns)
+
+    def __init__(self, path: str | Path, target: str | None = None, dtype: Any = np.float32,
+                 categorical: Sequence[str] | None = None, inputs: Sequence[str] | None = None,
+                 terms: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         self.dtype = np.dtype(np.float64)
-        x, y, features, target = read_csv(path, target, max_abs=float(np.finfo(numpy_dtype(dtype)).max))
+        max_abs = float(np.finfo(numpy_dtype(dtype)).max)
+        if categorical or inputs is not None:
+            x, y, features, target = self._read_categorical(target, list(categorical or ()), inputs, terms, max_abs)
+        else:
+            try:
+                x, y, features, target = read_csv(path, target, max_abs=max_abs)
+            except ValueError:
+                # Text columns are categorical unless categorical=[] says there are none.
+                found = [] if categorical is not None else self._text_inputs(target)
+                if not found:
+                    raise
+                x, y, features, target = self._read_categorical(target, found, None, terms, max_abs)
         # x is read_csv's own float64 array (no copy); y, a column of the parsed table, is copied out of it, so that the
         # table's memory is released.
         self.x, self.y = x, np.ascontiguousarray(y[:, None])
@@ -62,6 +77,71 @@ class CsvTable(Table):
 
     def where(self, row: int) -> str:
         return f"{self.path}: data row {row + 1} (1-based, header excluded)"
+
+    def _text_inputs(self, target: str | None) -> list[str]:
+        from lr_lightning.core.data.categories import text_columns
+
+        found = text_columns(self.path)
+        target = target if target is not None else _header_names(self.path)[-1] if found else None
+        return [] if target in found else found  # a text target: the numeric reader says it is no number
+
+    def _read_categorical(self, target: str | None, categorical: list[str], inputs: Sequence[str] | None,
+                          terms: dict[str, str] | None, max_abs: float) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+        """Numeric columns parsed as numbers, category columns as text (integers where every value is one), encoded
+        by :class:`~lr_lightning.core.data.categories.Categories`."""
+        from lr_lightning.core.data.categories import Categories, read_text_columns
+
+        names = _header_names(self.path)
+        target = names[-1] if target is None else target
+        inputs = [n for n in names if n != target] if inputs is None else list(inputs)
+        for column in [target, *inputs, *categorical]:
+            if column not in names:
+                raise ValueError(f"{self.path}: no column {column!r}; the columns are {', '.join(names)}")
+        stray = [c for c in categorical if c not in inputs]
+        if stray or target in categorical:
+            raise ValueError(f"{self.path}: categorical column {(stray or [target])[0]!r} is not an input column")
+        if not inputs:
+            raise ValueError(f"{self.path}: only one column ({target!r}); need at least one feature column besides "
+                             "the target")
+        found = self._text_inputs(target) if not categorical else []
+        categorical = list(dict.fromkeys([*categorical, *(c for c in found if c in inputs)]))
+        numeric = [c for c in inputs if c not in categorical]
+        _, data = read_csv_table(self.path, [*numeric, target], max_abs=max_abs)
+        text = read_text_columns(self.path, categorical)
+        columns = {}
+        for c in inputs:
+            if c in text:
+                values = text[c]
+                columns[c] = values.astype(np.int64) if all(_is_int_text(v) for v in values) else values
+            else:
+                columns[c] = data[:, numeric.index(c)]
+        self.categories = Categories.of(columns, categorical, terms, where=self.where)
+        x = self.categories.encode(columns, where=self.where)
+        return x, data[:, -1], self.categories.names, target
+
+
+def _header_names(path: Path) -> list[str]:
+    """The column names of a CSV's header row (as :func:`read_csv_table` reads them)."""
+    data = _existing_file(path).read_bytes()
+    if b"#" in data:
+        data = _COMMENT.sub(b"", data)
+    found = _header_line(data)
+    if found is None:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            row = next((r for r in csv.reader("\n" if line.lstrip().startswith("#") else line for line in f)
+                        if any(c.strip() for c in r)), None)
+        if row is None:
+            raise ValueError(f"{path}: the file is empty; expected a header row, then rows")
+        return [c.strip() for c in row]
+    return found[0]
+
+
+def _is_int_text(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def numpy_dtype(dtype: Any) -> np.dtype:
