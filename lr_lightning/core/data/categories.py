@@ -72,7 +72,7 @@ class Categories:
             and all(isinstance(c, str) for c in spec["inputs"]) and isinstance(spec.get("levels"), Mapping) \
             and isinstance(spec.get("terms", {}), Mapping)
         if ok:
-            for column, levels in spec["levels"].items():
+            for levels in spec["levels"].values():
                 ok = ok and isinstance(levels, list) and len(levels) > 0 and len(set(levels)) == len(levels) and (
                     all(isinstance(v, str) for v in levels) or all(_is_int(v) for v in levels))
         if not ok:

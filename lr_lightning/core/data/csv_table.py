@@ -86,7 +86,8 @@ class CsvTable(Table):
         return [] if target in found else found  # a text target: the numeric reader says it is no number
 
     def _read_categorical(self, target: str | None, categorical: list[str], inputs: Sequence[str] | None,
-                          terms: dict[str, str] | None, max_abs: float) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+                          terms: dict[str, str] | None,
+                          max_abs: float) -> tuple[np.ndarray, np.ndarray, list[str], str]:
         """Numeric columns parsed as numbers, category columns as text (integers where every value is one), encoded
         by :class:`~lr_lightning.core.data.categories.Categories`."""
         from lr_lightning.core.data.categories import Categories, read_text_columns
