@@ -77,3 +77,24 @@ def test_fit_py_solver_exact_on_a_csv_with_a_formula(tmp_path):
     assert "C(region)[T.north]" in result.stdout and "C(region)[T.west]" in result.stdout
     stats = json.loads(next(tmp_path.rglob("statistics.json")).read_text())["price"]
     _assert_equal(stats, smf.ols("price ~ size + age + C(region)", frame).fit())
+
+
+def test_streamed_parquet_shards_find_every_level_and_equal_statsmodels(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    frame = _houses(tmp_path / "houses.csv").drop(columns="rooms")
+    (tmp_path / "shards").mkdir()
+    # The first shard lacks "west": the levels come from every shard's row groups, not the first one's.
+    first, rest = frame[frame["region"] != "west"].iloc[:60], frame.drop(frame[frame["region"] != "west"].index[:60])
+    pq.write_table(pa.Table.from_pandas(first, preserve_index=False), tmp_path / "shards" / "a.parquet",
+                   row_group_size=16)
+    pq.write_table(pa.Table.from_pandas(rest, preserve_index=False), tmp_path / "shards" / "b.parquet",
+                   row_group_size=16)
+    from lr_lightning.core.data.parquet import ParquetDataModule
+
+    dm = ParquetDataModule(tmp_path / "shards", val_fraction=0, dtype="float64")
+    assert dm.table.streamed and dm.feature_names[2:] == ["region[T.north]", "region[T.south]", "region[T.west]"]
+    module = LeastSquaresModule()
+    make_trainer(max_epochs=20).fit(module, datamodule=dm)
+    _assert_equal(module.statistics["price"], smf.ols("price ~ size + age + region", pd.concat([first, rest])).fit())

@@ -140,3 +140,25 @@ def test_sgd_trains_on_the_dummies_and_the_checkpoint_carries_the_levels(houses,
                    "--x row 1", "'region'", "'west'")
     one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--x", "2.0", "1", cwd=tmp_path), "rows of 3 inputs")
 
+
+
+def test_parquet_text_columns_are_categorical_and_a_null_is_one_line(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lr_lightning.core.data.parquet import ParquetDataModule
+
+    table = pa.table({"size": [1.0, 2.0, 3.0, 4.0], "g": pa.array([3, 1, 2, 1], pa.int32()),
+                      "region": pa.array(["b", "a", "c", "a"]).dictionary_encode(), "price": [1.0, 2.0, 3.0, 4.0]})
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=2)
+    dm = ParquetDataModule(tmp_path / "d.parquet", categorical=["g"], val_fraction=0, dtype="float64")
+    assert dm.feature_names == ["size", "g[T.2]", "g[T.3]", "region[T.b]", "region[T.c]"]
+    x = np.concatenate([b[0].numpy() for b in dm.loader("predict")])
+    assert x.tolist() == [[1, 0, 1, 1, 0], [2, 0, 0, 0, 0], [3, 1, 0, 0, 1], [4, 0, 0, 0, 0]]
+    with pytest.raises(ValueError, match="'region' holds"):
+        ParquetDataModule(tmp_path / "d.parquet", categorical=[], val_fraction=0)
+    pq.write_table(table.set_column(2, "region", pa.array(["b", "a", None, "a"])), tmp_path / "n.parquet",
+                   row_group_size=2)
+    with pytest.raises(ValueError, match=r"n.parquet: row 3 \(1-based\), column 'region': empty") as e:
+        ParquetDataModule(tmp_path / "n.parquet", val_fraction=0)
+    assert "\n" not in str(e.value)
