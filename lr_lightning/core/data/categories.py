@@ -207,19 +207,21 @@ def text_columns(path: str | Path) -> list[str]:
 
     from lr_lightning.core.data.csv_table import _COMMENT, _is_float
 
-    data = Path(path).read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if b"#" in data:
-        data = _COMMENT.sub(b"", data)
     try:
+        data = Path(path).read_bytes()
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        if b"#" in data:
+            data = _COMMENT.sub(b"", data)
         table = pacsv.read_csv(pa.py_buffer(data), convert_options=pacsv.ConvertOptions(
             null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+    except Exception:  # noqa: BLE001 - not a file pyarrow reads (a folder, repeated names): the numeric reader says
         return []
+    if len(set(table.column_names)) != len(table.column_names):
+        return []  # repeated names: the numeric reader says which
     found = []
-    for name in table.column_names:
-        column = table.column(name)
+    for j, name in enumerate(table.column_names):
+        column = table.column(j)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             values = pc.unique(column).to_pylist()
             if any(v.strip() and not _is_float(v) for v in values):
