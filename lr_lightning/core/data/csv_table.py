@@ -65,7 +65,7 @@ class CsvTable(Table):
                 found = [] if categorical is not None else self._text_inputs(target)
                 if not found:
                     raise
-                x, y, features, target = self._read_categorical(target, found, None, terms, max_abs)
+                x, y, features, target = self._read_categorical(target, found, None, terms, max_abs, detect=False)
         # x is read_csv's own float64 array (no copy); y, a column of the parsed table, is copied out of it, so that the
         # table's memory is released.
         self.x, self.y = x, np.ascontiguousarray(y[:, None])
@@ -86,10 +86,10 @@ class CsvTable(Table):
         return [] if target in found else found  # a text target: the numeric reader says it is no number
 
     def _read_categorical(self, target: str | None, categorical: list[str], inputs: Sequence[str] | None,
-                          terms: dict[str, str] | None,
-                          max_abs: float) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+                          terms: dict[str, str] | None, max_abs: float,
+                          detect: bool = True) -> tuple[np.ndarray, np.ndarray, list[str], str]:
         """Numeric columns parsed as numbers, category columns as text (integers where every value is one), encoded
-        by :class:`~lr_lightning.core.data.categories.Categories`."""
+        by :class:`~lr_lightning.core.data.categories.Categories`; ``detect``: text columns are categorical too."""
         from lr_lightning.core.data.categories import Categories, read_text_columns
 
         names = _header_names(self.path)
@@ -104,7 +104,7 @@ class CsvTable(Table):
         if not inputs:
             raise ValueError(f"{self.path}: only one column ({target!r}); need at least one feature column besides "
                              "the target")
-        found = self._text_inputs(target) if not categorical else []
+        found = self._text_inputs(target) if detect else []
         categorical = list(dict.fromkeys([*categorical, *(c for c in found if c in inputs)]))
         numeric = [c for c in inputs if c not in categorical]
         _, data = read_csv_table(self.path, [*numeric, target], max_abs=max_abs)

@@ -52,6 +52,9 @@ def test_integer_column_is_categorical_only_when_named(houses):
     dm = CSVDataModule(houses, categorical=["age", "region"], val_fraction=0)
     assert dm.feature_names[1:6] == ["age[T.2]", "age[T.3]", "age[T.4]", "age[T.7]", "age[T.9]"]
     assert dm.hparams["categories"]["levels"]["age"] == [1, 2, 3, 4, 7, 9]
+    # Naming one column does not turn the text column numeric: it is found as well.
+    assert CSVDataModule(houses, categorical=["age"], val_fraction=0).feature_names[-2:] == \
+        ["region[T.north]", "region[T.south]"]
 
 
 def test_formula_picks_target_inputs_and_c_terms(houses):
