@@ -165,3 +165,8 @@ def test_parquet_text_columns_are_categorical_and_a_null_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"n.parquet: row 3 \(1-based\), column 'region': empty") as e:
         ParquetDataModule(tmp_path / "n.parquet", val_fraction=0)
     assert "\n" not in str(e.value)
+
+
+def test_fit_py_refuses_an_unsupported_formula_in_one_line(houses, tmp_path):
+    result = run_main(fit_main, "--data", str(houses), "--data.formula", "price ~ np.log(size)", cwd=tmp_path)
+    one_error_line(result, "--data", "np.log(size)", "not supported")
