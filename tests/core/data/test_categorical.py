@@ -142,6 +142,8 @@ def test_sgd_trains_on_the_dummies_and_the_checkpoint_carries_the_levels(houses,
     one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--x", "2.0", "1", "west", cwd=tmp_path),
                    "--x row 1", "'region'", "'west'")
     one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--x", "2.0", "1", cwd=tmp_path), "rows of 3 inputs")
+    one_error_line(run_main(predict_main, "--ckpt", str(ckpt), "--csv", str(new), "--no_header", "true", cwd=tmp_path),
+                   "--no_header", "header row")
 
 
 
