@@ -207,6 +207,8 @@ def text_columns(path: str | Path) -> list[str]:
 
     from lr_lightning.core.data.csv_table import _COMMENT, _is_float
 
+    if not Path(path).is_file():  # a folder, a FIFO (reading it would block): the numeric reader says what it is
+        return []
     try:
         data = Path(path).read_bytes()
         if data.startswith(b"\xef\xbb\xbf"):
