@@ -188,8 +188,7 @@ def _categorical_inputs(args: Namespace, categories: Any, max_abs: float) -> Any
     level not seen in training is refused: one line naming the file (or --x), the row, the column and the level."""
     import numpy as np
 
-    from lr_lightning.core.data.categories import read_text_columns
-    from lr_lightning.core.data.csv_table import parse_number, read_csv_table
+    from lr_lightning.core.data.csv_table import parse_number, read_csv_table, read_text_columns
 
     inputs, numeric = categories.inputs, categories.numeric
     if args.csv is not None:

@@ -5,7 +5,8 @@ the first level the reference, named as statsmodels and formulaic (or patsy) nam
 The encoding is plain data (:attr:`Categories.spec`, JSON-able): the datamodule saves it in its hyperparameters, so it
 travels in the checkpoint, and ``predict.py`` encodes new rows with the same levels, refusing a level it never saw.
 :func:`parse_formula` reads ``"price ~ size + age + C(region)"`` with formulaic into the target, the input columns
-and which of them are categorical.
+and which of them are categorical. (A CSV's text columns are read by
+:func:`~lr_lightning.core.data.csv_table.read_text_columns`.)
 
 numpy and pyarrow only, no torch: ``predict.py --onnx`` may import this module.
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,63 +174,6 @@ def _is_int_text(text: str) -> bool:
     return True
 
 
-# ---------------------------------------------------------------------------------------------- CSV columns
-def read_text_columns(path: str | Path, columns: Sequence[str]) -> dict[str, np.ndarray]:
-    """The ``columns`` of a CSV (header row, comment and blank lines as
-    :func:`~lr_lightning.core.data.csv_table.read_csv_table` reads them) as text, stripped; empty cells stay ''."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    from lr_lightning.core.data.csv_table import _COMMENT
-
-    data = Path(path).read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if b"#" in data:
-        data = _COMMENT.sub(b"", data)
-    try:
-        table = pacsv.read_csv(pa.py_buffer(data), convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in columns}, include_columns=list(columns), null_values=[],
-            strings_can_be_null=False, quoted_strings_can_be_null=False))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise ValueError(f"{path}: cannot read the category columns {', '.join(columns)} ({str(e).splitlines()[0]})") \
-            from None
-    return {c: np.array([v.strip() for v in table.column(c).to_pylist()], dtype=object) for c in columns}
-
-
-def text_columns(path: str | Path) -> list[str]:
-    """The columns of a CSV that hold text (a value, not empty, that is not a number): those found categorical
-    when none are named. [] when pyarrow cannot read the file (the numeric reader then says what is wrong)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-
-    from lr_lightning.core.data.csv_table import _COMMENT, _is_float
-
-    if not Path(path).is_file():  # a folder, a FIFO (reading it would block): the numeric reader says what it is
-        return []
-    try:
-        data = Path(path).read_bytes()
-        if data.startswith(b"\xef\xbb\xbf"):
-            data = data[3:]
-        if b"#" in data:
-            data = _COMMENT.sub(b"", data)
-        table = pacsv.read_csv(pa.py_buffer(data), convert_options=pacsv.ConvertOptions(
-            null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False))
-    except Exception:  # noqa: BLE001 - not a file pyarrow reads (a folder, repeated names): the numeric reader says
-        return []
-    if len(set(table.column_names)) != len(table.column_names):
-        return []  # repeated names: the numeric reader says which
-    found = []
-    for j, name in enumerate(table.column_names):
-        column = table.column(j)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            values = pc.unique(column).to_pylist()
-            if any(v.strip() and not _is_float(v) for v in values):
-                found.append(name.strip())
-    return found
-
-
 # ------------------------------------------------------------------------------------------------- formulas
 _C = re.compile(r"^C\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)$")
 
@@ -282,4 +225,4 @@ def parse_formula(formula: str) -> tuple[str, list[str], dict[str, str], bool]:
     return target, inputs, categorical, intercept
 
 
-__all__ = ["Categories", "find_levels", "merge_levels", "parse_formula", "read_text_columns", "text_columns"]
+__all__ = ["Categories", "find_levels", "merge_levels", "parse_formula"]

@@ -79,8 +79,6 @@ class CsvTable(Table):
         return f"{self.path}: data row {row + 1} (1-based, header excluded)"
 
     def _text_inputs(self, target: str | None) -> list[str]:
-        from lr_lightning.core.data.categories import text_columns
-
         found = text_columns(self.path)
         target = target if target is not None else _header_names(self.path)[-1] if found else None
         return [] if target in found else found  # a text target: the numeric reader says it is no number
@@ -90,7 +88,7 @@ class CsvTable(Table):
                           detect: bool = True) -> tuple[np.ndarray, np.ndarray, list[str], str]:
         """Numeric columns parsed as numbers, category columns as text (integers where every value is one), encoded
         by :class:`~lr_lightning.core.data.categories.Categories`; ``detect``: text columns are categorical too."""
-        from lr_lightning.core.data.categories import Categories, read_text_columns
+        from lr_lightning.core.data.categories import Categories
 
         names = _header_names(self.path)
         target = names[-1] if target is None else target
@@ -369,4 +367,60 @@ def parse_number(text: str) -> float:
     return float(text)
 
 
-__all__ = ["CsvTable", "MissingHeaderError", "numpy_dtype", "parse_number", "read_csv", "read_csv_table"]
+# ------------------------------------------------------------------------------------- category (text) columns
+def read_text_columns(path: str | Path, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """The ``columns`` of a CSV (header row, comment and blank lines as
+    :func:`~lr_lightning.core.data.csv_table.read_csv_table` reads them) as text, stripped; empty cells stay ''."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+
+    data = Path(path).read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"#" in data:
+        data = _COMMENT.sub(b"", data)
+    try:
+        table = pacsv.read_csv(pa.py_buffer(data), convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in columns}, include_columns=list(columns), null_values=[],
+            strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise ValueError(f"{path}: cannot read the category columns {', '.join(columns)} ({str(e).splitlines()[0]})") \
+            from None
+    return {c: np.array([v.strip() for v in table.column(c).to_pylist()], dtype=object) for c in columns}
+
+
+def text_columns(path: str | Path) -> list[str]:
+    """The columns of a CSV that hold text (a value, not empty, that is not a number): those found categorical
+    when none are named. [] when pyarrow cannot read the file (the numeric reader then says what is wrong)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+
+    if not Path(path).is_file():  # a folder, a FIFO (reading it would block): the numeric reader says what it is
+        return []
+    try:
+        data = Path(path).read_bytes()
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        if b"#" in data:
+            data = _COMMENT.sub(b"", data)
+        table = pacsv.read_csv(pa.py_buffer(data), convert_options=pacsv.ConvertOptions(
+            null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except Exception:  # noqa: BLE001 - not a file pyarrow reads (a folder, repeated names): the numeric reader says
+        return []
+    if len(set(table.column_names)) != len(table.column_names):
+        return []  # repeated names: the numeric reader says which
+    found = []
+    for j, name in enumerate(table.column_names):
+        column = table.column(j)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            values = pc.unique(column).to_pylist()
+            if any(v.strip() and not _is_float(v) for v in values):
+                found.append(name.strip())
+    return found
+
+
+__all__ = ["CsvTable", "MissingHeaderError", "numpy_dtype", "parse_number", "read_csv", "read_csv_table",
+           "read_text_columns", "text_columns"]
