@@ -417,7 +417,7 @@ def text_columns(path: str | Path) -> list[str]:
         column = table.column(j)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             values = pc.unique(column).to_pylist()
-            if any(v.strip() and not _is_float(v) for v in values):
+            if any(v.strip() and not _is_float(v.replace("_", "")) for v in values):  # 1_000: the numeric error
                 found.append(name.strip())
     return found
 
