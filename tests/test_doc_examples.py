@@ -155,12 +155,17 @@ def page_commands(page: Path) -> list[tuple[int, Command]]:
     return [(start, c) for start, body in blocks(page) for c in commands(body)]
 
 
-@functools.cache
+_OUTPUTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def run_page(cmds: tuple[str, ...], tmp: Path) -> tuple[str, ...]:
-    """Each command's output, run in order in ``tmp``; cached, so pages showing the same commands run them once."""
-    for name in ("scripts", "configs", "tests"):
-        (tmp / name).symlink_to(ROOT / name)
-    return tuple(run(c, tmp) for c in cmds)
+    """Each command's output, run in order in ``tmp``; kept, so pages showing the same commands (README's quick
+    start and docs/getting-started.md) run them once."""
+    if cmds not in _OUTPUTS:
+        for name in ("scripts", "configs", "tests"):
+            (tmp / name).symlink_to(ROOT / name)
+        _OUTPUTS[cmds] = tuple(run(c, tmp) for c in cmds)
+    return _OUTPUTS[cmds]
 
 
 CHECKED = [p for p in PAGES if blocks(p)]
