@@ -180,6 +180,10 @@ def test_the_docs_claim_outputs_and_the_rules_see_them():
     assert not lines_match(["-1"], ["+1"])
 
 
+# The pages show the whole repository's output (the summary's least-squares line comes from exact/, tutorial.md runs
+# tutorial/); a copy without an optional package (.ci/deletable, a copier's) has other output.
+@pytest.mark.skipif(not all((ROOT / "lr_lightning" / p).is_dir() for p in ("exact", "tutorial", "benchmark")),
+                    reason="the docs show the full repository's output; an optional package is deleted here")
 @pytest.mark.parametrize("page", CHECKED, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_the_output_a_page_shows_is_what_its_commands_print(page, tmp_path_factory):
     cmds = page_commands(page)
