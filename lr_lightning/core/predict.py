@@ -37,7 +37,7 @@ def predict_parser() -> Parser:
     p.add_argument("--onnx", type=str, help="instead of --ckpt, an .onnx file written by export.py: run by onnxruntime "
                    "without importing torch or Lightning (well under a second), same output")
     p.add_argument("--x", type=str, nargs="+", help="input values, row after row, in the checkpoint's feature "
-                   "order; finite numbers")
+                   "order; finite numbers (a model with category columns: its raw inputs, levels as text)")
     p.add_argument("--csv", type=str, help="a CSV with a header row naming the feature columns: matched by name, in "
                    "any order; other columns are ignored")
     p.add_argument("--no_header", type=bool, default=False, help="--csv has no header row: its columns are the "
@@ -93,13 +93,14 @@ def predict_main(argv: list[str] | None = None) -> int:
             quiet()
             trusted = [import_class(name, "--trust") for name in args.trust]
             module, features, targets = load_for_prediction(Path(args.ckpt), trusted)
+            categories = _checkpoint_categories(Path(args.ckpt), features)
             spec = None
             if args.interval is not None:
                 from lr_lightning.core.intervals import checkpoint_interval
 
                 spec = checkpoint_interval(Path(args.ckpt), len(features), len(targets))
             dtype = str(next(module.parameters()).dtype).removeprefix("torch.")
-            x = _predict_inputs(args, features, dtype)
+            x = _predict_inputs(args, features, dtype, categories)
             preds = _predictions(module, x)
             if spec is not None:
                 from lr_lightning.core.intervals import mean_stderr
@@ -163,15 +164,76 @@ def refuse_non_finite(preds: Any) -> None:
                          f"what the model's {preds.dtype} arithmetic holds")
 
 
-def _predict_inputs(args: Namespace, features: list[str], dtype: str) -> Any:
+def _checkpoint_categories(path: Path, features: list[str]) -> Any:
+    """The checkpoint's :class:`~lr_lightning.core.data.categories.Categories` (a fit on category columns), or None;
+    checked: its encoded names must be the checkpoint's features."""
+    from lr_lightning.core.checkpoints import read_checkpoint
+    from lr_lightning.core.data.categories import Categories
+
+    spec = (read_checkpoint(path).get("datamodule_hyper_parameters") or {}).get("categories")
+    if spec is None:
+        return None
+    try:
+        categories = Categories.from_spec(spec, f"--ckpt {path}: categories")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if categories.names != features:
+        raise UsageError(f"--ckpt {path}: categories encode {', '.join(categories.names)}, but the features are "
+                         f"{', '.join(features)}")
+    return categories
+
+
+def _categorical_inputs(args: Namespace, categories: Any, max_abs: float) -> Any:
+    """Rows of raw inputs (numbers, and levels for the category columns) encoded as the checkpoint's features. A
+    level not seen in training is refused: one line naming the file (or --x), the row, the column and the level."""
+    import numpy as np
+
+    from lr_lightning.core.data.csv_table import parse_number, read_csv_table, read_text_columns
+
+    inputs, numeric = categories.inputs, categories.numeric
+    if args.csv is not None:
+        if args.no_header:
+            raise UsageError(f"--csv {args.csv}: --no_header: a model with category columns reads them by name "
+                             f"({', '.join(inputs)}); give the file a header row")
+        _, data = read_csv_table(args.csv, numeric, max_abs=max_abs)
+        columns = {**{c: data[:, j] for j, c in enumerate(numeric)},
+                   **read_text_columns(args.csv, categories.categorical)}
+        return categories.encode(columns, where=lambda r: f"--csv {args.csv}: data row {r + 1} (1-based, header "
+                                                           "excluded)")
+    n = len(inputs)
+    if len(args.x) % n:
+        raise UsageError(f"--x: {len(args.x)} values do not make rows of {n} inputs ({', '.join(inputs)})")
+    rows = [args.x[i:i + n] for i in range(0, len(args.x), n)]
+    columns = {}
+    for j, c in enumerate(inputs):
+        if c in categories.levels:
+            columns[c] = np.array([row[j] for row in rows], dtype=object)
+            continue
+        values = []
+        for r, row in enumerate(rows):
+            try:
+                v = parse_number(row[j])
+            except ValueError:
+                raise UsageError(f"--x row {r + 1}, input {c!r}: {row[j]!r} is not a number") from None
+            if not (math.isfinite(v) and abs(v) <= max_abs):
+                raise UsageError(f"--x row {r + 1}, input {c!r}: {row[j]!r} is not a finite number in range")
+            values.append(v)
+        columns[c] = np.asarray(values, dtype=np.float64)
+    return categories.encode(columns, where=lambda r: f"--x row {r + 1}")
+
+
+def _predict_inputs(args: Namespace, features: list[str], dtype: str, categories: Any = None) -> Any:
     """The input rows, columns in the model's feature order; every value finite in the model's dtype (``float32`` or
-    ``float64``). numpy only: the ``--onnx`` path must not import torch."""
+    ``float64``). ``categories``: a model with category columns takes raw inputs, levels as text, and encodes them.
+    numpy only: the ``--onnx`` path must not import torch."""
     import numpy as np
 
     from lr_lightning.core.data.csv_table import MissingHeaderError, parse_number, read_csv_table
 
     # A value beyond the dtype's range becomes inf when cast to it: refused as inf is.
     max_abs = float(np.finfo(dtype).max)
+    if categories is not None:
+        return _categorical_inputs(args, categories, max_abs)
     if args.csv is not None:
         try:
             _, data = read_csv_table(args.csv, features, header=not args.no_header, max_abs=max_abs)

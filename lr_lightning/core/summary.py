@@ -19,8 +19,9 @@ def predict_one(module: Any, x: Any) -> list[float]:
 
 
 def example_input(dm: Any) -> Any:
-    """The largest value of the one input column over the training rows (the first 2000 of streamed data), as a
-    (1, 1) float64 tensor: the summary's example prediction is made inside the data, not extrapolated.
+    """The summary's example input, a (1, 1) float64 tensor: the datamodule's own ``example_x`` where it names one
+    (the tutorial's ``x = 5``, its classic ``f(5)``), else the largest value of the one input column over the training
+    rows (the first 2000 of streamed data), so the example prediction is made inside the data, not extrapolated.
 
     >>> from lr_lightning.core.data import SyntheticDataModule
     >>> dm = SyntheticDataModule(n_samples=100)
@@ -31,6 +32,8 @@ def example_input(dm: Any) -> Any:
     import numpy as np
     import torch
 
+    if getattr(dm, "example_x", None) is not None:
+        return torch.tensor([[float(dm.example_x)]], dtype=torch.float64)
     if dm.table.streamed:
         rows = np.concatenate([np.arange(a, b) for a, b in dm.ranges["train"]])[:2000]
         x = torch.from_numpy(np.asarray(dm.table.read(rows)[0], dtype=np.float64))
@@ -106,7 +109,8 @@ def print_summary(run: Any, seconds: float, before: list[float] | None, metrics:
     if before is not None:  # at the largest training input (fit(): summary.example_input)
         x = example_input(dm)
         after = predict_one(module, x)
-        print(f"  prediction for {dm.feature_names[0]} = {float(x):.4g} (the largest in the training data): "
+        where = dm.example_why if getattr(dm, "example_x", None) is not None else "the largest in the training data"
+        print(f"  prediction for {dm.feature_names[0]} = {float(x):.4g} ({where}): "
               f"{before[0]:.4f} before training, {after[0]:.4f} after")
     from lightning.pytorch.loggers import TensorBoardLogger
 

@@ -35,10 +35,13 @@ def raw_dtype(dm: Any) -> torch.dtype:
     return torch.float64
 
 
-def raw_loader(dm: Any, split: str, rows_per_batch: int | None) -> Any:
+def raw_loader(dm: Any, split: str, rows_per_batch: int | None, clusters: bool = False) -> Any:
     """The loader of ``split`` (``"train"``, ``"val"``, ``"test"``, ``"predict"``) the exact module reads: raw rows in
     :func:`raw_dtype`, every row once in memory order, ``rows_per_batch`` at a time (for ``"predict"``: every row in
-    row order, in ``dm``'s batch size)."""
+    row order, in ``dm``'s batch size). ``clusters``: each batch ends with the rows' cluster codes, ``(rows, k)``
+    int64 (:class:`ClusteredBatches`)."""
+    if clusters:
+        return ClusteredBatches(dm, split, rows_per_batch)
     if split == "predict":
         return dm.loader("predict", dtype=raw_dtype(dm))
     return dm.loader(split, mapped=False, dtype=raw_dtype(dm), batch_size=rows_per_batch, ordered=True)
@@ -49,4 +52,33 @@ def raw_split(dm: Any, name: str) -> Batch:
     return dm.raw_split(name, dtype=raw_dtype(dm), ordered=True)
 
 
-__all__ = ["raw_dtype", "raw_loader", "raw_split"]
+class ClusteredBatches:
+    """``(x, y, g)`` (weighted: ``(x, y, w, g)``) batches of split ``split`` in memory: those of :func:`raw_loader`
+    with each row's cluster codes ``g`` (``(rows, k)`` int64, :attr:`RegressionDataModule.clusters`) at the end. The
+    rows are served by the data module's own ``TensorBatches`` (its DDP slicing included) with the rows' positions in
+    the split as their "weights", which then pick the rows' weights and codes."""
+
+    def __init__(self, dm: Any, split: str, rows_per_batch: int | None) -> None:
+        from lr_lightning.core.data.loaders import TensorBatches
+
+        if dm.clusters is None:
+            raise ValueError("cluster=True: the data module has no cluster column; give it clusters= (fit.py: "
+                             "--data.clusters NAME, or [A,B] for two-way)")
+        x, y, *w = raw_split(dm, split)
+        self.w = w[0] if w else None
+        self.g = dm.split_of(split, torch.from_numpy(dm.clusters), ordered=True)
+        position = torch.arange(len(x))[:, None]
+        self.batches = TensorBatches(x, y, rows_per_batch or dm.batch_size, rank=dm.rank, world_size=dm.world_size,
+                                     weights=position)
+        self.sampler, self.batch_sampler = self.batches.sampler, None
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Any:
+        for x, y, at in self.batches:
+            at = at[:, 0]
+            yield (x, y, self.g[at]) if self.w is None else (x, y, self.w[at], self.g[at])
+
+
+__all__ = ["ClusteredBatches", "raw_dtype", "raw_loader", "raw_split"]

@@ -67,11 +67,16 @@ class LeastSquaresModule(L.LightningModule):
         bias: fit an intercept; it must agree with the data module's ``bias`` (which centres or not).
         robust: one more pass for the leverages: ``statistics[target]["stderr_hc"]`` gets HC0-HC3 standard errors.
         max_refinements: at most this many refinement passes.
+        cluster: cluster-robust (CR1) standard errors by the data module's ``clusters`` (one column, or two for
+            two-way clustering), from the same extra pass: ``statistics[target]`` gets ``stderr_cluster``,
+            ``n_clusters``, and ``t_cluster``, ``p_cluster``, ``ci95_cluster`` with ``G - 1`` degrees of freedom
+            (docs/weights-and-clusters.md).
     """
 
-    def __init__(self, bias: bool = True, robust: bool = False, max_refinements: int = 6) -> None:
+    def __init__(self, bias: bool = True, robust: bool = False, max_refinements: int = 6,
+                 cluster: bool = False) -> None:
         super().__init__()
-        for name, value in (("bias", bias), ("robust", robust)):
+        for name, value in (("bias", bias), ("robust", robust), ("cluster", cluster)):
             if not isinstance(value, bool):
                 raise ValueError(f"LeastSquaresModule: {name} must be true or false, got {_shown(value)}")
         if isinstance(max_refinements, bool) or not isinstance(max_refinements, int) or max_refinements < 0:
@@ -106,7 +111,9 @@ class LeastSquaresModule(L.LightningModule):
         q = design.n_coefficients + design.n_outputs
         self.pass_rows = max(1024, PASS_BYTES // (8 * q))
         self.solver = LeastSquaresSolver(design, robust=self.hparams.robust,
-                                         max_refinements=self.hparams.max_refinements, expected_rows=dm.n_train)
+                                         max_refinements=self.hparams.max_refinements, expected_rows=dm.n_train,
+                                         cluster=self.hparams.cluster)
+        self.solver.cluster_names = list(getattr(dm, "cluster_names", []))
         self.normalization, self.output_names = spec, list(inputs["output_names"])
         self.feature_map = FeatureMap(spec) if spec else None
         self.model = LinearRegression(dm.n_features, dm.n_outputs, self.hparams.bias).double()
@@ -141,6 +148,9 @@ class LeastSquaresModule(L.LightningModule):
                 names = ", ".join(design.names[1:9]) + (", …" if len(design.names) > 9 else "")
                 raise ValueError(f"least squares: every column ({names}) is constant; only the intercept could be "
                                  "estimated")
+        if self.hparams.cluster and getattr(dm, "clusters", None) is None:
+            raise ValueError("LeastSquaresModule(cluster=True): the data module has no cluster column; give it "
+                             "clusters= (fit.py: --data.clusters NAME, or [A,B] for two-way)")
         _check_drop_last(dm, dm.world_size)
         return design
 
@@ -148,7 +158,7 @@ class LeastSquaresModule(L.LightningModule):
         """The Trainer settings this fit cannot run under, as a :class:`TrainerSettingError` (a ValueError) naming the
         setting, before anything runs: Lightning's own checks, or a pass cut short, would say it later and less
         plainly. ``dm``: the data module, for ``drop_last`` under this Trainer's number of processes."""
-        _check_trainer(trainer, 1 + self.hparams.robust)
+        _check_trainer(trainer, 1 + (self.hparams.robust or self.hparams.cluster))
         if dm is not None and hasattr(dm, "drop_last"):
             _check_drop_last(dm, trainer.world_size)
 
@@ -161,7 +171,7 @@ class LeastSquaresModule(L.LightningModule):
 
     def dataloader_for(self, datamodule: Any, split: str) -> Any:
         # Asked by RegressionDataModule's *_dataloader hooks: raw rows, not mapped features (exact/data.py says why).
-        return raw_loader(datamodule, split, self.pass_rows)
+        return raw_loader(datamodule, split, self.pass_rows, clusters=self.hparams.cluster and split == "train")
 
     def configure_optimizers(self) -> Any:
         return None  # nothing to optimize (Lightning's note about it is silenced in lr_lightning.core.quiet)
@@ -172,11 +182,12 @@ class LeastSquaresModule(L.LightningModule):
     # ------------------------------------------------------------------------------------ passes
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         x, y, *w = batch  # (x, y), or (x, y, w) from a data module with weights: weighted least squares
+        g = w.pop() if self.hparams.cluster else None  # clustered: the rows' cluster codes come last
         if y.ndim == 1:
             raise ValueError(f"targets must be (n_samples, n_outputs), got shape {tuple(y.shape)}")
         # In float64 whatever the Trainer's precision: a "-mixed" precision's autocast must not touch the sums.
         with torch.autocast(x.device.type, enabled=False):
-            self.solver.update(x, y, *w)
+            self.solver.update(x, y, *(w or [None]), g)
         if batch_idx + 1 == self.trainer.num_training_batches:
             # The pass ends here, before this epoch's validation: a finished fit is validated at once.
             self._end_pass()
@@ -193,10 +204,11 @@ class LeastSquaresModule(L.LightningModule):
         if self.solver.done:
             return
         if self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs >= 0:
+            extra = self.hparams.robust or self.hparams.cluster
             raise TrainerSettingError("max_epochs", f"LeastSquaresModule needs more passes over the data than "
                                       f"max_epochs={self.trainer.max_epochs} (up to {self.solver.max_passes} here: 1, "
                                       f"up to {self.hparams.max_refinements} refinements"
-                                      f"{', 1 for robust' if self.hparams.robust else ''}); raise max_epochs")
+                                      f"{', 1 for robust or clusters' if extra else ''}); raise max_epochs")
 
     def on_train_end(self) -> None:
         # Stopped before the solve finished (max_time ran out, or a callback stopped the Trainer): an unsolved module
@@ -365,6 +377,7 @@ class LeastSquaresModule(L.LightningModule):
                                     "bias": self.model.bias}},
             "normalization": self.normalization, "output_names": self.output_names, "weights_dtype": "float64"}
         checkpoint["least_squares"] = {"bias": self.hparams.bias, "robust": self.hparams.robust,
+                                       "cluster": self.hparams.cluster,
                                        "solved": bool(self.solver is not None and self.solver.done),
                                        "statistics": self.statistics}
         if self.solver is not None and self.solver.done and self._df_resid() > 0:

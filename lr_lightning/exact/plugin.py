@@ -36,12 +36,20 @@ class ExactSolver(Solver):
 
         parser.add_argument("--robust", action=ActionYesNo, default=False, help="--solver exact: also HC0-HC3 "
                             "(heteroscedasticity-consistent) standard errors, one more pass")
+        parser.add_argument("--cluster", action=ActionYesNo, default=None, help="--solver exact: cluster-robust "
+                            "(CR1) standard errors by --data.clusters (one column, or [A,B] for two-way); on "
+                            "whenever --data.clusters is given")
 
     def check_flags(self, cfg: Any, argv: list[str]) -> None:
         if cfg.solver != self.name:
             if cfg.get("robust"):
                 raise UsageError("--robust: robust standard errors come with --solver exact")
+            if cfg.get("cluster") or _clusters(cfg) is not None:
+                raise UsageError("--data.clusters: clustered standard errors come with --solver exact")
             return
+        if cfg.get("cluster") and _clusters(cfg) is None:
+            raise UsageError("--cluster: clustered standard errors need the cluster column: --data.clusters NAME "
+                             "(or [A,B] for two-way)")
         flags = [a.split("=", 1)[0] for a in argv if a.startswith("--")]
         given = [f for f in flags if f.split(".")[0] in TRAINING_FLAGS]
         if given:
@@ -58,7 +66,8 @@ class ExactSolver(Solver):
     def build_module(self, cfg: Any, dm: Any) -> Any:
         from lr_lightning.exact.least_squares_module import LeastSquaresModule
 
-        return LeastSquaresModule(bias=dm.bias, robust=cfg.robust)
+        cluster = getattr(dm, "clusters", None) is not None if cfg.get("cluster") is None else bool(cfg.cluster)
+        return LeastSquaresModule(bias=dm.bias, robust=cfg.robust, cluster=cluster)
 
     def check_data(self, module: Any, dm: Any) -> None:
         module.check_data(dm)
@@ -97,6 +106,13 @@ class ExactSolver(Solver):
         from lr_lightning.exact.reference import optimum
 
         return optimum(dm)
+
+
+def _clusters(cfg: Any) -> Any:
+    """``--data.clusters`` as given (None without it)."""
+    data = cfg.get("data")
+    args = data.get("init_args") if data is not None and hasattr(data, "get") else None
+    return args.get("clusters") if args is not None and hasattr(args, "get") else None
 
 
 def unsolved_exact_fit(checkpoint: Any) -> str:

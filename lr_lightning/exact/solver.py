@@ -55,6 +55,7 @@ from lr_lightning.core.basis import (
 from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.weighting import check_weights
 from lr_lightning.exact import compensated as dd
+from lr_lightning.exact.clusters import ClusterSums, cluster_keys
 from lr_lightning.exact.moments import CoMoments, PairwiseSum, merge_in_order
 
 __all__ = ["ALIAS_TOL", "Design", "LeastSquaresResult", "LeastSquaresSolver", "RankDeficientWarning",
@@ -161,6 +162,9 @@ class _Solution:
     sse: np.ndarray  # (m,) residual sums of squares
     condition: float  # of the unit-scaled kept system
     meats: np.ndarray | None = None  # (3, m, 1+k, 1+k): HC0, HC2, HC3 in centred coordinates
+    # Clustered: per clustering (one-way: 1; two-way: a, b and their intersection) its number of clusters and its
+    # meat Σ_g s_g s_gᵀ (m, 1+k, 1+k) of the per-cluster score sums, in the same coordinates and units.
+    cluster_meats: list[tuple[int, np.ndarray]] | None = None
     history: list[float] = field(default_factory=list)  # refinement: relative size of each correction
     # With weights ``n`` is the total weight (the co-moments' count); ``rows`` counts the rows of positive weight
     # (the observations: degrees of freedom, AIC/BIC) and ``log_weights`` is their Σ log w (the log-likelihood's).
@@ -179,8 +183,10 @@ class LeastSquaresSolver:
     """
 
     def __init__(self, design: Design, *, robust: bool = False, max_refinements: int = 6,
-                 expected_rows: int | None = None) -> None:
+                 expected_rows: int | None = None, cluster: bool = False) -> None:
         self.design, self.robust, self.max_refinements = design, robust, max_refinements
+        self.cluster = cluster  # the robust pass also sums each cluster's scores (update's g)
+        self.cluster_names: list[str] = []  # the cluster columns' names, for the statistics (the module sets them)
         self.expected_rows = expected_rows
         self.stage = "moments"
         self.passes = 0
@@ -204,7 +210,7 @@ class LeastSquaresSolver:
 
     @property
     def max_passes(self) -> int:
-        return 1 + self.max_refinements + self.robust
+        return 1 + self.max_refinements + (self.robust or self.cluster)
 
     @property
     def done(self) -> bool:
@@ -254,9 +260,12 @@ class LeastSquaresSolver:
         self._sums: dict[str, Any] = {}
         self._work: torch.Tensor | None = None  # pass 1's block buffer, reused by every batch of the pass
 
-    def update(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> None:
+    def update(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None,
+               g: torch.Tensor | None = None) -> None:
         """Take one batch of raw inputs ``(rows, n_inputs)`` and targets ``(rows, n_outputs)``, and for weighted least
-        squares their weights ``w`` (``(rows, 1)``, >= 0; the same rows' in every pass); no host sync."""
+        squares their weights ``w`` (``(rows, 1)``, >= 0; the same rows' in every pass); no host sync. ``g``: with
+        ``cluster=True``, the rows' cluster codes ``(rows, k)`` int64 (k = 1 or 2), read by the robust pass (which
+        then syncs once per batch: its per-cluster sums grow on the host)."""
         self._rows += len(x)  # a Python int: the batch's length is known on the host
         if w is not None:
             w = w.reshape(-1, 1).double()
@@ -290,7 +299,7 @@ class LeastSquaresSolver:
             r = self._sums.get("r")
             self._sums["r"] = torch.linalg.qr(z if r is None else torch.cat([r, z]), mode="r").R
         elif self.stage == "robust":
-            self._robust_update(x, y, w)
+            self._robust_update(x, y, w, g)
         else:
             raise RuntimeError("the fit is done; no further pass takes data")
 
@@ -314,7 +323,8 @@ class LeastSquaresSolver:
         else:
             self._sums["g"], self._sums["sse"] = g, sse
 
-    def _robust_update(self, x: torch.Tensor, y: torch.Tensor, wt: torch.Tensor | None = None) -> None:
+    def _robust_update(self, x: torch.Tensor, y: torch.Tensor, wt: torch.Tensor | None = None,
+                       g: torch.Tensor | None = None) -> None:
         s = self.solution
         k, mean, chol, unit, beta, rscale = self._dev["robust"]
         z = self._basis(x)
@@ -332,6 +342,10 @@ class LeastSquaresSolver:
         free = torch.where(h >= 1.0 - LEVERAGE_ONE, torch.zeros_like(h), 1.0 - h)
         design = torch.cat([u.new_ones(len(u), 1), scaled], dim=1) if bias else scaled
         r = r / rscale  # residuals in units of the residual SD, for the same reason
+        if self.cluster:
+            self._cluster_update(design, r if wt is None else r * wt, g, wt)
+            if not self.robust:
+                return
         meats = []
         for power in (0, 1, 2):  # HC0 (and HC1, a rescaling of it), HC2, HC3
             weight = r**2 / free[:, None] ** power  # (rows, m)
@@ -340,6 +354,36 @@ class LeastSquaresSolver:
             meats.append(torch.einsum("ri,rt,rj->tij", design, weight, design))
         meats = torch.stack(meats)
         self._sums["meats"] = self._sums["meats"] + meats if "meats" in self._sums else meats
+
+    def _cluster_update(self, design: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None,
+                        wt: torch.Tensor | None = None) -> None:
+        """Add the rows' scores ``x_i e_i`` (whitened: ``w_i x_i e_i``), ``(rows, q·m)``, to their clusters' sums.
+        Rows of weight 0 take no part (as in ``n``): a cluster of such rows only is no cluster."""
+        if g is None:
+            raise ValueError("cluster=True: the batches carry no cluster ids (the data module needs clusters=)")
+        g = g.reshape(len(design), -1).to(torch.int64)
+        if wt is not None:
+            positive = wt[:, 0] > 0
+            design, r, g = design[positive], r[positive], g[positive]
+        scores = (design[:, :, None] * r[:, None, :]).reshape(len(design), -1)
+        sums = self._sums.setdefault("clusters", [ClusterSums(scores.shape[1]) for _ in cluster_keys(g)])
+        if len(sums) != len(cluster_keys(g)):
+            raise ValueError("cluster=True: batches disagree on the number of cluster columns")
+        for acc, ids in zip(sums, cluster_keys(g), strict=True):
+            acc.add(ids, scores)
+
+    def _end_clusters(self, gather: Gather, device: torch.device | None) -> None:
+        s, bias = self.solution, self.design.bias
+        q = 1 + int(s.keep[bias:].sum()) if bias else int(s.keep.sum())
+        m = self.design.n_outputs
+        # A rank without rows knows neither how many clusterings there are nor their sums: it asks the others.
+        local = self._sums.get("clusters") or []
+        ways = int(gather(torch.tensor([float(len(local))], dtype=torch.float64, device=device)).max())
+        local = local or [ClusterSums(q * m) for _ in range(ways)]
+        s.cluster_meats = []
+        for acc in local:
+            merged = acc.gathered(gather, device).sums.reshape(-1, q, m)
+            s.cluster_meats.append((len(merged), np.einsum("git,gjt->tij", merged, merged)))
 
     # ------------------------------------------------------------------------------------ per pass
     def end_pass(self, gather: Gather = no_gather, device: torch.device | None = None) -> bool:
@@ -358,13 +402,16 @@ class LeastSquaresSolver:
         elif self.stage == "robust":
             self._check_rows(rows)
             meats = self._sums.get("meats")
-            if meats is None:  # a rank without rows
+            if meats is None and self.robust:  # a rank without rows
                 size = 1 + int(self.solution.keep[self.design.bias:].sum()) if self.design.bias else \
                     int(self.solution.keep.sum())
                 meats = torch.zeros(3, self.design.n_outputs, size, size, dtype=torch.float64, device=device)
-            meats = gather(meats).sum(dim=0).cpu().numpy()
-            meats[1:][~np.isfinite(meats[1:])] = math.nan  # HC2, HC3 with a leverage-1 row: undefined
-            self.solution.meats = meats
+            if self.robust:
+                meats = gather(meats).sum(dim=0).cpu().numpy()
+                meats[1:][~np.isfinite(meats[1:])] = math.nan  # HC2, HC3 with a leverage-1 row: undefined
+                self.solution.meats = meats
+            if self.cluster:
+                self._end_clusters(gather, device)
             self.stage = "done"
         self._begin()
         self._prepare()
@@ -463,7 +510,7 @@ class LeastSquaresSolver:
         if (force_refine or polynomial or error > REFINE_BELOW) and self.max_refinements > 0:
             self.stage = "refine"
         else:
-            self.stage = "robust" if self.robust else "done"
+            self.stage = "robust" if self.robust or self.cluster else "done"
 
     def _end_refine(self, gather: Gather, device: torch.device | None, rows: int) -> None:
         self._check_rows(rows)
@@ -488,7 +535,7 @@ class LeastSquaresSolver:
         stalled = bool(s.history) and size > 0.5 * s.history[-1]
         s.history.append(size)
         if size <= 1e-30 or stalled or len(s.history) >= self.max_refinements:
-            self.stage = "robust" if self.robust else "done"
+            self.stage = "robust" if self.robust or self.cluster else "done"
 
     # ------------------------------------------------------------------------------------ algebra
     def _system(self, n: int, mean: np.ndarray, comoment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -636,14 +683,24 @@ class LeastSquaresSolver:
         # Kept in long double: a coefficient's variance can exceed float64's range while its standard error does not
         # (x in units of 1e-5 and y near 1e150: variances ~1e310); the table casts after the square root.
         out = {"unscaled": w @ w.T}
+        # The meats were summed in scaled units (unit-sized columns, residuals over their SD): back to the data's
+        # units here, in long double, whose range holds what float64's would not (data at 1e77 or 1e-100).
+        d = np.concatenate([[1.0], s.unit]) if bias else s.unit
+        scale = np.outer(d, d).astype(ld)
+        rs = self._residual_scale().astype(ld)
+        bread = to_raw @ (half @ half.T)
+        dof = s.rows - int(keep.sum())
+        if s.cluster_meats is not None:
+            # CR1 with statsmodels' (and Stata's, fixest's default) factor G/(G-1)·(n-1)/(n-k) per clustering; two-way
+            # is Cameron-Gelbach-Miller's V_a + V_b - V_ab, each with its own G, as statsmodels' cov_cluster_2groups.
+            cr1 = 0
+            for (groups, meat), sign in zip(s.cluster_meats, (1, 1, -1), strict=False):
+                factor = ld(groups / (groups - 1) * (s.rows - 1) / dof) if groups > 1 and dof > 0 else ld(math.nan)
+                cr1 = cr1 + sign * factor * np.stack([bread @ (meat[t].astype(ld) * scale * rs[t] ** 2) @ bread.T
+                                                      for t in range(self.design.n_outputs)])
+            out["CR1"] = cr1
+            out["n_clusters"] = [groups for groups, _ in s.cluster_meats[:2]]
         if s.meats is not None:
-            # The meats were summed in scaled units (unit-sized columns, residuals over their SD): back to the data's
-            # units here, in long double, whose range holds what float64's would not (data at 1e77 or 1e-100).
-            d = np.concatenate([[1.0], s.unit]) if bias else s.unit
-            scale = np.outer(d, d).astype(ld)
-            rs = self._residual_scale().astype(ld)
-            bread = to_raw @ (half @ half.T)
-            dof = s.rows - int(keep.sum())
             for name, meat, factor in (("HC0", 0, 1.0), ("HC1", 0, s.rows / dof if dof > 0 else math.nan),
                                        ("HC2", 1, 1.0), ("HC3", 2, 1.0)):
                 out[name] = np.stack([(bread @ (s.meats[meat, t].astype(ld) * scale * rs[t] ** 2) @ bread.T)
@@ -675,11 +732,13 @@ class LeastSquaresSolver:
             # An exact fit's residuals are 0, and so are its sandwich covariances (not the rounding's 1e-17).
             robust = {key: cov[key][t] * (0.0 if sse[t] == 0 else 1.0) for key in ("HC0", "HC1", "HC2", "HC3")
                       if key in cov} or None
+            clustered = None if "CR1" not in cov else {"CR1": cov["CR1"][t] * (0.0 if sse[t] == 0 else 1.0),
+                                                        "n_clusters": cov["n_clusters"], "names": self.cluster_names}
             out[name] = regression_statistics(
                 names=self.design.names, coef=coef[:, t], keep=s.keep, unscaled_cov=cov["unscaled"],
                 sse=float(sse[t]), tss=float(tss[t]), n=s.rows, bias=self.design.bias, robust=robust,
                 condition_number=condition, constant=constant,
-                log_weights=s.log_weights if s.weighted else None)
+                log_weights=s.log_weights if s.weighted else None, clustered=clustered)
         assert len(out) == m
         return out
 

@@ -21,7 +21,8 @@ KEYS = ("names", "coef", "stderr", "t", "p", "ci95", "n", "df_model", "df_resid"
 def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarray, unscaled_cov: np.ndarray,
                           sse: float, tss: float, n: int, bias: bool, robust: dict[str, np.ndarray] | None = None,
                           condition_number: float = math.nan, constant: bool | None = None,
-                          log_weights: float | None = None) -> dict[str, Any]:
+                          log_weights: float | None = None, clustered: dict[str, Any] | None = None
+                          ) -> dict[str, Any]:
     """One target's table. Aliased coefficients (``keep`` False) are None in every per-coefficient list.
 
     Args:
@@ -41,6 +42,12 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
         log_weights: weighted least squares: ``Σ log w`` over the ``n`` rows of positive weight (``sse`` and ``tss``
             are then weighted sums, ``n`` counts those rows). The log-likelihood is statsmodels' ``WLS.loglike``,
             the OLS one plus ``Σ log w / 2``, and the dict gets ``"weighted": True``.
+        clustered: ``{"CR1": (p_k, p_k), "n_clusters": [G] or [G_a, G_b], "names": the cluster columns}``: the dict
+            gets ``stderr_cluster`` (``{"CR1": [...]}``), ``n_clusters`` (G; two-way ``[G_a, G_b]``),
+            ``cluster_names``, ``df_cluster`` (``min G - 1``) and ``t_cluster``, ``p_cluster``, ``ci95_cluster``
+            with ``df_cluster`` degrees of freedom, as statsmodels' ``fit(cov_type="cluster", use_t=True)``. A
+            two-way variance that comes out negative (V_a + V_b - V_ab need not be PSD; statsmodels keeps it as
+            it is) has a NaN (null) standard error.
     """
     constant = bias if constant is None else bool(constant)
     rank = int(keep.sum())
@@ -89,10 +96,43 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
     }
     if log_weights is not None:
         out["weighted"] = True
+    if clustered is not None:
+        out |= _clustered(kept_coef, keep, clustered)
     if robust is not None:
         out["stderr_hc"] = {key: _spread(np.sqrt(np.maximum(np.diag(cov), 0.0)).astype(np.float64), keep)
                             for key, cov in robust.items()}
     return out
+
+
+def _clustered(coef: np.ndarray, keep: np.ndarray, clustered: dict[str, Any]) -> dict[str, Any]:
+    """The cluster-robust keys (:func:`regression_statistics`'s ``clustered``)."""
+    groups = [int(g) for g in clustered["n_clusters"]]
+    df = min(groups) - 1
+    variance = np.diag(clustered["CR1"]).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stderr = np.where(variance >= 0, np.sqrt(np.abs(variance)), math.nan)
+        t = coef / stderr
+        p = 2 * stats.t.sf(np.abs(t), df) if df > 0 else np.full_like(t, math.nan)
+        half = stats.t.ppf(0.975, df) * stderr if df > 0 else np.full_like(t, math.nan)
+    return {"stderr_cluster": {"CR1": _spread(stderr, keep)}, "n_clusters": groups[0] if len(groups) == 1 else groups,
+            "cluster_names": list(clustered["names"]), "df_cluster": int(df), "t_cluster": _spread(t, keep),
+            "p_cluster": _spread(p, keep),
+            "ci95_cluster": [None if v is None else [v[0], v[1]] for v in _spread_pairs(coef - half, coef + half,
+                                                                                        keep)]}
+
+
+def cluster_header(s: dict[str, Any]) -> str:
+    """The table's line for a clustered fit, as statsmodels' summary says its covariance type.
+
+    >>> cluster_header({"cluster_names": ["firm"], "n_clusters": 1000})
+    'Std. errors: cluster-robust CR1, clustered by firm (G = 1,000)'
+    >>> cluster_header({"cluster_names": ["firm", "year"], "n_clusters": [50, 10]})
+    'Std. errors: cluster-robust CR1, two-way, clustered by firm and year (G = 50 and 10)'
+    """
+    names, groups = s["cluster_names"], np.atleast_1d(s["n_clusters"]).tolist()
+    way = ", two-way" if len(names) > 1 else ""
+    return (f"Std. errors: cluster-robust CR1{way}, clustered by {' and '.join(names)} "
+            f"(G = {' and '.join(f'{g:,}' for g in groups)})")
 
 
 def _spread(values: np.ndarray, keep: np.ndarray) -> list[float | None]:
@@ -129,6 +169,11 @@ def format_table(s: dict[str, Any], target: str = "y") -> str:
     width = max(12, *(len(n) for n in s["names"]))
     rule = "-" * (width + 72)
     header = ["Weighted least squares (WLS)"] if s.get("weighted") else []
+    clustered = "stderr_cluster" in s
+    if clustered:  # the table's columns are then the cluster-robust ones (t with df_cluster degrees of freedom)
+        header.append(cluster_header(s))
+        s = {**s, "stderr": s["stderr_cluster"]["CR1"], "t": s["t_cluster"], "p": s["p_cluster"],
+             "ci95": s["ci95_cluster"]}
     lines = header + [f"{target:<{width}} {'coef':>11} {'std err':>11} {'t':>10} {'P>|t|':>11} {'[0.025':>11} "
              f"{'0.975]':>10}", rule]
     for i, name in enumerate(s["names"]):

@@ -34,11 +34,43 @@ class CSVDataModule(RegressionDataModule):
     Args:
         path: the CSV file.
         target: the name of the target column (default: the last one).
+        categorical: columns to treat as categories (text or integers): each becomes treatment-coded dummies,
+            ``region[T.north]``, the first level the reference (:mod:`~lr_lightning.core.data.categories`). Text
+            columns are categorical without being named; ``[]``: none is.
+        formula: ``"price ~ size + age + C(region)"`` (formulaic): the target, the input columns, and ``C()`` for
+            categorical ones (named ``C(region)[T.north]``); ``- 1`` fits no intercept (numeric columns only).
         **kwargs: the other arguments of :class:`~lr_lightning.core.data.datamodule.RegressionDataModule`
             (dtype: default float32; feature_names, target_names: default the header's).
     """
 
-    def __init__(self, path: str | Path, target: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, path: str | Path, target: str | None = None, categorical: list[str] | None = None,
+                 formula: str | None = None, **kwargs: Any) -> None:
         kwargs["dtype"] = torch_dtype(kwargs.get("dtype")) or torch.float32
-        super().__init__(CsvTable(path, target, dtype=kwargs["dtype"]), None, **kwargs)  # a table holds its targets
-        self._source_hparams(path=path, target=target)
+        if categorical is not None and not (isinstance(categorical, (list, tuple))
+                                            and all(isinstance(c, str) for c in categorical)):
+            raise ValueError(f"categorical must be a list of column names, got {categorical!r}")
+        inputs = terms = None
+        if formula is not None:
+            from lr_lightning.core.data.categories import parse_formula
+
+            formula_target, inputs, terms, intercept = parse_formula(formula)
+            if target is not None and target != formula_target:
+                raise ValueError(f"target={target!r} but the formula's target is {formula_target!r}; give one")
+            target, categorical = formula_target, [*terms, *(c for c in categorical or () if c not in terms)]
+            if not intercept:
+                if categorical:
+                    raise ValueError(f"formula {formula!r}: no intercept (- 1, + 0) with a categorical column is not "
+                                     "supported; keep the intercept")
+                kwargs["bias"] = False
+        table = CsvTable(path, target, dtype=kwargs["dtype"], categorical=categorical, inputs=inputs, terms=terms)
+        super().__init__(table, None, **kwargs)  # a table holds its targets
+        source = {"path": path, "target": target}
+        source |= {"categorical": list(categorical)} if categorical is not None else {}
+        source |= {"formula": formula} if formula is not None else {}
+        self._source_hparams(**source)
+        self.categories = table.categories
+        if self.categories is not None:
+            if self.weights_column is not None:  # a weight column is no input: the encoding leaves it out
+                self.categories.inputs.remove(self.weights_column)
+            # The encoding travels in the checkpoint (datamodule_hyper_parameters): predict.py encodes new rows so.
+            self.save_hyperparameters({**self.hparams, "categories": self.categories.spec})

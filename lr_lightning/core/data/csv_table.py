@@ -47,10 +47,25 @@ class CsvTable(Table):
 
     streamed = False
 
-    def __init__(self, path: str | Path, target: str | None = None, dtype: Any = np.float32) -> None:
+    categories: Any = None  # a Categories where the table has category columns (categorical=, or text columns)
+
+    def __init__(self, path: str | Path, target: str | None = None, dtype: Any = np.float32,
+                 categorical: Sequence[str] | None = None, inputs: Sequence[str] | None = None,
+                 terms: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         self.dtype = np.dtype(np.float64)
-        x, y, features, target = read_csv(path, target, max_abs=float(np.finfo(numpy_dtype(dtype)).max))
+        max_abs = float(np.finfo(numpy_dtype(dtype)).max)
+        if categorical or inputs is not None:
+            x, y, features, target = self._read_categorical(target, list(categorical or ()), inputs, terms, max_abs)
+        else:
+            try:
+                x, y, features, target = read_csv(path, target, max_abs=max_abs)
+            except ValueError:
+                # Text columns are categorical unless categorical=[] says there are none.
+                found = [] if categorical is not None else self._text_inputs(target)
+                if not found:
+                    raise
+                x, y, features, target = self._read_categorical(target, found, None, terms, max_abs, detect=False)
         # x is read_csv's own float64 array (no copy); y, a column of the parsed table, is copied out of it, so that the
         # table's memory is released.
         self.x, self.y = x, np.ascontiguousarray(y[:, None])
@@ -62,6 +77,70 @@ class CsvTable(Table):
 
     def where(self, row: int) -> str:
         return f"{self.path}: data row {row + 1} (1-based, header excluded)"
+
+    def _text_inputs(self, target: str | None) -> list[str]:
+        found = text_columns(self.path)
+        target = target if target is not None else _header_names(self.path)[-1] if found else None
+        return [] if target in found else found  # a text target: the numeric reader says it is no number
+
+    def _read_categorical(self, target: str | None, categorical: list[str], inputs: Sequence[str] | None,
+                          terms: dict[str, str] | None, max_abs: float,
+                          detect: bool = True) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+        """Numeric columns parsed as numbers, category columns as text (integers where every value is one), encoded
+        by :class:`~lr_lightning.core.data.categories.Categories`; ``detect``: text columns are categorical too."""
+        from lr_lightning.core.data.categories import Categories
+
+        names = _header_names(self.path)
+        target = names[-1] if target is None else target
+        inputs = [n for n in names if n != target] if inputs is None else list(inputs)
+        for column in [target, *inputs, *categorical]:
+            if column not in names:
+                raise ValueError(f"{self.path}: no column {column!r}; the columns are {', '.join(names)}")
+        stray = [c for c in categorical if c not in inputs]
+        if stray or target in categorical:
+            raise ValueError(f"{self.path}: categorical column {(stray or [target])[0]!r} is not an input column")
+        if not inputs:
+            raise ValueError(f"{self.path}: only one column ({target!r}); need at least one feature column besides "
+                             "the target")
+        found = self._text_inputs(target) if detect else []
+        categorical = list(dict.fromkeys([*categorical, *(c for c in found if c in inputs)]))
+        numeric = [c for c in inputs if c not in categorical]
+        _, data = read_csv_table(self.path, [*numeric, target], max_abs=max_abs)
+        text = read_text_columns(self.path, categorical)
+        columns = {}
+        for c in inputs:
+            if c in text:
+                values = text[c]
+                columns[c] = values.astype(np.int64) if all(_is_int_text(v) for v in values) else values
+            else:
+                columns[c] = data[:, numeric.index(c)]
+        self.categories = Categories.of(columns, categorical, terms, where=self.where)
+        x = self.categories.encode(columns, where=self.where)
+        return x, data[:, -1], self.categories.names, target
+
+
+def _header_names(path: Path) -> list[str]:
+    """The column names of a CSV's header row (as :func:`read_csv_table` reads them)."""
+    data = _existing_file(path).read_bytes()
+    if b"#" in data:
+        data = _COMMENT.sub(b"", data)
+    found = _header_line(data)
+    if found is None:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            row = next((r for r in csv.reader("\n" if line.lstrip().startswith("#") else line for line in f)
+                        if any(c.strip() for c in r)), None)
+        if row is None:
+            raise ValueError(f"{path}: the file is empty; expected a header row, then rows")
+        return [c.strip() for c in row]
+    return found[0]
+
+
+def _is_int_text(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def numpy_dtype(dtype: Any) -> np.dtype:
@@ -288,4 +367,60 @@ def parse_number(text: str) -> float:
     return float(text)
 
 
-__all__ = ["CsvTable", "MissingHeaderError", "numpy_dtype", "parse_number", "read_csv", "read_csv_table"]
+# ------------------------------------------------------------------------------------- category (text) columns
+def read_text_columns(path: str | Path, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """The ``columns`` of a CSV (header row, comment and blank lines as
+    :func:`~lr_lightning.core.data.csv_table.read_csv_table` reads them) as text, stripped; empty cells stay ''."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+
+    data = Path(path).read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"#" in data:
+        data = _COMMENT.sub(b"", data)
+    try:
+        table = pacsv.read_csv(pa.py_buffer(data), convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in columns}, include_columns=list(columns), null_values=[],
+            strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise ValueError(f"{path}: cannot read the category columns {', '.join(columns)} ({str(e).splitlines()[0]})") \
+            from None
+    return {c: np.array([v.strip() for v in table.column(c).to_pylist()], dtype=object) for c in columns}
+
+
+def text_columns(path: str | Path) -> list[str]:
+    """The columns of a CSV that hold text (a value, not empty, that is not a number): those found categorical
+    when none are named. [] when pyarrow cannot read the file (the numeric reader then says what is wrong)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+
+    if not Path(path).is_file():  # a folder, a FIFO (reading it would block): the numeric reader says what it is
+        return []
+    try:
+        data = Path(path).read_bytes()
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        if b"#" in data:
+            data = _COMMENT.sub(b"", data)
+        table = pacsv.read_csv(pa.py_buffer(data), convert_options=pacsv.ConvertOptions(
+            null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except Exception:  # noqa: BLE001 - not a file pyarrow reads (a folder, repeated names): the numeric reader says
+        return []
+    if len(set(table.column_names)) != len(table.column_names):
+        return []  # repeated names: the numeric reader says which
+    found = []
+    for j, name in enumerate(table.column_names):
+        column = table.column(j)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            values = pc.unique(column).to_pylist()
+            if any(v.strip() and not _is_float(v.replace("_", "")) for v in values):  # 1_000: the numeric error
+                found.append(name.strip())
+    return found
+
+
+__all__ = ["CsvTable", "MissingHeaderError", "numpy_dtype", "parse_number", "read_csv", "read_csv_table",
+           "read_text_columns", "text_columns"]

@@ -99,6 +99,11 @@ class RegressionDataModule(L.LightningDataModule):
             row (an array), or, for a table (a file's sources), the name of one of its columns, which is then no
             feature. Batches are then ``(x, y, w)`` with ``w`` ``(B, 1)`` in the batch's dtype; predictions need no
             weights. In memory only (a streamed table: ``in_memory=True``).
+        clusters: cluster ids for clustered standard errors (``LeastSquaresModule(cluster=True)``): for a table, the
+            name of one column or a list of two (two-way clustering), which are then no features; for arrays, an
+            ``(n,)`` or ``(n, 2)`` array. Any values (integers, floats) that compare equal are one cluster. Kept
+            aside as :attr:`clusters`, ``(n, k)`` int64 codes numbered over every row, and never served in training
+            batches (:meth:`split_of` gives a split's rows of them). In memory only.
     """
 
     def __init__(
@@ -119,11 +124,13 @@ class RegressionDataModule(L.LightningDataModule):
         feature_names: list[str] | None = None,
         target_names: list[str] | None = None,
         weights: Any = None,
+        clusters: Any = None,
     ) -> None:
         # Not super().__init__(): save_hyperparameters(dict) compares the dict with the arguments of every __init__
         # that calls super() on the way (the data x and y here, arrays that cannot be compared with a dict).
         L.LightningDataModule.__init__(self)
-        args = {k: v for k, v in locals().items() if k not in ("self", "x", "y", "weights")}  # the hyperparameters
+        # The hyperparameters (weights and clusters are saved as their column names below).
+        args = {k: v for k, v in locals().items() if k not in ("self", "x", "y", "weights", "clusters")}
         tensors = None
         if isinstance(x, Table):
             if y is not None:
@@ -133,6 +140,10 @@ class RegressionDataModule(L.LightningDataModule):
             if y is None:
                 raise ValueError("y: missing; pass the targets beside x (or a Table as x)")
             table, served, tensors = self._array_table(x, y, serving_dtype(torch_dtype(dtype), x, y))
+        self.clusters, self.cluster_names = None, []
+        if clusters is not None:
+            rest, self.clusters, self.cluster_names = _take_clusters(table, clusters)
+            table, tensors = rest, tensors if rest is table else None  # named columns left the table
         column = None
         if isinstance(weights, str):
             table, weights, column = *_take_column(table, weights), weights
@@ -147,6 +158,9 @@ class RegressionDataModule(L.LightningDataModule):
                 raise ValueError(f"{getattr(table, 'path', 'data')}: weights need the data in memory; load it with "
                                  "in_memory=True (fit.py: --data.in_memory true)")
             self.save_hyperparameters({**self.hparams, "weights": column if column else "array"})
+        if clusters is not None:
+            self.save_hyperparameters({**self.hparams, "clusters": clusters if isinstance(clusters, (str, list))
+                                       and all(isinstance(c, str) for c in np.atleast_1d(clusters)) else "array"})
 
     @staticmethod
     def _array_table(x: Any, y: Any, dtype: torch.dtype) -> tuple[Table, torch.dtype, Batch | None]:
@@ -326,6 +340,19 @@ class RegressionDataModule(L.LightningDataModule):
             self.feature_map = FeatureMap.fit(*self.raw_split("train")[:2], polynomial_degree=self.polynomial_degree,
                                               standardize=self.standardize, bias=self.bias)
 
+    def split_of(self, name: str, rows: torch.Tensor, ordered: bool = True) -> torch.Tensor:
+        """The part of ``rows`` (one entry per row of the data, in row order: :attr:`clusters`, say) in split
+        ``name``, in the order :meth:`raw_split` serves that split's rows (``ordered``: memory order); in memory only.
+
+        >>> import numpy as np
+        >>> dm = RegressionDataModule(np.zeros((4, 1)), np.zeros(4), clusters=[5, 5, 7, 9], val_fraction=0.5)
+        >>> dm.split_of("train", torch.from_numpy(dm.clusters)).shape, dm.clusters.ravel().tolist()
+        (torch.Size([2, 1]), [0, 0, 1, 2])
+        """
+        if self.table.streamed:
+            raise ValueError(f"{getattr(self.table, 'path', 'data')}: split_of needs the data in memory")
+        return self._split_rows(rows, ordered=ordered)[name][0]
+
     def _split_rows(self, *tensors: torch.Tensor, ordered: bool) -> dict[str, Batch]:
         """The rows of ``x`` and ``y`` (and ``w``; every row, in row order) in each split: a seeded random permutation
         cut into test, validation and training parts; ``ordered``: each part's rows in memory order."""
@@ -485,17 +512,17 @@ class RegressionDataModule(L.LightningDataModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
 
-def _take_column(table: Table, name: str) -> tuple[ArrayTable, np.ndarray]:
+def _take_column(table: Table, name: str, what: str = "weights") -> tuple[ArrayTable, np.ndarray]:
     """``table`` without its input column ``name``, and that column (float64): a weight column is no feature."""
     where = getattr(table, "path", "data")
     if table.streamed:
-        raise ValueError(f"{where}: weights={name!r} needs the data in memory; load it with in_memory=True "
+        raise ValueError(f"{where}: {what}={name!r} needs the data in memory; load it with in_memory=True "
                          "(fit.py: --data.in_memory true)")
     names = list(table.feature_names)
     if name not in names:
-        raise ValueError(f"{where}: no weights column {name!r}; the feature columns are {', '.join(names)}")
+        raise ValueError(f"{where}: no {what} column {name!r}; the feature columns are {', '.join(names)}")
     if len(names) == 1:
-        raise ValueError(f"{where}: weights={name!r} is the only feature column; nothing would be left to fit on")
+        raise ValueError(f"{where}: {what}={name!r} is the only feature column; nothing would be left to fit on")
     j = names.index(name)
     x, y = table.read_range(0, table.n_rows)
     x = np.asarray(x)
@@ -505,6 +532,40 @@ def _take_column(table: Table, name: str) -> tuple[ArrayTable, np.ndarray]:
         if hasattr(table, attr):
             setattr(rest, attr, getattr(table, attr))
     return rest, np.array(x[:, j], dtype=np.float64)
+
+
+def _take_clusters(table: Table, clusters: Any) -> tuple[Table, np.ndarray, list[str]]:
+    """``table`` without its cluster columns (named by ``clusters``: one name or a list of one or two), the
+    ``(n, k)`` int64 codes of their values (numbered over every row: the same on every DDP rank), and their names;
+    or, for arrays of ids, ``table`` as it is."""
+    where = getattr(table, "path", "data")
+    names = [clusters] if isinstance(clusters, str) else list(clusters) if isinstance(clusters, (list, tuple)) else []
+    if names and all(isinstance(c, str) for c in names):
+        if len(names) > 2 or len(set(names)) != len(names):
+            raise ValueError(f"{where}: clusters={names}: give one cluster column or two different ones")
+        columns = []
+        for name in names:
+            if table.streamed:
+                raise ValueError(f"{where}: clusters={name!r} needs the data in memory; load it with "
+                                 "in_memory=True (fit.py: --data.in_memory true)")
+            if name not in list(table.feature_names):
+                raise ValueError(f"{where}: no cluster column {name!r}; the feature columns are "
+                                 f"{', '.join(table.feature_names)}")
+            table, column = _take_column(table, name, "clusters")
+            columns.append(column)
+        ids = np.stack(columns, axis=1)
+    else:
+        ids = np.asarray(clusters)
+        if ids.ndim not in (1, 2) or len(ids) != table.n_rows or ids.ndim == 2 and ids.shape[1] not in (1, 2):
+            raise ValueError(f"clusters: shape {ids.shape} for {table.n_rows} rows; give one id per row, or two "
+                             "(an (n, 2) array) for two-way clustering")
+        ids = ids[:, None] if ids.ndim == 1 else ids
+        names = [f"cluster{j}" for j in range(ids.shape[1])] if ids.shape[1] > 1 else ["cluster"]
+    if ids.dtype.kind == "f" and not np.isfinite(ids).all():
+        row = int(np.argwhere(~np.isfinite(ids))[0][0])
+        raise ValueError(f"{where}: clusters: row {row} has cluster id {ids[row].tolist()}; ids must be finite")
+    codes = np.stack([np.unique(ids[:, j], return_inverse=True)[1].reshape(-1) for j in range(ids.shape[1])], axis=1)
+    return table, codes.astype(np.int64), names
 
 
 def load(table: Table) -> ArrayTable:

@@ -23,13 +23,27 @@ class ParquetDataModule(RegressionDataModule):
         path: a .parquet file, or a directory of .parquet files.
         target: the name of the target column (default: the last one).
         in_memory: read the whole table into memory instead of streaming it (needed by polynomial_degree).
+        categorical: integer columns to treat as categories; text (string) columns are categories without being
+            named (``[]``: none is, and a text column is refused). Each becomes treatment-coded dummies,
+            ``region[T.north]``; the levels are found in one pass over every file's row groups.
         **kwargs: the other arguments of :class:`~lr_lightning.core.data.datamodule.RegressionDataModule`
             (dtype: default float64 for float64 columns, else float32; names: default the file's).
     """
 
-    def __init__(self, path: str | Path, target: str | None = None, in_memory: bool = False, **kwargs: Any) -> None:
+    def __init__(self, path: str | Path, target: str | None = None, in_memory: bool = False,
+                 categorical: list[str] | None = None, **kwargs: Any) -> None:
         if not isinstance(in_memory, bool):
             raise ValueError(f"in_memory must be true or false, got {in_memory!r}")
-        table = ParquetTable(path, target)
+        if categorical is not None and not (isinstance(categorical, (list, tuple))
+                                            and all(isinstance(c, str) for c in categorical)):
+            raise ValueError(f"categorical must be a list of column names, got {categorical!r}")
+        table = ParquetTable(path, target, None if categorical is None else list(categorical))
         super().__init__(load(table) if in_memory else table, None, **kwargs)  # a table holds its targets
-        self._source_hparams(path=path, target=target, in_memory=in_memory)
+        self._source_hparams(path=path, target=target, in_memory=in_memory,
+                             **({"categorical": list(categorical)} if categorical is not None else {}))
+        self.categories = table.categories
+        if self.categories is not None:
+            if self.weights_column is not None:  # a weight column is no input: the encoding leaves it out
+                self.categories.inputs.remove(self.weights_column)
+            # The encoding travels in the checkpoint (datamodule_hyper_parameters): predict.py encodes new rows so.
+            self.save_hyperparameters({**self.hparams, "categories": self.categories.spec})

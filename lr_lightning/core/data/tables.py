@@ -325,7 +325,9 @@ class ParquetTable(Table):
     # reads each once), so one is enough; each more costs a row group of memory.
     cached_groups = 1
 
-    def __init__(self, path: str | Path, target: str | None = None) -> None:
+    categories: Any = None  # a Categories where the files have category columns
+
+    def __init__(self, path: str | Path, target: str | None = None, categorical: list[str] | None = None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -350,12 +352,16 @@ class ParquetTable(Table):
                 raise ValueError(f"{f}: not a Parquet file ({_first_line(e)})") from None
             schema = pf.schema_arrow
             for field in schema:
+                if _is_text(field.type) and categorical != [] and field.name != target:
+                    continue  # a category column: its levels are found below
                 if not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type)):
                     raise ValueError(f"{f}: column {field.name!r} holds {field.type} values, not numbers; only "
-                                     "numeric columns can be read (drop or encode it)")
+                                     "numeric columns can be read (drop or encode it, or name it in categorical=)")
             if names is None:
                 names = list(schema.names)
-                self.column_dtypes = [field.type.to_pandas_dtype() for field in schema]
+                text = [field.name for field in schema if _is_text(field.type) and field.name != target]
+                self.column_dtypes = [field.type.to_pandas_dtype() for field in schema
+                                      if not _is_text(field.type) and field.name not in (categorical or ())]
             elif list(schema.names) != names:
                 raise ValueError(f"{f}: columns {', '.join(schema.names)}, but {files[0]} has {', '.join(names)}; "
                                  "all files need the same columns")
@@ -381,10 +387,35 @@ class ParquetTable(Table):
         self.target_names = [target]
         self.starts = np.asarray(starts)
         self.n_rows = int(starts[-1])
-        self.dtype = np.result_type(*self.column_dtypes)
+        self.inputs = list(self.feature_names)
+        categorical = list(dict.fromkeys([*(categorical or ()), *text]))
+        for column in categorical:
+            if column not in self.inputs:
+                raise ValueError(f"{self.path}: categorical column {column!r} is not an input column; the inputs are "
+                                 f"{', '.join(self.inputs)}")
+        if categorical:
+            from lr_lightning.core.data.categories import Categories
+
+            self.categories = Categories(self.inputs, self._levels(categorical))
+            self.feature_names = self.categories.names
+        self.dtype = np.result_type(*self.column_dtypes) if self.column_dtypes else np.dtype(np.float64)
         if not np.issubdtype(self.dtype, np.floating):
             self.dtype = np.dtype(np.float64)
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def _levels(self, categorical: list[str]) -> dict[str, list[Any]]:
+        """Each category column's levels: one pass over every file's row groups, reading only those columns (every
+        DDP rank reads the same files, so all find the same levels). A null is refused with its file and row."""
+        from lr_lightning.core.data.categories import find_levels, merge_levels
+
+        found: dict[str, list[Any]] = {c: [] for c in categorical}
+        for k, (fi, g) in enumerate(self.groups):
+            part = self.files[fi].read_row_group(g, columns=categorical, use_threads=False)
+            for j, c in enumerate(categorical):
+                values = _column_values(part.column(j))
+                found[c] = merge_levels(found[c], find_levels(values, c, lambda r, k=k: self.where(
+                    int(self.starts[k]) + r)))
+        return found
 
     def blocks(self, block_rows: int) -> Ranges:
         """The row groups (``block_rows`` does not apply: a row group is read whole)."""
@@ -398,21 +429,28 @@ class ParquetTable(Table):
             self._cache.popitem(last=False)
         fi, g = self.groups[k]
         n = int(self.starts[k + 1] - self.starts[k])
-        x = np.empty((n, len(self.feature_names)), self.dtype)
+        x = np.empty((n, len(self.inputs)), self.dtype)
         y = np.empty((n, 1), self.dtype)
-        columns = [*self.feature_names, *self.target_names]
+        columns = [*self.inputs, *self.target_names]
+        text: dict[str, np.ndarray] = {}  # category columns, encoded below
         for c in range(0, len(columns), COLUMNS_PER_READ):
             names = columns[c:c + COLUMNS_PER_READ]
             part = self.files[fi].read_row_group(g, columns=names, use_threads=False)
             for j in range(c, c + len(names)):
+                if self.categories is not None and columns[j] in self.categories.levels:
+                    text[columns[j]] = _column_values(part.column(j - c))
+                    continue
                 values = part.column(j - c).to_numpy()  # nulls become nan (ints with nulls: floats)
                 if values.dtype.kind in "iu":
                     _check_exact_integers(values, self.where(int(self.starts[k])), columns[j])
-                if j < len(self.feature_names):
+                if j < len(self.inputs):
                     x[:, j] = values
                 else:
                     y[:, 0] = values
             del part
+        if self.categories is not None:
+            raw = {c: text[c] if c in text else x[:, j] for j, c in enumerate(self.inputs)}
+            x = self.categories.encode(raw, where=lambda r: self.where(int(self.starts[k]) + r)).astype(self.dtype)
         self._cache[k] = (x, y)
         return x, y
 
@@ -452,6 +490,23 @@ class ParquetTable(Table):
     def where(self, row: int) -> str:
         fi = self.groups[int(np.searchsorted(self.starts, row, side="right") - 1)][0]
         return f"{self.paths[fi]}: row {row - self.file_starts[fi] + 1} (1-based)"
+
+
+def _is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _column_values(column: Any) -> np.ndarray:
+    """A category column's values: text as an object array (None for a null), integers as int64."""
+    import pyarrow as pa
+
+    if column.null_count == 0 and pa.types.is_integer(column.type):
+        return column.to_numpy()
+    return np.array(column.to_pylist(), dtype=object)
 
 
 EXACT_INTEGERS = 2**53  # every integer up to this magnitude has an exact float64; the next, 2**53 + 1, has none

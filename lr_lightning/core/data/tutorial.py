@@ -11,7 +11,8 @@ from lr_lightning.core.data.datamodule import RegressionDataModule
 
 class TutorialDataModule(RegressionDataModule):
     """The classic tutorial's data, ``x = 1, 2, 3, 4`` and ``y = 2x``: full batch, no validation split, and a model
-    without an intercept (``y = w·x``). Served in float32 unless ``dtype`` says.
+    without an intercept (``y = w·x``). Served in float32 unless ``dtype`` says. The run's summary predicts at
+    ``example_x = 5``, the tutorial's ``f(5)`` (other data: at the largest training input).
 
     >>> dm = TutorialDataModule()
     >>> dm.n_samples, dm.n_val, dm.bias
@@ -23,6 +24,8 @@ class TutorialDataModule(RegressionDataModule):
         bias: whether the model has an intercept (false: y = w·x).
         **kwargs: the other arguments of :class:`~lr_lightning.core.data.datamodule.RegressionDataModule`.
     """
+
+    example_x, example_why = 5.0, "the tutorial's f(5)"
 
     def __init__(self, batch_size: int = 4, val_fraction: float = 0.0, *, bias: bool = False, **kwargs: Any) -> None:
         x = torch.tensor([1.0, 2.0, 3.0, 4.0])

@@ -1,0 +1,100 @@
+"""Categorical columns in the exact fit (issue #23): names and values equal statsmodels' formula fit, in memory and
+through fit.py --solver exact on a CSV."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+
+from lr_lightning import LeastSquaresModule
+from lr_lightning.core.cli import fit_main
+from lr_lightning.core.data.csv_file import CSVDataModule
+
+from ..conftest import make_trainer, run_main
+
+
+def _houses(path, n=200, seed=3):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"size": rng.normal(100, 20, n).round(2), "age": rng.integers(0, 40, n),
+                          "region": rng.choice(["north", "east", "south", "west"], n),
+                          "rooms": rng.choice([1, 2, 3, 10], n)})
+    effect = frame["region"].map({"north": 12.0, "east": 0.0, "south": -5.0, "west": 3.0})
+    frame["price"] = (50 + 1.5 * frame["size"] - 0.7 * frame["age"] + effect + 2.0 * frame["rooms"]
+                      + rng.normal(0, 8, n) * (1 + (frame["region"] == "west"))).round(3)
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def _by_name(stats):
+    return {("Intercept" if n == "intercept" else n): i for i, n in enumerate(stats["names"])}
+
+
+def _assert_equal(stats, reference):
+    names = _by_name(stats)
+    assert set(names) == set(reference.params.index)
+    order = [names[n] for n in reference.params.index]
+    for ours, theirs in (("coef", reference.params), ("stderr", reference.bse), ("p", reference.pvalues)):
+        np.testing.assert_allclose(np.asarray(stats[ours])[order], theirs.to_numpy(), rtol=1e-8, atol=1e-300)
+
+
+@pytest.mark.parametrize(("formula", "kwargs"), [
+    ("price ~ size + age + C(region)", {"formula": "price ~ size + age + C(region)"}),
+    ("price ~ size + age + region", {"categorical": None}),
+    ("price ~ size + age + C(region) + C(rooms)", {"formula": "price ~ size + age + C(region) + C(rooms)"}),
+])
+def test_exact_fit_equals_statsmodels_ols_formula(tmp_path, formula, kwargs):
+    frame = _houses(tmp_path / "houses.csv")
+    if "formula" not in kwargs:  # the file's columns: rooms is numeric unless named
+        frame = frame.drop(columns="rooms")
+        frame.to_csv(tmp_path / "houses.csv", index=False)
+    dm = CSVDataModule(tmp_path / "houses.csv", val_fraction=0, dtype="float64", **kwargs)
+    module = LeastSquaresModule()
+    make_trainer(max_epochs=20).fit(module, datamodule=dm)
+    reference = smf.ols(formula, frame).fit()
+    _assert_equal(module.statistics["price"], reference)
+
+
+def test_robust_errors_on_dummies_equal_statsmodels_hc(tmp_path):
+    frame = _houses(tmp_path / "houses.csv")
+    dm = CSVDataModule(tmp_path / "houses.csv", formula="price ~ size + C(region)", val_fraction=0, dtype="float64")
+    module = LeastSquaresModule(robust=True)
+    make_trainer(max_epochs=20).fit(module, datamodule=dm)
+    stats = module.statistics["price"]
+    names = _by_name(stats)
+    for kind in ("HC0", "HC1", "HC2", "HC3"):
+        reference = smf.ols("price ~ size + C(region)", frame).fit(cov_type=kind)
+        order = [names[n] for n in reference.params.index]
+        np.testing.assert_allclose(np.asarray(stats["stderr_hc"][kind])[order], reference.bse.to_numpy(), rtol=1e-8)
+
+
+def test_fit_py_solver_exact_on_a_csv_with_a_formula(tmp_path):
+    frame = _houses(tmp_path / "houses.csv")
+    result = run_main(fit_main, "--data", "houses.csv", "--data.formula", "price ~ size + age + C(region)",
+                      "--data.val_fraction", "0", "--solver", "exact", "--log_dir", "logs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "C(region)[T.north]" in result.stdout and "C(region)[T.west]" in result.stdout
+    stats = json.loads(next(tmp_path.rglob("statistics.json")).read_text())["price"]
+    _assert_equal(stats, smf.ols("price ~ size + age + C(region)", frame).fit())
+
+
+def test_streamed_parquet_shards_find_every_level_and_equal_statsmodels(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    frame = _houses(tmp_path / "houses.csv").drop(columns="rooms")
+    (tmp_path / "shards").mkdir()
+    # The first shard lacks "west": the levels come from every shard's row groups, not the first one's.
+    first, rest = frame[frame["region"] != "west"].iloc[:60], frame.drop(frame[frame["region"] != "west"].index[:60])
+    pq.write_table(pa.Table.from_pandas(first, preserve_index=False), tmp_path / "shards" / "a.parquet",
+                   row_group_size=16)
+    pq.write_table(pa.Table.from_pandas(rest, preserve_index=False), tmp_path / "shards" / "b.parquet",
+                   row_group_size=16)
+    from lr_lightning.core.data.parquet import ParquetDataModule
+
+    dm = ParquetDataModule(tmp_path / "shards", val_fraction=0, dtype="float64")
+    assert dm.table.streamed and dm.feature_names[2:] == ["region[T.north]", "region[T.south]", "region[T.west]"]
+    module = LeastSquaresModule()
+    make_trainer(max_epochs=20).fit(module, datamodule=dm)
+    _assert_equal(module.statistics["price"], smf.ols("price ~ size + age + region", pd.concat([first, rest])).fit())
