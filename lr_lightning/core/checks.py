@@ -6,13 +6,15 @@ for why a setting was refused:
 - :func:`trusted_classes`, :func:`factory`, :func:`check_factories`: what the module is built from;
 - :func:`build_loss`: the injected loss, under the same trust rule as the network;
 - :func:`check_intercept` and :func:`check_handoff`: the module and its data agree (``**dm.module_inputs()``);
-- :func:`check_state_dict`, :func:`check_resumable`: checkpoints (the file: :mod:`~lr_lightning.core.checkpoints`).
+- :func:`check_state_dict`, :func:`check_resumable`, :func:`warn_unrecorded`: checkpoints (the file:
+  :mod:`~lr_lightning.core.checkpoints`).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -142,6 +144,31 @@ def subclass_arguments(module: nn.Module, recorded: Iterable[str]) -> dict[str, 
                 found[name] = value
         frame = frame.f_back
     return found
+
+
+_WARNED_UNRECORDED: set[tuple[type, str]] = set()
+
+
+def warn_unrecorded(module: nn.Module, recorded: Iterable[str]) -> None:
+    """Warn once per argument (at the first checkpoint saved) about each argument of a subclass's ``__init__`` that
+    is not in ``recorded`` (its hyperparameters): a tensor, an array or an object, which a checkpoint cannot hold
+    as plain data, so that ``load_from_checkpoint`` will need it given again."""
+    recorded = set(recorded)
+    for cls in type(module).__mro__:
+        if cls.__module__ == "lr_lightning.core.regression_module":
+            break  # RegressionModule's own arguments are all recorded (as recipes)
+        if "__init__" not in cls.__dict__:
+            continue
+        for name, p in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+            key = (type(module), name)
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in recorded or name == "trusted" \
+                    or key in _WARNED_UNRECORDED:
+                continue
+            _WARNED_UNRECORDED.add(key)
+            warnings.warn(f"{type(module).__name__}: the argument {name!r} is not saved in the checkpoint (it holds "
+                          f"plain values only: numbers, strings, lists; not a tensor, an array or an object): load it "
+                          f"with {type(module).__name__}.load_from_checkpoint(path, {name}=...), or take it as a "
+                          "list", UserWarning, stacklevel=2)
 
 
 def first_linear(model: nn.Module) -> nn.Linear | None:

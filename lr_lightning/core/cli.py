@@ -260,14 +260,17 @@ def _hint(argv: list[str], message: str) -> str:
         return message
     for i, arg in enumerate(argv[:-1]):
         key = arg.removeprefix("--")
-        if key in ("lr_scheduler", "optimizer", "model", "data"):
+        if key in ("lr_scheduler", "optimizer", "model", "data", "loss"):
             with contextlib.suppress(Exception):  # a class we cannot look at: keep jsonargparse's words
                 module, _, name = argv[i + 1].rpartition(".")
                 import torch
 
                 cls = getattr(importlib.import_module(module) if module else torch.optim.lr_scheduler if
-                              key == "lr_scheduler" else torch.optim, name)
+                              key == "lr_scheduler" else torch.nn if key == "loss" else torch.optim, name)
                 parameter = inspect.signature(cls).parameters.get(m.group(1))
+                if key == "loss" and m.group(1) in ("in_features", "out_features"):
+                    return (f"--loss {argv[i + 1]}: {name} takes {m.group(1)} (a network?); --loss expects a loss, "
+                            "an nn.Module called as loss(prediction, target): HuberLoss, L1Loss, or yours")
                 if key == "model" and (problem := network_sizes_problem(cls)):
                     return f"--model {argv[i + 1]}: {problem}"
                 if parameter is not None and parameter.default is parameter.empty:

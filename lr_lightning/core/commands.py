@@ -130,6 +130,11 @@ def one_line(message: str) -> str:
     "--lr: expected a number > 0, got '0'"
     >>> one_line('Parser key "epochs":\n  Not of type PositiveInt: invalid literal for int() with base 10: \'x\'')
     "--epochs: expected a whole number > 0, got 'x'"
+    >>> one_line('Parser key "module":\n  - Expected a path but my.TabMLP either not accessible or invalid\n'
+    ...          '  - Does not validate against any of the Union subtypes\n  Subtypes: [...]\n  Errors:\n'
+    ...          '    - Import path does not correspond to a subclass of RegressionModule\n'
+    ...          "    - Expected a <class 'NoneType'>\n  Given value type: <class 'str'>\n  Given value: my.TabMLP")
+    "--module: 'my.TabMLP' is not a RegressionModule subclass"
     >>> one_line("argument --bias/--no_bias: invalid _boolean_type value: 'maybe'")
     "--bias: expected true or false, got 'maybe'"
     """
@@ -138,7 +143,9 @@ def one_line(message: str) -> str:
                                    "")
     # 'Parser key "config": File does not exist' on one line is two: the key, then what is wrong with it.
     message = re.sub(r'^(\s*Parser key "[^"]+":) (\S)', r"\1\n\2", str(message), flags=re.M)
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    lines = [line.strip() for line in message.splitlines() if line.strip()
+             and not re.match(r"- Expected a path but .* either not accessible or invalid$", line.strip())]
+    lines = [line.removeprefix("- ") if line.startswith("- Does not validate") else line for line in lines]
     keys = [m.group(1) for line in lines if (m := re.fullmatch(r'Parser key "([^"]+)":', line))]
     rest = [line for line in lines if not re.fullmatch(r'Parser key "[^"]+":', line)
             and not line.startswith("Problem with given class_path")]
@@ -161,6 +168,8 @@ def _class_error(lines: list[str]) -> str | None:
     given = next((line.partition(": ")[2] for line in lines if line.startswith("Given value: ")), "?")
     if first.startswith("Problem with given class_path") and errors[0] + 1 < len(lines):
         return f"cannot use {given!r} ({lines[errors[0] + 1].removeprefix('- ')})"
+    if m := re.fullmatch(r"Import path does not correspond to a subclass of (\w+)", first):
+        return f"{given!r} is not a {m.group(1)} subclass"
     if first.startswith("Expected a dot import path string"):
         return f"unknown class {given!r} (a class name --help lists, or an import path like package.module.Class)"
     if first.startswith(("Expected", "expected", "Not of type")):

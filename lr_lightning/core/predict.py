@@ -14,7 +14,7 @@ import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lr_lightning.core.commands import Parser, UsageError, entry_point, quiet
 from lr_lightning.core.loading import (  # noqa: F401 - load_checkpoint: also importable from here, as it was
@@ -48,7 +48,7 @@ def predict_parser() -> Parser:
     p.add_argument("--interval", type=float, help="a level such as 0.95: print lower_<target> and upper_<target> "
                    "beside each prediction (a checkpoint of an exact least-squares fit, or an ONNX file exported with "
                    "--interval)")
-    p.add_argument("--interval_kind", type=str, default="confidence", choices=["confidence", "prediction"],
+    p.add_argument("--interval_kind", type=Literal["confidence", "prediction"], default="confidence",
                    help="with --interval: of the mean (confidence) or of a new observation (prediction)")
     return p
 

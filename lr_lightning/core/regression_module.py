@@ -167,6 +167,7 @@ class RegressionModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["module_class"] = class_path(type(self))  # which class to rebuild (a subclass, say)
+        checks.warn_unrecorded(self, self.hparams)  # a subclass's tensor argument cannot be in it: say so, once
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._trainer is not None and self.trainer.state.fn == "fit":  # resuming: check before anything loads

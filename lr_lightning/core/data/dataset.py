@@ -33,9 +33,11 @@ def column_collate(samples: list[Any]) -> Any:
 
 class DatasetDataModule(L.LightningDataModule):
     """Serves ``(x, y)`` samples of any map-style ``Dataset`` in standard ``DataLoader`` s: ``train``/``val``/``test``
-    datasets given, or one ``dataset`` split by ``val_fraction`` and ``test_fraction`` with a seeded generator (the
-    same split on every run). ``collate_fn`` (default :func:`column_collate`) builds the batches; a target that
-    stays 1-D is refused in one line.
+    datasets given (``DatasetDataModule(train, val)``, or by keyword), or one ``dataset`` split by ``val_fraction``
+    and ``test_fraction`` with a seeded generator (the same split on every run). ``collate_fn`` (default
+    :func:`column_collate`) builds the batches; a target that stays 1-D is refused in one line.
+    :meth:`module_inputs` reports the samples' dtype, and :attr:`n_features` their width, so that a module built for
+    other data is refused in one line when training starts.
 
     >>> from torch.utils.data import TensorDataset
     >>> data = TensorDataset(torch.randn(10, 2), torch.randn(10, 1))
@@ -44,12 +46,16 @@ class DatasetDataModule(L.LightningDataModule):
     >>> x, y = next(iter(dm.train_dataloader()))
     >>> x.shape, y.shape, len(dm.val_dataloader().dataset)
     (torch.Size([4, 2]), torch.Size([4, 1]), 2)
+    >>> dm = DatasetDataModule(data, TensorDataset(torch.randn(3, 2), torch.randn(3, 1)))
+    >>> len(dm.train), len(dm.val), dm.n_features, dm.module_inputs()
+    (10, 3, 2, {'weights_dtype': 'float32'})
 
     Args:
-        dataset: one dataset, split into train/val/test by the fractions (or None with ``train`` given).
-        train: the training dataset (instead of ``dataset``).
+        dataset: one dataset, split into train/val/test by the fractions; with ``val`` or ``test`` given, the
+            training dataset as it is (``DatasetDataModule(train, val)``).
         val: the validation dataset (default: none, or the split of ``dataset``).
         test: the test dataset (default: none, or the split of ``dataset``).
+        train: the training dataset, by keyword (instead of ``dataset``).
         batch_size: samples per step per device.
         val_fraction: share of ``dataset`` held out for validation.
         test_fraction: share of ``dataset`` held out for testing.
@@ -60,14 +66,18 @@ class DatasetDataModule(L.LightningDataModule):
         output_names: names of the target columns, handed to the module (default: the module's).
     """
 
-    def __init__(self, dataset: Dataset | None = None, *, train: Dataset | None = None, val: Dataset | None = None,
-                 test: Dataset | None = None, batch_size: int = 32, val_fraction: float = 0.0,
+    def __init__(self, dataset: Dataset | None = None, val: Dataset | None = None, test: Dataset | None = None, *,
+                 train: Dataset | None = None, batch_size: int = 32, val_fraction: float = 0.0,
                  test_fraction: float = 0.0, shuffle: bool = True, seed: int = 0, num_workers: int = 0,
                  collate_fn: Callable[[list[Any]], Any] = column_collate,
                  output_names: Sequence[str] | None = None) -> None:
         super().__init__()
         if (dataset is None) == (train is None):
             raise ValueError("DatasetDataModule: give either dataset (split by the fractions) or train (and val, test)")
+        if dataset is not None and (val is not None or test is not None):
+            if val_fraction or test_fraction:
+                raise ValueError("DatasetDataModule: give val/test datasets or val_fraction/test_fraction, not both")
+            dataset, train = None, dataset  # DatasetDataModule(train, val): the first is the training set as it is
         if not (is_int(batch_size) and batch_size > 0):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not (is_int(seed) and 0 <= seed <= SEED_MAX):
@@ -92,10 +102,27 @@ class DatasetDataModule(L.LightningDataModule):
                                    "test_fraction": test_fraction, "shuffle": shuffle, "seed": seed,
                                    "num_workers": num_workers})
 
+    def _first_x(self) -> Any:
+        return self.train[0][0] if len(self.train) > 0 else None
+
+    @property
+    def n_features(self) -> int | None:
+        """The width of the samples' ``x`` when each is an ``(in_features,)`` vector (from the first training
+        sample), else None (images, sequences: nothing to compare with the network's first layer)."""
+        x = self._first_x()
+        return int(x.shape[0]) if isinstance(x, torch.Tensor) and x.ndim == 1 else None
+
     def module_inputs(self) -> dict[str, Any]:
         """What ``RegressionModule`` needs from the data: ``RegressionModule(net, **dm.module_inputs())``; the
-        target names when given (no feature map: the samples are served as they are)."""
-        return {} if self.output_names is None else {"output_names": list(self.output_names)}
+        samples' dtype (``weights_dtype``, from the first training sample: float64 samples train a float64 network)
+        and the target names when given (no feature map: the samples are served as they are)."""
+        inputs: dict[str, Any] = {}
+        x = self._first_x()
+        if isinstance(x, torch.Tensor) and x.dtype in (torch.float32, torch.float64):
+            inputs["weights_dtype"] = str(x.dtype).removeprefix("torch.")
+        if self.output_names is not None:
+            inputs["output_names"] = list(self.output_names)
+        return inputs
 
     def _loader(self, data: Dataset | None, shuffle: bool = False) -> DataLoader | list:
         if data is None or len(data) == 0:

@@ -13,9 +13,10 @@ numpy arrays: all of them at once (``read_range(0, n_rows)``), a range, or any r
 - :class:`ParquetTable`: a ``.parquet`` file or a directory of them; each row group is a block.
 
 ``.npy`` layouts: one 2-D array whose columns are features and the target (``target`` picks the column, default
-the last); or ``x.npy`` and ``y.npy`` (rows match; ``y`` may have several columns) in a directory; or a directory of
-shards, ``*.npy`` with features and target together, or ``x*.npy`` and ``y*.npy`` in pairs (``x-000.npy`` with
-``y-000.npy``), taken in name order. ``scripts/make_data.py`` writes such a directory (or Parquet files).
+the last); or ``x.npy`` and ``y.npy`` (rows match; ``y`` may have several columns) in a directory (or the file
+``x.npy`` itself, read with the ``y.npy`` beside it and refused without one); or a directory of shards, ``*.npy``
+with features and target together, or ``x*.npy`` and ``y*.npy`` in pairs (``x-000.npy`` with ``y-000.npy``), taken
+in name order. ``scripts/make_data.py`` writes such a directory (or Parquet files).
 """
 
 from __future__ import annotations
@@ -261,6 +262,12 @@ def _layout(path: Path) -> list[tuple[Path, Path | None]]:
     if path.is_file():
         if path.suffix.lower() != ".npy":
             raise ValueError(f"{path}: expected a .npy file or a directory of .npy shards")
+        if path.stem == "x" or path.stem.startswith(("x-", "x_")):  # features only, as in a directory of pairs
+            y = path.with_name("y" + path.name[1:])
+            if not y.is_file():
+                raise ValueError(f"{path}: {path.name} without {y.name} beside it; an x file holds features only: "
+                                 f"put the targets in {y.name} (or rename the file if its last column is the target)")
+            return [(path, y)]
         return [(path, None)]
     files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".npy" and p.is_file())
     if not files:
