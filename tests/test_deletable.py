@@ -16,7 +16,18 @@ OPTIONAL = ["lr_lightning/exact", "lr_lightning/tutorial", "lr_lightning/benchma
             "scripts/make_data.py"]
 
 
+# The checkout's editable install adds a finder to sys.meta_path that maps lr_lightning.* onto the original tree:
+# in the copy, `import lr_lightning.exact` would quietly load the original's deleted package. The copy's
+# sitecustomize.py (imported at start-up from PYTHONPATH, after the .pth files) drops that finder.
+ISOLATE = """import sys
+
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in str(getattr(f, "__module__", ""))]
+"""
+
+
 def _copy_without_optional(dst):
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / "sitecustomize.py").write_text(ISOLATE)
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.splitlines()
     for name in files:
@@ -39,6 +50,9 @@ def test_the_core_works_with_the_optional_packages_deleted(tmp_path):
         return subprocess.run([sys.executable, *args], cwd=copy, env=env, capture_output=True, text=True,
                               timeout=300)
 
+    isolated = run("-c", "import importlib.util, lr_lightning; print(lr_lightning.__file__); "
+                         "print(importlib.util.find_spec('lr_lightning.exact'))")
+    assert isolated.stdout.split() == [str(copy / "lr_lightning" / "__init__.py"), "None"], isolated.stdout
     collected = run("-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", "tests", "lr_lightning")
     assert collected.returncode == 0, collected.stdout[-3000:]
     fit = run("scripts/fit.py", "--max_epochs", "2", "--progress_bar", "false", "--log_dir", str(tmp_path / "logs"))
