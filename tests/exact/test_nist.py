@@ -16,7 +16,7 @@ from tests.conftest import ROOT, SHARED, lbfgs, make_trainer, one_error_line, ru
 
 
 @pytest.mark.slow  # 10 s: eleven datasets, each trained twice, in a new Python
-@pytest.mark.skipif(not (ROOT.parent / "shared" / "nist-strd").is_dir(), reason="NIST StRD data not found")
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "nist-strd").is_dir(), reason=f"NIST StRD data not found at {ROOT.parent / 'shared' / 'nist-strd'}")
 def test_nist_script_prints_a_row_per_dataset(tmp_path):
     result = run_script("nist.py", "--lbfgs_epochs", "3", "--sgd_epochs", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
