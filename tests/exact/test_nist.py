@@ -14,9 +14,11 @@ from lr_lightning.core.data import RegressionDataModule
 from lr_lightning.exact.nist import main as nist_main
 from tests.conftest import ROOT, SHARED, lbfgs, make_trainer, one_error_line, run_main, run_script
 
+NIST_FOLDER = ROOT.parent / "shared" / "nist-strd"
+
 
 @pytest.mark.slow  # 10 s: eleven datasets, each trained twice, in a new Python
-@pytest.mark.skipif(not (ROOT.parent / "shared" / "nist-strd").is_dir(), reason=f"NIST StRD data not found at {ROOT.parent / 'shared' / 'nist-strd'}")
+@pytest.mark.skipif(not NIST_FOLDER.is_dir(), reason=f"NIST StRD data not found at {NIST_FOLDER}")
 def test_nist_script_prints_a_row_per_dataset(tmp_path):
     result = run_script("nist.py", "--lbfgs_epochs", "3", "--sgd_epochs", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
