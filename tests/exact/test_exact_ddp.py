@@ -73,6 +73,27 @@ def assert_same_statistics(a: Any, b: Any, where: str = "") -> float:
     assert rel <= RTOL, f"{where}: {a!r} != {b!r} ({rel:.2g} relative)"
     return rel
 
+def _cases_worker(rank: int, tmp: str, cases: Any) -> None:
+    import lr_lightning.exact.least_squares_module as lsm
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="1", WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank), NODE_RANK="0")  # MASTER_PORT: read by Lightning, never bound
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=2)
+    lsm.PASS_BYTES = 0  # 1024-row batches: several per rank
+    torch.set_num_threads(1)
+    results = cases(strategy="ddp", devices=2)
+    if rank == 0:
+        (Path(tmp) / "ddp.pkl").write_bytes(pickle.dumps(results))
+    torch.distributed.destroy_process_group()
+
+
+def two_process_cases(cases: Any, tmp_path: Path) -> Any:
+    """``cases(strategy="ddp", devices=2)`` run by 2 spawned gloo processes (``cases``: a module-level function),
+    several batches per rank: rank 0's results."""
+    torch.multiprocessing.spawn(_cases_worker, args=(str(tmp_path), cases), nprocs=2, join=True)
+    return pickle.loads((tmp_path / "ddp.pkl").read_bytes())
+
+
 
 # ------------------------------------------------------------------------------- 2 DDP processes, one spawn
 def _offset_data() -> tuple[np.ndarray, np.ndarray]:

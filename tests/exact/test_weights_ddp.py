@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import os
-import pickle
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +11,7 @@ import pytest
 import torch
 
 from ..conftest import make_trainer
-from .test_exact_ddp import _offset_data, assert_same_statistics
+from .test_exact_ddp import _offset_data, assert_same_statistics, two_process_cases
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32",
                                 reason="needs torch.distributed")
@@ -41,26 +38,11 @@ def _weighted_cases(**trainer: Any) -> dict[str, Any]:
     return out
 
 
-def _worker(rank: int, tmp: str) -> None:
-    import lr_lightning.exact.least_squares_module as lsm
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="1", WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank), NODE_RANK="0")  # MASTER_PORT: read by Lightning, never bound
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=2)
-    lsm.PASS_BYTES = 0  # 1024-row batches: several per rank
-    torch.set_num_threads(1)
-    results = _weighted_cases(strategy="ddp", devices=2)
-    if rank == 0:
-        (Path(tmp) / "ddp.pkl").write_bytes(pickle.dumps(results))
-    torch.distributed.destroy_process_group()
-
-
 @pytest.mark.slow  # ~4 s: two new Pythons (spawn)
 def test_two_ddp_processes_give_one_process_weighted_statistics(tmp_path, monkeypatch):
     import lr_lightning.exact.least_squares_module as lsm
 
-    torch.multiprocessing.spawn(_worker, args=(str(tmp_path),), nprocs=2, join=True)
-    ddp = pickle.loads((tmp_path / "ddp.pkl").read_bytes())
+    ddp = two_process_cases(_weighted_cases, tmp_path)
     monkeypatch.setattr(lsm, "PASS_BYTES", 0)
     for name, one in _weighted_cases().items():
         two = ddp[name]
