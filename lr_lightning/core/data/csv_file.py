@@ -40,5 +40,9 @@ class CSVDataModule(RegressionDataModule):
 
     def __init__(self, path: str | Path, target: str | None = None, **kwargs: Any) -> None:
         kwargs["dtype"] = torch_dtype(kwargs.get("dtype")) or torch.float32
-        super().__init__(CsvTable(path, target, dtype=kwargs["dtype"]), None, **kwargs)  # a table holds its targets
+        clusters = kwargs.get("clusters")
+        ids = [clusters] if isinstance(clusters, str) else [c for c in clusters if isinstance(c, str)] \
+            if isinstance(clusters, (list, tuple)) and len(clusters) <= 2 else []  # read aside: text ids too
+        table = CsvTable(path, target, dtype=kwargs["dtype"], ids=ids)
+        super().__init__(table, None, **kwargs)  # a table holds its targets
         self._source_hparams(path=path, target=target)

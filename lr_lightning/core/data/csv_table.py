@@ -22,13 +22,13 @@ class MissingHeaderError(ValueError):
     """A CSV whose first row holds only numbers: data where the header row should be."""
 
 
-def read_csv(path: str | Path, target: str | None = None,
-             max_abs: float = math.inf) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def read_csv(path: str | Path, target: str | None = None, max_abs: float = math.inf,
+             columns: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """Read a CSV with a header row: ``(x, y, feature_names, target_name)``; the target defaults to the last column.
 
-    The format is :func:`read_csv_table`'s.
+    The format is :func:`read_csv_table`'s; ``columns``: only these.
     """
-    names, data = read_csv_table(path, max_abs=max_abs)
+    names, data = read_csv_table(path, columns, max_abs=max_abs)
     target = names[-1] if target is None else target
     if target not in names:
         raise ValueError(f"{path}: no target column {target!r}; the columns are {', '.join(names)}")
@@ -47,10 +47,14 @@ class CsvTable(Table):
 
     streamed = False
 
-    def __init__(self, path: str | Path, target: str | None = None, dtype: Any = np.float32) -> None:
+    def __init__(self, path: str | Path, target: str | None = None, dtype: Any = np.float32,
+                 ids: Sequence[str] = ()) -> None:
         self.path = Path(path)
         self.dtype = np.dtype(np.float64)
-        x, y, features, target = read_csv(path, target, max_abs=float(np.finfo(numpy_dtype(dtype)).max))
+        # Cluster id columns (``ids``) are read aside, as numbers or else as text, and are no features (text_ids).
+        names, self.text_ids = read_id_columns(path, ids) if ids else (None, {})
+        x, y, features, target = read_csv(path, target, max_abs=float(np.finfo(numpy_dtype(dtype)).max),
+                                          columns=[n for n in names if n not in ids] if ids else None)
         # x is read_csv's own float64 array (no copy); y, a column of the parsed table, is copied out of it, so that the
         # table's memory is released.
         self.x, self.y = x, np.ascontiguousarray(y[:, None])
@@ -288,4 +292,47 @@ def parse_number(text: str) -> float:
     return float(text)
 
 
-__all__ = ["CsvTable", "MissingHeaderError", "numpy_dtype", "parse_number", "read_csv", "read_csv_table"]
+__all__ = ["CsvTable", "MissingHeaderError", "numpy_dtype", "parse_number", "read_csv", "read_csv_table", "read_id_columns"]
+
+
+def read_id_columns(path: str | Path, names: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """``(every column name, {name: values})`` for id columns ``names`` of a CSV with a header row (cluster ids):
+    float64 where every value is a number, else the text as written (stripped of surrounding spaces).
+
+    >>> import tempfile, pathlib
+    >>> folder = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
+    >>> path = pathlib.Path(folder.name) / "d.csv"
+    >>> _ = path.write_text("a,firm,y\\n1,acme,2\\n2, beta,3\\n")
+    >>> read_id_columns(path, ["firm"])
+    (['a', 'firm', 'y'], {'firm': array(['acme', 'beta'], dtype='<U4')})
+    >>> folder.cleanup()
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    path = _existing_file(path)
+    data = path.read_bytes()
+    if b"#" in data:
+        data = _COMMENT.sub(b"", data)
+    found = _header_line(data)
+    if found is None:
+        raise ValueError(f"{path}: no header row naming the columns")
+    all_names, start = found
+    missing = [n for n in names if n not in all_names]
+    if missing:
+        raise ValueError(f"{path}: no cluster column {missing[0]!r}; the columns are {', '.join(all_names)}")
+    try:
+        table = pacsv.read_csv(pa.py_buffer(data)[start:], read_options=pacsv.ReadOptions(column_names=all_names),
+                               convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                                    include_columns=list(names)))
+    except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: {str(e).strip().splitlines()[0]}") from None
+    out = {}
+    for name in names:
+        text = pc.utf8_trim_whitespace(table.column(name))
+        try:
+            out[name] = pc.cast(text, pa.float64()).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            out[name] = np.asarray(text.to_pylist(), dtype=str)
+    return all_names, out

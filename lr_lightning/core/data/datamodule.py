@@ -589,9 +589,11 @@ def load(table: Table) -> ArrayTable:
     """A table read into memory block by block, in its own dtype; every value must be finite (the error names the
     file, row and column)."""
     check_memory(table.n_rows * (table.n_inputs + table.n_outputs) * table.dtype.itemsize, f"{table.n_rows} rows")
-    xs, ys = [], []
+    xs, ys, sides = [], [], []
+    side_names = list(getattr(table, "side_names", []))  # columns read aside (text cluster ids): text_ids
     for a, b in table.blocks(BLOCK_ROWS):
-        x, y = table.read_range(a, b)
+        x, y, *side = table.read_range(a, b, *[True] * bool(side_names))
+        sides.append(side[0] if side else [])
         for values, target in ((x, False), (y, True)):
             if not np.isfinite(values).all():
                 row, col = np.argwhere(~np.isfinite(values))[0]
@@ -600,7 +602,10 @@ def load(table: Table) -> ArrayTable:
         xs.append(np.array(x))  # copies: out of the mapping (or the decoded row group) into memory of our own
         ys.append(np.array(y))
         table.release(a, b)
-    return ArrayTable(np.concatenate(xs), np.concatenate(ys), table.feature_names, table.target_names)
+    loaded = ArrayTable(np.concatenate(xs), np.concatenate(ys), table.feature_names, table.target_names)
+    if side_names:
+        loaded.text_ids = {n: np.concatenate([s[j] for s in sides]) for j, n in enumerate(side_names)}
+    return loaded
 
 
 __all__ = ["RegressionDataModule", "load"]

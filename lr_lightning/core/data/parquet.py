@@ -30,6 +30,11 @@ class ParquetDataModule(RegressionDataModule):
     def __init__(self, path: str | Path, target: str | None = None, in_memory: bool = False, **kwargs: Any) -> None:
         if not isinstance(in_memory, bool):
             raise ValueError(f"in_memory must be true or false, got {in_memory!r}")
-        table = ParquetTable(path, target)
+        clusters = kwargs.get("clusters")
+        names = [clusters] if isinstance(clusters, str) else list(clusters) if isinstance(clusters, list) else []
+        table = ParquetTable(path, target, text=[c for c in names if isinstance(c, str)])  # text ids allowed
+        if in_memory:  # text id columns are read aside (load's text_ids), not as numbers
+            for name in (c for c in names if c in table.text_columns):
+                table.take_side(name, "clusters")
         super().__init__(load(table) if in_memory else table, None, **kwargs)  # a table holds its targets
         self._source_hparams(path=path, target=target, in_memory=in_memory)
