@@ -292,7 +292,8 @@ def parse_number(text: str) -> float:
     return float(text)
 
 
-__all__ = ["CsvTable", "MissingHeaderError", "numpy_dtype", "parse_number", "read_csv", "read_csv_table", "read_id_columns"]
+__all__ = ["CsvTable", "MissingHeaderError", "numpy_dtype", "parse_number", "read_csv", "read_csv_table",
+           "read_id_columns"]
 
 
 def read_id_columns(path: str | Path, names: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:

@@ -153,14 +153,14 @@ class RegressionDataModule(L.LightningDataModule):
         self.weights = None if weights is None or table.streamed and column else \
             check_weights(weights, table.n_rows, column or "weights")
         self.weights_column = column
+        if weights is not None and table.streamed and column is None:
+            raise ValueError(f"{getattr(table, 'path', 'data')}: weights as an array need the data in memory; name "
+                             "a column of the files (weights='w'), or load them with in_memory=True")
         if tensors is not None and self.weights is not None:
             tensors = (*tensors, torch.from_numpy(self.weights).to(served))
         self._configure(table, served, args, tensors)
         self.cluster_values: list[np.ndarray] = []  # streamed: each cluster column's sorted distinct ids (setup)
         if weights is not None:
-            if table.streamed and column is None:
-                raise ValueError(f"{getattr(table, 'path', 'data')}: weights as an array need the data in memory; "
-                                 "name a column of the files (weights='w'), or load them with in_memory=True")
             self.save_hyperparameters({**self.hparams, "weights": column if column else "array"})
         if clusters is not None:
             self.save_hyperparameters({**self.hparams, "clusters": clusters if isinstance(clusters, (str, list))

@@ -213,7 +213,8 @@ class NpyTable(Table):
             raise ValueError(f"{self.path}: no {what} column {name!r}; the feature columns are "
                              f"{', '.join(self.feature_names)}")
         if len(self.feature_names) == 1:
-            raise ValueError(f"{self.path}: {what}={name!r} is the only feature column; nothing would be left to fit on")
+            raise ValueError(f"{self.path}: {what}={name!r} is the only feature column; nothing would be left to "
+                             "fit on")
         j = self.feature_names.index(name)
         self.side_names.append(self.feature_names.pop(j))
         self.side_columns.append(self.x_columns.pop(j))
@@ -421,7 +422,8 @@ class ParquetTable(Table):
             raise ValueError(f"{self.path}: no {what} column {name!r}; the feature columns are "
                              f"{', '.join(self.feature_names)}")
         if len(self.feature_names) == 1:
-            raise ValueError(f"{self.path}: {what}={name!r} is the only feature column; nothing would be left to fit on")
+            raise ValueError(f"{self.path}: {what}={name!r} is the only feature column; nothing would be left to "
+                             "fit on")
         self._cache.clear()
         self.side_names.append(name)
         self.feature_names.remove(name)
