@@ -99,12 +99,15 @@ class RegressionDataModule(L.LightningDataModule):
         weights: row weights for weighted least squares (:mod:`lr_lightning.core.weighting`): one number >= 0 per
             row (an array), or, for a table (a file's sources), the name of one of its columns, which is then no
             feature. Batches are then ``(x, y, w)`` with ``w`` ``(B, 1)`` in the batch's dtype; predictions need no
-            weights. In memory only (a streamed table: ``in_memory=True``).
+            weights. A streamed table reads its weight column block by block (:mod:`~lr_lightning.core.data.sides`);
+            weights as an array need the data in memory.
         clusters: cluster ids for clustered standard errors (``LeastSquaresModule(cluster=True)``): for a table, the
             name of one column or a list of two (two-way clustering), which are then no features; for arrays, an
             ``(n,)`` or ``(n, 2)`` array. Any values (integers, floats) that compare equal are one cluster. Kept
             aside as :attr:`clusters`, ``(n, k)`` int64 codes numbered over every row, and never served in training
-            batches (:meth:`split_of` gives a split's rows of them). In memory only.
+            batches (:meth:`split_of` gives a split's rows of them). A streamed table keeps them in its files:
+            :attr:`clusters` is None and :attr:`cluster_values` holds each column's distinct ids, sorted, gathered in
+            setup's pass (:mod:`~lr_lightning.core.data.sides`); ``loader(..., clusters=True)`` serves the codes.
     """
 
     def __init__(
