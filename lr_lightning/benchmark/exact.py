@@ -225,12 +225,15 @@ def in_memory(n_samples: int, n_features: int, repeats: int) -> str:
 
 
 # ---------------------------------------------------------------------------- memory-mapped, one process per run
-def _child_exact(path: str) -> dict[str, Any]:
+def _child_exact(path: str, weights: str | None = None, clusters: str | None = None) -> dict[str, Any]:
+    """The exact fit over ``path``; with ``weights`` and ``clusters`` (column names: make_data.py's truth.json), the
+    clustered weighted one (``python -m lr_lightning.benchmark.exact exact PATH [WEIGHTS CLUSTERS]``)."""
     from lr_lightning import LeastSquaresModule
     from lr_lightning.core.data.paths import datamodule_for_path
 
-    dm = datamodule_for_path(path)(path, val_fraction=0.0)
-    module, timer = LeastSquaresModule(), EpochTimer()
+    sides = {"weights": weights, "clusters": clusters} if clusters else {}
+    dm = datamodule_for_path(path)(path, val_fraction=0.0, **sides)
+    module, timer = LeastSquaresModule(cluster=bool(clusters)), EpochTimer()
     start = time.perf_counter()
     L.Trainer(max_epochs=10, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, callbacks=[timer]).fit(module, datamodule=dm)
@@ -304,4 +307,4 @@ if __name__ == "__main__":  # `python -m lr_lightning.benchmark.exact exact|sgd 
 
     quiet()
     kind, target = sys.argv[1], sys.argv[2]
-    print(json.dumps(_child_exact(target) if kind == "exact" else _child_sgd(target)))
+    print(json.dumps(_child_exact(target, *sys.argv[3:5]) if kind == "exact" else _child_sgd(target)))

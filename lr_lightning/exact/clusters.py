@@ -23,41 +23,80 @@ import torch
 
 # Two-way clustering's intersection groups: the pair (a, b) of codes as one int64 id (codes < 2³¹).
 PAIR = 1 << 31
+DENSE_IDS = 1 << 26  # ids below this (cluster codes) are summed in an array indexed by the id
 
 
 class ClusterSums:
-    """Sums of ``width``-wide rows per cluster id, ``ids`` sorted (int64), ``sums`` ``(len(ids), width)`` float64."""
+    """Sums of ``width``-wide rows per cluster id, ``ids`` sorted (int64), ``sums`` ``(len(ids), width)`` float64.
+
+    Ids that are codes (integers from 0 to :data:`DENSE_IDS`, as the data modules number clusters) are summed into
+    a dense array indexed by the id, with a mask of the ids seen: no sorted merge per batch. The first batch with
+    other ids (two-way clustering's intersections) turns it into the sorted form for good."""
 
     def __init__(self, width: int) -> None:
-        self.ids = np.zeros(0, dtype=np.int64)
-        self.sums = np.zeros((0, width), dtype=np.float64)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._sums = np.zeros((0, width), dtype=np.float64)
+        self._dense: np.ndarray | None = None  # (capacity, width), row i the sums of id i
+        self._seen: np.ndarray | None = None
+        self._fresh = True
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.flatnonzero(self._seen).astype(np.int64) if self._dense is not None else self._ids
+
+    @property
+    def sums(self) -> np.ndarray:
+        return self._dense[self._seen] if self._dense is not None else self._sums
 
     def add(self, ids: torch.Tensor, values: torch.Tensor) -> None:
         """Add rows ``values`` ``(rows, width)`` to their clusters ``ids`` ``(rows,)``."""
-        u, inverse = torch.unique(ids, return_inverse=True)
-        part = values.new_zeros(len(u), values.shape[1]).index_add_(0, inverse, values)
+        if not len(ids):
+            return
+        u, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
+        # Per-cluster sums: the rows sorted by cluster, then summed segment by segment (a fraction of index_add_'s
+        # time on CPU, the same sums).
+        order = torch.argsort(inverse, stable=True)
+        part = torch.segment_reduce(values[order], "sum", lengths=counts, axis=0)
         self.merge(u.cpu().numpy(), part.cpu().numpy())
 
     def merge(self, ids: np.ndarray, sums: np.ndarray) -> None:
         """Add per-cluster ``sums`` of distinct sorted ``ids``."""
-        at = np.searchsorted(self.ids, ids)
-        found = at < len(self.ids)
-        found[found] = self.ids[at[found]] == ids[found]
-        self.sums[at[found]] += sums[found]
+        if not len(ids):
+            return
+        dense = ids[0] >= 0 and ids[-1] < DENSE_IDS
+        if self._fresh and dense:
+            self._dense = np.zeros((0, self._sums.shape[1]), np.float64)
+            self._seen = np.zeros(0, bool)
+        self._fresh = False
+        if self._dense is not None and dense:
+            if ids[-1] >= len(self._dense):  # grow (at least doubling: a few copies in all)
+                size = max(int(ids[-1]) + 1, 2 * len(self._dense))
+                self._dense = np.concatenate([self._dense, np.zeros((size - len(self._dense), sums.shape[1]))])
+                self._seen = np.concatenate([self._seen, np.zeros(size - len(self._seen), bool)])
+            self._dense[ids] += sums
+            self._seen[ids] = True
+            return
+        if self._dense is not None:  # ids beyond the dense range: the sorted form from now on
+            self._ids, self._sums, self._dense, self._seen = self.ids, self.sums, None, None
+        at = np.searchsorted(self._ids, ids)
+        found = at < len(self._ids)
+        found[found] = self._ids[at[found]] == ids[found]
+        self._sums[at[found]] += sums[found]
         if not found.all():
-            merged = np.concatenate([self.ids, ids[~found]])
+            merged = np.concatenate([self._ids, ids[~found]])
             order = np.argsort(merged, kind="stable")
-            self.ids, self.sums = merged[order], np.concatenate([self.sums, sums[~found]])[order]
+            self._ids, self._sums = merged[order], np.concatenate([self._sums, sums[~found]])[order]
 
     def gathered(self, gather: Callable[[torch.Tensor], torch.Tensor], device: torch.device | None) -> ClusterSums:
         """Every rank's sums merged by id (``gather`` stacks a tensor from every rank)."""
-        size = int(gather(torch.tensor([float(len(self.ids))], dtype=torch.float64, device=device)).max())
+        own_ids, own_sums = self.ids, self.sums
+        size = int(gather(torch.tensor([float(len(own_ids))], dtype=torch.float64, device=device)).max())
         ids = torch.full((size,), -1, dtype=torch.int64, device=device)
-        sums = torch.zeros(size, self.sums.shape[1], dtype=torch.float64, device=device)
-        ids[:len(self.ids)] = torch.from_numpy(self.ids).to(device)
-        sums[:len(self.ids)] = torch.from_numpy(self.sums).to(device)
+        sums = torch.zeros(size, own_sums.shape[1], dtype=torch.float64, device=device)
+        ids[:len(own_ids)] = torch.from_numpy(own_ids).to(device)
+        sums[:len(own_ids)] = torch.from_numpy(own_sums).to(device)
         all_ids, all_sums = gather(ids).cpu().numpy(), gather(sums).cpu().numpy()
-        out = ClusterSums(self.sums.shape[1])
+        out = ClusterSums(own_sums.shape[1])
         for rank_ids, rank_sums in zip(all_ids, all_sums, strict=True):
             real = rank_ids >= 0  # the padding's -1s are no cluster
             out.merge(rank_ids[real], rank_sums[real])

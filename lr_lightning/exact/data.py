@@ -40,6 +40,8 @@ def raw_loader(dm: Any, split: str, rows_per_batch: int | None, clusters: bool =
     :func:`raw_dtype`, every row once in memory order, ``rows_per_batch`` at a time (for ``"predict"``: every row in
     row order, in ``dm``'s batch size). ``clusters``: each batch ends with the rows' cluster codes, ``(rows, k)``
     int64 (:class:`ClusteredBatches`)."""
+    if clusters and dm.table.streamed:  # the codes come from the files' cluster columns, block by block
+        return dm.loader(split, mapped=False, dtype=raw_dtype(dm), batch_size=rows_per_batch, clusters=True)
     if clusters:
         return ClusteredBatches(dm, split, rows_per_batch)
     if split == "predict":

@@ -148,7 +148,7 @@ class LeastSquaresModule(L.LightningModule):
                 names = ", ".join(design.names[1:9]) + (", …" if len(design.names) > 9 else "")
                 raise ValueError(f"least squares: every column ({names}) is constant; only the intercept could be "
                                  "estimated")
-        if self.hparams.cluster and getattr(dm, "clusters", None) is None:
+        if self.hparams.cluster and getattr(dm, "clusters", None) is None and not getattr(dm, "cluster_names", None):
             raise ValueError("LeastSquaresModule(cluster=True): the data module has no cluster column; give it "
                              "clusters= (fit.py: --data.clusters NAME, or [A,B] for two-way)")
         _check_drop_last(dm, dm.world_size)

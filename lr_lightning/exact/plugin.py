@@ -66,7 +66,7 @@ class ExactSolver(Solver):
     def build_module(self, cfg: Any, dm: Any) -> Any:
         from lr_lightning.exact.least_squares_module import LeastSquaresModule
 
-        cluster = getattr(dm, "clusters", None) is not None if cfg.get("cluster") is None else bool(cfg.cluster)
+        cluster = bool(getattr(dm, "cluster_names", [])) if cfg.get("cluster") is None else bool(cfg.cluster)
         return LeastSquaresModule(bias=dm.bias, robust=cfg.robust, cluster=cluster)
 
     def check_data(self, module: Any, dm: Any) -> None:

@@ -82,7 +82,7 @@ def test_weighted_loss_is_the_weighted_mean_and_needs_a_reduction() -> None:
         elementwise(lambda p, t: (p - t).abs().mean())
 
 
-def test_parquet_and_npy_weight_columns_need_memory(tmp_path) -> None:
+def test_parquet_and_npy_weight_columns_in_memory_or_streamed(tmp_path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -92,10 +92,10 @@ def test_parquet_and_npy_weight_columns_need_memory(tmp_path) -> None:
     pq.write_table(pa.table({"a": a[:, 0], "w": a[:, 1], "b": a[:, 2], "y": a[:, 3]}), tmp_path / "d.parquet")
     dm = ParquetDataModule(tmp_path / "d.parquet", weights="w", in_memory=True, val_fraction=0.0)
     assert dm.feature_names == ["a", "b"] and np.array_equal(dm.weights[:, 0], a[:, 1])
-    with pytest.raises(ValueError, match=r"d.parquet: weights='w' needs the data in memory; .*in_memory=True"):
-        ParquetDataModule(tmp_path / "d.parquet", weights="w")
+    streamed = ParquetDataModule(tmp_path / "d.parquet", weights="w", val_fraction=0.0)  # read beside each block
+    assert streamed.feature_names == ["a", "b"] and streamed.table.side_names == ["w"]
     np.save(tmp_path / "d.npy", a)
     dm = NpyDataModule(tmp_path / "d.npy", weights="x1", in_memory=True, val_fraction=0.0)
     assert dm.feature_names == ["x0", "x2"] and np.array_equal(dm.weights[:, 0], a[:, 1])
-    with pytest.raises(ValueError, match="needs the data in memory"):
-        NpyDataModule(tmp_path / "d.npy", weights="x1")
+    streamed = NpyDataModule(tmp_path / "d.npy", weights="x1", val_fraction=0.0)
+    assert streamed.feature_names == ["x0", "x2"] and streamed.table.side_names == ["x1"]

@@ -62,7 +62,12 @@ class CSVDataModule(RegressionDataModule):
                     raise ValueError(f"formula {formula!r}: no intercept (- 1, + 0) with a categorical column is not "
                                      "supported; keep the intercept")
                 kwargs["bias"] = False
-        table = CsvTable(path, target, dtype=kwargs["dtype"], categorical=categorical, inputs=inputs, terms=terms)
+        # Cluster id columns are read aside (numbers, or text ids) and are never features nor categorical.
+        clusters = kwargs.get("clusters")
+        ids = [clusters] if isinstance(clusters, str) else [c for c in clusters if isinstance(c, str)] \
+            if isinstance(clusters, (list, tuple)) and len(clusters) <= 2 else []
+        table = CsvTable(path, target, dtype=kwargs["dtype"], categorical=categorical, inputs=inputs, terms=terms,
+                         ids=ids)
         super().__init__(table, None, **kwargs)  # a table holds its targets
         source = {"path": path, "target": target}
         source |= {"categorical": list(categorical)} if categorical is not None else {}

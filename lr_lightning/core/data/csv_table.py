@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,13 @@ class MissingHeaderError(ValueError):
     """A CSV whose first row holds only numbers: data where the header row should be."""
 
 
-def read_csv(path: str | Path, target: str | None = None,
-             max_abs: float = math.inf) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def read_csv(path: str | Path, target: str | None = None, max_abs: float = math.inf,
+             columns: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """Read a CSV with a header row: ``(x, y, feature_names, target_name)``; the target defaults to the last column.
 
-    The format is :func:`read_csv_table`'s.
+    The format is :func:`read_csv_table`'s; ``columns``: only these.
     """
-    names, data = read_csv_table(path, max_abs=max_abs)
+    names, data = read_csv_table(path, columns, max_abs=max_abs)
     target = names[-1] if target is None else target
     if target not in names:
         raise ValueError(f"{path}: no target column {target!r}; the columns are {', '.join(names)}")
@@ -51,21 +51,38 @@ class CsvTable(Table):
 
     def __init__(self, path: str | Path, target: str | None = None, dtype: Any = np.float32,
                  categorical: Sequence[str] | None = None, inputs: Sequence[str] | None = None,
-                 terms: dict[str, str] | None = None) -> None:
+                 terms: dict[str, str] | None = None, ids: Sequence[str] = ()) -> None:
         self.path = Path(path)
         self.dtype = np.dtype(np.float64)
         max_abs = float(np.finfo(numpy_dtype(dtype)).max)
+        # Cluster id columns (``ids``) are read aside, numbers or text, into text_ids: never features, never
+        # categorical (a text id column is not found categorical).
+        self.ids = list(dict.fromkeys(ids))
+        self.text_ids: dict[str, np.ndarray] = {}
+        numeric_columns = None
+        if self.ids:
+            names = _header_names(self.path)
+            for c in self.ids:
+                if c not in names:
+                    raise ValueError(f"{self.path}: no cluster column {c!r}; the columns are {', '.join(names)}")
+                if c in (categorical or ()) or c in (inputs or ()):
+                    raise ValueError(f"{self.path}: column {c!r} is a cluster column (clusters=) and also "
+                                     f"{'categorical' if c in (categorical or ()) else 'an input of the formula'}; "
+                                     "a cluster id column is no feature")
+            numeric_columns = [n for n in names if n not in self.ids]
         if categorical or inputs is not None:
             x, y, features, target = self._read_categorical(target, list(categorical or ()), inputs, terms, max_abs)
         else:
             try:
-                x, y, features, target = read_csv(path, target, max_abs=max_abs)
+                x, y, features, target = read_csv(path, target, max_abs=max_abs, columns=numeric_columns)
             except ValueError:
                 # Text columns are categorical unless categorical=[] says there are none.
                 found = [] if categorical is not None else self._text_inputs(target)
                 if not found:
                     raise
                 x, y, features, target = self._read_categorical(target, found, None, terms, max_abs, detect=False)
+            if self.ids and not self.text_ids:
+                self._read_ids(read_text_columns(self.path, self.ids))
         # x is read_csv's own float64 array (no copy); y, a column of the parsed table, is copied out of it, so that the
         # table's memory is released.
         self.x, self.y = x, np.ascontiguousarray(y[:, None])
@@ -79,9 +96,16 @@ class CsvTable(Table):
         return f"{self.path}: data row {row + 1} (1-based, header excluded)"
 
     def _text_inputs(self, target: str | None) -> list[str]:
-        found = text_columns(self.path)
-        target = target if target is not None else _header_names(self.path)[-1] if found else None
+        found = [c for c in text_columns(self.path) if c not in self.ids]
+        target = target if target is not None else self._names()[-1] if found else None
         return [] if target in found else found  # a text target: the numeric reader says it is no number
+
+    def _names(self) -> list[str]:
+        """The header's names but the cluster id columns: the target (default the last of them) and the inputs."""
+        return [n for n in _header_names(self.path) if n not in self.ids]
+
+    def _read_ids(self, text: dict[str, np.ndarray]) -> None:
+        self.text_ids = {c: _id_values(text[c], c, self.where) for c in self.ids}
 
     def _read_categorical(self, target: str | None, categorical: list[str], inputs: Sequence[str] | None,
                           terms: dict[str, str] | None, max_abs: float,
@@ -90,7 +114,7 @@ class CsvTable(Table):
         by :class:`~lr_lightning.core.data.categories.Categories`; ``detect``: text columns are categorical too."""
         from lr_lightning.core.data.categories import Categories
 
-        names = _header_names(self.path)
+        names = self._names()
         target = names[-1] if target is None else target
         inputs = [n for n in names if n != target] if inputs is None else list(inputs)
         for column in [target, *inputs, *categorical]:
@@ -106,10 +130,11 @@ class CsvTable(Table):
         categorical = list(dict.fromkeys([*categorical, *(c for c in found if c in inputs)]))
         numeric = [c for c in inputs if c not in categorical]
         _, data = read_csv_table(self.path, [*numeric, target], max_abs=max_abs)
-        text = read_text_columns(self.path, categorical)
+        text = read_text_columns(self.path, [*categorical, *self.ids])  # one read: the categories and the ids
+        self._read_ids(text)
         columns = {}
         for c in inputs:
-            if c in text:
+            if c in categorical:
                 values = text[c]
                 columns[c] = values.astype(np.int64) if all(_is_int_text(v) for v in values) else values
             else:
@@ -367,26 +392,48 @@ def parse_number(text: str) -> float:
     return float(text)
 
 
-# ------------------------------------------------------------------------------------- category (text) columns
-def read_text_columns(path: str | Path, columns: Sequence[str]) -> dict[str, np.ndarray]:
-    """The ``columns`` of a CSV (header row, comment and blank lines as
-    :func:`~lr_lightning.core.data.csv_table.read_csv_table` reads them) as text, stripped; empty cells stay ''."""
+# ----------------------------------------------------------------------- text columns: categories, cluster ids
+def _read_as_text(path: str | Path, columns: Sequence[str] | None) -> Any:
+    """One pyarrow read of a CSV, its lines as :func:`read_csv_table` takes them (a UTF-8 byte order mark dropped,
+    comment and blank lines skipped, names stripped): ``columns`` as text, or (None) every column, typed as pyarrow
+    infers them. An empty cell is ``''``, never a null."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-
     data = Path(path).read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
     if b"#" in data:
         data = _COMMENT.sub(b"", data)
+    found = _header_line(data)  # the stripped names, where the header needs no quoting
+    if found is None and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    names, start = found if found is not None else (None, 0)
+    convert = {"null_values": [], "strings_can_be_null": False, "quoted_strings_can_be_null": False}
+    if columns is not None:
+        convert |= {"column_types": {c: pa.string() for c in columns}, "include_columns": list(columns)}
+    return pacsv.read_csv(pa.py_buffer(data)[start:], read_options=pacsv.ReadOptions(column_names=names),
+                          convert_options=pacsv.ConvertOptions(**convert))
+
+
+def read_text_columns(path: str | Path, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """The ``columns`` of a CSV (header row, comment and blank lines as
+    :func:`~lr_lightning.core.data.csv_table.read_csv_table` reads them) as text, stripped; empty cells stay ''.
+    Category columns and cluster id columns are read so, in one read.
+
+    >>> import tempfile, pathlib
+    >>> folder = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
+    >>> path = pathlib.Path(folder.name) / "d.csv"
+    >>> _ = path.write_text("a,firm,y\\n1,acme,2\\n2, beta,3\\n")
+    >>> read_text_columns(path, ["firm"])["firm"].tolist()
+    ['acme', 'beta']
+    >>> folder.cleanup()
+    """
+    import pyarrow as pa
+
     try:
-        table = pacsv.read_csv(pa.py_buffer(data), convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in columns}, include_columns=list(columns), null_values=[],
-            strings_can_be_null=False, quoted_strings_can_be_null=False))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise ValueError(f"{path}: cannot read the category columns {', '.join(columns)} ({str(e).splitlines()[0]})") \
-            from None
+        table = _read_as_text(path, columns)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the columns {', '.join(columns)} as text "
+                         f"({str(e).strip().splitlines()[0]})") from None
     return {c: np.array([v.strip() for v in table.column(c).to_pylist()], dtype=object) for c in columns}
 
 
@@ -395,19 +442,11 @@ def text_columns(path: str | Path) -> list[str]:
     when none are named. [] when pyarrow cannot read the file (the numeric reader then says what is wrong)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-
 
     if not Path(path).is_file():  # a folder, a FIFO (reading it would block): the numeric reader says what it is
         return []
     try:
-        data = Path(path).read_bytes()
-        if data.startswith(b"\xef\xbb\xbf"):
-            data = data[3:]
-        if b"#" in data:
-            data = _COMMENT.sub(b"", data)
-        table = pacsv.read_csv(pa.py_buffer(data), convert_options=pacsv.ConvertOptions(
-            null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False))
+        table = _read_as_text(path, None)
     except Exception:  # noqa: BLE001 - not a file pyarrow reads (a folder, repeated names): the numeric reader says
         return []
     if len(set(table.column_names)) != len(table.column_names):
@@ -420,6 +459,18 @@ def text_columns(path: str | Path) -> list[str]:
             if any(v.strip() and not _is_float(v.replace("_", "")) for v in values):  # 1_000: the numeric error
                 found.append(name.strip())
     return found
+
+
+def _id_values(text: np.ndarray, column: str, where: Callable[[int], str]) -> np.ndarray:
+    """A cluster id column read as text: float64 where every value is a number, else the text (str). An empty id
+    is refused, naming its row."""
+    empty = np.flatnonzero(text == "")
+    if len(empty):
+        raise ValueError(f"{where(int(empty[0]))}, column {column!r}: empty cluster id; fill it or drop the row")
+    try:
+        return np.array([parse_number(v) for v in text.tolist()], dtype=np.float64)
+    except ValueError:
+        return text.astype(str)
 
 
 __all__ = ["CsvTable", "MissingHeaderError", "numpy_dtype", "parse_number", "read_csv", "read_csv_table",

@@ -39,6 +39,7 @@ from lr_lightning.core.data.inputs import (
     torch_dtype,
 )
 from lr_lightning.core.data.loaders import Batch, BlockBatches, TensorBatches, stable_sgd_lr
+from lr_lightning.core.data.sides import StreamedSides
 from lr_lightning.core.data.tables import ArrayTable, Ranges, Table
 from lr_lightning.core.features import FeatureMap, Moments
 from lr_lightning.core.weighting import check_weights
@@ -98,12 +99,15 @@ class RegressionDataModule(L.LightningDataModule):
         weights: row weights for weighted least squares (:mod:`lr_lightning.core.weighting`): one number >= 0 per
             row (an array), or, for a table (a file's sources), the name of one of its columns, which is then no
             feature. Batches are then ``(x, y, w)`` with ``w`` ``(B, 1)`` in the batch's dtype; predictions need no
-            weights. In memory only (a streamed table: ``in_memory=True``).
+            weights. A streamed table reads its weight column block by block (:mod:`~lr_lightning.core.data.sides`);
+            weights as an array need the data in memory.
         clusters: cluster ids for clustered standard errors (``LeastSquaresModule(cluster=True)``): for a table, the
             name of one column or a list of two (two-way clustering), which are then no features; for arrays, an
             ``(n,)`` or ``(n, 2)`` array. Any values (integers, floats) that compare equal are one cluster. Kept
             aside as :attr:`clusters`, ``(n, k)`` int64 codes numbered over every row, and never served in training
-            batches (:meth:`split_of` gives a split's rows of them). In memory only.
+            batches (:meth:`split_of` gives a split's rows of them). A streamed table keeps them in its files:
+            :attr:`clusters` is None and :attr:`cluster_values` holds each column's distinct ids, sorted, gathered in
+            setup's pass (:mod:`~lr_lightning.core.data.sides`); ``loader(..., clusters=True)`` serves the codes.
     """
 
     def __init__(
@@ -148,15 +152,18 @@ class RegressionDataModule(L.LightningDataModule):
         if isinstance(weights, str):
             table, weights, column = *_take_column(table, weights), weights
             tensors = None
-        self.weights = None if weights is None else check_weights(weights, table.n_rows, column or "weights")
+        # A streamed table's weight column stays in the files, read beside each block (checked in setup's pass).
+        self.weights = None if weights is None or table.streamed and column else \
+            check_weights(weights, table.n_rows, column or "weights")
         self.weights_column = column
+        if weights is not None and table.streamed and column is None:
+            raise ValueError(f"{getattr(table, 'path', 'data')}: weights as an array need the data in memory; name "
+                             "a column of the files (weights='w'), or load them with in_memory=True")
         if tensors is not None and self.weights is not None:
             tensors = (*tensors, torch.from_numpy(self.weights).to(served))
         self._configure(table, served, args, tensors)
+        self.cluster_values: list[np.ndarray] = []  # streamed: each cluster column's sorted distinct ids (setup)
         if weights is not None:
-            if table.streamed:
-                raise ValueError(f"{getattr(table, 'path', 'data')}: weights need the data in memory; load it with "
-                                 "in_memory=True (fit.py: --data.in_memory true)")
             self.save_hyperparameters({**self.hparams, "weights": column if column else "array"})
         if clusters is not None:
             self.save_hyperparameters({**self.hparams, "clusters": clusters if isinstance(clusters, (str, list))
@@ -397,9 +404,12 @@ class RegressionDataModule(L.LightningDataModule):
 
     def _check_finite(self) -> tuple[Moments, Moments] | None:
         """One pass over every row: each value must be finite (the error names the file, row and column); on the
-        way, the training split's moments for standardization. Memory is released as the pass goes."""
-        moments = None
-        for name, start, x, y in self._chunks("train", "val", "test"):
+        way, the training split's moments for standardization, the weights' check and the cluster columns' distinct
+        ids (:attr:`cluster_values`, sorted: the same on every rank). Memory is released as the pass goes."""
+        moments, sides = None, StreamedSides(self.table, self.weights_column, self.cluster_names)
+        for name, start, x, y, *side in self._chunks("train", "val", "test", sides=sides.any):
+            if side:
+                sides.check(start, side[0])
             for values, target in ((x, False), (y, True)):
                 if not np.isfinite(values).all():
                     row, col = np.argwhere(~np.isfinite(values))[0]
@@ -410,27 +420,30 @@ class RegressionDataModule(L.LightningDataModule):
                 chunk = (Moments.of(torch.from_numpy(x).to(self.dtype).double().numpy()),
                          Moments.of(torch.from_numpy(y).to(self.dtype).double().numpy()))
                 moments = chunk if moments is None else (moments[0] + chunk[0], moments[1] + chunk[1])
+        self.cluster_values = sides.finish()
         return moments
 
-    def _chunks(self, *splits: str) -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
-        """``(split, first row, x, y)`` for consecutive chunks of the splits' rows; each chunk's memory is released
-        once the caller is done with it."""
+    def _chunks(self, *splits: str, sides: bool = False) -> Iterator[tuple[Any, ...]]:
+        """``(split, first row, x, y)`` (``sides``: ``(..., side columns)``) for consecutive chunks of the splits'
+        rows; each chunk's memory is released once the caller is done with it."""
         for name in splits:
             for a, b in self.ranges[name]:
                 for start in range(a, b, CHUNK_ROWS):
                     stop = min(b, start + CHUNK_ROWS)
-                    yield name, start, *self.table.read_range(start, stop)
+                    yield name, start, *self.table.read_range(start, stop, *[True] * sides)
                     self.table.release(start, stop)
 
     # ---- loaders
     def loader(self, split: str, *, mapped: bool = True, dtype: torch.dtype | None = None,
                batch_size: int | None = None, shuffle: bool = False, drop_last: bool = False,
-               ordered: bool = False) -> TensorBatches | BlockBatches:
+               ordered: bool = False, clusters: bool = False) -> TensorBatches | BlockBatches:
         """A loader over split ``split`` (``"train"``, ``"val"``, ``"test"``, or ``"predict"``: every row, unmapped,
         in row order): features through the feature map (``mapped``) or as they are, in ``dtype`` (default
         :attr:`dtype`), ``batch_size`` rows per batch (default :attr:`batch_size`), each split's rows in memory order
         with ``ordered`` (in memory; unmapped rows only). The ``*_dataloader`` hooks call it with the training
-        settings; a module's ``dataloader_for`` may ask for others.
+        settings; a module's ``dataloader_for`` may ask for others. ``clusters`` (streamed tables only; in memory,
+        :class:`~lr_lightning.exact.data.ClusteredBatches` adds them): each batch ends with its rows' cluster codes,
+        ``(rows, k)`` int64, positions in :attr:`cluster_values`.
 
         >>> from lr_lightning.core.data.tutorial import TutorialDataModule
         >>> x, y = next(iter(TutorialDataModule().loader("train", dtype=torch.float64, batch_size=2)))
@@ -444,9 +457,11 @@ class RegressionDataModule(L.LightningDataModule):
                 return BlockBatches(self.table, [(0, self.n_samples)], batch_size, dtype=dtype)
             return TensorBatches(*self._read_all(dtype)[:2], batch_size)  # predictions need no weights
         if self.table.streamed:
+            sides = StreamedSides(self.table, self.weights_column, self.cluster_names)
             return BlockBatches(self.table, self.ranges[split], batch_size, shuffle, self.seed, drop_last,
                                 rank=self.rank, world_size=self.world_size, dtype=dtype,
-                                feature_map=self.feature_map if mapped else None)
+                                feature_map=self.feature_map if mapped else None,
+                                sides=sides.batch_items(self.cluster_values if clusters else None))
         if mapped:
             rows = self.splits[split] if dtype == self.dtype else tuple(t.to(dtype) for t in self.splits[split])
         else:
@@ -516,8 +531,11 @@ def _take_column(table: Table, name: str, what: str = "weights") -> tuple[ArrayT
     """``table`` without its input column ``name``, and that column (float64): a weight column is no feature."""
     where = getattr(table, "path", "data")
     if table.streamed:
-        raise ValueError(f"{where}: {what}={name!r} needs the data in memory; load it with in_memory=True "
-                         "(fit.py: --data.in_memory true)")
+        if not hasattr(table, "take_side"):
+            raise ValueError(f"{where}: {what}={name!r} needs the data in memory; load it with in_memory=True "
+                             "(fit.py: --data.in_memory true)")
+        table.take_side(name, what)  # read beside each block (StreamedSides), not here
+        return table, None
     names = list(table.feature_names)
     if name not in names:
         raise ValueError(f"{where}: no {what} column {name!r}; the feature columns are {', '.join(names)}")
@@ -545,14 +563,16 @@ def _take_clusters(table: Table, clusters: Any) -> tuple[Table, np.ndarray, list
             raise ValueError(f"{where}: clusters={names}: give one cluster column or two different ones")
         columns = []
         for name in names:
-            if table.streamed:
-                raise ValueError(f"{where}: clusters={name!r} needs the data in memory; load it with "
-                                 "in_memory=True (fit.py: --data.in_memory true)")
+            if name in getattr(table, "text_ids", {}):  # a column of text ids read aside (a CSV's)
+                columns.append(table.text_ids[name])
+                continue
             if name not in list(table.feature_names):
                 raise ValueError(f"{where}: no cluster column {name!r}; the feature columns are "
                                  f"{', '.join(table.feature_names)}")
             table, column = _take_column(table, name, "clusters")
             columns.append(column)
+        if table.streamed:  # the ids stay in the files: numbered in setup's pass (cluster_values)
+            return table, None, names
         ids = np.stack(columns, axis=1)
     else:
         ids = np.asarray(clusters)
@@ -572,9 +592,11 @@ def load(table: Table) -> ArrayTable:
     """A table read into memory block by block, in its own dtype; every value must be finite (the error names the
     file, row and column)."""
     check_memory(table.n_rows * (table.n_inputs + table.n_outputs) * table.dtype.itemsize, f"{table.n_rows} rows")
-    xs, ys = [], []
+    xs, ys, sides = [], [], []
+    side_names = list(getattr(table, "side_names", []))  # columns read aside (text cluster ids): text_ids
     for a, b in table.blocks(BLOCK_ROWS):
-        x, y = table.read_range(a, b)
+        x, y, *side = table.read_range(a, b, *[True] * bool(side_names))
+        sides.append(side[0] if side else [])
         for values, target in ((x, False), (y, True)):
             if not np.isfinite(values).all():
                 row, col = np.argwhere(~np.isfinite(values))[0]
@@ -583,7 +605,10 @@ def load(table: Table) -> ArrayTable:
         xs.append(np.array(x))  # copies: out of the mapping (or the decoded row group) into memory of our own
         ys.append(np.array(y))
         table.release(a, b)
-    return ArrayTable(np.concatenate(xs), np.concatenate(ys), table.feature_names, table.target_names)
+    loaded = ArrayTable(np.concatenate(xs), np.concatenate(ys), table.feature_names, table.target_names)
+    if side_names:
+        loaded.text_ids = {n: np.concatenate([s[j] for s in sides]) for j, n in enumerate(side_names)}
+    return loaded
 
 
 __all__ = ["RegressionDataModule", "load"]

@@ -10,7 +10,7 @@ of every finished block. Under DDP each rank serves its slice of every global ba
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -195,10 +195,12 @@ class BlockBatches(TensorBatches):
 
     def __init__(self, table: Table, ranges: Ranges, batch_size: int, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, *, rank: int = 0, world_size: int = 1, dtype: torch.dtype = torch.float32,
-                 feature_map: FeatureMap | None = None) -> None:
+                 feature_map: FeatureMap | None = None, sides: Callable[..., tuple] | None = None) -> None:
         super().__init__(None, None, batch_size, drop_last=drop_last, rank=rank, world_size=world_size,
                          sampler=BlockOrder(ranges, shuffle, seed))
         self.table, self.dtype, self.feature_map = table, dtype, feature_map
+        # The batch's items after (x, y) from its rows' side columns (weights, cluster codes): StreamedSides.
+        self.sides = sides
 
     def __iter__(self) -> Iterator[Batch]:
         order = self.sampler.order().numpy()
@@ -209,9 +211,13 @@ class BlockBatches(TensorBatches):
         skip = self._skip()
         for k in range(skip, len(slices)):
             a, b = slices[k]
-            x, y = self.table.read(order[a:b]) if b > a else self._empty()
             self._served += 1
-            yield self.tensors(x, y)
+            if self.sides is None:
+                yield self.tensors(*(self.table.read(order[a:b]) if b > a else self._empty()))
+            else:
+                x, y, side = self.table.read(order[a:b], sides=True) if b > a else \
+                    self.table.read_range(0, 0, sides=True)
+                yield *self.tensors(x, y), *self.sides(side, self.dtype)
             # Blocks that no later batch reads give their pages back (every rank reaches the same point).
             while done is not None and done[0] <= (k + 1) * g:
                 self.table.release(*done[1])

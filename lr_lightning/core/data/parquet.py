@@ -37,13 +37,21 @@ class ParquetDataModule(RegressionDataModule):
         if categorical is not None and not (isinstance(categorical, (list, tuple))
                                             and all(isinstance(c, str) for c in categorical)):
             raise ValueError(f"categorical must be a list of column names, got {categorical!r}")
-        table = ParquetTable(path, target, None if categorical is None else list(categorical))
+        # Cluster id columns (text allowed) are never features nor categorical: side columns, read beside x and y.
+        clusters = kwargs.get("clusters")
+        ids = [clusters] if isinstance(clusters, str) else [c for c in clusters if isinstance(c, str)] \
+            if isinstance(clusters, (list, tuple)) and len(clusters) <= 2 else []
+        table = ParquetTable(path, target, None if categorical is None else list(categorical),
+                             ids=list(dict.fromkeys(ids)))
+        if in_memory:  # the ids are read aside (load's text_ids), numbers or text
+            for name in dict.fromkeys(ids):
+                table.take_side(name, "clusters")
         super().__init__(load(table) if in_memory else table, None, **kwargs)  # a table holds its targets
         self._source_hparams(path=path, target=target, in_memory=in_memory,
                              **({"categorical": list(categorical)} if categorical is not None else {}))
         self.categories = table.categories
         if self.categories is not None:
-            if self.weights_column is not None:  # a weight column is no input: the encoding leaves it out
-                self.categories.inputs.remove(self.weights_column)
+            if self.weights_column in self.categories.inputs:  # a weight column is no input: the encoding leaves
+                self.categories.inputs.remove(self.weights_column)  # it out (a streamed table's take_side did)
             # The encoding travels in the checkpoint (datamodule_hyper_parameters): predict.py encodes new rows so.
             self.save_hyperparameters({**self.hparams, "categories": self.categories.spec})

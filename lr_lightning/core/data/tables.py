@@ -25,6 +25,7 @@ import math
 import mmap
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,21 @@ class NpyTable(Table):
         self.starts = np.cumsum([0] + [len(x.array) for x, _ in self.parts])
         self.n_rows = int(self.starts[-1])
         self.dtype = np.result_type(*(f.array.dtype for f in self.parts[0] if f is not None))
+        self.side_names: list[str] = []  # columns taken out of the features (weights, cluster ids): take_side
+        self.side_columns: list[int] = []
+
+    def take_side(self, name: str, what: str) -> None:
+        """Take feature column ``name`` out of the features, as a side column (a weight or a cluster id column)
+        that ``read(rows, sides=True)`` reads beside ``x`` and ``y``."""
+        if name not in self.feature_names:
+            raise ValueError(f"{self.path}: no {what} column {name!r}; the feature columns are "
+                             f"{', '.join(self.feature_names)}")
+        if len(self.feature_names) == 1:
+            raise ValueError(f"{self.path}: {what}={name!r} is the only feature column; nothing would be left to "
+                             "fit on")
+        j = self.feature_names.index(name)
+        self.side_names.append(self.feature_names.pop(j))
+        self.side_columns.append(self.x_columns.pop(j))
 
     def blocks(self, block_rows: int) -> Ranges:
         """``(start, stop)`` of consecutive rows, ``block_rows`` long, none crossing from one file into the next."""
@@ -211,32 +227,40 @@ class NpyTable(Table):
                                                                            strict=True)
                 for a in range(int(start), int(stop), block_rows)]
 
-    def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the rows ``rows`` (global row numbers, in that order): ``(x, y)`` in the files' dtype."""
+    def read(self, rows: np.ndarray, sides: bool = False) -> Any:
+        """Copies of the rows ``rows`` (global row numbers, in that order): ``(x, y)`` in the files' dtype; with
+        ``sides``, ``(x, y, sides)``, ``sides`` a list of the side columns (:meth:`take_side`), each ``(rows,)``."""
         if len(rows) == 0:
-            return self.read_range(0, 0)
+            return self._read(0, slice(0, 0), sides)
         part = np.searchsorted(self.starts, rows, side="right") - 1
         if part[0] == part[-1] and (part == part[0]).all():  # the usual case: one file
-            return self._read(int(part[0]), rows - self.starts[part[0]])
-        x = np.empty((len(rows), len(self.x_columns)), self.parts[0][0].array.dtype)
+            return self._read(int(part[0]), rows - self.starts[part[0]], sides)
+        dtype = self.parts[0][0].array.dtype
+        x = np.empty((len(rows), len(self.x_columns)), dtype)
         y = np.empty((len(rows), len(self.y_columns)), (self.parts[0][1] or self.parts[0][0]).array.dtype)
+        side = [np.empty(len(rows), dtype) for _ in self.side_columns]
         for p in np.unique(part):
             mask = part == p
-            x[mask], y[mask] = self._read(int(p), rows[mask] - self.starts[p])
-        return x, y
+            got = self._read(int(p), rows[mask] - self.starts[p], sides)
+            x[mask], y[mask] = got[:2]
+            for whole, piece in zip(side, got[2] if sides else [], strict=False):
+                whole[mask] = piece
+        return (x, y, side) if sides else (x, y)
 
-    def _read(self, p: int, rows: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, p: int, rows: np.ndarray | slice, sides: bool = False) -> Any:
         xs, ys = self.parts[p]
-        if ys is not None:
-            return xs.array[rows], ys.array[rows]
         block = xs.array[rows]
-        return block[:, self.x_columns], block[:, self.y_columns]
+        if ys is not None:
+            x, y = (block[:, self.x_columns] if self.side_columns else block), ys.array[rows]
+        else:
+            x, y = block[:, self.x_columns], block[:, self.y_columns]
+        return (x, y, [block[:, c] for c in self.side_columns]) if sides else (x, y)
 
-    def read_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``[start, stop)``, within one file (as :meth:`blocks` are)."""
+    def read_range(self, start: int, stop: int, sides: bool = False) -> Any:
+        """Rows ``[start, stop)``, within one file (as :meth:`blocks` are); ``sides``: as :meth:`read`."""
         p = int(np.searchsorted(self.starts, start, side="right") - 1)
         p = min(p, len(self.parts) - 1)
-        return self._read(p, slice(start - int(self.starts[p]), stop - int(self.starts[p])))
+        return self._read(p, slice(start - int(self.starts[p]), stop - int(self.starts[p])), sides)
 
     def release(self, start: int, stop: int) -> None:
         p = int(np.searchsorted(self.starts, start, side="right") - 1)
@@ -334,7 +358,8 @@ class ParquetTable(Table):
 
     categories: Any = None  # a Categories where the files have category columns
 
-    def __init__(self, path: str | Path, target: str | None = None, categorical: list[str] | None = None) -> None:
+    def __init__(self, path: str | Path, target: str | None = None, categorical: list[str] | None = None,
+                 ids: Sequence[str] = ()) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -359,6 +384,8 @@ class ParquetTable(Table):
                 raise ValueError(f"{f}: not a Parquet file ({_first_line(e)})") from None
             schema = pf.schema_arrow
             for field in schema:
+                if _is_text(field.type) and field.name in ids:
+                    continue  # a column of text cluster ids: a side column (take_side), never categorical
                 if _is_text(field.type) and categorical != [] and field.name != target:
                     continue  # a category column: its levels are found below
                 if not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type)):
@@ -366,7 +393,8 @@ class ParquetTable(Table):
                                      "numeric columns can be read (drop or encode it, or name it in categorical=)")
             if names is None:
                 names = list(schema.names)
-                text = [field.name for field in schema if _is_text(field.type) and field.name != target]
+                self.text_columns = [field.name for field in schema if _is_text(field.type)]
+                text = [c for c in self.text_columns if c != target and c not in ids]
                 self.column_dtypes = [field.type.to_pandas_dtype() for field in schema
                                       if not _is_text(field.type) and field.name not in (categorical or ())]
             elif list(schema.names) != names:
@@ -394,7 +422,14 @@ class ParquetTable(Table):
         self.target_names = [target]
         self.starts = np.asarray(starts)
         self.n_rows = int(starts[-1])
-        self.inputs = list(self.feature_names)
+        for column in ids:  # cluster id columns: no features (take_side), never categorical
+            if column not in self.feature_names:
+                raise ValueError(f"{self.path}: no cluster column {column!r}; the feature columns are "
+                                 f"{', '.join(self.feature_names)}")
+            if column in (categorical or ()):
+                raise ValueError(f"{self.path}: column {column!r} is a cluster column (clusters=) and also "
+                                 "categorical; a cluster id column is no feature")
+        self.inputs = list(self.feature_names)  # the raw input columns (feature_names: after the encoding)
         categorical = list(dict.fromkeys([*(categorical or ()), *text]))
         for column in categorical:
             if column not in self.inputs:
@@ -408,7 +443,29 @@ class ParquetTable(Table):
         self.dtype = np.result_type(*self.column_dtypes) if self.column_dtypes else np.dtype(np.float64)
         if not np.issubdtype(self.dtype, np.floating):
             self.dtype = np.dtype(np.float64)
-        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, list[np.ndarray]]] = OrderedDict()
+        self.side_names: list[str] = []  # columns taken out of the features (weights, cluster ids): take_side
+
+    def take_side(self, name: str, what: str) -> None:
+        """Take input column ``name`` out of the features, as a side column (a weight or a cluster id column,
+        which may hold text if the table was opened with ``ids=[name]``) that ``read(rows, sides=True)`` reads
+        beside ``x`` and ``y``. A category column cannot be one; the encoding leaves the column out."""
+        levels = self.categories.levels if self.categories is not None else {}
+        numeric = [c for c in self.inputs if c not in levels]
+        if name not in numeric:
+            raise ValueError(f"{self.path}: no {what} column {name!r}; the feature columns are "
+                             f"{', '.join(numeric)}" + (f" ({name!r} is categorical)" if name in levels else ""))
+        if len(self.inputs) == 1:
+            raise ValueError(f"{self.path}: {what}={name!r} is the only feature column; nothing would be left to "
+                             "fit on")
+        self._cache.clear()
+        self.side_names.append(name)
+        self.inputs.remove(name)
+        if self.categories is not None:
+            self.categories.inputs.remove(name)
+            self.feature_names = self.categories.names
+        else:
+            self.feature_names.remove(name)
 
     def _levels(self, categorical: list[str]) -> dict[str, list[Any]]:
         """Each category column's levels: one pass over every file's row groups, reading only those columns (every
@@ -428,7 +485,7 @@ class ParquetTable(Table):
         """The row groups (``block_rows`` does not apply: a row group is read whole)."""
         return [(int(a), int(b)) for a, b in zip(self.starts[:-1], self.starts[1:], strict=True)]
 
-    def _group(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _group(self, k: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         if k in self._cache:
             self._cache.move_to_end(k)
             return self._cache[k]
@@ -439,7 +496,22 @@ class ParquetTable(Table):
         x = np.empty((n, len(self.inputs)), self.dtype)
         y = np.empty((n, 1), self.dtype)
         columns = [*self.inputs, *self.target_names]
+        levels = self.categories.levels if self.categories is not None else {}
+        text_input = next((c for c in columns if c in self.text_columns and c not in levels), None)
+        if text_input is not None:
+            raise ValueError(f"{self.paths[fi]}: column {text_input!r} holds text, not numbers; only numeric columns "
+                             "can be read (drop or encode it), or cluster ids (clusters=)")
         text: dict[str, np.ndarray] = {}  # category columns, encoded below
+        sides = []
+        for name in self.side_names:
+            values = self.files[fi].read_row_group(g, columns=[name], use_threads=False).column(0)
+            if name in self.text_columns:
+                sides.append(_column_values(values).astype(str))  # a null is "None": one more id
+            else:
+                values = values.to_numpy()
+                if values.dtype.kind in "iu":
+                    _check_exact_integers(values, self.where(int(self.starts[k])), name)
+                sides.append(values.astype(np.float64))
         for c in range(0, len(columns), COLUMNS_PER_READ):
             names = columns[c:c + COLUMNS_PER_READ]
             part = self.files[fi].read_row_group(g, columns=names, use_threads=False)
@@ -458,35 +530,44 @@ class ParquetTable(Table):
         if self.categories is not None:
             raw = {c: text[c] if c in text else x[:, j] for j, c in enumerate(self.inputs)}
             x = self.categories.encode(raw, where=lambda r: self.where(int(self.starts[k]) + r)).astype(self.dtype)
-        self._cache[k] = (x, y)
-        return x, y
+        self._cache[k] = (x, y, sides)
+        return x, y, sides
 
-    def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, rows: np.ndarray, sides: bool = False) -> Any:
+        """Copies of the rows ``rows``: ``(x, y)``; with ``sides``, ``(x, y, sides)``, ``sides`` a list of the side
+        columns (:meth:`take_side`), each ``(rows,)``: float64, or str for a text column."""
         if len(rows) == 0:
-            return self.read_range(0, 0)
+            return self.read_range(0, 0, sides)
         group = np.searchsorted(self.starts, rows, side="right") - 1
         if (group == group[0]).all():
-            x, y = self._group(int(group[0]))
+            x, y, s = self._group(int(group[0]))
             local = rows - self.starts[group[0]]
-            return x[local], y[local]
+            return (x[local], y[local], [c[local] for c in s]) if sides else (x[local], y[local])
         x = np.empty((len(rows), self.n_inputs), self.dtype)
         y = np.empty((len(rows), 1), self.dtype)
+        side: list[Any] = [None] * len(self.side_names)
         for k in np.unique(group):
             mask = group == k
-            gx, gy = self._group(int(k))
+            gx, gy, gs = self._group(int(k))
             local = rows[mask] - self.starts[k]
             x[mask], y[mask] = gx[local], gy[local]
-        return x, y
+            for j, c in enumerate(gs):
+                if side[j] is None:
+                    side[j] = np.empty(len(rows), c.dtype if c.dtype.kind != "U" else object)
+                side[j][mask] = c[local]
+        side = [c.astype(str) if c.dtype == object else c for c in side]
+        return (x, y, side) if sides else (x, y)
 
-    def read_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_range(self, start: int, stop: int, sides: bool = False) -> Any:
         if stop <= start:
-            return np.empty((0, self.n_inputs), self.dtype), np.empty((0, 1), self.dtype)
+            empty = np.empty((0, self.n_inputs), self.dtype), np.empty((0, 1), self.dtype)
+            return (*empty, [np.empty(0) for _ in self.side_names]) if sides else empty
         k = int(np.searchsorted(self.starts, start, side="right") - 1)
         if stop <= self.starts[k + 1]:
-            x, y = self._group(k)
-            a = start - int(self.starts[k])
-            return x[a:a + stop - start], y[a:a + stop - start]
-        return self.read(np.arange(start, stop))
+            x, y, s = self._group(k)
+            a, b = start - int(self.starts[k]), stop - int(self.starts[k])
+            return (x[a:b], y[a:b], [c[a:b] for c in s]) if sides else (x[a:b], y[a:b])
+        return self.read(np.arange(start, stop), sides)
 
     def release(self, start: int, stop: int) -> None:
         """Drop the decoded row groups that ``[start, stop)`` covers whole."""

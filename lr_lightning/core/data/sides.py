@@ -1,0 +1,104 @@
+"""The side columns of a streamed table: a weight column and cluster id columns, read block by block beside ``x`` and
+``y`` (the tables' ``take_side`` took them out of the features), never held for every row.
+
+:class:`StreamedSides` checks them in the data module's setup pass (weights finite and >= 0, not all zero; ids
+finite) and gathers each cluster column's distinct ids, sorted, so that every rank numbers them alike; a batch's ids
+are then numbered by a binary search in them (:meth:`StreamedSides.codes`). Memory: the distinct ids (100,000
+clusters: 800 kB of float64), not a code per row.
+
+Ids are keyed by value exactly: equal numbers are one cluster (integers stored as floats are exact below 2**24 in
+float32 and 2**53 in float64; a float32 file rounds larger ones), text (a Parquet string column) by the string.
+
+>>> import numpy as np
+>>> from lr_lightning.core.data.tables import NpyTable
+>>> import tempfile, pathlib
+>>> folder = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
+>>> path = pathlib.Path(folder.name) / "d.npy"
+>>> np.save(path, np.array([[1.0, 7, 2], [2, 3, 4], [3, 7, 6]]))
+>>> table = NpyTable(path)
+>>> table.take_side("x1", "clusters")
+>>> sides = StreamedSides(table, None, ["x1"])
+>>> x, y, side = table.read_range(0, 3, sides=True)
+>>> sides.check(0, side)
+>>> values = sides.finish()
+>>> values, StreamedSides.codes(values, [side[0]]).ravel().tolist()
+([array([3., 7.])], [1, 0, 1])
+>>> folder.cleanup()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from lr_lightning.core.data.tables import Table
+
+
+class StreamedSides:
+    """The weight column ``weights`` (a name or None) and cluster columns ``clusters`` (names) of streamed
+    ``table``, as positions in its ``side_names``."""
+
+    def __init__(self, table: Table, weights: str | None, clusters: Sequence[str]) -> None:
+        names = list(getattr(table, "side_names", []))
+        self.table = table
+        self.weight = names.index(weights) if weights is not None and weights in names else None
+        self.clusters = [names.index(c) for c in clusters if c in names]
+        self.any = bool(names)
+        self._ids: list[np.ndarray | None] = [None] * len(self.clusters)
+        self._total_weight = 0.0
+
+    def check(self, start: int, side: list[np.ndarray]) -> None:
+        """Check a chunk's side columns (its first row: ``start``) and add its cluster ids to the distinct ones."""
+        if self.weight is not None:
+            w = side[self.weight]
+            bad = ~(np.isfinite(w) & (w >= 0))
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"{self.table.where(start + row)}, column {self.table.side_names[self.weight]!r}: "
+                                 f"weight {w[row]}; weights must be finite and >= 0")
+            self._total_weight += float(np.sum(w, dtype=np.float64))
+        for j, c in enumerate(self.clusters):
+            ids = side[c]
+            if ids.dtype.kind == "f" and not np.isfinite(ids).all():
+                row = int(np.flatnonzero(~np.isfinite(ids))[0])
+                raise ValueError(f"{self.table.where(start + row)}, column {self.table.side_names[c]!r}: cluster id "
+                                 f"{ids[row]}; ids must be finite")
+            ids = np.unique(ids.astype(np.float64) if ids.dtype.kind == "f" else ids)
+            self._ids[j] = ids if self._ids[j] is None else np.union1d(self._ids[j], ids)
+
+    def finish(self) -> list[np.ndarray]:
+        """After the pass: each cluster column's distinct ids, sorted."""
+        if self.weight is not None and not self._total_weight > 0:
+            raise ValueError(f"{getattr(self.table, 'path', 'data')}: column "
+                             f"{self.table.side_names[self.weight]!r}: every weight is zero; nothing to fit")
+        return [ids if ids is not None else np.zeros(0) for ids in self._ids]
+
+    @staticmethod
+    def codes(values: list[np.ndarray], columns: list[np.ndarray]) -> torch.Tensor:
+        """The ``(rows, k)`` int64 codes of a batch's cluster ids ``columns``: their positions in ``values``."""
+        codes = [np.searchsorted(v, c.astype(np.float64) if c.dtype.kind == "f" else c)
+                 for v, c in zip(values, columns, strict=True)]
+        return torch.from_numpy(np.stack(codes, axis=1).astype(np.int64))
+
+    def batch_items(self, cluster_values: list[np.ndarray] | None) -> Callable[[list[np.ndarray], Any], tuple]:
+        """What a batch of a loader adds after ``(x, y)``, from its rows' side columns: the weights ``(rows, 1)`` in
+        the batch's dtype (with a weight column), then, with ``cluster_values``, the cluster codes."""
+        if self.weight is None and cluster_values is None:
+            return None  # type: ignore[return-value]
+        weight, clusters = self.weight, self.clusters
+
+        def items(side: list[np.ndarray], dtype: torch.dtype) -> tuple:
+            out: tuple = ()
+            if weight is not None:
+                out += (torch.from_numpy(np.ascontiguousarray(side[weight])[:, None]).to(dtype),)
+            if cluster_values is not None:
+                out += (StreamedSides.codes(cluster_values, [side[c] for c in clusters]),)
+            return out
+
+        return items
+
+
+__all__ = ["StreamedSides"]
