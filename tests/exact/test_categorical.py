@@ -98,3 +98,26 @@ def test_streamed_parquet_shards_find_every_level_and_equal_statsmodels(tmp_path
     module = LeastSquaresModule()
     make_trainer(max_epochs=20).fit(module, datamodule=dm)
     _assert_equal(module.statistics["price"], smf.ols("price ~ size + age + region", pd.concat([first, rest])).fit())
+
+
+def test_csv_text_clusters_beside_a_text_category_equal_statsmodels_cluster_errors(tmp_path):
+    """A text cluster column is no feature and no category; the other text column is (found, not named)."""
+    frame = _houses(tmp_path / "houses.csv").drop(columns="rooms")
+    codes = np.random.default_rng(5).integers(0, 30, len(frame))
+    frame.insert(2, "firm", [f"firm {c:02d}" for c in codes])  # text ids, between the inputs
+    frame["price"] += np.random.default_rng(6).normal(0, 6, 30)[codes]  # a firm effect: clustering matters
+    frame.to_csv(tmp_path / "houses.csv", index=False)
+    dm = CSVDataModule(tmp_path / "houses.csv", clusters="firm", val_fraction=0, dtype="float64")
+    assert dm.feature_names == ["size", "age", "region[T.north]", "region[T.south]", "region[T.west]"]
+    assert dm.hparams["categories"]["inputs"] == ["size", "age", "region"]
+    module = LeastSquaresModule(cluster=True)
+    make_trainer(max_epochs=20).fit(module, datamodule=dm)
+    stats = module.statistics["price"]
+    reference = smf.ols("price ~ size + age + C(region)", frame).fit(cov_type="cluster", cov_kwds={"groups": codes},
+                                                                     use_t=True)
+    names = {n.replace("region[", "C(region)["): i for n, i in _by_name(stats).items()}
+    order = [names[n] for n in reference.params.index]
+    assert stats["n_clusters"] == 30
+    np.testing.assert_allclose(np.asarray(stats["coef"])[order], reference.params.to_numpy(), rtol=1e-8, atol=0)
+    np.testing.assert_allclose(np.asarray(stats["stderr_cluster"]["CR1"])[order], reference.bse.to_numpy(),
+                               rtol=1e-8, atol=0)

@@ -102,6 +102,39 @@ def test_parquet_streamed_with_text_ids_equals_in_memory(tmp_path) -> None:
     _assert_close(memory, streamed, 1e-10)
 
 
+def test_parquet_streamed_categories_weights_and_text_ids_in_one_file(tmp_path) -> None:
+    """Categorical text column, weight column and text cluster ids in one file: streamed equals in memory equals
+    statsmodels' WLS (dummies, weights, CR1 cluster errors); neither side column is an input of the encoding."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import statsmodels.api as sm
+
+    from lr_lightning.core.data import ParquetDataModule
+
+    d = _data(n=1200, g=40)
+    region = np.array(["east", "north", "south"])[np.random.default_rng(4).integers(0, 3, 1200)]
+    y = d["y"] + np.select([region == "north", region == "south"], [3.0, -2.0], 0.0)
+    pq.write_table(pa.table({"a": d["x"][:, 0], "region": region, "w": d["w"], "firm": [f"f{int(f)}" for f in
+                                                                                        d["firm"]], "y": y}),
+                   tmp_path / "d.parquet", row_group_size=500)
+    kw = dict(weights="w", clusters="firm", val_fraction=0, dtype="float64")
+    dm = ParquetDataModule(tmp_path / "d.parquet", **kw)
+    streamed = _fit(dm)
+    memory_dm = ParquetDataModule(tmp_path / "d.parquet", in_memory=True, **kw)
+    memory = _fit(memory_dm)
+    for m in (dm, memory_dm):
+        assert m.feature_names == ["a", "region[T.north]", "region[T.south]"]
+        assert m.hparams["categories"]["inputs"] == ["a", "region"]
+    assert dm.table.streamed and dm.clusters is None and len(dm.cluster_values[0]) == 40
+    _assert_close(memory, streamed, 1e-10)
+    x = sm.add_constant(np.column_stack([d["x"][:, 0], region == "north", region == "south"]).astype(float))
+    keep = d["w"] > 0  # rows of weight 0 take no part (statsmodels would count them in n)
+    ref = sm.WLS(y[keep], x[keep], weights=d["w"][keep]).fit(cov_type="cluster",
+                                                              cov_kwds={"groups": d["firm"][keep]}, use_t=True)
+    np.testing.assert_allclose(streamed["coef"], ref.params, rtol=1e-8, atol=0)
+    np.testing.assert_allclose(streamed["stderr_cluster"]["CR1"], ref.bse, rtol=1e-8, atol=0)
+
+
 def test_csv_text_ids_equal_statsmodels(tmp_path) -> None:
     import statsmodels.api as sm
 

@@ -169,6 +169,28 @@ def test_parquet_text_columns_are_categorical_and_a_null_is_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_cluster_columns_are_never_inputs_nor_categorical_and_both_is_one_line(houses, tmp_path):
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from lr_lightning.core.data.parquet import ParquetDataModule
+
+    pq.write_table(pacsv.read_csv(houses), tmp_path / "houses.parquet", row_group_size=4)
+    for source, kw in ((CSVDataModule, {}), (ParquetDataModule, {}), (ParquetDataModule, {"in_memory": True})):
+        path = houses if source is CSVDataModule else tmp_path / "houses.parquet"
+        # A text cluster column is not found categorical; a numeric one leaves the encoding's inputs too.
+        dm = source(path, clusters="region", val_fraction=0, **kw)
+        assert dm.feature_names == ["size", "age"] and dm.categories is None
+        dm = source(path, clusters="age", val_fraction=0, **kw)
+        assert dm.feature_names == ["size", "region[T.north]", "region[T.south]"]
+        assert dm.hparams["categories"]["inputs"] == ["size", "region"]
+        with pytest.raises(ValueError, match="'region' is a cluster column .* and also categorical") as e:
+            source(path, categorical=["region"], clusters=["age", "region"], val_fraction=0, **kw)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="no weights column 'region'.*'region' is categorical"):
+        ParquetDataModule(tmp_path / "houses.parquet", weights="region", val_fraction=0)
+
+
 def test_fit_py_refuses_an_unsupported_formula_in_one_line(houses, tmp_path):
     result = run_main(fit_main, "--data", str(houses), "--data.formula", "price ~ np.log(size)", cwd=tmp_path)
     one_error_line(result, "--data", "np.log(size)", "not supported")
