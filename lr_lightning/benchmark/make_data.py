@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lr_lightning.core.commands import Parser, entry_point
+from lr_lightning.core.commands import Parser, command, entry_point
 
 CHUNK_ROWS = 1 << 16  # rows generated at a time
 
@@ -114,5 +114,5 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(p.stat().st_size for p in out.glob(f"*.{args.format}"))
     print(f"Wrote {args.n_rows} rows × {args.n_features} features + 1 target ({size / 1e9:.2f} GB, {args.dtype}, "
           f"{args.format}) to {out} in {time.perf_counter() - start:.1f} s; true weights in {out / 'truth.json'}")
-    print(f"Train on it: python scripts/fit.py --data {out}")
+    print(f"Train on it: {command('fit')} --data {out}")
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lr_lightning.core import solvers
-from lr_lightning.core.commands import Parser, UsageError, show
+from lr_lightning.core.commands import Parser, UsageError, command, show
 from lr_lightning.core.flag_checks import check_flags, check_solver_data, check_trusted
 from lr_lightning.core.parts import build_parts, instantiate
 
@@ -347,6 +347,7 @@ def _interrupted(e: Any, argv: list[str] | None) -> str:
         if arg == "--resume" or arg.startswith("--resume="):
             del args[i:i + 1 + (arg == "--resume" and i + 1 < len(args))]
             break
-    script = show(sys.argv[0]) if argv is None else "scripts/fit.py"  # as the user ran it (argv: from Python)
-    command = shlex.join(["python", script, *args, "--resume", show(e.checkpoint)])
-    return f"{e}; saved {show(e.checkpoint)}; continue with: {command}"
+    # As the user ran it: the script by the path they typed, else lr-lightning fit (argv given: from Python).
+    ran = f"python {shlex.quote(show(sys.argv[0]))}" if argv is None and not Parser.command else command("fit")
+    again = shlex.join([*args, "--resume", show(e.checkpoint)])
+    return f"{e}; saved {show(e.checkpoint)}; continue with: {ran} {again}"
