@@ -38,7 +38,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from lr_lightning.benchmark.speed import EpochTimer, machine_name, peak_rss
+from lr_lightning.benchmark.measure import EpochTimer, machine_name, peak_rss
 
 
 class PeakRSS:
@@ -245,7 +245,7 @@ def _child_exact(path: str, weights: str | None = None, clusters: str | None = N
 def _child_sgd(path: str) -> dict[str, Any]:
     from functools import partial
 
-    from lr_lightning.benchmark.speed import initial_model
+    from lr_lightning.benchmark.measure import initial_model
     from lr_lightning.core.data.paths import datamodule_for_path
     from lr_lightning.core.regression_module import RegressionModule
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lr_lightning.core.commands import Parser, entry_point
+from lr_lightning.core.commands import Parser, command, entry_point
 
 CHUNK_ROWS = 1 << 16  # rows generated at a time
 
@@ -147,5 +147,5 @@ def main(argv: list[str] | None = None) -> int:
           f"{out / 'truth.json'}")
     sides = (f" --data.weights {truth['weights_column']}" if "weights_column" in truth else "") + \
         (f" --data.clusters {truth['clusters_column']} --solver exact" if "clusters_column" in truth else "")
-    print(f"Train on it: python scripts/fit.py --data {out}{sides}")
+    print(f"Train on it: {command('fit')} --data {out}{sides}")
     return 0

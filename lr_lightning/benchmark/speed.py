@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,9 +40,9 @@ from jsonargparse.typing import PositiveFloat, PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
+from lr_lightning.benchmark.measure import EpochTimer, initial_model, machine_name, peak_rss, sync
 from lr_lightning.core.commands import Parser, entry_point, quiet
 from lr_lightning.core.data import RegressionDataModule, datamodule_for_path
-from lr_lightning.core.networks import LinearRegression
 from lr_lightning.core.regression_module import RegressionModule
 from lr_lightning.core.steps_per_call import StepsPerCallModule
 
@@ -80,11 +78,6 @@ def make_data(n_samples: int, n_features: int, seed: int = 0) -> tuple[torch.Ten
     return x, x @ w + 0.1 * torch.randn(n_samples, 1, generator=g)
 
 
-def initial_model(n_features: int, seed: int = 0) -> LinearRegression:
-    torch.manual_seed(seed)
-    return LinearRegression(n_features)
-
-
 def full_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         p = next(model.parameters())
@@ -100,7 +93,7 @@ def run_loop(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, 
     loss_fn = torch.nn.MSELoss()
     times = []
     for _ in range(epochs):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         perm = torch.randperm(len(x), device=device)
         for i in range(0, len(x), batch_size):
@@ -109,24 +102,9 @@ def run_loop(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, 
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     return Result("loop", times, full_loss(model, x, y))
-
-
-class EpochTimer(L.Callback):
-    """Wall time of every training epoch, synchronised with the device so queued kernels are counted."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        _sync(module.device.type)
-        self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        _sync(module.device.type)
-        self.times.append(time.perf_counter() - self.start)
 
 
 def _trainer(epochs: int, accelerator: str, log_dir: str, timer: EpochTimer, **kwargs: Any) -> L.Trainer:
@@ -195,10 +173,10 @@ def run_barebones(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: 
     trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=0, barebones=True)
     for epoch in range(epochs):
         trainer.fit_loop.max_epochs = epoch + 1
-        _sync(trainer.strategy.root_device.type)
+        sync(trainer.strategy.root_device.type)
         start = time.perf_counter()
         trainer.fit(module, loader)
-        _sync(trainer.strategy.root_device.type)
+        sync(trainer.strategy.root_device.type)
         times.append(time.perf_counter() - start)
     return Result("barebones", times, full_loss(module.model, x, y))
 
@@ -220,19 +198,6 @@ def run_files(path: str, *, in_memory: bool, batch_size: int, epochs: int, lr: f
     return Result("in-memory" if in_memory else "memory-mapped", timer.times, loss), peak
 
 
-def peak_rss() -> int:
-    """This process's peak resident memory (bytes): Linux's ``VmHWM``, which starts afresh at exec. ``getrusage``'s
-    ``ru_maxrss`` (the fallback elsewhere) is carried over an exec on Linux, so a benchmark's child would report its
-    parent's peak if the parent's were higher."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
-
 def format_files_table(rows: list[tuple[str, int, float, Result, int]]) -> str:
     """One row per run: data, its size, samples/s (ratio to the first row), peak RSS."""
     base = rows[0][1] / rows[0][3].seconds
@@ -242,23 +207,6 @@ def format_files_table(rows: list[tuple[str, int, float, Result, int]]) -> str:
         lines.append(f"{name:<14} {n:>11,} {gb:6.2f} {r.seconds:9.2f} {rate:11,.0f} {rate / base:7.2f}x "
                      f"{peak / 1e9:7.2f} GB")
     return "\n".join(lines)
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def machine_name(device: str) -> str:
-    """The GPU's name, or the CPU model (from /proc/cpuinfo where there is one) and its core count."""
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def format_table(results: list[Result], n_samples: int) -> str:

@@ -102,16 +102,16 @@ def child() -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
     import lr_lightning.core.cli as cli
-    from lr_lightning.core import callbacks, summary
+    from lr_lightning.core import callbacks, run, summary
 
     seconds["import"] = time.perf_counter() - t
 
     timers = Timers()
     timers.wrap(cli, "fit_main", "run_folder")  # what no other timer claims: logger, run folder, config.yaml, seeding
     timers.wrap(cli, "parse", "parse")
-    timers.wrap(cli, "instantiate", "setup")
-    timers.wrap(cli, "build_parts", "setup")
-    timers.wrap(cli, "make_trainer", "trainer")
+    timers.wrap(run, "instantiate", "setup")
+    timers.wrap(run, "build_parts", "setup")
+    timers.wrap(run, "make_trainer", "trainer")
     timers.wrap(Trainer, "fit", "training")
     timers.wrap(callbacks.TensorBoardFigures, "on_train_epoch_end", "figures")
     timers.wrap(Trainer, "save_checkpoint", "checkpoints")

@@ -295,3 +295,18 @@ def show(path: str | Path) -> str:
     """A path as short as it can be said: relative to the working directory when it is below it."""
     path = Path(path).resolve()
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def command(name: str) -> str:
+    """The package's command ``name`` (``fit``, ``predict``, ``make_data``) as a hint tells the user to run it: the
+    way they ran this one. ``lr-lightning predict`` under ``lr-lightning`` or ``python -m lr_lightning``
+    (:attr:`Parser.command` is set), else ``python scripts/predict.py``.
+
+    >>> command("predict")
+    'python scripts/predict.py'
+    >>> Parser.command = "lr-lightning export"
+    >>> command("make_data")
+    'lr-lightning make-data'
+    >>> Parser.command = None
+    """
+    return f"lr-lightning {name.replace('_', '-')}" if Parser.command else f"python scripts/{name}.py"

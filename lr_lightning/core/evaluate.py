@@ -1,5 +1,5 @@
 """``scripts/evaluate.py``: validate, test or predict with a checkpoint on the data of a run's ``config.yaml``,
-through the same parser and parts as ``fit.py`` (:mod:`lr_lightning.core.cli`)."""
+through the same parser (:mod:`lr_lightning.core.cli`) and parts (:mod:`lr_lightning.core.parts`) as ``fit.py``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import warnings
 from pathlib import Path
 
 from lr_lightning.core import solvers
-from lr_lightning.core.cli import ESSENTIALS, build_parts, check_writable, instantiate, parse
+from lr_lightning.core.cli import parse
 from lr_lightning.core.commands import UsageError, entry_point, quiet, show
+from lr_lightning.core.flag_checks import check_writable
 from lr_lightning.core.loading import warn_if_rank_deficient
+from lr_lightning.core.parts import build_parts, instantiate
 from lr_lightning.core.predict import format_row
+from lr_lightning.core.run import ESSENTIALS
 
 
 @entry_point

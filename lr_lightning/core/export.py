@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lr_lightning.core.commands import Parser, UsageError, entry_point, quiet, show
+from lr_lightning.core.commands import Parser, UsageError, command, entry_point, quiet, show
 
 if TYPE_CHECKING:
     import torch
@@ -92,7 +92,7 @@ def export_main(argv: list[str] | None = None) -> int:
     print(f"Exported {type(module.model).__name__} ({dtype}; inputs {', '.join(features)}; outputs "
           f"{', '.join('predicted_' + t for t in targets)}) to {show(out)} ({FORMATS[out.suffix]}, any batch size)")
     if out.suffix == ".onnx":
-        print(f"Predict without torch: python scripts/predict.py --onnx {show(out)} --x ...")
+        print(f"Predict without torch: {command('predict')} --onnx {show(out)} --x ...")
     return 0
 
 

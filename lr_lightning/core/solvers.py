@@ -64,7 +64,7 @@ class Solver:
         """Refuse (ValueError, with ``.setting`` naming the Trainer argument) a Trainer it cannot run under."""
 
     def report(self, run: Any, seconds: float, metrics: dict[str, float]) -> None:
-        """Print the summary of a finished run (``run``: :class:`~lr_lightning.core.cli.Run`)."""
+        """Print the summary of a finished run (``run``: :class:`~lr_lightning.core.run.Run`)."""
 
     def plot_title(self, module: Any) -> str | None:
         """The title of ``--plot``'s figure (None: the default)."""

@@ -50,7 +50,7 @@ def _equation(weight: Any, bias: float | None, names: list[str], shown: int = 8)
 
 
 def print_summary(run: Any, seconds: float, before: list[float] | None, metrics: dict[str, float]) -> None:
-    """The summary of a training run (``run``: a :class:`~lr_lightning.core.cli.Run`, read for its ``cfg``, ``dm``,
+    """The summary of a training run (``run``: a :class:`~lr_lightning.core.run.Run`, read for its ``cfg``, ``dm``,
     ``module``, ``trainer`` and ``reference``)."""
     dm, module, trainer = run.dm, run.module, run.trainer
     path = getattr(dm, "path", None)

@@ -161,13 +161,13 @@ NIST_URL = "https://www.itl.nist.gov/div898/strd/"
 DATA_DIR = Path(os.environ.get("LR_LIGHTNING_NIST_DIR") or Path(__file__).resolve().parents[3] / "shared" / "nist-strd")
 
 
-def report(data_dir: Path = DATA_DIR, lbfgs_epochs: PositiveInt = 50, sgd_epochs: PositiveInt = 500) -> int:
+def report(data_dir: Path | None = None, lbfgs_epochs: PositiveInt = 50, sgd_epochs: PositiveInt = 500) -> int:
     """LRE (correct significant digits) of this package on NIST's linear least-squares reference datasets,
     NIST-style, with numpy.linalg.lstsq as the well-known reference.
 
     Args:
         data_dir: folder of the NIST StRD .dat files (default: $LR_LIGHTNING_NIST_DIR, else ../shared/nist-strd
-            beside the project)
+            beside the checkout)
         lbfgs_epochs: epochs of the float64 LBFGS fit
         sgd_epochs: epochs of the float32 SGD fit (lr 0.1)
     """
@@ -177,6 +177,7 @@ def report(data_dir: Path = DATA_DIR, lbfgs_epochs: PositiveInt = 50, sgd_epochs
 
     from lr_lightning.exact.solver import least_squares, polynomial_features
 
+    data_dir = DATA_DIR if data_dir is None else data_dir
     missing = [f"{name}.dat" for name in NAMES if not (Path(data_dir) / f"{name}.dat").is_file()]
     if missing:
         print(f"error: --data_dir {data_dir}: no {', '.join(missing)} there (the eleven NIST StRD .dat files, from "
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="nist.py", description=report.__doc__.split("\n\n")[0])
     parser.add_function_arguments(report, as_group=False)
     args = parser.parse_args(argv)
+    args.data_dir = DATA_DIR if args.data_dir is None else args.data_dir  # (--help says it in words, not this path)
     if not args.data_dir.is_dir():
         parser.error(f"--data_dir {args.data_dir}: no such folder (the NIST StRD .dat files), and they are not "
                      f"shipped: get the linear regression datasets from {NIST_URL} and pass --data_dir DIR or set "

@@ -11,26 +11,7 @@ from lr_lightning import LinearRegression, RegressionModule
 from lr_lightning.core.cli import fit_main
 from lr_lightning.core.data import RegressionDataModule, datamodule_for_path
 from lr_lightning.core.predict import predict_main
-
-FILES = {
-    # Hostile configs: one that refers to itself (Python's recursion limit), one that expands to 10⁹ strings.
-    "self.yaml": "max_epochs: &a [*a]\n",
-    "laughs.yaml": 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9)),
-    "empty.csv": "",
-    "header.csv": "a,b\n",
-    "words.csv": "a,b\n1,2\n3,lots\n",
-    "nan.csv": "a,b\n1,2\nnan,4\n",
-    "inf.csv": "a,b\n1,2\n3,inf\n",
-    "ragged.csv": "a,b,c\n1,2,3\n4,5\n",
-    "one.csv": "y\n1\n2\n3\n",
-    "good.csv": "a,b,y\n" + "".join(f"{i},{i % 3},{2 * i}\n" for i in range(20)),
-    "noheader.csv": "".join(f"{i},{2 * i}\n" for i in range(20)),
-    "dupname.csv": "a,a,y\n" + "".join(f"{i},{i},{2 * i}\n" for i in range(20)),
-    "noname.csv": "a,,y\n" + "".join(f"{i},{i},{2 * i}\n" for i in range(20)),
-    "comments.csv": "# only comments\n\n",
-}
-
+from tests.bad_input import FILES, predict_error, write_bad_files
 
 # (CLI arguments, words the one line must contain: one string or several); {d} is the folder with FILES.
 CASES = [
@@ -81,24 +62,13 @@ CASES = [
 
 @pytest.fixture
 def folder(tmp_path):
-    for name, text in FILES.items():
-        (tmp_path / name).write_text(text)
-    (tmp_path / "folder.csv").mkdir()
-    (tmp_path / "binary.csv").write_bytes(b"a,b\n\xff\xfe\x00\x81,2\n")
-    np.save(tmp_path / "cube.npy", np.zeros((4, 2, 2)))
-    (tmp_path / "data.txt").write_text("1 2\n")
-    return tmp_path
-
-
-def _exit_code(main, argv):
-    """What the process would exit with: the commands return it, parser errors included."""
-    return main(argv)
+    return write_bad_files(tmp_path)
 
 
 @pytest.mark.parametrize(("argv", "words"), CASES, ids=[" ".join(getattr(c, "values", c)[0]) for c in CASES])
 def test_fit_cli_bad_input_is_one_line_and_exit_2(folder, capsys, argv, words):
     argv = [a.format(d=folder) for a in argv]
-    assert _exit_code(fit_main, [*argv, "--log_dir", str(folder / "logs")]) == 2
+    assert fit_main([*argv, "--log_dir", str(folder / "logs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     words = [w.format(d=folder) for w in ((words,) if isinstance(words, str) else words)]
     assert len(err) == 1 and err[0].startswith("error: ") and all(w in err[0] for w in words), err
@@ -174,7 +144,7 @@ def test_a_crafted_checkpoint_cannot_run_code(folder, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a checkpoint written by fit.py" in err[0]
     # Resuming from it is refused the same way, before anything trains.
-    assert _exit_code(fit_main, ["--resume", str(evil), "--log_dir", str(folder / "logs")]) == 2
+    assert fit_main(["--resume", str(evil), "--log_dir", str(folder / "logs")]) == 2
     assert not marker.exists() and "not a checkpoint written by fit.py" in capsys.readouterr().err
     # The same with the API: refused unread, in one line.
     with pytest.raises(ValueError, match="evil.ckpt: not a checkpoint written by lr_lightning .it holds objects"):
@@ -191,15 +161,6 @@ def trained(tmp_path_factory):
     assert fit_main(["--max_epochs", "1", "--log_dir", str(folder / "logs"), "--data", str(folder / "good.csv"),
                      "--figures", "1"]) == 0
     return next((folder / "logs").glob("*/checkpoints/last.ckpt"))
-
-
-def _predict_error(capsys, argv):
-    """predict.py's one line on stderr, after checking the exit status 2."""
-    capsys.readouterr()
-    assert _exit_code(predict_main, [str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
-    return err[0]
 
 
 def _predict_rows(capsys, argv):
@@ -273,7 +234,7 @@ def test_predict_checks_every_checkpoint_field_before_use(trained, tmp_path, cap
     change(marker)(ckpt)
     path = tmp_path / "crafted.ckpt"
     torch.save(ckpt, path)
-    assert _predict_error(capsys, ["--ckpt", path, "--x", "1", "2"]) == f"error: --ckpt {path}: {words}"
+    assert predict_error(capsys, ["--ckpt", path, "--x", "1", "2"]) == f"error: --ckpt {path}: {words}"
     if api:
         with pytest.raises(ValueError) as e:
             RegressionModule.load_from_checkpoint(path, weights_only=True)
@@ -291,13 +252,13 @@ def test_predict_csv_columns_by_name_bom_and_header(trained, tmp_path, capsys):
     assert header == "a,b,predicted_y" and rows == [ab]
     # Without a header row: refused, naming the flag; with --no_header, the checkpoint's order.
     (tmp_path / "bare.csv").write_text("0,1\n1,0\n")
-    assert _predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "bare.csv"]) == (
+    assert predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "bare.csv"]) == (
         f"error: {tmp_path / 'bare.csv'}: no header row: the first row (line 1) is data; add a header row naming the "
         "columns, or pass --no_header true to take its columns as the checkpoint's features in order (a, b)")
     bare = _predict_rows(capsys, ["--ckpt", trained, "--csv", tmp_path / "bare.csv", "--no_header", "true"])
     assert bare[1] == [ab, ba]
     (tmp_path / "wide.csv").write_text("# no header\n0,1,2\n")
-    assert _predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "wide.csv", "--no_header", "true"]) == (
+    assert predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "wide.csv", "--no_header", "true"]) == (
         f"error: {tmp_path / 'wide.csv'}: line 2 has 3 values, expected 2 (a, b, in this order)")
 
 
@@ -311,7 +272,7 @@ def test_predict_csv_columns_by_name_bom_and_header(trained, tmp_path, capsys):
 ])
 def test_predict_csv_problems_are_one_line(trained, tmp_path, capsys, text, words):
     (tmp_path / "new.csv").write_text(text)
-    assert _predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "new.csv"]) == (
+    assert predict_error(capsys, ["--ckpt", trained, "--csv", tmp_path / "new.csv"]) == (
         f"error: {tmp_path / 'new.csv'}: {words}")
 
 
@@ -323,16 +284,16 @@ def test_predict_csv_problems_are_one_line(trained, tmp_path, capsys, text, word
     (["1", "two"], "--x value 2 ('two', row 1, feature 'b'): not a number"),
 ])
 def test_predict_x_must_be_finite_numbers(trained, capsys, values, words):
-    assert _predict_error(capsys, ["--ckpt", trained, "--x", *values]) == f"error: {words}"
+    assert predict_error(capsys, ["--ckpt", trained, "--x", *values]) == f"error: {words}"
 
 
 def test_predict_refuses_an_overflowing_prediction_and_a_misplaced_flag(trained, tmp_path, capsys):
     ckpt = torch.load(trained, weights_only=True)
     ckpt["state_dict"]["model.linear.weight"] = torch.tensor([[3e38, 3e38]])
     torch.save(ckpt, tmp_path / "big.ckpt")
-    assert _predict_error(capsys, ["--ckpt", tmp_path / "big.ckpt", "--x", "1", "1"]) == (
+    assert predict_error(capsys, ["--ckpt", tmp_path / "big.ckpt", "--x", "1", "1"]) == (
         "error: the prediction for input row 1 is inf: the inputs are beyond what the model's float32 arithmetic holds")
-    assert _predict_error(capsys, ["--ckpt", trained, "--x", "1", "1", "--no_header", "true"]) == (
+    assert predict_error(capsys, ["--ckpt", trained, "--x", "1", "1", "--no_header", "true"]) == (
         "error: --no_header applies to --csv (a CSV file without a header row)")
 
 
@@ -368,7 +329,7 @@ def test_predict_trusts_a_users_network_only_when_named(user_module, tmp_path, c
     assert fit_main(["--data", "good.csv", "--model", user_module, "--max_epochs", "1", "--log_dir", "logs",
                      "--figures", "1"]) == 0
     ckpt = next((tmp_path / "logs").glob("*/checkpoints/last.ckpt"))
-    assert _predict_error(capsys, ["--ckpt", ckpt, "--x", "1", "2"]) == (
+    assert predict_error(capsys, ["--ckpt", ckpt, "--x", "1", "2"]) == (
         f"error: --ckpt {ckpt}: model class 'lrl_user_net.Net' is not trusted: loading builds only lr_lightning's "
         "networks and classes you name; if you trust its code, pass trusted=[Net] (predict.py: --trust "
         "lrl_user_net.Net)")
@@ -381,4 +342,4 @@ def test_predict_trusts_a_users_network_only_when_named(user_module, tmp_path, c
     for name, words in (("nowhere.Net", "--trust nowhere.Net: cannot import it"),
                         ("Net", "--trust Net: expected package.module.ClassName"),
                         ("os.path", "--trust os.path: not an nn.Module class")):
-        assert _predict_error(capsys, ["--ckpt", ckpt, "--x", "1", "2", "--trust", name]).startswith(f"error: {words}")
+        assert predict_error(capsys, ["--ckpt", ckpt, "--x", "1", "2", "--trust", name]).startswith(f"error: {words}")

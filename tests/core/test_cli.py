@@ -304,7 +304,7 @@ def test_plot_path_that_cannot_be_written_is_refused_before_training(tmp_path: P
 
 
 def test_output_path_probe_leaves_no_folder_behind(tmp_path: Path) -> None:
-    from lr_lightning.core.cli import check_writable
+    from lr_lightning.core.flag_checks import check_writable
 
     check_writable("--plot", tmp_path / "new" / "deeper" / "p.png")  # writable: no error
     assert list(tmp_path.iterdir()) == []
@@ -416,7 +416,7 @@ def test_a_bad_setting_gets_the_same_words_from_the_api_and_the_cli(tmp_path, ca
     ],
 )
 def test_cli_only_flags_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, flags, words):
-    from lr_lightning.core.cli import CLUSTER_VARIABLES
+    from lr_lightning.core.flag_checks import CLUSTER_VARIABLES
 
     for name in CLUSTER_VARIABLES:  # an earlier in-process DDP run leaves MASTER_ADDR etc.: no launcher here
         monkeypatch.delenv(name, raising=False)
@@ -512,8 +512,9 @@ def test_barebones_is_refused_in_words_not_with_an_object_s_address(tmp_path):
     # Any Trainer complaint that quotes an object names its class instead (Lightning quoted the logger's repr).
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from lr_lightning.core.cli import make_trainer, parse
+    from lr_lightning.core.cli import parse
     from lr_lightning.core.commands import UsageError
+    from lr_lightning.core.run import make_trainer
 
     _, cfg = parse("fit", ["--max_epochs", "1"])
     cfg.trainer.barebones = True  # past the flag check, as a Trainer argument the check does not know would be

@@ -10,8 +10,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from lr_lightning.core.callbacks import LossHistory
-from lr_lightning.core.cli import build_run, fit_main, parse
+from lr_lightning.core.cli import fit_main, parse
 from lr_lightning.core.figures import _loss_panel, train_loss_scale
+from lr_lightning.core.run import build_run
 
 from ..conftest import ROOT, run_main
 

@@ -8,7 +8,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lr_lightning import RegressionModule
-from lr_lightning.core.cli import build_run, parse
+from lr_lightning.core.cli import parse
+from lr_lightning.core.run import build_run
 
 
 def _fit(tmp_path, *flags):

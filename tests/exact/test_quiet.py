@@ -34,8 +34,8 @@ def test_ddp_says_the_aliased_column_once_and_no_start_up_lines(tmp_path):
 
 
 def test_the_reference_fit_names_aliased_columns_on_rank_0_only(monkeypatch):
-    from lr_lightning.core.cli import _reference
     from lr_lightning.core.networks import LinearRegression
+    from lr_lightning.core.parts import _reference
 
     x = np.random.default_rng(0).normal(size=(50, 2))
     dm = RegressionDataModule(np.column_stack([x, x.sum(axis=1)]), x[:, 0], val_fraction=0.2, dtype="float64")

@@ -7,50 +7,12 @@ import torch
 from lr_lightning.core.cli import fit_main
 from lr_lightning.core.data import RegressionDataModule
 from lr_lightning.core.predict import predict_main
-
-FILES = {
-    # Hostile configs: one that refers to itself (Python's recursion limit), one that expands to 10⁹ strings.
-    "self.yaml": "max_epochs: &a [*a]\n",
-    "laughs.yaml": 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9)),
-    "empty.csv": "",
-    "header.csv": "a,b\n",
-    "words.csv": "a,b\n1,2\n3,lots\n",
-    "nan.csv": "a,b\n1,2\nnan,4\n",
-    "inf.csv": "a,b\n1,2\n3,inf\n",
-    "ragged.csv": "a,b,c\n1,2,3\n4,5\n",
-    "one.csv": "y\n1\n2\n3\n",
-    "good.csv": "a,b,y\n" + "".join(f"{i},{i % 3},{2 * i}\n" for i in range(20)),
-    "noheader.csv": "".join(f"{i},{2 * i}\n" for i in range(20)),
-    "dupname.csv": "a,a,y\n" + "".join(f"{i},{i},{2 * i}\n" for i in range(20)),
-    "noname.csv": "a,,y\n" + "".join(f"{i},{i},{2 * i}\n" for i in range(20)),
-    "comments.csv": "# only comments\n\n",
-}
+from tests.bad_input import predict_error, write_bad_files
 
 
 @pytest.fixture
 def folder(tmp_path):
-    for name, text in FILES.items():
-        (tmp_path / name).write_text(text)
-    (tmp_path / "folder.csv").mkdir()
-    (tmp_path / "binary.csv").write_bytes(b"a,b\n\xff\xfe\x00\x81,2\n")
-    np.save(tmp_path / "cube.npy", np.zeros((4, 2, 2)))
-    (tmp_path / "data.txt").write_text("1 2\n")
-    return tmp_path
-
-
-def _exit_code(main, argv):
-    """What the process would exit with: the commands return it, parser errors included."""
-    return main(argv)
-
-
-def _predict_error(capsys, argv):
-    """predict.py's one line on stderr, after checking the exit status 2."""
-    capsys.readouterr()
-    assert _exit_code(predict_main, [str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
-    return err[0]
+    return write_bad_files(tmp_path)
 
 
 # ------------------------------------------------------------- --solver exact: what the exact fit cannot run under
@@ -179,7 +141,7 @@ def test_an_exact_checkpoint_is_not_resumed_by_gradient_and_an_unsolved_one_pred
     unsolved = folder / "unsolved.ckpt"
     torch.save(state, unsolved)
     words = "an unfinished exact least-squares fit (least_squares.solved is false"
-    assert words in _predict_error(capsys, ["--ckpt", unsolved, "--x", "1", "2"])
+    assert words in predict_error(capsys, ["--ckpt", unsolved, "--x", "1", "2"])
     assert evaluate_main(["--config", str(logs / "version_0" / "config.yaml"), "--ckpt_path", str(unsolved)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --ckpt_path {unsolved}: {words}"), err
