@@ -285,16 +285,12 @@ class RegressionModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def on_fit_end(self) -> None:
-        # TensorBoard's HPARAMS tab: the hyperparameters with `hp_metric`, the final val (else train) loss, once
-        # (fit.py's TensorBoardLogger has default_hp_metric=False: no placeholder -1 drawn as a line from step 0).
+        # TensorBoard's HPARAMS tab: the hyperparameters beside the final val (else train) loss, once, under the
+        # curve's own tag (fit.py's RunLogger draws no card for it, nor Lightning's placeholder hp_metric of -1).
         metrics, logger = self.trainer.callback_metrics, self.logger
         key = "val/loss" if "val/loss" in metrics else "train/loss"
-        if key in metrics and logger is not None:
-            final = {"hp_metric": float(metrics[key])}
-            if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(logger.hparams, final, step=self.global_step)
-            else:
-                logger.log_metrics(final, step=self.global_step)
+        if key in metrics and isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(logger.hparams, {key: float(metrics[key])}, step=self.global_step)
 
 
 def regression_metrics(k: int) -> MetricCollection:

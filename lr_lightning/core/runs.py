@@ -70,8 +70,10 @@ def find_last_checkpoint(log_dir: str | Path) -> Path | None:
 class RunLogger(TensorBoardLogger):
     """Lightning's TensorBoardLogger as a run's first look in TensorBoard should be: the loss curves first.
 
-    - No placeholder ``hp_metric`` (``default_hp_metric=False``: Lightning's -1 at step 0, drawn as a line to the
-      final value); :meth:`RegressionModule.on_fit_end` logs the hyperparameters with the final ``hp_metric`` once.
+    - No ``hp_metric`` card (``default_hp_metric=False``: Lightning's -1 at step 0, drawn as a line to the final value,
+      sorted before the loss cards). :meth:`RegressionModule.on_fit_end` logs the hyperparameters once with the metric
+      ``val/loss`` (``train/loss`` without a validation split): a tag the run already draws, so the HPARAMS tab reads
+      its last value and no card of its own is written.
     - No ``epoch`` card: Lightning adds ``epoch`` to every logged dict, and TensorBoard's Time Series sorts cards by
       tag, so ``epoch`` came before ``train/loss``. The x axis is the optimizer step, as in every card.
 
@@ -83,6 +85,14 @@ class RunLogger(TensorBoardLogger):
 
     def __init__(self, save_dir: str | Path, **kwargs: Any) -> None:
         super().__init__(save_dir, **{"default_hp_metric": False, **kwargs})
+        self.drawn: set[str] = set()  # during log_hyperparams: its metrics, curves already drawn, not written again
+
+    def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None) -> None:
+        self.drawn = set(metrics or ())
+        try:
+            super().log_hyperparams(params, metrics, step)
+        finally:
+            self.drawn = set()
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch" and k not in self.drawn}, step)

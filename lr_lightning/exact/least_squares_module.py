@@ -279,7 +279,7 @@ class LeastSquaresModule(L.LightningModule):
 
     def _log_split(self, metrics: Any) -> None:
         # Least squares minimizes the squared error: its loss (``val/loss``, as RegressionModule logs one, which the
-        # summary, hp_metric and a checkpoint's monitor read) is the MSE, in original units.
+        # summary, the HPARAMS tab and a checkpoint's monitor read) is the MSE, in original units.
         split = metrics.prefix.rstrip("/")
         values = log_metrics(self, metrics, self.output_names)
         if values:

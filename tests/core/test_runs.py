@@ -32,27 +32,6 @@ def test_unlogged_log_dir_permission_is_one_line(tmp_path, monkeypatch):
         claim_version(tmp_path / "logs")
 
 
-def _tensorboard_scalars(run_dir: Path, tag: str) -> list[float]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    values = []
-    for events in sorted(run_dir.glob("events.out.tfevents.*")):  # in the order TensorBoard reads them
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        if tag in acc.Tags()["scalars"]:
-            values += [e.value for e in acc.Scalars(tag)]
-    return values
-
-
-def test_hp_metric_stays_the_final_val_loss_after_a_test_stage(tmp_path):
-    result = run_main(fit_main, "--data", "synthetic", "--data.test_fraction", "0.2", "--max_epochs", "3",
-                      "--figures", "0", "--log_dir", "logs", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    values = _tensorboard_scalars(tmp_path / "logs" / "version_0", "hp_metric")
-    val_loss = _tensorboard_scalars(tmp_path / "logs" / "version_0", "val/loss")
-    assert values[-1] == pytest.approx(val_loss[-1]) and values[-1] != -1
-
-
 # ------------------------------------------------------------------------------------ runs and signals
 def test_runs_started_together_never_share_a_folder(tmp_path):
     with ThreadPoolExecutor(8) as pool:

@@ -1,5 +1,6 @@
-"""What a run writes for TensorBoard, read back as TensorBoard reads it: the loss curves, and ``hp_metric`` once, the
-final value, with no placeholder -1 (#24). Also the Time Series page itself, rendered by a headless Chromium."""
+"""What a run writes for TensorBoard, read back as TensorBoard reads it: the loss curves, the HPARAMS tab's metric
+(the final ``val/loss``, no ``hp_metric`` card, no placeholder -1). Also the Time Series page itself, rendered by a
+headless Chromium."""
 
 from __future__ import annotations
 
@@ -41,15 +42,17 @@ def _fit(tmp_path: Path, *flags: str) -> Path:
 
 
 @pytest.mark.parametrize("flags", [(), ("--data.test_fraction", "0.2")], ids=["fit", "fit-and-test"])
-def test_hp_metric_is_one_point_the_final_val_loss(tmp_path, flags):
-    scalars = _fit(tmp_path, *flags)
-    scalars = _scalars(scalars)
-    assert [v for _, v in scalars["hp_metric"]] == pytest.approx([scalars["val/loss"][-1][1]])  # one point, no -1
-    assert len(scalars["val/loss"]) == 4 and len(scalars["train/loss"]) == 4  # the curves, one point an epoch
-    assert "epoch" not in scalars  # no `epoch` card sorted before the loss curves
+def test_the_curves_are_one_point_an_epoch_and_nothing_else_is_a_card(tmp_path, flags):
+    scalars = _scalars(_fit(tmp_path, *flags))
+    # The curves, one point an epoch: the HPARAMS metric written at fit end adds no point (nor does a test stage).
+    assert len(scalars["val/loss"]) == 4 and len(scalars["train/loss"]) == 4
+    # No `hp_metric` card (Lightning's placeholder -1, or a one-point card sorted before the loss cards) and no
+    # `epoch` card; the test stage's loss is its own tag.
+    assert "hp_metric" not in scalars and "epoch" not in scalars
+    assert ("test/loss" in scalars) == bool(flags)
 
 
-def test_hparams_tab_has_the_run_with_its_hp_metric(tmp_path):
+def test_hparams_tab_has_the_run_with_the_final_val_loss_as_its_metric(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = _fit(tmp_path, "--optimizer.lr", "0.02")
@@ -62,6 +65,9 @@ def test_hparams_tab_has_the_run_with_its_hp_metric(tmp_path):
     start = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     # The learning rate given, among the hyperparameters (a number is stored as a little-endian double).
     assert b"lr" in start and struct.pack("<d", 0.02) in start
+    # Its metric is the curve the run draws (the tab reads that tag's last value), not a tag of its own.
+    experiment = acc.PluginTagToContent("hparams")["_hparams_/experiment"]
+    assert b"val/loss" in experiment and b"hp_metric" not in experiment
 
 
 def _chromium() -> str | None:
@@ -108,9 +114,10 @@ def test_time_series_page_shows_the_loss_cards(tmp_path):
     _fit(tmp_path)
     dom = render_time_series(tmp_path / "logs", tmp_path / "tb.png")
     groups = re.findall(r'class="group-title"[^>]*>([^<]*)<', dom)
-    # Cards are grouped by the tag's first part, groups sorted by name: no `epoch` group (Lightning's own card),
-    # and the training loss's card drawn on the first screen (the page renders the cards it shows).
-    assert "epoch" not in groups and groups.index("train") < groups.index("val"), groups
+    # Cards are grouped by the tag's first part, groups sorted by name: the loss curves' groups, `train` first, and
+    # nothing before them (no `epoch` or `hp_metric` group); the training loss's card drawn on the first screen.
+    # ("Pinned", TensorBoard's own, holds what a user pins: nothing here.)
+    assert [g.strip() for g in groups if g.strip() != "Pinned"][:2] == ["train", "val"], groups
     assert "train/loss" in dom
     assert (tmp_path / "tb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
