@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ..conftest import make_trainer
-from .test_exact_ddp import _offset_data, assert_same_statistics, two_process_cases
+from .test_exact_ddp import _offset_data, assert_same_statistics
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32",
                                 reason="needs torch.distributed")
@@ -39,11 +39,11 @@ def _clustered_cases(**trainer: Any) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.slow  # ~5 s: two new Pythons (spawn)
-def test_two_ddp_processes_give_one_process_clustered_statistics(tmp_path, monkeypatch):
+@pytest.mark.slow  # the two-process job (conftest.ddp_results), shared with the other DDP tests
+def test_two_ddp_processes_give_one_process_clustered_statistics(ddp_results, monkeypatch):
     import lr_lightning.exact.least_squares_module as lsm
 
-    ddp = two_process_cases(_clustered_cases, tmp_path)
+    ddp = ddp_results[0]["clustered"]
     monkeypatch.setattr(lsm, "PASS_BYTES", 0)
     for name, one in _clustered_cases().items():
         two = ddp[name]

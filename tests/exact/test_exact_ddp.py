@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import pickle
 import random
 import shlex
 import socket
@@ -72,28 +71,6 @@ def assert_same_statistics(a: Any, b: Any, where: str = "") -> float:
     rel = abs(a - b) / max(abs(a), abs(b))
     assert rel <= RTOL, f"{where}: {a!r} != {b!r} ({rel:.2g} relative)"
     return rel
-
-def _cases_worker(rank: int, tmp: str, cases: Any) -> None:
-    import lr_lightning.exact.least_squares_module as lsm
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="1", WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank), NODE_RANK="0")  # MASTER_PORT: read by Lightning, never bound
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=2)
-    lsm.PASS_BYTES = 0  # 1024-row batches: several per rank
-    torch.set_num_threads(1)
-    results = cases(strategy="ddp", devices=2)
-    if rank == 0:
-        (Path(tmp) / "ddp.pkl").write_bytes(pickle.dumps(results))
-    torch.distributed.destroy_process_group()
-
-
-def two_process_cases(cases: Any, tmp_path: Path) -> Any:
-    """``cases(strategy="ddp", devices=2)`` run by 2 spawned gloo processes (``cases``: a module-level function),
-    several batches per rank: rank 0's results."""
-    torch.multiprocessing.spawn(_cases_worker, args=(str(tmp_path), cases), nprocs=2, join=True)
-    return pickle.loads((tmp_path / "ddp.pkl").read_bytes())
-
-
 
 # ------------------------------------------------------------------------------- 2 DDP processes, one spawn
 def _offset_data() -> tuple[np.ndarray, np.ndarray]:
@@ -157,32 +134,14 @@ def _fit_cases(tmp: Path, **trainer: Any) -> dict[str, Any]:
     return out
 
 
-def _ddp_worker(rank: int, tmp: str) -> None:
-    """One of 2 gloo ranks, started by torch.multiprocessing.spawn. The process group meets through a file, not a
-    port (no port to race other runs for); Lightning finds it initialized and joins it, and LOCAL_RANK tells it that
-    the processes were started outside (as torchrun would), so it starts none itself."""
+@pytest.mark.slow  # the two-process job (conftest.ddp_results, shared with the weighted and clustered tests): 8 s
+def test_two_ddp_processes_give_one_process_statistics_on_uneven_data(ddp_results, monkeypatch):
     import lr_lightning.exact.least_squares_module as lsm
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="1", WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank), NODE_RANK="0")  # MASTER_PORT: read by Lightning, never bound
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=2)
-    lsm.PASS_BYTES = 0  # passes of 1024-row batches: several per rank, so merges within a rank are tested too
-    torch.set_num_threads(1)  # two processes on a 2-core machine
-    results = _fit_cases(Path(tmp), strategy="ddp", devices=2)
-    if rank == 0:
-        (Path(tmp) / "ddp.pkl").write_bytes(pickle.dumps(results))
-    torch.distributed.destroy_process_group()
-
-
-@pytest.mark.slow  # 4 s: two new Pythons (spawn) importing torch and Lightning, then 4 fits each
-def test_two_ddp_processes_give_one_process_statistics_on_uneven_data(tmp_path, monkeypatch):
-    import lr_lightning.exact.least_squares_module as lsm
-
-    _shards(tmp_path / "shards")
-    torch.multiprocessing.spawn(_ddp_worker, args=(str(tmp_path),), nprocs=2, join=True)
-    ddp = pickle.loads((tmp_path / "ddp.pkl").read_bytes())
+    results, tmp = ddp_results
+    ddp = results["plain"]
     monkeypatch.setattr(lsm, "PASS_BYTES", 0)
-    single = _fit_cases(tmp_path)
+    single = _fit_cases(tmp)  # the shards the two processes read
     worst = 0.0
     for name, one in single.items():
         two = ddp[name]
