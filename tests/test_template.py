@@ -49,16 +49,16 @@ def _metric(stdout, key):
     return float(stdout.split(f"{key} ")[1].split(",")[0].split()[0])
 
 
-@pytest.mark.slow  # 14 s: two 40-epoch fits through the command line
+@pytest.mark.slow  # 8 s: a 10-epoch and a 20-epoch fit through the command line
 def test_mlp_fits_a_sine_that_the_linear_model_cannot_with_the_same_module_data_and_cli(tmp_path, capsys):
     data = str(_sine_csv(tmp_path))
-    common = ["--data", data, "--data.standardize", "true", "--optimizer", "Adam", "--optimizer.lr", "0.01",
-              "--max_epochs", "40"]
-    linear = _fit(capsys, tmp_path, *common)
-    mlp = _fit(capsys, tmp_path, *common, "--model", "MLPRegressor", "--model.hidden", "[64,64]", "--plot",
-               str(tmp_path / "fit.png"))
+    common = ["--data", data, "--data.standardize", "true", "--optimizer", "Adam", "--optimizer.lr", "0.01"]
+    # The line has converged by 10 epochs (measured val/r2: 0.1273 at 10, 0.1270 at 40); the MLP by 20 is past 0.95.
+    linear = _fit(capsys, tmp_path, *common, "--max_epochs", "10")
+    mlp = _fit(capsys, tmp_path, *common, "--max_epochs", "20", "--model", "MLPRegressor", "--model.hidden", "[64,64]",
+               "--plot", str(tmp_path / "fit.png"))
     assert _metric(linear, "val/r2") < 0.5  # measured: 0.127
-    assert _metric(mlp, "val/r2") >= 0.95  # measured: 0.992
+    assert _metric(mlp, "val/r2") >= 0.95  # measured: 0.988 (0.983 at 15 epochs, 0.993 at 40)
     assert "Trained MLPRegressor" in mlp and "Plot: " in mlp
     png = (tmp_path / "fit.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -72,7 +72,7 @@ def test_mlp_fits_a_sine_that_the_linear_model_cannot_with_the_same_module_data_
     module = RegressionModule.load_from_checkpoint(ckpt, weights_only=True)
     assert isinstance(module.model, MLPRegressor) and module.model.hidden == [64, 64]
     with torch.no_grad():
-        assert module(torch.tensor([[0.5]])).item() == pytest.approx(np.sin(1.5), abs=0.15)  # measured: 0.021 off
+        assert module(torch.tensor([[0.5]])).item() == pytest.approx(np.sin(1.5), abs=0.15)  # measured: 0.021 off (40 epochs)
     served = run_main(predict_main, "--ckpt", str(ckpt), "--x", "0.5", cwd=tmp_path)
     assert served.returncode == 0, served.stderr
     assert float(served.stdout.splitlines()[-1].split(",")[-1]) == pytest.approx(module(torch.tensor([[0.5]])).item(),
