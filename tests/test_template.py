@@ -72,7 +72,7 @@ def test_mlp_fits_a_sine_that_the_linear_model_cannot_with_the_same_module_data_
     module = RegressionModule.load_from_checkpoint(ckpt, weights_only=True)
     assert isinstance(module.model, MLPRegressor) and module.model.hidden == [64, 64]
     with torch.no_grad():
-        assert module(torch.tensor([[0.5]])).item() == pytest.approx(np.sin(1.5), abs=0.15)  # measured: 0.021 off (40 epochs)
+        assert module(torch.tensor([[0.5]])).item() == pytest.approx(np.sin(1.5), abs=0.15)  # measured: 0.021 off
     served = run_main(predict_main, "--ckpt", str(ckpt), "--x", "0.5", cwd=tmp_path)
     assert served.returncode == 0, served.stderr
     assert float(served.stdout.splitlines()[-1].split(",")[-1]) == pytest.approx(module(torch.tensor([[0.5]])).item(),

@@ -13,6 +13,7 @@ import torch
 from lr_lightning import LinearRegression, NpyDataModule, RegressionDataModule, RegressionModule, SyntheticDataModule
 from lr_lightning.benchmark.make_data import main as make_data_main
 from lr_lightning.benchmark.make_data import write_synthetic
+from lr_lightning.core.cli import fit_main
 from lr_lightning.core.data.loaders import BlockBatches, BlockOrder, TensorBatches, rank_slices
 from lr_lightning.core.data.tables import NpyTable
 
@@ -73,19 +74,22 @@ def _state(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def _fit(tmp_path, name, *flags):
+def _fit(tmp_path, name, *flags, in_process=False):
     # 645 samples: 129 val (uneven across 2 ranks) and 516 train, 16 global batches of 32 and one of 4 (2 + 2).
     common = ["--data", "synthetic", "--data.n_samples", "645", "--data.n_features", "3", "--optimizer.lr", "0.05",
               "--accelerator", "cpu", "--progress_bar", "false", "--log_dir", str(tmp_path / name)]
-    result = run_script("fit.py", *common, *flags, cwd=tmp_path, timeout=300)
+    if in_process:  # one process: no new Python needed
+        result = run_main(fit_main, *common, *flags, cwd=tmp_path)
+    else:  # Lightning's DDP launcher starts the other process by running this script again
+        result = run_script("fit.py", *common, *flags, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
-@pytest.mark.slow  # 26 s: two DDP processes (gloo), then one, each a new Python
+@pytest.mark.slow  # 20 s: two DDP processes (gloo) twice, each a new Python; one process in this one
 @pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32", reason="needs torch.distributed")
 def test_two_ddp_processes_train_like_one_process_with_twice_the_batch_and_resume(tmp_path):
-    single = _fit(tmp_path, "single", "--data.batch_size", "32", "--max_epochs", "4")
+    single = _fit(tmp_path, "single", "--data.batch_size", "32", "--max_epochs", "4", in_process=True)
     ddp = ["--data.batch_size", "16", "--devices", "2", "--strategy", "ddp"]
     first = _fit(tmp_path, "ddp", *ddp, "--max_epochs", "2")
     resumed = _fit(tmp_path, "ddp", *ddp, "--max_epochs", "4", "--resume", "last")

@@ -13,9 +13,11 @@ import torch
 from lr_lightning.core.cli import fit_main
 from tests.conftest import ROOT, run_main, run_script, sgd
 
-# 16,000 training samples in batches of 64: 250 steps an epoch; last.ckpt every 35 steps lands mid-epoch.
+# 16,000 training samples in batches of 64: 250 steps an epoch; last.ckpt every 35 steps lands mid-epoch. 3 epochs:
+# the kill lands in the second or third (after step 300), so the resumed run finishes a part-epoch and a whole one.
+EPOCHS = 3
 RUN = ["--data", "synthetic", "--data.n_samples", "20000", "--data.n_features", "4", "--data.batch_size", "64",
-       "--max_epochs", "6", "--optimizer.lr", "0.05", "--optimizer.momentum", "0.9", "--seed", "7",
+       "--max_epochs", str(EPOCHS), "--optimizer.lr", "0.05", "--optimizer.momentum", "0.9", "--seed", "7",
        "--checkpoint_every", "35"]
 
 
@@ -26,7 +28,7 @@ def _state(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-@pytest.mark.slow  # 17 s: a training process killed with SIGKILL, then resumed, each a new Python
+@pytest.mark.slow  # 12 s: a training process killed with SIGKILL, then resumed, each a new Python
 def test_a_run_killed_mid_epoch_resumes_to_bitwise_equal_parameters(tmp_path):
     assert run_script("fit.py", *RUN, "--log_dir", "whole", cwd=tmp_path).returncode == 0
     whole = _state(tmp_path / "whole/version_0/checkpoints/last.ckpt")
@@ -48,13 +50,13 @@ def test_a_run_killed_mid_epoch_resumes_to_bitwise_equal_parameters(tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     interrupted = _state(last)
     assert interrupted["global_step"] % STEPS_PER_EPOCH, "the kill must land in the middle of an epoch"
-    assert interrupted["global_step"] < 6 * STEPS_PER_EPOCH
+    assert interrupted["global_step"] < EPOCHS * STEPS_PER_EPOCH
 
     resumed = run_script("fit.py", *RUN, "--log_dir", "killed", "--resume", "last", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "not resumable" not in resumed.stderr
     final = _state(last)
-    assert final["global_step"] == whole["global_step"] == 6 * STEPS_PER_EPOCH
+    assert final["global_step"] == whole["global_step"] == EPOCHS * STEPS_PER_EPOCH
     for key, value in whole["state_dict"].items():
         assert torch.equal(final["state_dict"][key], value), key  # bitwise, not approximately
 
