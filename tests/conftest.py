@@ -28,6 +28,11 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
+# Under pytest-xdist (`pytest -n 2`) each worker is a process of its own: one thread each, as the DDP tests' ranks
+# have, so that two workers do not run four threads on a 2-core machine. The thresholds hold at 1 thread (above).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 # The banners (GPU available, a litlogger tip) are INFO; tests want warnings only.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
