@@ -78,11 +78,20 @@ class ClusterSums:
             return
         from scipy import sparse
 
-        u, inverse = np.unique(ids.numpy(), return_inverse=True)
+        codes = ids.numpy()
+        low, high = int(codes.min()), int(codes.max())
+        if low >= 0 and high < 4 * len(codes):  # few codes (1,000 clusters): the code is the row, no sort
+            u, inverse = np.flatnonzero(np.bincount(codes, minlength=high + 1)), codes
+            size = high + 1
+        else:
+            u, inverse = np.unique(codes, return_inverse=True)
+            size = len(u)
         d, rows = design.numpy(), np.arange(len(ids))
-        part = np.empty((len(u), design.shape[1], r.shape[1]))
+        part = np.empty((size, design.shape[1], r.shape[1]))
         for t, weights in enumerate(r.numpy().T):
-            part[:, :, t] = sparse.csr_matrix((weights, (inverse.ravel(), rows)), shape=(len(u), len(ids))) @ d
+            part[:, :, t] = sparse.csr_matrix((weights, (inverse.ravel(), rows)), shape=(size, len(ids))) @ d
+        if size != len(u):
+            part = part[u]
         self.merge(u, part.reshape(len(u), -1))
 
     def merge(self, ids: np.ndarray, sums: np.ndarray) -> None:
