@@ -80,6 +80,8 @@ class ClusteredBatches:
     def __iter__(self) -> Any:
         for x, y, at in self.batches:
             at = at[:, 0]
+            if len(at) and int(at[-1]) - int(at[0]) + 1 == len(at):  # consecutive rows (one process): views
+                at = slice(int(at[0]), int(at[-1]) + 1)
             yield (x, y, self.g[at]) if self.w is None else (x, y, self.w[at], self.g[at])
 
 

@@ -331,6 +331,17 @@ class LeastSquaresSolver:
         bias = self.design.bias
         pred = z @ beta[bias:] + (beta[0] if bias else 0.0)
         r = y - pred  # (rows, m): float64 is plenty for the weights of a covariance
+        if not self.robust:  # clusters only: CR1 needs no leverages (HC2/HC3 do), so no triangular solve
+            # [1, D⁻¹(z - mean)] written once into one block (no column gather when every column is kept).
+            design = z.new_empty(len(z), bias + len(k))
+            if bias:
+                design[:, 0] = 1.0
+            kept = design[:, bias:]
+            torch.sub(z if len(k) == z.shape[1] else z[:, k], mean if bias else 0.0, out=kept)
+            kept.div_(unit)
+            r = r / rscale
+            self._cluster_update(design, r if wt is None else r * wt, g, wt)
+            return
         u = z[:, k] - mean if bias else z[:, k]
         scaled = u / unit  # unit-sized columns (D⁻¹u): the meat's products neither overflow nor underflow
         w = torch.linalg.solve_triangular(chol, scaled.T, upper=False)  # L⁻¹ D⁻¹ uᵀ
@@ -344,8 +355,6 @@ class LeastSquaresSolver:
         r = r / rscale  # residuals in units of the residual SD, for the same reason
         if self.cluster:
             self._cluster_update(design, r if wt is None else r * wt, g, wt)
-            if not self.robust:
-                return
         meats = []
         for power in (0, 1, 2):  # HC0 (and HC1, a rescaling of it), HC2, HC3
             weight = r**2 / free[:, None] ** power  # (rows, m)
@@ -364,13 +373,14 @@ class LeastSquaresSolver:
         g = g.reshape(len(design), -1).to(torch.int64)
         if wt is not None:
             positive = wt[:, 0] > 0
-            design, r, g = design[positive], r[positive], g[positive]
-        scores = (design[:, :, None] * r[:, None, :]).reshape(len(design), -1)
-        sums = self._sums.setdefault("clusters", [ClusterSums(scores.shape[1]) for _ in cluster_keys(g)])
+            if not bool(positive.all()):  # the pass syncs per batch anyway (the sums grow on the host)
+                design, r, g = design[positive], r[positive], g[positive]
+        width = design.shape[1] * r.shape[1]
+        sums = self._sums.setdefault("clusters", [ClusterSums(width) for _ in cluster_keys(g)])
         if len(sums) != len(cluster_keys(g)):
             raise ValueError("cluster=True: batches disagree on the number of cluster columns")
         for acc, ids in zip(sums, cluster_keys(g), strict=True):
-            acc.add(ids, scores)
+            acc.add_products(ids, design, r)
 
     def _end_clusters(self, gather: Gather, device: torch.device | None) -> None:
         s, bias = self.solution, self.design.bias

@@ -181,3 +181,32 @@ def test_zero_weight_rows_take_no_part() -> None:
     reference = sm.WLS(y[keep], sm.add_constant(x[keep]), weights=w[keep]).fit(
         cov_type="cluster", cov_kwds={"groups": firm[keep]}, use_t=True)
     _check(s, reference, 24)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["ols", "wls"])
+def test_cluster_only_pass_skips_leverages_same_cr1_as_with_robust(weighted) -> None:
+    """CR1 alone takes the pass without leverages (and its sparse per-cluster sums); with robust=True it shares the
+    pass with HC0-HC3. Both give statsmodels' CR1, and HC3 is still statsmodels' — with an aliased (duplicated)
+    column, so the kept columns are a subset, and rows of weight 0, which take no part in a cluster."""
+    import warnings
+
+    from lr_lightning import RegressionDataModule
+    from lr_lightning.exact.solver import RankDeficientWarning
+
+    x, y, firm, _, w = _data(n=1200, seed=5, groups=40)
+    x = np.column_stack([x, x[:, 1]])  # aliased: the kept columns are 0, 1, 2
+    w[:30] = 0.0 if weighted else w[:30]
+    dm = RegressionDataModule(x, y, clusters=firm, weights=w if weighted else None, val_fraction=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankDeficientWarning)
+        alone, both = _fit(dm), _fit(dm, robust=True)
+    xs = sm.add_constant(x[:, :3])
+    keep = w > 0 if weighted else slice(None)
+    model = sm.WLS(y[keep], xs[keep], weights=w[keep]) if weighted else sm.OLS(y, xs)
+    reference = model.fit(cov_type="cluster", cov_kwds={"groups": firm[keep]}, use_t=True)
+    for s in (alone, both):
+        assert _rel(s["stderr_cluster"]["CR1"][:4], reference.bse) < 1e-8
+        assert s["stderr_cluster"]["CR1"][4] is None or np.isnan(s["stderr_cluster"]["CR1"][4])
+        assert s["n_clusters"] == len(np.unique(firm[keep]))
+    assert _rel(both["stderr_hc"]["HC3"][:4], model.fit(cov_type="HC3").bse) < 1e-8
+    assert "stderr_hc" not in alone or alone["stderr_hc"] is None
