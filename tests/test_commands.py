@@ -147,3 +147,12 @@ def test_set_up_takes_the_cpu_index_when_it_answers_and_the_registry_when_not(tm
     down = dry(f"http://127.0.0.1:{server.server_port}")  # the server is gone: the registry's build, said so
     assert down.returncode == 0 and "did not answer in 5 s: torch from the registry" in down.stdout
     assert "--index-url" not in down.stdout
+
+
+def test_help_into_a_closed_pipe_is_not_a_traceback():
+    # `python -m lr_lightning --help | head -1`: the reader leaves before the usage is written.
+    proc = subprocess.Popen([sys.executable, "-m", "lr_lightning", "--help"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and stderr == ""

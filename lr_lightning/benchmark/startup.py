@@ -244,7 +244,7 @@ def run(repeats: int, head: str) -> int:
     with tempfile.TemporaryDirectory() as folder:
         files = _exported(env, Path(folder))
         if files is None:
-            print("\npredict.py --onnx: not timed (onnxruntime is missing: pip install 'lr-lightning[export]')")
+            print("\npredict.py --onnx: not timed (onnxruntime is missing: pip install -e '.[export]' in the clone)")
             return 0
         ckpt, onnx = files
         rows = ["--x", "1", "2", "3"]

@@ -120,8 +120,8 @@ def build_parser(stage: str = "fit") -> Parser:
     p.add_argument("--figures", type=int, default=5, help="log figures and weight histograms to TensorBoard at "
                    "N evenly spaced epochs; 0: none")
     p.add_argument("--plot", type=Optional[str], default=None,  # noqa: UP045
-                   help="also draw the loss curves and the fit into this PNG (another --solver: the fit alone; pip "
-                   "install lr-lightning[plots])")
+                   help="also draw the loss curves and the fit into this PNG (another --solver: the fit alone; needs "
+                   "pip install -e '.[plots]' in the clone)")
     if not fit:
         p.add_argument("--stage", type=str, default="test", choices=["validate", "test", "predict"],
                        help="validate (the val split), test (the test split) or predict (every row, to --out)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lr_lightning.core import solvers
 from lr_lightning.core.cli import parse
-from lr_lightning.core.commands import UsageError, entry_point, quiet, show
+from lr_lightning.core.commands import UsageError, command, entry_point, quiet, show
 from lr_lightning.core.flag_checks import check_writable
 from lr_lightning.core.loading import warn_if_rank_deficient
 from lr_lightning.core.parts import build_parts, instantiate
@@ -63,7 +63,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     run = {"validate": trainer.validate, "test": trainer.test, "predict": trainer.predict}[cfg.stage]
     if cfg.stage != "predict" and not (dm.n_val if cfg.stage == "validate" else dm.n_test):
         split = "val" if cfg.stage == "validate" else "test"
-        print(f"error: --stage {cfg.stage}: the run's data has no {split} split; train with fit.py "
+        print(f"error: --stage {cfg.stage}: the run's data has no {split} split; train with {command('fit')} "
               f"--data.{split}_fraction 0.2 to hold one out", file=sys.stderr)
         return 2
     results = run(module, datamodule=dm, ckpt_path=str(path), weights_only=True,

@@ -6,7 +6,7 @@
 - :func:`save_png` draws the loss curves that ``callbacks.LossHistory`` kept beside the fit
   (``scripts/fit.py --plot out.png``).
 
-matplotlib is an optional extra (``pip install lr-lightning[plots]``): without it the figures are skipped and
+matplotlib is an optional extra (``pip install -e '.[plots]'`` in a clone): without it the figures are skipped and
 the histograms (TensorBoard's own) are still logged. Figures are drawn with matplotlib's object API on the Agg
 canvas, never through pyplot's global state, so nothing opens a window or leaks figures.
 """

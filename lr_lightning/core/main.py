@@ -16,6 +16,7 @@ lr-lightning ...
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -56,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     table = commands()
     if not args or args[0] in ("-h", "--help"):
-        print(usage(table), file=sys.stdout if args else sys.stderr)
+        try:
+            print(usage(table), file=sys.stdout if args else sys.stderr, flush=True)
+        except BrokenPipeError:  # `lr-lightning --help | head -3`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 0 if args else 2
     if args[0] == "--version":
         print(f"lr-lightning {lr_lightning.__version__}")

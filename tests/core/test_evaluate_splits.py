@@ -19,8 +19,9 @@ def test_no_test_split_names_the_flag_that_holds_one_out_and_that_flag_works(tmp
     common = ["--data", "synthetic", "--max_epochs", "2", "--figures", "0", "--log_dir", "logs"]
     assert run_main(fit_main, *common, cwd=tmp_path).returncode == 0
     result = _evaluate(tmp_path, 0)
-    assert result.returncode == 2 and result.stderr == ("error: --stage test: the run's data has no test split; "
-                                                        "train with fit.py --data.test_fraction 0.2 to hold one out\n")
+    assert result.returncode == 2 and result.stderr == (
+        "error: --stage test: the run's data has no test split; train with python scripts/fit.py "
+        "--data.test_fraction 0.2 to hold one out\n")
     assert run_main(fit_main, *common, "--data.test_fraction", "0.2", cwd=tmp_path).returncode == 0
     result = _evaluate(tmp_path, 1)
     assert result.returncode == 0 and "test/loss" in result.stdout, result.stderr

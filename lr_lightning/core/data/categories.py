@@ -189,7 +189,7 @@ def parse_formula(formula: str) -> tuple[str, list[str], dict[str, str], bool]:
     try:
         import formulaic
     except ImportError:
-        raise ValueError("formula: needs formulaic (pip install 'lr-lightning[formula]')") from None
+        raise ValueError("formula: needs formulaic (pip install -e '.[formula]' in the clone)") from None
     if not isinstance(formula, str) or "~" not in formula:
         raise ValueError(f"formula: expected 'target ~ column + column + C(column)', got {formula!r}")
     try:

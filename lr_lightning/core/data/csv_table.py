@@ -438,8 +438,8 @@ def read_text_columns(path: str | Path, columns: Sequence[str]) -> dict[str, np.
 
 
 def text_columns(path: str | Path) -> list[str]:
-    """The columns of a CSV that hold text (a value, not empty, that is not a number): those found categorical
-    when none are named. [] when pyarrow cannot read the file (the numeric reader then says what is wrong)."""
+    """The columns of a CSV that hold text (no filled cell is a number): those found categorical when none are
+    named. [] when pyarrow cannot read the file (the numeric reader then says what is wrong)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -455,8 +455,10 @@ def text_columns(path: str | Path) -> list[str]:
     for j, name in enumerate(table.column_names):
         column = table.column(j)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            values = pc.unique(column).to_pylist()
-            if any(v.strip() and not _is_float(v.replace("_", "")) for v in values):  # 1_000: the numeric error
+            values = [v for v in pc.unique(column).to_pylist() if v.strip()]
+            # Text in every filled cell: a category column. Numbers with a stray word ('n/a', '?', 1_000) are a
+            # column of numbers with a bad cell, which the numeric reader names by row and column.
+            if values and not any(_is_float(v.replace("_", "")) for v in values):
                 found.append(name.strip())
     return found
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate, random_split
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate, random_split
 
 from lr_lightning.core.data.inputs import SEED_MAX, is_int
 
@@ -64,13 +64,15 @@ class DatasetDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         collate_fn: builds a batch from a list of samples.
         output_names: names of the target columns, handed to the module (default: the module's).
+        predict: the dataset ``trainer.predict`` serves (default: every sample, in order: ``dataset`` as given, or
+            train, val and test one after another).
     """
 
     def __init__(self, dataset: Dataset | None = None, val: Dataset | None = None, test: Dataset | None = None, *,
                  train: Dataset | None = None, batch_size: int = 32, val_fraction: float = 0.0,
                  test_fraction: float = 0.0, shuffle: bool = True, seed: int = 0, num_workers: int = 0,
                  collate_fn: Callable[[list[Any]], Any] = column_collate,
-                 output_names: Sequence[str] | None = None) -> None:
+                 output_names: Sequence[str] | None = None, predict: Dataset | None = None) -> None:
         super().__init__()
         if (dataset is None) == (train is None):
             raise ValueError("DatasetDataModule: give either dataset (split by the fractions) or train (and val, test)")
@@ -87,6 +89,10 @@ class DatasetDataModule(L.LightningDataModule):
         for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not (isinstance(f, (int, float)) and not isinstance(f, bool) and 0.0 <= f < 1.0):
                 raise ValueError(f"{name} must be in [0, 1), got {f!r}")
+        # What trainer.predict serves: ``predict``, else every sample in its order (the one dataset as given, or
+        # train, val and test one after another).
+        self.predict = predict if predict is not None else dataset if dataset is not None else \
+            ConcatDataset([d for d in (train, val, test) if d is not None])
         if dataset is not None:
             n = len(dataset)
             n_val, n_test = round(n * val_fraction), round(n * test_fraction)
@@ -146,6 +152,9 @@ class DatasetDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader | list:
         return self._loader(self.test)
+
+    def predict_dataloader(self) -> DataLoader | list:
+        return self._loader(self.predict)
 
 
 __all__ = ["DatasetDataModule", "column_collate"]

@@ -92,6 +92,11 @@ def test_a_numeric_column_with_a_bad_cell_keeps_its_error(tmp_path):
     path.write_text("size,price\n1,2\n,3\n3,4\n")
     with pytest.raises(ValueError, match=r"line 3, column 'size': '' is not a number"):
         CSVDataModule(path, val_fraction=0)
+    # A stray word among numbers ('n/a', '?') is a bad cell, not a category column of every value seen.
+    rows = "".join(f"{i},{2 * i if i != 7 else 'n/a'},{3 * i}\n" for i in range(20))
+    path.write_text("a,b,y\n" + rows)
+    with pytest.raises(ValueError, match=r"line 9, column 'b': 'n/a' is not a number"):
+        CSVDataModule(path, val_fraction=0)
 
 
 def test_unknown_or_target_categorical_column_is_refused(houses):

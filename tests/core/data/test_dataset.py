@@ -37,3 +37,18 @@ def test_the_split_is_seeded_and_a_collate_leaving_y_1d_is_refused():
     dm = DatasetDataModule(_data(one_d=True), collate_fn=default_collate)
     with pytest.raises(ValueError, match=r"targets of shape \(32,\); a batch's y must be \(batch, outputs\)"):
         next(iter(dm.train_dataloader()))
+
+
+def test_trainer_predict_serves_every_sample_in_order_or_the_predict_dataset():
+    torch.manual_seed(0)
+    data = _data(n=20)
+    dm = DatasetDataModule(data, batch_size=8, val_fraction=0.25)
+    module = RegressionModule(LinearRegression(2), optimizer=sgd(0.1), **dm.module_inputs())
+    trainer = make_trainer(max_epochs=1)
+    trainer.fit(module, datamodule=dm)
+    expected = module(data.tensors[0]).detach()
+    got = torch.cat(trainer.predict(module, datamodule=dm))  # every sample, in the dataset's own order
+    assert got.shape == (20, 1) and torch.allclose(got, expected)
+    mine = TensorDataset(data.tensors[0][:5], data.tensors[1][:5])
+    dm = DatasetDataModule(train=data, predict=mine, batch_size=8)
+    assert torch.allclose(torch.cat(trainer.predict(module, datamodule=dm)), expected[:5])
