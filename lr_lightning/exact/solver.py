@@ -703,6 +703,11 @@ class LeastSquaresSolver:
         if s.cluster_meats is not None:
             # CR1 with statsmodels' (and Stata's, fixest's default) factor G/(G-1)·(n-1)/(n-k) per clustering; two-way
             # is Cameron-Gelbach-Miller's V_a + V_b - V_ab, each with its own G, as statsmodels' cov_cluster_2groups.
+            names = [*self.cluster_names, "clusters", "clusters"]
+            for name, (groups, _) in zip(names, s.cluster_meats[:2], strict=False):
+                if groups < 2:  # G - 1 = 0 degrees of freedom: no clustered error exists (statsmodels gives NaN)
+                    raise ValueError(f"clusters {name!r}: {groups} cluster among the rows fitted; clustered errors "
+                                     "need at least 2 (G - 1 degrees of freedom)")
             cr1 = 0
             for (groups, meat), sign in zip(s.cluster_meats, (1, 1, -1), strict=False):
                 factor = ld(groups / (groups - 1) * (s.rows - 1) / dof) if groups > 1 and dof > 0 else ld(math.nan)

@@ -130,6 +130,20 @@ def test_refusals_are_one_line() -> None:
         RegressionDataModule(x, y, clusters=firm[:49])
     with pytest.raises(ValueError, match="must be true or false"):
         LeastSquaresModule(cluster="yes")
+    # One cluster leaves G - 1 = 0 degrees of freedom: refused, not NaN errors (also as one side of two-way).
+    for clusters in (np.zeros(50), np.stack([firm, np.zeros(50)], axis=1)):
+        with pytest.raises(ValueError, match=r"1 cluster among the rows fitted; clustered errors need at least 2"):
+            make_trainer(max_epochs=20).fit(LeastSquaresModule(cluster=True), datamodule=RegressionDataModule(
+                x, y, clusters=clusters, val_fraction=0, dtype="float64"))
+
+
+def test_a_cluster_column_that_is_the_target_is_refused(tmp_path) -> None:
+    from lr_lightning import CSVDataModule
+
+    _csv(tmp_path / "d.csv", n=40)  # columns a,b,c,firm,year,y: y, the last, is the default target
+    for target in (None, "y"):
+        with pytest.raises(ValueError, match=r"column 'y' is the target.* and a cluster column"):
+            CSVDataModule(tmp_path / "d.csv", target=target, clusters="y")
 
 
 def _csv(path, n: int = 400):

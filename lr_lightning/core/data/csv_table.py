@@ -69,6 +69,10 @@ class CsvTable(Table):
                     raise ValueError(f"{self.path}: column {c!r} is a cluster column (clusters=) and also "
                                      f"{'categorical' if c in (categorical or ()) else 'an input of the formula'}; "
                                      "a cluster id column is no feature")
+                if c == (target if target is not None else names[-1]):  # the last column: the default target
+                    which = "the target" if target is not None else "the target (the last column)"
+                    raise ValueError(f"{self.path}: column {c!r} is {which} and a cluster column (clusters=); a "
+                                     "cluster id column is no target: name another (target=, --data.target)")
             numeric_columns = [n for n in names if n not in self.ids]
         if categorical or inputs is not None:
             x, y, features, target = self._read_categorical(target, list(categorical or ()), inputs, terms, max_abs)
