@@ -296,17 +296,18 @@ class LeastSquaresModule(L.LightningModule):
         return self.solver.coefficients()
 
     def default_cov_type(self) -> str:
-        """The covariance intervals use unless told otherwise: ``"HC1"`` with ``robust=True`` (statsmodels'
-        ``cov_type="HC1"``, Stata's ``robust``), else ``"nonrobust"`` (the classic ``s² (XᵀX)⁻¹``)."""
-        return "HC1" if self.hparams.robust else "nonrobust"
+        """The covariance intervals use unless told otherwise: ``"CR1"`` with ``cluster=True`` (the clustered
+        table's own covariance), else ``"HC1"`` with ``robust=True`` (statsmodels' ``cov_type="HC1"``, Stata's
+        ``robust``), else ``"nonrobust"`` (the classic ``s² (XᵀX)⁻¹``)."""
+        return "CR1" if self.hparams.cluster else "HC1" if self.hparams.robust else "nonrobust"
 
     def coefficient_covariance(self, cov_type: str | None = None) -> np.ndarray:
         """``(n_outputs, p, p)`` float64 covariance of the raw coefficients (intercept first, then raw powers, the
         order of ``statistics[target]["names"]``); an aliased coefficient's row and column are 0.
 
-        ``cov_type``: ``"nonrobust"`` (``s² (XᵀX)⁻¹``), or with ``robust=True`` ``"HC0"`` … ``"HC3"``; default
-        :meth:`default_cov_type`. The one place intervals take a covariance from: another kind (clustered) plugs in
-        here."""
+        ``cov_type``: ``"nonrobust"`` (``s² (XᵀX)⁻¹``), with ``robust=True`` ``"HC0"`` … ``"HC3"``, with
+        ``cluster=True`` ``"CR1"`` (one- or two-way, as the table); default :meth:`default_cov_type`. The one place
+        intervals take a covariance from."""
         if self.solver is None or not self.solver.done:
             raise ValueError("coefficient_covariance(): the module has not been fitted (Trainer.fit(module, "
                              "datamodule=dm))")
@@ -320,8 +321,8 @@ class LeastSquaresModule(L.LightningModule):
             kept = cov[cov_type].astype(np.float64)
         else:
             extra = "" if self.hparams.robust else " (HC0-HC3 need LeastSquaresModule(robust=True))"
-            raise ValueError(f"cov_type must be 'nonrobust'{' or HC0-HC3' if self.hparams.robust else ''}, got "
-                             f"{cov_type!r:.40}{extra}")
+            known = (" or HC0-HC3" if self.hparams.robust else "") + (" or CR1" if "CR1" in cov else "")
+            raise ValueError(f"cov_type must be 'nonrobust'{known}, got {cov_type!r:.40}{extra}")
         out = np.zeros((m, p, p))
         out[np.ix_(range(m), keep, keep)] = kept
         return out
@@ -334,7 +335,9 @@ class LeastSquaresModule(L.LightningModule):
         ``kind="prediction"``), t quantile on the residual degrees of freedom.
 
         The confidence interval's standard error comes from :meth:`coefficient_covariance` (``cov_type``: with
-        ``robust=True`` HC1 unless told otherwise); the prediction interval adds the residual variance ``s²``.
+        ``cluster=True`` CR1, with ``robust=True`` HC1, unless told otherwise); the prediction interval adds the
+        residual variance ``s²``. The t quantile has the residual degrees of freedom in every case, as statsmodels'
+        ``get_prediction`` (also for a clustered fit, whose table's t uses ``G - 1``).
 
         >>> import lightning as L, numpy as np
         >>> from lr_lightning import RegressionDataModule

@@ -67,6 +67,22 @@ def test_robust_cov_type_is_chosen_and_classic_differs():
         _fit(x, y)[0].predict_interval(x_new, cov_type="HC1")
 
 
+def test_a_clustered_fit_takes_its_cr1_covariance_as_statsmodels_does():
+    x, y, x_new = _data()
+    groups = np.arange(len(y)) % 12
+    dm = RegressionDataModule(x, y, clusters=groups, val_fraction=0, dtype="float64")
+    module = LeastSquaresModule(cluster=True)
+    make_trainer(max_epochs=20).fit(module, datamodule=dm)
+    fit = sm.OLS(y, design_rows(x, None, True)).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    frame = fit.get_prediction(design_rows(x_new, None, True)).summary_frame(alpha=0.05)
+    for kind, prefix in (("confidence", "mean_ci"), ("prediction", "obs_ci")):
+        out = module.predict_interval(x_new, kind=kind)  # CR1 unless told otherwise
+        np.testing.assert_allclose(out["lower"][:, 0], frame[f"{prefix}_lower"], rtol=1e-8)
+        np.testing.assert_allclose(out["upper"][:, 0], frame[f"{prefix}_upper"], rtol=1e-8)
+    classic = module.predict_interval(x_new, cov_type="nonrobust")
+    assert np.abs(classic["upper"] - module.predict_interval(x_new)["upper"]).max() > 1e-3
+
+
 def test_several_targets_have_their_own_intervals():
     x, y, x_new = _data(outputs=2)
     module, _ = _fit(x, y)
