@@ -155,11 +155,14 @@ def parse(stage: str, argv: list[str] | None) -> tuple[Parser, Namespace]:
                      f"{'features' if 'in_' in key else 'targets'}")
             raise UsageError(f"--{key} is set by {source}")
     parser = build_parser(stage)
-    Parser.hint = functools.partial(_hint, argv)  # class-wide: jsonargparse builds nested parsers of its own
     named = {key for key in CHOSEN for arg in argv if arg == f"--{key}" or arg.startswith(f"--{key}=")}
     named |= _config_keys(argv)  # what a config names stays as it is
     chosen = [arg for key, flags in CHOSEN.items() if key not in named for arg in flags]
-    cfg = parser.parse_args(chosen + argv)
+    Parser.hint = functools.partial(_hint, argv)  # class-wide: jsonargparse builds nested parsers of its own
+    try:
+        cfg = parser.parse_args(chosen + argv)
+    finally:  # this parse's argv only: the next parser in the process (another command) gets no stale hint
+        Parser.hint = None
     check_network(cfg)
     if stage == "fit":
         check_solver(cfg, argv)

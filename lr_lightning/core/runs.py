@@ -85,14 +85,17 @@ class RunLogger(TensorBoardLogger):
 
     def __init__(self, save_dir: str | Path, **kwargs: Any) -> None:
         super().__init__(save_dir, **{"default_hp_metric": False, **kwargs})
-        self.drawn: set[str] = set()  # during log_hyperparams: its metrics, curves already drawn, not written again
+        self.tags: set[str] = set()  # the scalar tags written so far: the run's curves
+        self.drawn: set[str] = set()  # during log_hyperparams: its metrics that are curves, not written again
 
     def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None) -> None:
-        self.drawn = set(metrics or ())
+        self.drawn = set(metrics or ()) & self.tags  # a new tag (a final statistic) is still written, once
         try:
             super().log_hyperparams(params, metrics, step)
         finally:
             self.drawn = set()
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch" and k not in self.drawn}, step)
+        metrics = {k: v for k, v in metrics.items() if k != "epoch" and k not in self.drawn}
+        self.tags |= set(metrics)
+        super().log_metrics(metrics, step)

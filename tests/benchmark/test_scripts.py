@@ -92,3 +92,13 @@ def test_benchmark_script_answers_a_bad_flag_with_one_line(tmp_path):
     result = run_script("benchmark.py", *['--epochs', 'x'], cwd=tmp_path)
     line = "error: --epochs: expected a whole number > 0, got 'x' (see --help)"
     assert (result.returncode, result.stdout, result.stderr.splitlines()) == (2, "", [line])
+
+
+def test_a_fit_parse_leaves_no_hint_for_the_next_command(tmp_path, capsys):
+    # fit's hint maps a nested key to the flag typed (--data.batch_size); the next command's parser must not get it.
+    from lr_lightning.core.cli import fit_main
+
+    assert fit_main(["--data.batch_size", "0", "--log_dir", str(tmp_path)]) == 2
+    capsys.readouterr()
+    assert benchmark_main(["--batch_size", "0"]) == 2
+    assert "error: --batch_size: expected a whole number > 0" in capsys.readouterr().err

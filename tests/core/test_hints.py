@@ -31,3 +31,4 @@ def test_run_as_lr_lightning_a_hint_names_lr_lightning(tmp_path, monkeypatch):
     assert line.endswith("continue with: lr-lightning fit --max_epochs 3 --resume "
                          "logs/version_0/checkpoints/last.ckpt"), line
     assert command("predict") == "lr-lightning predict" and command("make_data") == "lr-lightning make-data"
+
