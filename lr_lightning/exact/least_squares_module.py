@@ -356,6 +356,9 @@ class LeastSquaresModule(L.LightningModule):
         if x64.ndim != 2 or x64.shape[1] != self.solver.design.n_inputs:
             raise ValueError(f"predict_interval: x must be (rows, {self.solver.design.n_inputs}), got shape "
                              f"{tuple(x64.shape)}")
+        if not bool(torch.isfinite(x64).all()):  # as predict.py refuses it: a NaN row has no interval
+            row = int((~torch.isfinite(x64)).any(dim=1).nonzero()[0, 0])
+            raise ValueError(f"predict_interval: row {row} of x is not finite ({x64[row].tolist()})")
         with torch.no_grad():
             mean = self(x64).numpy()
         se = mean_stderr(x64.numpy(), cov, self.solver.design.polynomial_degree, self.hparams.bias)

@@ -99,6 +99,9 @@ def test_bad_level_or_kind_is_one_line():
     for kwargs, words in (({"level": 1.5}, "between 0 and 1"), ({"kind": "both"}, "confidence' or 'prediction")):
         with pytest.raises(ValueError, match=words):
             module.predict_interval(x_new, **kwargs)
+    x_new[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"row 2 of x is not finite"):
+        module.predict_interval(x_new)
 
 
 def _rows(text):
