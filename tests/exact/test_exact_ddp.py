@@ -109,7 +109,7 @@ def _shards(folder: Path) -> Path:
 
 def _fit_cases(tmp: Path, **trainer: Any) -> dict[str, Any]:
     """Each case's statistics (and the world it ran in), fitted by a Trainer with ``trainer``'s settings."""
-    from lr_lightning import LeastSquaresModule, NpyDataModule, RegressionDataModule
+    from lr_lightning import NpyDataModule, RegressionDataModule
 
     x, y = _offset_data()
     tiny_x, tiny_y = _tiny_spread_data()
@@ -124,12 +124,20 @@ def _fit_cases(tmp: Path, **trainer: Any) -> dict[str, Any]:
         "in_memory_quadratic": (RegressionDataModule(x[:, 1:], y, val_fraction=0, dtype="float64",
                                                      polynomial_degree=2), False),
     }
+    return fit_each(cases, trainer)
+
+
+def fit_each(cases: dict[str, Any], trainer: dict[str, Any], **module: Any) -> dict[str, Any]:
+    """``{name: (datamodule, robust)}`` each fitted by ``LeastSquaresModule(bias=dm.bias, robust=robust, **module)``
+    with a Trainer of ``trainer``'s settings: its statistics, the world it ran in, its passes and batches."""
+    from lr_lightning import LeastSquaresModule
+
     out: dict[str, Any] = {}
     for name, (dm, robust) in cases.items():
-        module = LeastSquaresModule(bias=dm.bias, robust=robust)
+        fitted = LeastSquaresModule(bias=dm.bias, robust=robust, **module)
         t = make_trainer(max_epochs=20, **trainer)
-        t.fit(module, datamodule=dm)
-        out[name] = {"statistics": module.statistics, "world_size": t.world_size, "passes": t.current_epoch + 1,
+        t.fit(fitted, datamodule=dm)
+        out[name] = {"statistics": fitted.statistics, "world_size": t.world_size, "passes": t.current_epoch + 1,
                      "batches": t.num_training_batches}
     return out
 

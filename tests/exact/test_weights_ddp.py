@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from ..conftest import make_trainer
-from .test_exact_ddp import _offset_data, assert_same_statistics
+from .test_exact_ddp import _offset_data, assert_same_statistics, fit_each
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32",
                                 reason="needs torch.distributed")
 
 
 def _weighted_cases(**trainer: Any) -> dict[str, Any]:
-    from lr_lightning import LeastSquaresModule, RegressionDataModule
+    from lr_lightning import RegressionDataModule
 
     x, y = _offset_data()
     w = np.random.default_rng(11).uniform(0.1, 5.0, size=len(y))
@@ -29,13 +28,7 @@ def _weighted_cases(**trainer: Any) -> dict[str, Any]:
         "weighted_quadratic": (RegressionDataModule(x[:, 1:], y, weights=w, val_fraction=0, dtype="float64",
                                                     polynomial_degree=2), True),
     }
-    out = {}
-    for name, (dm, robust) in cases.items():
-        module = LeastSquaresModule(robust=robust)
-        t = make_trainer(max_epochs=20, **trainer)
-        t.fit(module, datamodule=dm)
-        out[name] = {"statistics": module.statistics, "world_size": t.world_size}
-    return out
+    return fit_each(cases, trainer)
 
 
 @pytest.mark.slow  # the two-process job (conftest.ddp_results), shared with the other DDP tests
