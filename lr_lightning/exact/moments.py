@@ -51,10 +51,35 @@ class CoMoments:
     comoment: torch.Tensor
 
     @classmethod
-    def of(cls, *columns: torch.Tensor, work: torch.Tensor | None = None,
-           weights: torch.Tensor | None = None) -> CoMoments:
+    def of(cls, *columns: torch.Tensor, work: torch.Tensor | None = None, weights: torch.Tensor | None = None,
+           shift: torch.Tensor | None = None) -> CoMoments:
         """The co-moments of the rows of ``columns`` side by side (``(rows, k)`` blocks of any float dtype, e.g. the
         features and the targets), computed in float64.
+
+        Blocks of float32 or float64 in CPU memory go to :func:`lr_lightning.exact.gram.gram_sums` (BLAS's symmetric
+        product, on every core). The rest, on a GPU say, take :meth:`on_device`: torch operations, the same sums.
+        ``shift``: centre the rows on this point instead of the block's own mean, e.g. the previous block's mean,
+        which spares a read of the block; the result is the same up to rounding (the centred sums correct for it).
+
+        >>> a = torch.tensor([[1.0, 2.0], [3.0, 7.0], [5.0, 9.0]], dtype=torch.float64)
+        >>> CoMoments.of(a, shift=torch.tensor([0.0, 100.0], dtype=torch.float64)).comoment[0].tolist()
+        [8.0, 14.0]
+        """
+        numpy_ready = all(c.device.type == "cpu" and c.dtype in (torch.float32, torch.float64) for c in columns)
+        if numpy_ready and len(columns[0]):
+            from lr_lightning.exact.gram import gram_sums
+
+            n, hi, lo, comoment = gram_sums(
+                [c.detach().numpy() for c in columns],
+                None if weights is None else weights.detach().reshape(-1).to(torch.float64).numpy(),
+                None if shift is None else shift.detach().to(torch.float64).numpy())
+            return cls(torch.tensor(n, dtype=torch.float64), *map(torch.from_numpy, (hi, lo, comoment)))
+        return cls.on_device(*columns, work=work, weights=weights)
+
+    @classmethod
+    def on_device(cls, *columns: torch.Tensor, work: torch.Tensor | None = None,
+                  weights: torch.Tensor | None = None) -> CoMoments:
+        """:meth:`of` in torch operations, on the columns' device: each block centred on its own mean.
 
         ``work``, a float64 ``(at least rows, Σk)`` buffer on the same device, is where the block is assembled and
         centred in place: reused from batch to batch, it spares a fresh allocation (and its page faults) and two
@@ -65,7 +90,7 @@ class CoMoments:
         the merge is the same formula with weights for counts.
 
         >>> a = torch.tensor([[1.0], [3.0], [5.0]], dtype=torch.float64)
-        >>> m = CoMoments.of(a, weights=torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64))
+        >>> m = CoMoments.on_device(a, weights=torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64))
         >>> m.n.item(), m.mean.item(), m.comoment.item()  # as rows 1, 3, 5, 5
         (4.0, 3.5, 11.0)
         """

@@ -259,6 +259,9 @@ class LeastSquaresSolver:
         self._moments = PairwiseSum()
         self._sums: dict[str, Any] = {}
         self._work: torch.Tensor | None = None  # pass 1's block buffer, reused by every batch of the pass
+        # Each batch is centred on the previous one's mean (the first on its own): a nearby point, as good as the
+        # batch's own mean for the digits (CoMoments.of corrects for it exactly) and one read of the batch fewer.
+        self._shift: torch.Tensor | None = None
 
     def update(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None,
                g: torch.Tensor | None = None) -> None:
@@ -273,16 +276,21 @@ class LeastSquaresSolver:
         if self.stage == "moments":
             basis = self._basis(x)
             if w is not None:
-                self._moments.add(CoMoments.of(basis, y, weights=w))
+                self._add_moments(CoMoments.of(basis, y, weights=w, shift=self._shift))
                 positive = w > 0
                 logs = torch.where(positive, w, torch.ones_like(w)).log()
                 counts = torch.stack([positive.sum().double(), logs.sum()])
                 self._positive = counts if self._positive is None else self._positive + counts
                 return
             q = basis.shape[1] + y.shape[1]
-            if self._work is None or self._work.shape[0] < len(x) or self._work.device != x.device:
+            if x.device.type != "cpu" and (self._work is None or self._work.shape[0] < len(x)
+                                           or self._work.device != x.device):
                 self._work = x.new_empty(len(x), q, dtype=torch.float64)
-            self._moments.add(CoMoments.of(basis, y, work=self._work))
+            self._add_moments(CoMoments.of(basis, y, work=self._work, shift=self._shift))
+            return
+        if (self.stage == "robust" and not self.robust and g is not None and x.device.type == "cpu"
+                and x.dtype in (torch.float32, torch.float64)):
+            self._cluster_pass(x, y, w, g)
             return
         x, y = x.double(), y.double()
         if self.stage == "refine":
@@ -302,6 +310,11 @@ class LeastSquaresSolver:
             self._robust_update(x, y, w, g)
         else:
             raise RuntimeError("the fit is done; no further pass takes data")
+
+    def _add_moments(self, moments: CoMoments) -> None:
+        self._moments.add(moments)
+        if moments.mean.device.type == "cpu" and moments.n > 0:  # a GPU block is centred on its own mean: no sync
+            self._shift = moments.mean
 
     def _refine_update(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> None:
         bias = self.design.bias
@@ -363,6 +376,27 @@ class LeastSquaresSolver:
             meats.append(torch.einsum("ri,rt,rj->tij", design, weight, design))
         meats = torch.stack(meats)
         self._sums["meats"] = self._sums["meats"] + meats if "meats" in self._sums else meats
+
+    def _cluster_pass(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, g: torch.Tensor) -> None:
+        """The clustered pass without HC errors over a CPU batch: :func:`~lr_lightning.exact.cluster_pass.score_sums`
+        (the same sums as :meth:`_cluster_update`'s, in cache-sized sub-blocks on every core)."""
+        from lr_lightning.exact.cluster_pass import score_sums
+
+        k, mean, _, unit, beta, rscale = self._dev["robust"]
+        bias, m = self.design.bias, self.design.n_outputs
+        z = self._basis(x)
+        keys = cluster_keys(g.reshape(len(x), -1).to(torch.int64))
+        width = (bias + len(k)) * m
+        sums = self._sums.setdefault("clusters", [ClusterSums(width) for _ in keys])
+        if len(sums) != len(keys):
+            raise ValueError("cluster=True: batches disagree on the number of cluster columns")
+        found = score_sums(
+            z.numpy(), y.numpy(), None if w is None else w[:, 0].numpy(), [ids.numpy() for ids in keys],
+            beta=beta[bias:].numpy(), intercept=beta[0].numpy() if bias else np.zeros(m),
+            columns=None if len(k) == z.shape[1] else k.numpy(), mean=mean.numpy() if bias else np.zeros(len(k)),
+            unit=unit.numpy(), scale=rscale.numpy(), bias=bias)
+        for acc, (ids, part) in zip(sums, found, strict=True):
+            acc.merge(ids, part)
 
     def _cluster_update(self, design: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None,
                         wt: torch.Tensor | None = None) -> None:

@@ -52,9 +52,10 @@ def as_columns(values: Any, name: str, dtype: torch.dtype = torch.float32) -> to
     if t.shape[0] == 0:
         raise ValueError(f"{name}: no samples (shape {tuple(t.shape)})")
     t = t.to(dtype)
-    # A non-finite value makes its column's sum non-finite: one read-only reduction decides the common case (an
-    # element-wise check allocates a mask as large as the data); only an overflowing sum needs the full check.
-    if not (torch.isfinite(t.sum(dim=0)).all() or torch.isfinite(t).all()):
+    # A non-finite value makes the sum non-finite: one read-only reduction decides the common case (an element-wise
+    # check allocates a mask as large as the data; a per-column sum of a row-major block runs at a quarter of the
+    # speed); only an overflowing sum needs the full check.
+    if not (torch.isfinite(t.sum()) or torch.isfinite(t).all()):
         row, col = (~torch.isfinite(t)).nonzero()[0].tolist()
         raise ValueError(f"{name}: non-finite value {t[row, col].item()} at "
                          f"{cell(row, col, t.shape[1], labels(values))}")
