@@ -261,14 +261,19 @@ def _child_sgd(path: str) -> dict[str, Any]:
 
 def memory_mapped(path: Path) -> str:
     """Ours over ``.npy`` shards, memory-mapped, beside one SGD epoch at batch 1024; each in a fresh process."""
+    truth = Path(path) / "truth.json"
+    sides = json.loads(truth.read_text()) if truth.is_file() else {}
+    runs = {"exact": ["exact"], "sgd": ["sgd"]}
+    if sides.get("weights_column") and sides.get("clusters_column"):  # make_data.py --weights true --clusters G
+        runs["clustered"] = ["exact", sides["weights_column"], sides["clusters_column"]]
     out = {}
-    for kind in ("exact", "sgd"):
-        done = subprocess.run([sys.executable, "-m", "lr_lightning.benchmark.exact", kind, str(path)],
+    for name, (kind, *columns) in runs.items():
+        done = subprocess.run([sys.executable, "-m", "lr_lightning.benchmark.exact", kind, str(path), *columns],
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"the {kind} run on {path} failed:\n{done.stderr[-2000:]}")
-        out[kind] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  {kind} on {path}: done", file=sys.stderr)
+            raise RuntimeError(f"the {name} run on {path} failed:\n{done.stderr[-2000:]}")
+        out[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {name} on {path}: done", file=sys.stderr)
     e, s = out["exact"], out["sgd"]
     size = sum(f.stat().st_size for f in Path(path).glob("*.npy")) if Path(path).is_dir() else Path(path).stat().st_size
     lines = [f"{e['rows']:,} rows memory-mapped from {path} ({size / 1e9:.1f} GB on disk), a fresh process each",
@@ -278,6 +283,10 @@ def memory_mapped(path: Path) -> str:
     lines.append(f"{'LeastSquaresModule, whole fit':<34} {e['total']:8.2f} {e['peak'] / 1e9:6.2f} GB")
     lines.append(f"{'RegressionModule SGD, 1 epoch @1024':<34} {s['epoch']:8.2f} {s['peak'] / 1e9:6.2f} GB")
     lines.append(f"slowest pass / SGD epoch: {max(e['passes']) / s['epoch']:.2f}")
+    if "clustered" in out:  # the plain fit above takes the weight and cluster columns as two more features
+        c, label = out["clustered"], f"weighted, CR1 (G = {sides['clusters']:,}), whole fit"
+        lines.append(f"{label:<34} {c['total']:8.2f} {c['peak'] / 1e9:6.2f} GB")
+        lines.append(f"clustered weighted / plain: {c['total'] / e['total']:.2f}x")
     return "\n".join(lines)
 
 
