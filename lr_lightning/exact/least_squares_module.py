@@ -317,8 +317,8 @@ class LeastSquaresModule(L.LightningModule):
         order of ``statistics[target]["names"]``); an aliased coefficient's row and column are 0.
 
         ``cov_type``: ``"nonrobust"`` (``s² (XᵀX)⁻¹``), with ``robust=True`` ``"HC0"`` … ``"HC3"``, with
-        ``cluster=True`` ``"CR1"`` (one- or two-way, as the table), with ``cr3=True`` ``"CR3"``; default :meth:`default_cov_type`. The one place
-        intervals take a covariance from."""
+        ``cluster=True`` ``"CR1"`` (one- or two-way, as the table), with ``cr3=True`` ``"CR3"``; default
+        :meth:`default_cov_type`. The one place intervals take a covariance from."""
         if self.solver is None or not self.solver.done:
             raise ValueError("coefficient_covariance(): the module has not been fitted (Trainer.fit(module, "
                              "datamodule=dm))")
