@@ -192,6 +192,10 @@ def format_table(s: dict[str, Any], target: str = "y") -> str:
     lines.append(f"AIC: {_cell(s['aic'], 0, '.6g')}   BIC: {_cell(s['bic'], 0, '.6g')}   log-likelihood: "
                  f"{_cell(s['log_likelihood'], 0, '.6g')}   n: {s['n']}   residual SD: "
                  f"{_cell(s['residual_sd'], 0, '.6g')}   condition number: {_cell(s['condition_number'], 0, '.3g')}")
+    if "CR3" in s.get("stderr_cluster", {}):  # the table's columns are CR1's; CR3's errors beside them
+        lines += ["", f"{'cluster std err':<{width}} {'CR1':>11} {'CR3':>11}", rule]
+        for i, name in enumerate(s["names"]):
+            lines.append(f"{name:<{width}} " + " ".join(_cell(s["stderr_cluster"][k][i], 11) for k in ("CR1", "CR3")))
     if "stderr_hc" in s:
         kinds = list(s["stderr_hc"])
         lines += ["", f"{'robust std err':<{width}} " + " ".join(f"{k:>11}" for k in kinds), rule]

@@ -172,8 +172,14 @@ def test_cli_clustered_fit(tmp_path) -> None:
     assert _rel(s["p_cluster"], reference.pvalues) < 1e-8
     # The table shows the clustered errors.
     assert f"{s['stderr_cluster']['CR1'][1]:.4g}" in result.stdout.split("\na ")[1].split("\n")[0]
-    one_way = run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.clusters", "firm", cwd=tmp_path)
+    one_way = run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.clusters", "firm", "--cr3",
+                       cwd=tmp_path)
     assert "clustered by firm (G = 25)" in one_way.stdout, one_way.stderr
+    # --cr3 (year is an input here): CR3's errors in statistics.json, and in a block of their own beside CR1's (the
+    # table's columns).
+    s = json.loads(sorted(tmp_path.glob("lightning_logs/*/statistics.json"))[-1].read_text())["y"]
+    assert len(s["stderr_cluster"]["CR3"]) == 5 and s["stderr_cluster"]["CR3"] != s["stderr_cluster"]["CR1"]
+    assert f"{s['stderr_cluster']['CR3'][1]:.4g}" in one_way.stdout.split("cluster std err")[1].split("\na ")[1]
     off = run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.clusters", "firm", "--no_cluster",
                    cwd=tmp_path)
     assert off.returncode == 0 and "Std. errors" not in off.stdout, off.stderr
@@ -183,6 +189,10 @@ def test_cli_clustered_fit(tmp_path) -> None:
                    "--data.clusters", "--solver exact")
     one_error_line(run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--cluster", cwd=tmp_path),
                    "--cluster", "--data.clusters")
+    one_error_line(run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--cr3", cwd=tmp_path),
+                   "--cr3", "--data.clusters")
+    one_error_line(run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.clusters", "[firm,year]",
+                            "--cr3", cwd=tmp_path), "CR3 is one-way here")
 
 
 def test_zero_weight_rows_take_no_part() -> None:
