@@ -113,7 +113,28 @@ class ClusterSums:
         if weights is not None:
             positive = weights[:, 0] > 0
             ids, design, weights = ids[positive], design[positive], weights[positive]
-        self.add_products(ids, design, design if weights is None else design * weights)
+        if not len(ids):
+            return
+        q = design.shape[1]
+        weighted = design if weights is None else design * weights
+        if design.device.type != "cpu":  # the products themselves, a piece of rows at a time
+            step = max(1, (1 << 22) // (q * q))
+            for i in range(0, len(ids), step):
+                piece = slice(i, i + step)
+                self.add(ids[piece], (design[piece, :, None] * weighted[piece, None, :]).reshape(-1, q * q))
+            return
+        from scipy import sparse
+
+        u, inverse = np.unique(ids.numpy(), return_inverse=True)
+        # The clusters' indicator matrix (clusters × rows), once; then column t of every cluster's Gram matrix is
+        # one sparse product with the design scaled by the rows' w·x_t. Row t of the (symmetric) matrix is written.
+        indicator = sparse.csr_matrix((np.ones(len(inverse)), (inverse.ravel(), np.arange(len(ids)))),
+                                      shape=(len(u), len(ids)))
+        d, wd = design.numpy(), weighted.numpy()
+        part = np.empty((len(u), q, q))
+        for t in range(q):
+            part[:, t, :] = indicator @ (d * wd[:, t:t + 1])
+        self.merge(u, part.reshape(len(u), q * q))
 
     def merge(self, ids: np.ndarray, sums: np.ndarray) -> None:
         """Add per-cluster ``sums`` of distinct sorted ``ids``."""
