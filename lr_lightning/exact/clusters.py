@@ -24,6 +24,12 @@ import torch
 # Two-way clustering's intersection groups: the pair (a, b) of codes as one int64 id (codes < 2³¹).
 PAIR = 1 << 31
 DENSE_IDS = 1 << 26  # ids below this (cluster codes) are summed in an array indexed by the id
+# CR3 keeps one q×q Gram matrix per cluster: G·q²·8 bytes. Above this it is refused (100,000 clusters at q = 41:
+# 1.3 GB); raise it here (lr_lightning.exact.clusters.CR3_BYTES) on a machine with the memory to spare.
+CR3_BYTES = 1 << 30
+# A cluster whose removal leaves the unit-scaled Gram matrix with a Cholesky pivot below this (R's aliasing tolerance,
+# solver.ALIAS_TOL) leaves a coefficient unidentified: CR3 is then undefined (NaN).
+SINGULAR = 1e-7
 
 
 class ClusterSums:
@@ -94,6 +100,42 @@ class ClusterSums:
             part = part[u]
         self.merge(u, part.reshape(len(u), -1))
 
+    def add_grams(self, ids: torch.Tensor, design: torch.Tensor, weights: torch.Tensor | None = None) -> None:
+        """Add the rows' Gram terms ``w_i x_i x_iᵀ`` (``design`` ``(rows, q)``, ``weights`` ``(rows, 1)`` or None for
+        1; ``q·q`` wide) to their clusters ``ids``: the per-cluster ``X_gᵀ W_g X_g`` that CR3 needs. Rows of weight 0
+        take no part (as in the score sums: a cluster of such rows only is no cluster).
+
+        >>> s = ClusterSums(1)
+        >>> s.add_grams(torch.tensor([4, 2, 4]), torch.tensor([[1.0], [2.0], [3.0]]))
+        >>> s.ids.tolist(), s.sums.ravel().tolist()
+        ([2, 4], [4.0, 10.0])
+        """
+        if weights is not None:
+            positive = weights[:, 0] > 0
+            ids, design, weights = ids[positive], design[positive], weights[positive]
+        if not len(ids):
+            return
+        q = design.shape[1]
+        weighted = design if weights is None else design * weights
+        if design.device.type != "cpu":  # the products themselves, a piece of rows at a time
+            step = max(1, (1 << 22) // (q * q))
+            for i in range(0, len(ids), step):
+                piece = slice(i, i + step)
+                self.add(ids[piece], (design[piece, :, None] * weighted[piece, None, :]).reshape(-1, q * q))
+            return
+        from scipy import sparse
+
+        u, inverse = np.unique(ids.numpy(), return_inverse=True)
+        # The clusters' indicator matrix (clusters × rows), once; then column t of every cluster's Gram matrix is
+        # one sparse product with the design scaled by the rows' w·x_t. Row t of the (symmetric) matrix is written.
+        indicator = sparse.csr_matrix((np.ones(len(inverse)), (inverse.ravel(), np.arange(len(ids)))),
+                                      shape=(len(u), len(ids)))
+        d, wd = design.numpy(), weighted.numpy()
+        part = np.empty((len(u), q, q))
+        for t in range(q):
+            part[:, t, :] = indicator @ (d * wd[:, t:t + 1])
+        self.merge(u, part.reshape(len(u), q * q))
+
     def merge(self, ids: np.ndarray, sums: np.ndarray) -> None:
         """Add per-cluster ``sums`` of distinct sorted ``ids``."""
         if not len(ids):
@@ -138,6 +180,49 @@ class ClusterSums:
         return out
 
 
+def check_cr3_budget(groups: int, q: int) -> None:
+    """Refuse CR3 in one line when ``groups`` clusters' ``q×q`` Gram matrices would exceed :data:`CR3_BYTES`.
+
+    >>> check_cr3_budget(100_000, 41)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: cr3=True: 100,000 clusters × 41² coefficients' Gram matrices need 1.34 GB, above the 1.07 GB ...
+    """
+    need = groups * q * q * 8
+    if need > CR3_BYTES:
+        raise ValueError(f"cr3=True: {groups:,} clusters × {q}² coefficients' Gram matrices need {need / 1e9:.3g} GB, "
+                         f"above the {CR3_BYTES / 1e9:.3g} GB budget (lr_lightning.exact.clusters.CR3_BYTES); use "
+                         "CR1, or fewer clusters")
+
+
+def jackknife(grams: np.ndarray, scores: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``Σ_g u_g u_gᵀ`` per target, ``u_g = (A - A_g)⁻¹ s_g``: the leave-one-cluster-out changes of the coefficients
+    without refits (``β₍₋g₎ - β = -(A - A_g)⁻¹ s_g`` where ``Xᵀ W e = 0``), from the clusters' Gram matrices ``grams``
+    ``(G, q, q)`` (``A = Σ_g A_g``) and score sums ``scores`` ``(G, q, m)``. ``(m, q, q)``; all NaN when removing
+    some cluster leaves ``A - A_g`` singular (a Cholesky pivot of its unit-scaled form below :data:`SINGULAR`):
+    a coefficient is then not identified without that cluster, and CR3 does not exist.
+
+    >>> grams = np.array([[[1.0]], [[1.0]], [[2.0]]])  # one column, rows 1, 1, √2 in three clusters
+    >>> np.round(jackknife(grams, np.array([[[1.0]], [[-1.0]], [[0.0]]])), 12).tolist()  # A - A_g = 3, 3, 2
+    [[[0.222222222222]]]
+    """
+    total = grams.sum(axis=0)
+    out = np.zeros((scores.shape[2], total.shape[0], total.shape[0]))
+    for i in range(0, len(grams), chunk):
+        rest = torch.from_numpy(total[None] - grams[i:i + chunk])
+        size = torch.sqrt(torch.clamp(torch.diagonal(rest, dim1=1, dim2=2), min=0.0))
+        if bool((size <= 0).any()):  # a column that is zero without this cluster
+            return np.full(out.shape, np.nan)
+        unit = rest / (size[:, :, None] * size[:, None, :])
+        chol, info = torch.linalg.cholesky_ex(unit)
+        if bool((info != 0).any()) or float(torch.diagonal(chol, dim1=1, dim2=2).min()) < SINGULAR:
+            return np.full(out.shape, np.nan)
+        rhs = torch.from_numpy(scores[i:i + chunk]) / size[:, :, None]
+        u = torch.cholesky_solve(rhs, chol) / size[:, :, None]  # (chunk, q, m)
+        out += torch.einsum("git,gjt->tij", u, u).numpy()
+    return out
+
+
 def cluster_keys(g: torch.Tensor) -> list[torch.Tensor]:
     """The cluster ids of each sum a pass needs for codes ``g`` ``(rows, k)``: one-way ``[g₀]``; two-way
     ``[g₀, g₁, (g₀, g₁)]``, the last the intersection groups (Cameron, Gelbach and Miller)."""
@@ -146,4 +231,4 @@ def cluster_keys(g: torch.Tensor) -> list[torch.Tensor]:
     return [g[:, 0], g[:, 1], g[:, 0] * PAIR + g[:, 1]]
 
 
-__all__ = ["PAIR", "ClusterSums", "cluster_keys"]
+__all__ = ["CR3_BYTES", "PAIR", "ClusterSums", "check_cr3_budget", "cluster_keys", "jackknife"]

@@ -73,14 +73,21 @@ class LeastSquaresModule(L.LightningModule):
             two-way clustering), from the same extra pass: ``statistics[target]`` gets ``stderr_cluster``,
             ``n_clusters``, and ``t_cluster``, ``p_cluster``, ``ci95_cluster`` with ``G - 1`` degrees of freedom
             (docs/weights-and-clusters.md).
+        cr3: with ``cluster=True`` and one cluster column, also CR3 (cluster jackknife) standard errors:
+            ``statistics[target]["stderr_cluster"]["CR3"]`` and ``coefficient_covariance(cov_type="CR3")``; t, p
+            and intervals stay CR1's. Keeps one q×q matrix per cluster, refused above
+            :data:`~lr_lightning.exact.clusters.CR3_BYTES` (docs/weights-and-clusters.md, "CR3").
     """
 
     def __init__(self, bias: bool = True, robust: bool = False, max_refinements: int = 6,
-                 cluster: bool = False) -> None:
+                 cluster: bool = False, cr3: bool = False) -> None:
         super().__init__()
-        for name, value in (("bias", bias), ("robust", robust), ("cluster", cluster)):
+        for name, value in (("bias", bias), ("robust", robust), ("cluster", cluster), ("cr3", cr3)):
             if not isinstance(value, bool):
                 raise ValueError(f"LeastSquaresModule: {name} must be true or false, got {_shown(value)}")
+        if cr3 and not cluster:
+            raise ValueError("LeastSquaresModule(cr3=True): CR3 standard errors are clustered ones; give "
+                             "cluster=True too (fit.py: --data.clusters NAME)")
         if isinstance(max_refinements, bool) or not isinstance(max_refinements, int) or max_refinements < 0:
             raise ValueError(f"LeastSquaresModule: max_refinements must be a whole number >= 0, got "
                              f"{_shown(max_refinements)}")
@@ -114,7 +121,7 @@ class LeastSquaresModule(L.LightningModule):
         self.pass_rows = max(1024, PASS_BYTES // (8 * q))
         self.solver = LeastSquaresSolver(design, robust=self.hparams.robust,
                                          max_refinements=self.hparams.max_refinements, expected_rows=dm.n_train,
-                                         cluster=self.hparams.cluster)
+                                         cluster=self.hparams.cluster, cr3=self.hparams.cr3)
         self.solver.cluster_names = list(getattr(dm, "cluster_names", []))
         self.normalization, self.output_names = spec, list(inputs["output_names"])
         self.feature_map = FeatureMap(spec) if spec else None
@@ -153,6 +160,10 @@ class LeastSquaresModule(L.LightningModule):
         if self.hparams.cluster and getattr(dm, "clusters", None) is None and not getattr(dm, "cluster_names", None):
             raise ValueError("LeastSquaresModule(cluster=True): the data module has no cluster column; give it "
                              "clusters= (fit.py: --data.clusters NAME, or [A,B] for two-way)")
+        if self.hparams.cr3 and len(getattr(dm, "cluster_names", [])) > 1:
+            raise ValueError(f"LeastSquaresModule(cr3=True): CR3 is one-way here, and the data module clusters by "
+                             f"{len(dm.cluster_names)} columns ({', '.join(map(str, dm.cluster_names))}); two-way "
+                             "clustering has CR1 only")
         _check_drop_last(dm, dm.world_size)
         return design
 
@@ -308,8 +319,8 @@ class LeastSquaresModule(L.LightningModule):
         order of ``statistics[target]["names"]``); an aliased coefficient's row and column are 0.
 
         ``cov_type``: ``"nonrobust"`` (``s² (XᵀX)⁻¹``), with ``robust=True`` ``"HC0"`` … ``"HC3"``, with
-        ``cluster=True`` ``"CR1"`` (one- or two-way, as the table); default :meth:`default_cov_type`. The one place
-        intervals take a covariance from."""
+        ``cluster=True`` ``"CR1"`` (one- or two-way, as the table), with ``cr3=True`` ``"CR3"``; default
+        :meth:`default_cov_type`. The one place intervals take a covariance from."""
         if self.solver is None or not self.solver.done:
             raise ValueError("coefficient_covariance(): the module has not been fitted (Trainer.fit(module, "
                              "datamodule=dm))")
@@ -323,7 +334,9 @@ class LeastSquaresModule(L.LightningModule):
             kept = cov[cov_type].astype(np.float64)
         else:
             extra = "" if self.hparams.robust else " (HC0-HC3 need LeastSquaresModule(robust=True))"
-            known = (" or HC0-HC3" if self.hparams.robust else "") + (" or CR1" if "CR1" in cov else "")
+            known = (" or HC0-HC3" if self.hparams.robust else "") + (" or CR1" if "CR1" in cov else "") + \
+                (" or CR3" if "CR3" in cov else "")
+            extra += " (CR3 needs LeastSquaresModule(cluster=True, cr3=True))" if cov_type == "CR3" else ""
             raise ValueError(f"cov_type must be 'nonrobust'{known}, got {cov_type!r:.40}{extra}")
         out = np.zeros((m, p, p))
         out[np.ix_(range(m), keep, keep)] = kept

@@ -39,6 +39,9 @@ class ExactSolver(Solver):
         parser.add_argument("--cluster", action=ActionYesNo, default=None, help="--solver exact: cluster-robust "
                             "(CR1) standard errors by --data.clusters (one column, or [A,B] for two-way); on "
                             "whenever --data.clusters is given")
+        parser.add_argument("--cr3", action=ActionYesNo, default=False, help="--solver exact: also CR3 (cluster "
+                            "jackknife) standard errors by one --data.clusters column (statistics.json's "
+                            "stderr_cluster.CR3)")
 
     def check_flags(self, cfg: Any, argv: list[str]) -> None:
         if cfg.solver != self.name:
@@ -46,7 +49,12 @@ class ExactSolver(Solver):
                 raise UsageError("--robust: robust standard errors come with --solver exact")
             if cfg.get("cluster") or _clusters(cfg) is not None:
                 raise UsageError("--data.clusters: clustered standard errors come with --solver exact")
+            if cfg.get("cr3"):
+                raise UsageError("--cr3: CR3 standard errors come with --solver exact")
             return
+        if cfg.get("cr3") and (_clusters(cfg) is None or cfg.get("cluster") is False):
+            raise UsageError("--cr3: CR3 standard errors are clustered ones; they need --data.clusters NAME (and "
+                             "not --no_cluster)")
         if cfg.get("cluster") and _clusters(cfg) is None:
             raise UsageError("--cluster: clustered standard errors need the cluster column: --data.clusters NAME "
                              "(or [A,B] for two-way)")
@@ -67,7 +75,7 @@ class ExactSolver(Solver):
         from lr_lightning.exact.least_squares_module import LeastSquaresModule
 
         cluster = bool(getattr(dm, "cluster_names", [])) if cfg.get("cluster") is None else bool(cfg.cluster)
-        return LeastSquaresModule(bias=dm.bias, robust=cfg.robust, cluster=cluster)
+        return LeastSquaresModule(bias=dm.bias, robust=cfg.robust, cluster=cluster, cr3=bool(cfg.get("cr3")))
 
     def check_data(self, module: Any, dm: Any) -> None:
         module.check_data(dm)

@@ -55,7 +55,7 @@ from lr_lightning.core.basis import (
 from lr_lightning.core.features import FeatureMap
 from lr_lightning.core.weighting import check_weights
 from lr_lightning.exact import compensated as dd
-from lr_lightning.exact.clusters import ClusterSums, cluster_keys
+from lr_lightning.exact.clusters import ClusterSums, check_cr3_budget, cluster_keys, jackknife
 from lr_lightning.exact.moments import CoMoments, PairwiseSum, merge_in_order
 
 __all__ = ["ALIAS_TOL", "Design", "LeastSquaresResult", "LeastSquaresSolver", "RankDeficientWarning",
@@ -165,6 +165,8 @@ class _Solution:
     # Clustered: per clustering (one-way: 1; two-way: a, b and their intersection) its number of clusters and its
     # meat Σ_g s_g s_gᵀ (m, 1+k, 1+k) of the per-cluster score sums, in the same coordinates and units.
     cluster_meats: list[tuple[int, np.ndarray]] | None = None
+    # CR3 (one-way): G and Σ_g u_g u_gᵀ (m, 1+k, 1+k), u_g = (A - A_g)⁻¹ s_g, in those coordinates (NaN: undefined).
+    cluster_jackknife: tuple[int, np.ndarray] | None = None
     history: list[float] = field(default_factory=list)  # refinement: relative size of each correction
     # With weights ``n`` is the total weight (the co-moments' count); ``rows`` counts the rows of positive weight
     # (the observations: degrees of freedom, AIC/BIC) and ``log_weights`` is their Σ log w (the log-likelihood's).
@@ -183,9 +185,12 @@ class LeastSquaresSolver:
     """
 
     def __init__(self, design: Design, *, robust: bool = False, max_refinements: int = 6,
-                 expected_rows: int | None = None, cluster: bool = False) -> None:
+                 expected_rows: int | None = None, cluster: bool = False, cr3: bool = False) -> None:
         self.design, self.robust, self.max_refinements = design, robust, max_refinements
         self.cluster = cluster  # the robust pass also sums each cluster's scores (update's g)
+        self.cr3 = cr3  # ... and each cluster's Gram matrix, for CR3 (one-way only)
+        if cr3 and not cluster:
+            raise ValueError("cr3=True: CR3 standard errors are clustered ones; they need cluster=True")
         self.cluster_names: list[str] = []  # the cluster columns' names, for the statistics (the module sets them)
         self.expected_rows = expected_rows
         self.stage = "moments"
@@ -288,7 +293,7 @@ class LeastSquaresSolver:
                 self._work = x.new_empty(len(x), q, dtype=torch.float64)
             self._add_moments(CoMoments.of(basis, y, work=self._work, shift=self._shift))
             return
-        if (self.stage == "robust" and not self.robust and g is not None and x.device.type == "cpu"
+        if (self.stage == "robust" and not self.robust and not self.cr3 and g is not None and x.device.type == "cpu"
                 and x.dtype in (torch.float32, torch.float64)):
             self._cluster_pass(x, y, w, g)
             return
@@ -405,6 +410,8 @@ class LeastSquaresSolver:
         if g is None:
             raise ValueError("cluster=True: the batches carry no cluster ids (the data module needs clusters=)")
         g = g.reshape(len(design), -1).to(torch.int64)
+        if self.cr3:
+            self._add_cluster_grams(design, g, wt)
         if wt is not None:
             positive = wt[:, 0] > 0
             if not bool(positive.all()):  # the pass syncs per batch anyway (the sums grow on the host)
@@ -415,6 +422,24 @@ class LeastSquaresSolver:
             raise ValueError("cluster=True: batches disagree on the number of cluster columns")
         for acc, ids in zip(sums, cluster_keys(g), strict=True):
             acc.add_products(ids, design, r)
+
+    def _add_cluster_grams(self, design: torch.Tensor, g: torch.Tensor, wt: torch.Tensor | None) -> None:
+        """CR3: add the rows' ``w_i x_i x_iᵀ`` to their clusters' Gram matrices, in the score sums' coordinates."""
+        if g.shape[1] != 1:
+            raise ValueError(f"cr3=True: CR3 is one-way here, and the batches carry {g.shape[1]} cluster columns; "
+                             "two-way clustering has CR1 only")
+        grams = self._sums.setdefault("grams", ClusterSums(design.shape[1] ** 2))
+        grams.add_grams(g[:, 0], design, wt)
+        check_cr3_budget(len(grams.ids), design.shape[1])  # this rank's clusters so far: refused before it grows
+
+    def _end_cr3(self, gather: Gather, device: torch.device | None, q: int, m: int) -> None:
+        """CR3's leave-one-cluster-out sums from every rank's Gram matrices and score sums, merged by cluster id."""
+        grams = (self._sums.get("grams") or ClusterSums(q * q)).gathered(gather, device)
+        scores = (self._sums.get("clusters") or [ClusterSums(q * m)])[0].gathered(gather, device)
+        check_cr3_budget(len(grams.ids), q)
+        assert np.array_equal(grams.ids, scores.ids)  # the same rows (of positive weight) went into both
+        self.solution.cluster_jackknife = (len(grams.ids), jackknife(grams.sums.reshape(-1, q, q),
+                                                                     scores.sums.reshape(-1, q, m)))
 
     def _end_clusters(self, gather: Gather, device: torch.device | None) -> None:
         s, bias = self.solution, self.design.bias
@@ -428,6 +453,8 @@ class LeastSquaresSolver:
         for acc in local:
             merged = acc.gathered(gather, device).sums.reshape(-1, q, m)
             s.cluster_meats.append((len(merged), np.einsum("git,gjt->tij", merged, merged)))
+        if self.cr3:
+            self._end_cr3(gather, device, q, m)
 
     # ------------------------------------------------------------------------------------ per pass
     def end_pass(self, gather: Gather = no_gather, device: torch.device | None = None) -> bool:
@@ -749,6 +776,13 @@ class LeastSquaresSolver:
                                                       for t in range(self.design.n_outputs)])
             out["CR1"] = cr1
             out["n_clusters"] = [groups for groups, _ in s.cluster_meats[:2]]
+        if s.cluster_jackknife is not None:
+            # CR3 (MacKinnon, Nielsen and Webb's CV3): (G-1)/G Σ_g (β₍₋g₎ - β)(β₍₋g₎ - β)ᵀ, the changes summed in
+            # scaled units: back to raw coefficients by D⁻¹ (the columns' units) and the residuals' scale.
+            groups, spread = s.cluster_jackknife
+            w3 = to_raw / d.astype(ld)[None, :]
+            out["CR3"] = np.stack([w3 @ (spread[t].astype(ld) * rs[t] ** 2) @ w3.T * ld((groups - 1) / groups)
+                                   for t in range(self.design.n_outputs)])
         if s.meats is not None:
             for name, meat, factor in (("HC0", 0, 1.0), ("HC1", 0, s.rows / dof if dof > 0 else math.nan),
                                        ("HC2", 1, 1.0), ("HC3", 2, 1.0)):
@@ -783,6 +817,8 @@ class LeastSquaresSolver:
                       if key in cov} or None
             clustered = None if "CR1" not in cov else {"CR1": cov["CR1"][t] * (0.0 if sse[t] == 0 else 1.0),
                                                         "n_clusters": cov["n_clusters"], "names": self.cluster_names}
+            if "CR3" in cov:
+                clustered["CR3"] = cov["CR3"][t] * (0.0 if sse[t] == 0 else 1.0)
             out[name] = regression_statistics(
                 names=self.design.names, coef=coef[:, t], keep=s.keep, unscaled_cov=cov["unscaled"],
                 sse=float(sse[t]), tss=float(tss[t]), n=s.rows, bias=self.design.bias, robust=robust,

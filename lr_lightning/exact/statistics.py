@@ -42,11 +42,12 @@ def regression_statistics(*, names: list[str], coef: np.ndarray, keep: np.ndarra
         log_weights: weighted least squares: ``Σ log w`` over the ``n`` rows of positive weight (``sse`` and ``tss``
             are then weighted sums, ``n`` counts those rows). The log-likelihood is statsmodels' ``WLS.loglike``,
             the OLS one plus ``Σ log w / 2``, and the dict gets ``"weighted": True``.
-        clustered: ``{"CR1": (p_k, p_k), "n_clusters": [G] or [G_a, G_b], "names": the cluster columns}``: the dict
-            gets ``stderr_cluster`` (``{"CR1": [...]}``), ``n_clusters`` (G; two-way ``[G_a, G_b]``),
+        clustered: ``{"CR1": (p_k, p_k), "n_clusters": [G] or [G_a, G_b], "names": the cluster columns}``, and
+            ``"CR3": (p_k, p_k)`` where asked for: the dict gets ``stderr_cluster`` (``{"CR1": [...]}``, and
+            ``"CR3"``), ``n_clusters`` (G; two-way ``[G_a, G_b]``),
             ``cluster_names``, ``df_cluster`` (``min G - 1``) and ``t_cluster``, ``p_cluster``, ``ci95_cluster``
-            with ``df_cluster`` degrees of freedom, as statsmodels' ``fit(cov_type="cluster", use_t=True)``. A
-            two-way variance that comes out negative (V_a + V_b - V_ab need not be PSD; statsmodels keeps it as
+            (CR1's) with ``df_cluster`` degrees of freedom, as statsmodels' ``fit(cov_type="cluster", use_t=True)``.
+            A two-way variance that comes out negative (V_a + V_b - V_ab need not be PSD; statsmodels keeps it as
             it is) has a NaN (null) standard error.
     """
     constant = bias if constant is None else bool(constant)
@@ -114,7 +115,10 @@ def _clustered(coef: np.ndarray, keep: np.ndarray, clustered: dict[str, Any]) ->
         t = coef / stderr
         p = 2 * stats.t.sf(np.abs(t), df) if df > 0 else np.full_like(t, math.nan)
         half = stats.t.ppf(0.975, df) * stderr if df > 0 else np.full_like(t, math.nan)
-    return {"stderr_cluster": {"CR1": _spread(stderr, keep)}, "n_clusters": groups[0] if len(groups) == 1 else groups,
+    errors = {"CR1": _spread(stderr, keep)}
+    if "CR3" in clustered:  # CR3's standard errors only: t, p and the intervals stay CR1's
+        errors["CR3"] = _spread(np.sqrt(np.diag(clustered["CR3"]).astype(np.float64)), keep)
+    return {"stderr_cluster": errors, "n_clusters": groups[0] if len(groups) == 1 else groups,
             "cluster_names": list(clustered["names"]), "df_cluster": int(df), "t_cluster": _spread(t, keep),
             "p_cluster": _spread(p, keep),
             "ci95_cluster": [None if v is None else [v[0], v[1]] for v in _spread_pairs(coef - half, coef + half,
@@ -188,6 +192,10 @@ def format_table(s: dict[str, Any], target: str = "y") -> str:
     lines.append(f"AIC: {_cell(s['aic'], 0, '.6g')}   BIC: {_cell(s['bic'], 0, '.6g')}   log-likelihood: "
                  f"{_cell(s['log_likelihood'], 0, '.6g')}   n: {s['n']}   residual SD: "
                  f"{_cell(s['residual_sd'], 0, '.6g')}   condition number: {_cell(s['condition_number'], 0, '.3g')}")
+    if "CR3" in s.get("stderr_cluster", {}):  # the table's columns are CR1's; CR3's errors beside them
+        lines += ["", f"{'cluster std err':<{width}} {'CR1':>11} {'CR3':>11}", rule]
+        for i, name in enumerate(s["names"]):
+            lines.append(f"{name:<{width}} " + " ".join(_cell(s["stderr_cluster"][k][i], 11) for k in ("CR1", "CR3")))
     if "stderr_hc" in s:
         kinds = list(s["stderr_hc"])
         lines += ["", f"{'robust std err':<{width}} " + " ".join(f"{k:>11}" for k in kinds), rule]

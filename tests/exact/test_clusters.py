@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 import torch
+from scipy import stats
 
 from ..conftest import make_trainer
 
@@ -171,8 +172,14 @@ def test_cli_clustered_fit(tmp_path) -> None:
     assert _rel(s["p_cluster"], reference.pvalues) < 1e-8
     # The table shows the clustered errors.
     assert f"{s['stderr_cluster']['CR1'][1]:.4g}" in result.stdout.split("\na ")[1].split("\n")[0]
-    one_way = run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.clusters", "firm", cwd=tmp_path)
+    one_way = run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.clusters", "firm", "--cr3",
+                       cwd=tmp_path)
     assert "clustered by firm (G = 25)" in one_way.stdout, one_way.stderr
+    # --cr3 (year is an input here): CR3's errors in statistics.json, and in a block of their own beside CR1's (the
+    # table's columns).
+    s = json.loads(sorted(tmp_path.glob("lightning_logs/*/statistics.json"))[-1].read_text())["y"]
+    assert len(s["stderr_cluster"]["CR3"]) == 5 and s["stderr_cluster"]["CR3"] != s["stderr_cluster"]["CR1"]
+    assert f"{s['stderr_cluster']['CR3'][1]:.4g}" in one_way.stdout.split("cluster std err")[1].split("\na ")[1]
     off = run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.clusters", "firm", "--no_cluster",
                    cwd=tmp_path)
     assert off.returncode == 0 and "Std. errors" not in off.stdout, off.stderr
@@ -182,6 +189,10 @@ def test_cli_clustered_fit(tmp_path) -> None:
                    "--data.clusters", "--solver exact")
     one_error_line(run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--cluster", cwd=tmp_path),
                    "--cluster", "--data.clusters")
+    one_error_line(run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--cr3", cwd=tmp_path),
+                   "--cr3", "--data.clusters")
+    one_error_line(run_main(fit_main, "--solver", "exact", "--data", "d.csv", "--data.clusters", "[firm,year]",
+                            "--cr3", cwd=tmp_path), "CR3 is one-way here")
 
 
 def test_zero_weight_rows_take_no_part() -> None:
@@ -247,3 +258,120 @@ def test_the_threaded_cpu_pass_equals_the_torch_pass(dtype) -> None:
     # Measured: 7.7e-16 (float64) and 4.1e-16 (float32).
     assert _rel(fast["stderr_cluster"]["CR1"], torch_pass["stderr_cluster"]["CR1"]) < 1e-12
     assert fast["n_clusters"] == torch_pass["n_clusters"] == [len(np.unique(firm[w > 0])), 12]
+
+
+# ------------------------------------------------------------------------------------------------ CR3
+def _leave_one_cluster_out(x, y, g, w=None):
+    """CR3 by brute force: statsmodels refits without each cluster in turn, V = (G-1)/G Σ (β₍₋g₎-β)(β₍₋g₎-β)ᵀ."""
+    def fit(rows):
+        return (sm.OLS(y[rows], x[rows]) if w is None else sm.WLS(y[rows], x[rows], weights=w[rows])).fit().params
+
+    beta, ids = fit(slice(None)), np.unique(g)
+    change = np.array([fit(g != c) - beta for c in ids])
+    return (len(ids) - 1) / len(ids) * change.T @ change
+
+
+def _fit_cr3(dm, **module):
+    from lr_lightning import LeastSquaresModule
+
+    m = LeastSquaresModule(cluster=True, cr3=True, **module)
+    make_trainer(max_epochs=20).fit(m, datamodule=dm)
+    return m
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["ols", "wls"])
+def test_cr3_equals_leave_one_cluster_out_refits(weighted, monkeypatch) -> None:
+    """The closed form -(A - A_g)⁻¹ s_g, from per-cluster sums over 1024-row batches (clusters spanning batches),
+    equals 30 statsmodels refits; coefficient_covariance and predict_interval take it by name."""
+    import lr_lightning.exact.least_squares_module as lsm
+    from lr_lightning import RegressionDataModule
+
+    monkeypatch.setattr(lsm, "PASS_BYTES", 0)
+    x, y, firm, _, w = _data(n=2500, seed=11, groups=30)
+    w = w if weighted else None
+    m = _fit_cr3(RegressionDataModule(x, y, clusters=firm, weights=w, val_fraction=0, dtype="float64"))
+    reference = _leave_one_cluster_out(sm.add_constant(x), y, firm, w)
+    s = m.statistics["y"]
+    assert _rel(s["stderr_cluster"]["CR3"], np.sqrt(np.diag(reference))) < 1e-8  # observed 4e-14
+    cov = m.coefficient_covariance(cov_type="CR3")[0]
+    assert np.max(np.abs(cov - reference)) < 1e-8 * np.max(np.abs(reference))
+    # CR3 is not CR1 (here 1.6-4.6 % larger, OLS and WLS alike); the default stays CR1.
+    assert min(np.array(s["stderr_cluster"]["CR3"]) / s["stderr_cluster"]["CR1"]) > 1.01
+    assert m.default_cov_type() == "CR1"
+    at = np.array([[0.5, -1.0, 2.0]])
+    band = m.predict_interval(at, cov_type="CR3")
+    row = np.concatenate([[1.0], at[0]])
+    half = (band["upper"] - band["mean"])[0, 0]
+    expected = stats.t.ppf(0.975, s["df_resid"]) * np.sqrt(row @ reference @ row)
+    assert abs(half - expected) < 1e-8 * expected
+
+
+def test_cr3_on_grunfeld_by_firm() -> None:
+    """statsmodels' bundled Grunfeld panel (11 firms × 20 years, text ids): invest ~ value + capital, CR3 by firm."""
+    from statsmodels.datasets import grunfeld
+
+    from lr_lightning import RegressionDataModule
+
+    data = grunfeld.load_pandas().data
+    x, y, firm = data[["value", "capital"]].to_numpy(float), data["invest"].to_numpy(float), data["firm"].to_numpy()
+    m = _fit_cr3(RegressionDataModule(x, y, clusters=firm.astype(str), val_fraction=0, dtype="float64"))
+    reference = _leave_one_cluster_out(sm.add_constant(x), y, firm)
+    assert m.statistics["y"]["n_clusters"] == 11
+    assert _rel(m.statistics["y"]["stderr_cluster"]["CR3"], np.sqrt(np.diag(reference))) < 1e-8
+
+
+@pytest.mark.filterwarnings("ignore")  # pyfixest's own (pandas deprecations)
+def test_cr3_equals_pyfixest_crv3() -> None:
+    """pyfixest's CRV3 is Σ (β₍₋g₎-β)(β₍₋g₎-β)ᵀ times its small-sample factor; without it (ssc(k_adj=False,
+    G_adj=False)) it is ours times G/(G-1): MacKinnon, Nielsen and Webb's (G-1)/G is the one difference."""
+    pf = pytest.importorskip("pyfixest")
+    import pandas as pd
+
+    from lr_lightning import RegressionDataModule
+
+    x, y, firm, _, _ = _data(n=600, seed=13, groups=25)
+    m = _fit_cr3(RegressionDataModule(x, y, clusters=firm, val_fraction=0, dtype="float64"))
+    frame = pd.DataFrame({"y": y, "a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "firm": firm})
+    theirs = pf.feols("y ~ a + b + c", data=frame, vcov={"CRV3": "firm"}, ssc=pf.ssc(k_adj=False, G_adj=False))
+    ours = np.array(m.statistics["y"]["stderr_cluster"]["CR3"]) * np.sqrt(25 / 24)
+    assert _rel(ours, theirs.se().to_numpy()) < 1e-8
+
+
+def test_cr3_where_a_cluster_holds_a_column_is_null_and_json_null() -> None:
+    """A dummy that only one firm's rows have: without that firm A - A_g is singular, β₍₋g₎ does not exist, and
+    CR3 is undefined: NaN (null in statistics.json) for every coefficient, not a pseudo-inverse's number. CR1
+    stays."""
+    from lr_lightning import RegressionDataModule
+    from lr_lightning.exact.statistics import to_json
+
+    x, y, firm, _, _ = _data(n=400, seed=17, groups=20)
+    x = np.column_stack([x, (firm == 4).astype(float)])
+    m = _fit_cr3(RegressionDataModule(x, y, clusters=firm, val_fraction=0, dtype="float64"))
+    s = m.statistics["y"]
+    assert all(np.isnan(v) for v in s["stderr_cluster"]["CR3"]) and all(np.isfinite(s["stderr_cluster"]["CR1"]))
+    assert json.loads(to_json(m.statistics))["y"]["stderr_cluster"]["CR3"] == [None] * 5
+
+
+def test_cr3_refusals_are_one_line(monkeypatch) -> None:
+    import lr_lightning.exact.clusters as clusters
+    from lr_lightning import LeastSquaresModule, RegressionDataModule
+
+    x, y, firm, year, _ = _data(n=300, groups=30)
+    with pytest.raises(ValueError, match=r"cr3=True\): CR3 standard errors are clustered ones; give cluster=True"):
+        LeastSquaresModule(cr3=True)
+    with pytest.raises(ValueError, match="cr3 must be true or false"):
+        LeastSquaresModule(cluster=True, cr3=1)
+    two_way = RegressionDataModule(x, y, clusters=np.stack([firm, year], axis=1), val_fraction=0, dtype="float64")
+    with pytest.raises(ValueError, match=r"CR3 is one-way here.* 2 columns \(cluster0, cluster1\); two-way "
+                                         "clustering has CR1 only"):
+        _fit_cr3(two_way)
+    # The memory budget: 30 clusters × 4² coefficients × 8 bytes = 3,840 bytes, refused under a 1 kB budget.
+    monkeypatch.setattr(clusters, "CR3_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"cr3=True: 30 clusters × 4² coefficients' Gram matrices need 3.84e-06 GB, "
+                                         r"above the 1e-06 GB budget \(lr_lightning.exact.clusters.CR3_BYTES\)"):
+        _fit_cr3(RegressionDataModule(x, y, clusters=firm, val_fraction=0, dtype="float64"))
+    plain = LeastSquaresModule(cluster=True)
+    make_trainer(max_epochs=20).fit(plain, datamodule=RegressionDataModule(x, y, clusters=firm, val_fraction=0,
+                                                                            dtype="float64"))
+    with pytest.raises(ValueError, match=r"or CR1, got 'CR3'.*CR3 needs LeastSquaresModule\(cluster=True, cr3=True\)"):
+        plain.coefficient_covariance("CR3")

@@ -1,5 +1,5 @@
 """Clustered standard errors across 2 DDP processes (gloo): every statistic equals one process's to 1e-10 relative,
-with clusters whose rows are dealt to both ranks (their per-cluster sums must merge by id)."""
+with clusters whose rows are dealt to both ranks (their per-cluster sums must merge by id), CR3's too."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ def _clustered_cases(**trainer: Any) -> dict[str, Any]:
         "two_way_weighted": (RegressionDataModule(x, y, clusters=np.stack([firm, year], axis=1), weights=w,
                                                   val_fraction=0, dtype="float64"), False),
     }
-    return fit_each(cases, trainer, cluster=True)
+    # CR3 (weighted): each cluster's Gram matrix and score sums, split across ranks, merge by id before the solves.
+    cr3 = {"one_way_weighted_cr3": (RegressionDataModule(x, y, clusters=firm, weights=w, val_fraction=0,
+                                                         dtype="float64"), False)}
+    return fit_each(cases, trainer, cluster=True) | fit_each(cr3, trainer, cluster=True, cr3=True)
 
 
 @pytest.mark.slow  # the two-process job (conftest.ddp_results), shared with the other DDP tests
@@ -41,6 +44,7 @@ def test_two_ddp_processes_give_one_process_clustered_statistics(ddp_results, mo
     for name, one in _clustered_cases().items():
         two = ddp[name]
         assert (one["world_size"], two["world_size"]) == (1, 2)
-        assert one["statistics"]["y"]["n_clusters"] == (300 if name == "one_way_robust" else [300, 17])
+        assert one["statistics"]["y"]["n_clusters"] == (300 if name.startswith("one_way") else [300, 17])
+        assert ("CR3" in two["statistics"]["y"]["stderr_cluster"]) == name.endswith("cr3")
         worst = assert_same_statistics(one["statistics"], two["statistics"], name)
         print(name, "worst relative difference", worst)

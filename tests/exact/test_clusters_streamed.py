@@ -66,6 +66,24 @@ def test_npy_shards_streamed_equal_the_fit_in_memory(tmp_path, clusters) -> None
     assert streamed["weighted"] and dm.feature_names == ["x0", "x1", "x2"] + (["x5"] if clusters == "x4" else [])
 
 
+def test_cr3_streamed_equals_in_memory(tmp_path) -> None:
+    """CR3 (weighted) over memory-mapped shards read in 700-row blocks: each cluster's Gram matrix summed across
+    blocks and shards, the same as in memory."""
+    from lr_lightning.core.data import NpyDataModule
+    from lr_lightning.exact import LeastSquaresModule
+
+    folder = _shards(tmp_path / "d", _data())
+    kw = dict(weights="x3", clusters="x4", val_fraction=0, dtype="float64")
+    out = []
+    for dm in (NpyDataModule(folder, in_memory=True, **kw), NpyDataModule(folder, block_rows=700, **kw)):
+        module = LeastSquaresModule(cluster=True, cr3=True)
+        make_trainer(max_epochs=20).fit(module, datamodule=dm)
+        out.append(module.statistics[dm.target_names[0]])
+    assert out[0]["n_clusters"] == 150
+    np.testing.assert_allclose(out[1]["stderr_cluster"]["CR3"], out[0]["stderr_cluster"]["CR3"], rtol=1e-10, atol=0)
+    assert np.all(np.array(out[0]["stderr_cluster"]["CR3"]) != out[0]["stderr_cluster"]["CR1"])
+
+
 def test_npy_side_columns_of_x_and_y_pairs(tmp_path) -> None:
     """The x*.npy / y*.npy layout: a weight or cluster column is a column of the x shards."""
     from lr_lightning.core.data import NpyDataModule
