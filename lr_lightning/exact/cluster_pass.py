@@ -6,7 +6,8 @@ solver's torch version builds ``d`` for the whole batch: a copy as large as the 
 :func:`score_sums` computes the same sums a sub-block of :data:`~lr_lightning.exact.gram.ROWS` rows at a time, in a
 buffer that stays in cache. The sub-blocks are shared among threads (:mod:`~lr_lightning.exact.threads`). Each
 sub-block's sums are one sparse product per target: the clusters' indicator matrix, weighted by the residuals,
-times ``d``.
+times ``d``, over the clusters the sub-block holds when there are more clusters than its rows (a product over all
+100,000 would write a 100,000-row result per sub-block).
 
 >>> import numpy as np
 >>> z, y = np.array([[1.0], [2.0], [4.0]]), np.array([[1.0], [3.0], [2.0]])
@@ -60,8 +61,13 @@ def score_sums(z: np.ndarray, y: np.ndarray, w: np.ndarray | None, ways: Sequenc
             d[:, bias:] /= unit
             at = np.arange(j - i)
             for (_, code, size), part in zip(indexed, parts, strict=True):
+                rows_of, local = code[i:j], slice(None)
+                if size >= j - i:  # more clusters than rows (100,000): the product over the sub-block's own only
+                    local, rows_of = np.unique(rows_of, return_inverse=True)
+                    rows_of = rows_of.reshape(-1)
+                height = size + 1 if isinstance(local, slice) else len(local)
                 for t in range(m):
-                    part[:, :, t] += sparse.csr_matrix((r[:, t], (code[i:j], at)), shape=(size + 1, j - i)) @ d
+                    part[local, :, t] += sparse.csr_matrix((r[:, t], (rows_of, at)), shape=(height, j - i)) @ d
         return parts
 
     threads = max(1, min(torch.get_num_threads(), rows // ROWS))
