@@ -181,7 +181,8 @@ _C = re.compile(r"^C\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)$")
 def parse_formula(formula: str) -> tuple[str, list[str], dict[str, str], bool]:
     """``"price ~ size + age + C(region)"`` read by formulaic: ``(target, inputs, categorical, intercept)``, where
     ``categorical`` maps each ``C(column)`` to its term name and ``intercept`` is False for ``- 1`` or ``+ 0``. Terms
-    beyond column names, ``C(column)`` and ``+`` are refused in one line.
+    beyond column names, ``C(column)`` and ``+`` are refused in one line, and so is the target on the right side
+    (``y ~ a + y``, which statsmodels fits perfectly).
 
     >>> parse_formula("price ~ size + age + C(region)")
     ('price', ['size', 'age', 'region'], {'region': 'C(region)'}, True)
@@ -222,6 +223,8 @@ def parse_formula(formula: str) -> tuple[str, list[str], dict[str, str], bool]:
         inputs.append(column)
     if not inputs:
         raise ValueError(f"formula {formula!r}: no input columns on the right side")
+    if target in inputs:  # statsmodels fits it, perfectly: never what was meant
+        raise ValueError(f"formula {formula!r}: the target {target!r} is also on the right-hand side")
     return target, inputs, categorical, intercept
 
 

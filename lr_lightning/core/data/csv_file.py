@@ -39,6 +39,8 @@ class CSVDataModule(RegressionDataModule):
             columns are categorical without being named; ``[]``: none is.
         formula: ``"price ~ size + age + C(region)"`` (formulaic): the target, the input columns, and ``C()`` for
             categorical ones (named ``C(region)[T.north]``); ``- 1`` fits no intercept (numeric columns only).
+            ``weights=`` and ``clusters=`` name columns of the file beside the formula's (as statsmodels'
+            ``smf.wls(formula, data, weights=data.w)``); one that is also a term of the formula is refused.
         **kwargs: the other arguments of :class:`~lr_lightning.core.data.datamodule.RegressionDataModule`
             (dtype: default float32; feature_names, target_names: default the header's).
     """
@@ -57,6 +59,14 @@ class CSVDataModule(RegressionDataModule):
             if target is not None and target != formula_target:
                 raise ValueError(f"target={target!r} but the formula's target is {formula_target!r}; give one")
             target, categorical = formula_target, [*terms, *(c for c in categorical or () if c not in terms)]
+            # The weight column is a column of the file beside the formula's (statsmodels' smf.wls(formula, data,
+            # weights=data.w)): read as one more input, which the datamodule then takes out of the features.
+            weights = kwargs.get("weights")
+            if isinstance(weights, str) and weights in inputs:
+                raise ValueError(f"formula {formula!r}: column {weights!r} is an input of the formula and the weights "
+                                 "(weights=); a weight column is no feature: drop it from one")
+            if isinstance(weights, str) and weights != target:
+                inputs = [*inputs, weights]
             if not intercept:
                 if categorical:
                     raise ValueError(f"formula {formula!r}: no intercept (- 1, + 0) with a categorical column is not "

@@ -144,6 +144,7 @@ class RegressionDataModule(L.LightningDataModule):
             if y is None:
                 raise ValueError("y: missing; pass the targets beside x (or a Table as x)")
             table, served, tensors = self._array_table(x, y, serving_dtype(torch_dtype(dtype), x, y))
+        check_roles(table, weights, clusters)
         self.clusters, self.cluster_names = None, []
         if clusters is not None:
             rest, self.clusters, self.cluster_names = _take_clusters(table, clusters)
@@ -527,6 +528,41 @@ class RegressionDataModule(L.LightningDataModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
 
+def column_names(argument: Any) -> list[str]:
+    """The column names ``weights=`` or ``clusters=`` gives: a name, or a list of them (else none: an array)."""
+    if isinstance(argument, str):
+        return [argument]
+    if isinstance(argument, (list, tuple)) and all(isinstance(c, str) for c in argument):
+        return list(argument)
+    return []
+
+
+def check_roles(table: Table, weights: Any, clusters: Any) -> None:
+    """Refuse, in one line naming the argument, the column and why, a weight or cluster column that is the target,
+    a category column, or both the weights and a cluster column: each is a column of its own, no feature.
+
+    >>> check_roles(ArrayTable(np.zeros((3, 2)), np.zeros(3)), "y", None)
+    Traceback (most recent call last):
+    ...
+    ValueError: data: weights='y' is the target column; a weight column is no target: name another (or another target)
+    """
+    where = getattr(table, "path", "data")
+    categories = getattr(table, "categories", None)
+    levels = categories.levels if categories is not None else {}
+    roles = [("weights", "weight", name) for name in column_names(weights)[:1]] + \
+        [("clusters", "cluster", name) for name in column_names(clusters)]
+    for argument, role, name in roles:
+        if name in table.target_names:
+            raise ValueError(f"{where}: {argument}={name!r} is the target column; a {role} column is no target: "
+                             "name another (or another target)")
+        if name in levels:
+            raise ValueError(f"{where}: {argument}={name!r} is a categorical column (categorical=, or text); a "
+                             f"{role} column is no feature")
+    if isinstance(weights, str) and weights in column_names(clusters):
+        raise ValueError(f"{where}: column {weights!r} is both the weights (weights=) and a cluster column "
+                         "(clusters=); give each its own column")
+
+
 def _take_column(table: Table, name: str, what: str = "weights") -> tuple[ArrayTable, np.ndarray]:
     """``table`` without its input column ``name``, and that column (float64): a weight column is no feature."""
     where = getattr(table, "path", "data")
@@ -611,4 +647,4 @@ def load(table: Table) -> ArrayTable:
     return loaded
 
 
-__all__ = ["RegressionDataModule", "load"]
+__all__ = ["RegressionDataModule", "check_roles", "load"]

@@ -423,6 +423,9 @@ class ParquetTable(Table):
         self.starts = np.asarray(starts)
         self.n_rows = int(starts[-1])
         for column in ids:  # cluster id columns: no features (take_side), never categorical
+            if column == target:
+                raise ValueError(f"{self.path}: clusters={column!r} is the target column; a cluster column is no "
+                                 "target: name another (or another target)")
             if column not in self.feature_names:
                 raise ValueError(f"{self.path}: no cluster column {column!r}; the feature columns are "
                                  f"{', '.join(self.feature_names)}")
