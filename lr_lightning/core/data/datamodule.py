@@ -17,6 +17,7 @@ The hand-off to the module is explicit: ``RegressionModule(net, **dm.module_inpu
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -619,9 +620,46 @@ def _take_clusters(table: Table, clusters: Any) -> tuple[Table, np.ndarray, list
         names = [f"cluster{j}" for j in range(ids.shape[1])] if ids.shape[1] > 1 else ["cluster"]
     if ids.dtype.kind == "f" and not np.isfinite(ids).all():
         row = int(np.argwhere(~np.isfinite(ids))[0][0])
-        raise ValueError(f"{where}: clusters: row {row} has cluster id {ids[row].tolist()}; ids must be finite")
+        raise ValueError(f"{where}: clusters: row {row + 1} (1-based) has cluster id {ids[row].tolist()}; ids must "
+                         "be finite")
+    if ids.dtype.kind not in "biuf":  # text, or objects (a pandas column): no missing id, one kind of id per column
+        ids = np.stack([_text_or_number_ids(ids[:, j], where, names[j]) for j in range(ids.shape[1])], axis=1)
     codes = np.stack([np.unique(ids[:, j], return_inverse=True)[1].reshape(-1) for j in range(ids.shape[1])], axis=1)
     return table, codes.astype(np.int64), names
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN (or pandas' NA, NaT) or blank text: no cluster id."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    try:
+        return bool(value != value)  # NaN and NaT differ from themselves
+    except TypeError:  # pandas.NA: its comparisons are NA, which has no truth value
+        return True
+
+
+def _text_or_number_ids(ids: np.ndarray, where: Any, name: str) -> np.ndarray:
+    """An array of cluster ids given as text or objects: refused in one line naming the first row of a missing id
+    (None, NaN, empty text) or of an id of another kind than the first row's (text among numbers: ``1`` and ``"1"``
+    would be two clusters); else the ids, an object array that sorts."""
+    values = ids.tolist()
+    label = "clusters" if name == "cluster" else f"clusters ({name})"
+    for row, value in enumerate(values):
+        if _missing(value):
+            raise ValueError(f"{where}: {label}: row {row + 1} (1-based) has no cluster id ({value!r}); fill it or "
+                             "drop the row")
+    text = [isinstance(v, str) for v in values]
+    if any(text) and not all(text):
+        row = text.index(not text[0])
+        raise ValueError(f"{where}: {label}: row {row + 1} (1-based) has cluster id {values[row]!r} but row 1 has "
+                         f"{values[0]!r}; give ids of one kind, all text or all numbers")
+    odd = next((row for row, v in enumerate(values) if not isinstance(v, (str, numbers.Real))), None)
+    if odd is not None:
+        raise ValueError(f"{where}: {label}: row {odd + 1} (1-based) has cluster id {values[odd]!r}; ids are numbers "
+                         "or text")
+    return np.array(values, dtype=object)
 
 
 def load(table: Table) -> ArrayTable:

@@ -509,7 +509,12 @@ class ParquetTable(Table):
         for name in self.side_names:
             values = self.files[fi].read_row_group(g, columns=[name], use_threads=False).column(0)
             if name in self.text_columns:
-                sides.append(_column_values(values).astype(str))  # a null is "None": one more id
+                ids = _column_values(values)
+                missing = [r for r, v in enumerate(ids.tolist()) if v is None or not v.strip()]
+                if missing:  # a null (or empty text) is no cluster id, not one more
+                    raise ValueError(f"{self.where(int(self.starts[k]) + missing[0])}, column {name!r}: empty "
+                                     "(null) cluster id; fill it or drop the row")
+                sides.append(ids.astype(str))
             else:
                 values = values.to_numpy()
                 if values.dtype.kind in "iu":
