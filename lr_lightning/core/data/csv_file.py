@@ -66,6 +66,9 @@ class CSVDataModule(RegressionDataModule):
                 raise ValueError(f"formula {formula!r}: column {weights!r} is an input of the formula and the weights "
                                  "(weights=); a weight column is no feature: drop it from one")
             if isinstance(weights, str) and weights != target:
+                if weights not in CsvTable.header(path):
+                    raise ValueError(f"{path}: no weights column {weights!r}; the columns are "
+                                     f"{', '.join(CsvTable.header(path))}")
                 inputs = [*inputs, weights]
             if not intercept:
                 if categorical:

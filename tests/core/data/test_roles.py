@@ -63,6 +63,8 @@ def test_formula_roles(files):
     _refused(lambda: CSVDataModule(path, formula="y ~ a + g", clusters="g"), "'g' is a cluster column",
              "an input of the formula")
     _refused(lambda: CSVDataModule(path, formula="y ~ a", weights="y"), "weights='y' is the target column")
+    _refused(lambda: CSVDataModule(path, formula="y ~ a", weights="zz"),
+             "no weights column 'zz'; the columns are a, region, w, g, y")
     dm = CSVDataModule(path, formula="y ~ a + C(region)", weights="w", clusters="g", val_fraction=0)
     assert dm.feature_names == ["a", "C(region)[T.s]"] and dm.weights_column == "w" and dm.clusters.shape == (12, 1)
     np.testing.assert_allclose(dm.weights.ravel(), _frame()["w"])
