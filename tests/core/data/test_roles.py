@@ -60,14 +60,20 @@ def test_formula_roles(files):
     # A term that is the weight column was dropped silently from the features.
     _refused(lambda: CSVDataModule(path, formula="y ~ a + w", weights="w"),
              "column 'w' is an input of the formula and the weights (weights=)")
-    _refused(lambda: CSVDataModule(path, formula="y ~ a + g", clusters="g"), "'g' is a cluster column",
-             "an input of the formula")
+    _refused(lambda: CSVDataModule(path, formula="y ~ a + g", clusters="g"),
+             "column 'g' is an input of the formula and a cluster column (clusters=)")
     _refused(lambda: CSVDataModule(path, formula="y ~ a", weights="y"), "weights='y' is the target column")
     _refused(lambda: CSVDataModule(path, formula="y ~ a", weights="zz"),
              "no weights column 'zz'; the columns are a, region, w, g, y")
-    dm = CSVDataModule(path, formula="y ~ a + C(region)", weights="w", clusters="g", val_fraction=0)
-    assert dm.feature_names == ["a", "C(region)[T.s]"] and dm.weights_column == "w" and dm.clusters.shape == (12, 1)
-    np.testing.assert_allclose(dm.weights.ravel(), _frame()["w"])
+    for source in (CSVDataModule, lambda *a, **k: ParquetDataModule(*a, in_memory=True, **k)):
+        dm = source(path, formula="y ~ a + C(region)", weights="w", clusters="g", val_fraction=0)
+        assert dm.feature_names == ["a", "C(region)[T.s]"] and dm.weights_column == "w"
+        assert dm.clusters.shape == (12, 1) and dm.hparams["formula"] == "y ~ a + C(region)"
+        np.testing.assert_allclose(dm.weights.ravel(), _frame()["w"])
+        path = files / "d.parquet"
+    _refused(lambda: ParquetDataModule(path, formula="y ~ a + y"), "the target 'y' is also on the right-hand side")
+    _refused(lambda: ParquetDataModule(path, formula="y ~ a + w", weights="w"), "'w' is an input of the formula")
+    _refused(lambda: ParquetDataModule(path, formula="y ~ a", weights="y"), "weights='y' is the target column")
 
 
 def test_arrays_name_the_target_role():
