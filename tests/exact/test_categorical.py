@@ -121,3 +121,34 @@ def test_csv_text_clusters_beside_a_text_category_equal_statsmodels_cluster_erro
     np.testing.assert_allclose(np.asarray(stats["coef"])[order], reference.params.to_numpy(), rtol=1e-8, atol=0)
     np.testing.assert_allclose(np.asarray(stats["stderr_cluster"]["CR1"])[order], reference.bse.to_numpy(),
                                rtol=1e-8, atol=0)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_formula_with_weights_and_clusters_equals_statsmodels(tmp_path, suffix):
+    """Weights and clusters are columns of the file beside the formula's (issue #23: the weight column was looked up
+    among the formula's inputs): smf.wls(formula, data, weights=data.w), and smf.ols's CR1 by data.firm."""
+    frame = _houses(tmp_path / "houses.csv")
+    rng = np.random.default_rng(4)
+    frame["w"] = rng.uniform(0.2, 3.0, len(frame)).round(3)
+    frame["firm"] = rng.choice(["a", "b", "c", "d", "e", "f", "g", "h"], len(frame))
+    frame.to_csv(tmp_path / "houses.csv", index=False)
+    frame.to_parquet(tmp_path / "houses.parquet", row_group_size=64)  # streamed: 4 row groups
+    from lr_lightning.core.data.parquet import ParquetDataModule
+
+    source = CSVDataModule if suffix == "csv" else ParquetDataModule
+    formula = "price ~ size + C(region)"
+    for kwargs, module, reference, stderr in (
+            ({"weights": "w"}, {}, smf.wls(formula, frame, weights=frame["w"]).fit(), "stderr"),
+            ({"clusters": "firm"}, {"cluster": True},
+             smf.ols(formula, frame).fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(frame["firm"])[0]},
+                                         use_t=True), "stderr_cluster")):
+        dm = source(tmp_path / f"houses.{suffix}", formula=formula, val_fraction=0, dtype="float64", **kwargs)
+        assert dm.feature_names == ["size", "C(region)[T.north]", "C(region)[T.south]", "C(region)[T.west]"]
+        assert dm.hparams["categories"]["inputs"] == ["size", "region"]  # predict.py needs no weight column
+        fitted = LeastSquaresModule(**module)
+        make_trainer(max_epochs=20).fit(fitted, datamodule=dm)
+        stats = fitted.statistics["price"]
+        order = [_by_name(stats)[n] for n in reference.params.index]
+        np.testing.assert_allclose(np.asarray(stats["coef"])[order], reference.params.to_numpy(), rtol=1e-8)
+        errors = stats[stderr]["CR1"] if stderr == "stderr_cluster" else stats[stderr]
+        np.testing.assert_allclose(np.asarray(errors)[order], reference.bse.to_numpy(), rtol=1e-8)

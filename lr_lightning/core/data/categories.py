@@ -181,7 +181,8 @@ _C = re.compile(r"^C\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)$")
 def parse_formula(formula: str) -> tuple[str, list[str], dict[str, str], bool]:
     """``"price ~ size + age + C(region)"`` read by formulaic: ``(target, inputs, categorical, intercept)``, where
     ``categorical`` maps each ``C(column)`` to its term name and ``intercept`` is False for ``- 1`` or ``+ 0``. Terms
-    beyond column names, ``C(column)`` and ``+`` are refused in one line.
+    beyond column names, ``C(column)`` and ``+`` are refused in one line, and so is the target on the right side
+    (``y ~ a + y``, which statsmodels fits perfectly).
 
     >>> parse_formula("price ~ size + age + C(region)")
     ('price', ['size', 'age', 'region'], {'region': 'C(region)'}, True)
@@ -222,7 +223,37 @@ def parse_formula(formula: str) -> tuple[str, list[str], dict[str, str], bool]:
         inputs.append(column)
     if not inputs:
         raise ValueError(f"formula {formula!r}: no input columns on the right side")
+    if target in inputs:  # statsmodels fits it, perfectly: never what was meant
+        raise ValueError(f"formula {formula!r}: the target {target!r} is also on the right-hand side")
     return target, inputs, categorical, intercept
 
 
-__all__ = ["Categories", "find_levels", "merge_levels", "parse_formula"]
+def formula_columns(formula: str, target: str | None, categorical: Sequence[str] | None,
+                    kwargs: dict[str, Any]) -> tuple[str, list[str], dict[str, str], list[str]]:
+    """A file source's ``formula`` (:func:`parse_formula`) with its other arguments: ``(target, inputs, terms,
+    categorical)``; ``kwargs`` (the datamodule's) gets ``bias=False`` for ``- 1``. A weight or cluster column that is
+    also a term of the formula is refused in one line naming both roles (it is a column beside the formula's).
+
+    >>> formula_columns("y ~ a + C(g)", None, None, {"weights": "w"})
+    ('y', ['a', 'g'], {'g': 'C(g)'}, ['g'])
+    """
+    formula_target, inputs, terms, intercept = parse_formula(formula)
+    if target is not None and target != formula_target:
+        raise ValueError(f"target={target!r} but the formula's target is {formula_target!r}; give one")
+    categorical = [*terms, *(c for c in categorical or () if c not in terms)]
+    for argument, role in (("weights", "the weights"), ("clusters", "a cluster column")):
+        given = kwargs.get(argument)
+        names = [given] if isinstance(given, str) else given if isinstance(given, (list, tuple)) else []
+        both = next((c for c in names if c in inputs), None)
+        if both is not None:
+            raise ValueError(f"formula {formula!r}: column {both!r} is an input of the formula and {role} "
+                             f"({argument}=); a {argument.rstrip('s')} column is no feature: drop it from one")
+    if not intercept:
+        if categorical:
+            raise ValueError(f"formula {formula!r}: no intercept (- 1, + 0) with a categorical column is not "
+                             "supported; keep the intercept")
+        kwargs["bias"] = False
+    return formula_target, inputs, terms, categorical
+
+
+__all__ = ["Categories", "find_levels", "formula_columns", "merge_levels", "parse_formula"]

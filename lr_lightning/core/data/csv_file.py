@@ -39,6 +39,8 @@ class CSVDataModule(RegressionDataModule):
             columns are categorical without being named; ``[]``: none is.
         formula: ``"price ~ size + age + C(region)"`` (formulaic): the target, the input columns, and ``C()`` for
             categorical ones (named ``C(region)[T.north]``); ``- 1`` fits no intercept (numeric columns only).
+            ``weights=`` and ``clusters=`` name columns of the file beside the formula's (as statsmodels'
+            ``smf.wls(formula, data, weights=data.w)``); one that is also a term of the formula is refused.
         **kwargs: the other arguments of :class:`~lr_lightning.core.data.datamodule.RegressionDataModule`
             (dtype: default float32; feature_names, target_names: default the header's).
     """
@@ -51,17 +53,17 @@ class CSVDataModule(RegressionDataModule):
             raise ValueError(f"categorical must be a list of column names, got {categorical!r}")
         inputs = terms = None
         if formula is not None:
-            from lr_lightning.core.data.categories import parse_formula
+            from lr_lightning.core.data.categories import formula_columns
 
-            formula_target, inputs, terms, intercept = parse_formula(formula)
-            if target is not None and target != formula_target:
-                raise ValueError(f"target={target!r} but the formula's target is {formula_target!r}; give one")
-            target, categorical = formula_target, [*terms, *(c for c in categorical or () if c not in terms)]
-            if not intercept:
-                if categorical:
-                    raise ValueError(f"formula {formula!r}: no intercept (- 1, + 0) with a categorical column is not "
-                                     "supported; keep the intercept")
-                kwargs["bias"] = False
+            target, inputs, terms, categorical = formula_columns(formula, target, categorical, kwargs)
+            # The weight column is a column of the file beside the formula's (statsmodels' smf.wls(formula, data,
+            # weights=data.w)): read as one more input, which the datamodule then takes out of the features.
+            weights = kwargs.get("weights")
+            if isinstance(weights, str) and weights != target:
+                if weights not in CsvTable.header(path):
+                    raise ValueError(f"{path}: no weights column {weights!r}; the columns are "
+                                     f"{', '.join(CsvTable.header(path))}")
+                inputs = [*inputs, weights]
         # Cluster id columns are read aside (numbers, or text ids) and are never features nor categorical.
         clusters = kwargs.get("clusters")
         ids = [clusters] if isinstance(clusters, str) else [c for c in clusters if isinstance(c, str)] \

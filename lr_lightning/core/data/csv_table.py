@@ -92,6 +92,11 @@ class CsvTable(Table):
         self.x, self.y = x, np.ascontiguousarray(y[:, None])
         self.n_rows, self.feature_names, self.target_names = len(x), features, [target]
 
+    @staticmethod
+    def header(path: str | Path) -> list[str]:
+        """The column names of the file's header row."""
+        return _header_names(Path(path))
+
     blocks = ArrayTable.blocks
     read = ArrayTable.read
     read_range = ArrayTable.read_range

@@ -17,6 +17,7 @@ The hand-off to the module is explicit: ``RegressionModule(net, **dm.module_inpu
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,7 @@ class RegressionDataModule(L.LightningDataModule):
             if y is None:
                 raise ValueError("y: missing; pass the targets beside x (or a Table as x)")
             table, served, tensors = self._array_table(x, y, serving_dtype(torch_dtype(dtype), x, y))
+        check_roles(table, weights, clusters)
         self.clusters, self.cluster_names = None, []
         if clusters is not None:
             rest, self.clusters, self.cluster_names = _take_clusters(table, clusters)
@@ -527,6 +529,41 @@ class RegressionDataModule(L.LightningDataModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
 
+def column_names(argument: Any) -> list[str]:
+    """The column names ``weights=`` or ``clusters=`` gives: a name, or a list of them (else none: an array)."""
+    if isinstance(argument, str):
+        return [argument]
+    if isinstance(argument, (list, tuple)) and all(isinstance(c, str) for c in argument):
+        return list(argument)
+    return []
+
+
+def check_roles(table: Table, weights: Any, clusters: Any) -> None:
+    """Refuse, in one line naming the argument, the column and why, a weight or cluster column that is the target,
+    a category column, or both the weights and a cluster column: each is a column of its own, no feature.
+
+    >>> check_roles(ArrayTable(np.zeros((3, 2)), np.zeros(3)), "y", None)
+    Traceback (most recent call last):
+    ...
+    ValueError: data: weights='y' is the target column; a weight column is no target: name another (or another target)
+    """
+    where = getattr(table, "path", "data")
+    categories = getattr(table, "categories", None)
+    levels = categories.levels if categories is not None else {}
+    roles = [("weights", "weight", name) for name in column_names(weights)[:1]] + \
+        [("clusters", "cluster", name) for name in column_names(clusters)]
+    for argument, role, name in roles:
+        if name in table.target_names:
+            raise ValueError(f"{where}: {argument}={name!r} is the target column; a {role} column is no target: "
+                             "name another (or another target)")
+        if name in levels:
+            raise ValueError(f"{where}: {argument}={name!r} is a categorical column (categorical=, or text); a "
+                             f"{role} column is no feature")
+    if isinstance(weights, str) and weights in column_names(clusters):
+        raise ValueError(f"{where}: column {weights!r} is both the weights (weights=) and a cluster column "
+                         "(clusters=); give each its own column")
+
+
 def _take_column(table: Table, name: str, what: str = "weights") -> tuple[ArrayTable, np.ndarray]:
     """``table`` without its input column ``name``, and that column (float64): a weight column is no feature."""
     where = getattr(table, "path", "data")
@@ -583,9 +620,46 @@ def _take_clusters(table: Table, clusters: Any) -> tuple[Table, np.ndarray, list
         names = [f"cluster{j}" for j in range(ids.shape[1])] if ids.shape[1] > 1 else ["cluster"]
     if ids.dtype.kind == "f" and not np.isfinite(ids).all():
         row = int(np.argwhere(~np.isfinite(ids))[0][0])
-        raise ValueError(f"{where}: clusters: row {row} has cluster id {ids[row].tolist()}; ids must be finite")
+        raise ValueError(f"{where}: clusters: row {row + 1} (1-based) has cluster id {ids[row].tolist()}; ids must "
+                         "be finite")
+    if ids.dtype.kind not in "biuf":  # text, or objects (a pandas column): no missing id, one kind of id per column
+        ids = np.stack([_text_or_number_ids(ids[:, j], where, names[j]) for j in range(ids.shape[1])], axis=1)
     codes = np.stack([cluster_codes(ids[:, j]) for j in range(ids.shape[1])], axis=1)
     return table, codes.astype(np.int64), names
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN (or pandas' NA, NaT) or blank text: no cluster id."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    try:
+        return bool(value != value)  # NaN and NaT differ from themselves
+    except TypeError:  # pandas.NA: its comparisons are NA, which has no truth value
+        return True
+
+
+def _text_or_number_ids(ids: np.ndarray, where: Any, name: str) -> np.ndarray:
+    """An array of cluster ids given as text or objects: refused in one line naming the first row of a missing id
+    (None, NaN, empty text) or of an id of another kind than the first row's (text among numbers: ``1`` and ``"1"``
+    would be two clusters); else the ids, an object array that sorts."""
+    values = ids.tolist()
+    label = "clusters" if name == "cluster" else f"clusters ({name})"
+    for row, value in enumerate(values):
+        if _missing(value):
+            raise ValueError(f"{where}: {label}: row {row + 1} (1-based) has no cluster id ({value!r}); fill it or "
+                             "drop the row")
+    text = [isinstance(v, str) for v in values]
+    if any(text) and not all(text):
+        row = text.index(not text[0])
+        raise ValueError(f"{where}: {label}: row {row + 1} (1-based) has cluster id {values[row]!r} but row 1 has "
+                         f"{values[0]!r}; give ids of one kind, all text or all numbers")
+    odd = next((row for row, v in enumerate(values) if not isinstance(v, (str, numbers.Real))), None)
+    if odd is not None:
+        raise ValueError(f"{where}: {label}: row {odd + 1} (1-based) has cluster id {values[odd]!r}; ids are numbers "
+                         "or text")
+    return np.array(values, dtype=object)
 
 
 def cluster_codes(ids: np.ndarray) -> np.ndarray:
@@ -629,4 +703,4 @@ def load(table: Table) -> ArrayTable:
     return loaded
 
 
-__all__ = ["RegressionDataModule", "load"]
+__all__ = ["RegressionDataModule", "check_roles", "load"]

@@ -334,7 +334,8 @@ class ParquetTable(Table):
     row group: each row group is a block, decoded when a batch first needs it and dropped once its block is done
     (one is held at a time), so memory stays at about one row group whatever the file's size.
 
-    Every column must hold numbers (integers or floats); ``target`` names the target column (default: the last).
+    Every column must hold numbers (integers or floats); ``target`` names the target column (default: the last);
+    ``inputs``: only these input columns, in this order (a formula's; ``terms``: their names, ``C(region)``).
     The rows are read in the columns' common dtype (float32 columns stay float32; integer columns are read as
     float64). An integer beyond ±2**53 has no exact float64 (nor float32) value, and no serving dtype is wider: it
     is refused with its file, row and column rather than read with lost digits. A null is read as nan, which the
@@ -359,7 +360,8 @@ class ParquetTable(Table):
     categories: Any = None  # a Categories where the files have category columns
 
     def __init__(self, path: str | Path, target: str | None = None, categorical: list[str] | None = None,
-                 ids: Sequence[str] = ()) -> None:
+                 ids: Sequence[str] = (), inputs: Sequence[str] | None = None,
+                 terms: dict[str, str] | None = None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -384,6 +386,8 @@ class ParquetTable(Table):
                 raise ValueError(f"{f}: not a Parquet file ({_first_line(e)})") from None
             schema = pf.schema_arrow
             for field in schema:
+                if inputs is not None and field.name not in (*inputs, target, *ids):
+                    continue  # a formula reads only its columns (and the side ones): the others may hold anything
                 if _is_text(field.type) and field.name in ids:
                     continue  # a column of text cluster ids: a side column (take_side), never categorical
                 if _is_text(field.type) and categorical != [] and field.name != target:
@@ -393,9 +397,10 @@ class ParquetTable(Table):
                                      "numeric columns can be read (drop or encode it, or name it in categorical=)")
             if names is None:
                 names = list(schema.names)
+                used = [f for f in schema if inputs is None or f.name in (*inputs, target)]
                 self.text_columns = [field.name for field in schema if _is_text(field.type)]
-                text = [c for c in self.text_columns if c != target and c not in ids]
-                self.column_dtypes = [field.type.to_pandas_dtype() for field in schema
+                text = [f.name for f in used if _is_text(f.type) and f.name != target and f.name not in ids]
+                self.column_dtypes = [field.type.to_pandas_dtype() for field in used
                                       if not _is_text(field.type) and field.name not in (categorical or ())]
             elif list(schema.names) != names:
                 raise ValueError(f"{f}: columns {', '.join(schema.names)}, but {files[0]} has {', '.join(names)}; "
@@ -418,11 +423,17 @@ class ParquetTable(Table):
             raise ValueError(f"{self.path}: no target column {target!r}; the columns are {', '.join(names)}")
         if starts[-1] == 0:
             raise ValueError(f"{self.path}: no rows")
-        self.feature_names = [n for n in names if n != target]
+        self.feature_names = [n for n in names if n != target] if inputs is None else list(inputs)
+        for column in self.feature_names:
+            if column not in names:
+                raise ValueError(f"{self.path}: no column {column!r}; the columns are {', '.join(names)}")
         self.target_names = [target]
         self.starts = np.asarray(starts)
         self.n_rows = int(starts[-1])
         for column in ids:  # cluster id columns: no features (take_side), never categorical
+            if column == target:
+                raise ValueError(f"{self.path}: clusters={column!r} is the target column; a cluster column is no "
+                                 "target: name another (or another target)")
             if column not in self.feature_names:
                 raise ValueError(f"{self.path}: no cluster column {column!r}; the feature columns are "
                                  f"{', '.join(self.feature_names)}")
@@ -438,7 +449,7 @@ class ParquetTable(Table):
         if categorical:
             from lr_lightning.core.data.categories import Categories
 
-            self.categories = Categories(self.inputs, self._levels(categorical))
+            self.categories = Categories(self.inputs, self._levels(categorical), terms)
             self.feature_names = self.categories.names
         self.dtype = np.result_type(*self.column_dtypes) if self.column_dtypes else np.dtype(np.float64)
         if not np.issubdtype(self.dtype, np.floating):
@@ -506,7 +517,12 @@ class ParquetTable(Table):
         for name in self.side_names:
             values = self.files[fi].read_row_group(g, columns=[name], use_threads=False).column(0)
             if name in self.text_columns:
-                sides.append(_column_values(values).astype(str))  # a null is "None": one more id
+                ids = _column_values(values)
+                missing = [r for r, v in enumerate(ids.tolist()) if v is None or not v.strip()]
+                if missing:  # a null (or empty text) is no cluster id, not one more
+                    raise ValueError(f"{self.where(int(self.starts[k]) + missing[0])}, column {name!r}: empty "
+                                     "(null) cluster id; fill it or drop the row")
+                sides.append(ids.astype(str))
             else:
                 values = values.to_numpy()
                 if values.dtype.kind in "iu":
