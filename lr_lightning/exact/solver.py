@@ -198,18 +198,7 @@ class LeastSquaresSolver:
         self._map: FeatureMap | None = None
         self._device = torch.device("cpu")
         self._dev: dict[str, Any] = {}
-        exact = design.to_raw()
-        try:
-            hi = [[float(v) for v in row] for row in exact]
-        except OverflowError:  # Python's own error, from a Fraction: an input's powers reach beyond float64
-            raise ValueError(f"least squares: the inputs' powers up to degree {design.degree} reach beyond float64's "
-                             "range (an input spans values too small or too large for them); rescale the inputs") \
-                from None
-        lo = [[float(v - Fraction(h)) for v, h in zip(row, hrow, strict=True)] for row, hrow in zip(exact, hi,
-                                                                                                    strict=True)]
-        self._t = (torch.tensor(hi, dtype=torch.float64), torch.tensor(lo, dtype=torch.float64))  # host, exact
-        self._t_ld = np.array([[np.longdouble(v.numerator) / np.longdouble(v.denominator) for v in row]
-                               for row in exact], dtype=np.longdouble)
+        self._t, self._t_ld = raw_transform(design)  # T in double-double (host) and in long double
         self.solution: _Solution | None = None
         self._begin()
 
@@ -867,6 +856,24 @@ class LeastSquaresSolver:
         factor = factor @ np.linalg.inv(self._t_ld.astype(np.float64))
         sv = np.linalg.svd(factor, compute_uv=False)
         return float(sv[0] / sv[-1]) if sv[-1] > 0 else math.inf
+
+
+def raw_transform(design: Design) -> tuple[tuple[torch.Tensor, torch.Tensor], np.ndarray]:
+    """``T`` (:meth:`Design.to_raw`) as a double-double pair of float64 tensors and in long double."""
+    if design.polynomial_degree is None:  # the raw columns are the basis: T is the identity (no Fractions)
+        eye = np.eye(design.n_coefficients)
+        return (torch.from_numpy(eye), torch.zeros(eye.shape, dtype=torch.float64)), eye.astype(np.longdouble)
+    exact = design.to_raw()
+    try:
+        hi = [[float(v) for v in row] for row in exact]
+    except OverflowError:  # Python's own error, from a Fraction: an input's powers reach beyond float64
+        raise ValueError(f"least squares: the inputs' powers up to degree {design.degree} reach beyond float64's "
+                         "range (an input spans values too small or too large for them); rescale the inputs") \
+            from None
+    lo = [[float(v - Fraction(h)) for v, h in zip(row, hrow, strict=True)] for row, hrow in zip(exact, hi, strict=True)]
+    t_ld = np.array([[np.longdouble(v.numerator) / np.longdouble(v.denominator) for v in row] for row in exact],
+                    dtype=np.longdouble)
+    return (torch.tensor(hi, dtype=torch.float64), torch.tensor(lo, dtype=torch.float64)), t_ld
 
 
 def raw_design(x: torch.Tensor, degree: int) -> dd.DD:
