@@ -284,8 +284,10 @@ def memory_mapped(path: Path) -> str:
     lines.append(f"{'RegressionModule SGD, 1 epoch @1024':<34} {s['epoch']:8.2f} {s['peak'] / 1e9:6.2f} GB")
     lines.append(f"slowest pass / SGD epoch: {max(e['passes']) / s['epoch']:.2f}")
     if "clustered" in out:  # the plain fit above takes the weight and cluster columns as two more features
-        c, label = out["clustered"], f"weighted, CR1 (G = {sides['clusters']:,}), whole fit"
-        lines.append(f"{label:<34} {c['total']:8.2f} {c['peak'] / 1e9:6.2f} GB")
+        c, label = out["clustered"], f"weighted, CR1 (G = {sides['clusters']:,})"
+        for i, t in enumerate(c["passes"], 1):
+            lines.append(f"{f'{label}, pass {i}':<34} {t:8.2f} {'':>9}")
+        lines.append(f"{f'{label}, whole fit':<34} {c['total']:8.2f} {c['peak'] / 1e9:6.2f} GB")
         lines.append(f"clustered weighted / plain: {c['total'] / e['total']:.2f}x")
     return "\n".join(lines)
 
