@@ -150,8 +150,12 @@ class ClusterSums:
                 size = max(int(ids[-1]) + 1, 2 * len(self._dense))
                 self._dense = np.concatenate([self._dense, np.zeros((size - len(self._dense), sums.shape[1]))])
                 self._seen = np.concatenate([self._seen, np.zeros(size - len(self._seen), bool)])
-            self._dense[ids] += sums
-            self._seen[ids] = True
+            if ids[-1] - ids[0] + 1 == len(ids):  # every id of a range (the usual batch): a slice, not a gather
+                self._dense[ids[0]:ids[-1] + 1] += sums
+                self._seen[ids[0]:ids[-1] + 1] = True
+            else:
+                self._dense[ids] += sums
+                self._seen[ids] = True
             return
         if self._dense is not None:  # ids beyond the dense range: the sorted form from now on
             self._ids, self._sums, self._dense, self._seen = self.ids, self.sums, None, None

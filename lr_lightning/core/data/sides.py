@@ -37,6 +37,8 @@ import torch
 
 from lr_lightning.core.data.tables import Table
 
+MARKS = 1 << 26  # ids below this may be marked in a boolean array (64 MB at most) instead of sorted
+
 
 class StreamedSides:
     """The weight column ``weights`` (a name or None) and cluster columns ``clusters`` (names) of streamed
@@ -49,6 +51,8 @@ class StreamedSides:
         self.clusters = [names.index(c) for c in clusters if c in names]
         self.any = bool(names)
         self._ids: list[np.ndarray | None] = [None] * len(self.clusters)
+        self._marks: list[np.ndarray | None] = [None] * len(self.clusters)  # see _mark
+        self._kinds: list[Any] = [None] * len(self.clusters)
         self._total_weight = 0.0
 
     def check(self, start: int, side: list[np.ndarray]) -> None:
@@ -67,14 +71,40 @@ class StreamedSides:
                 row = int(np.flatnonzero(~np.isfinite(ids))[0])
                 raise ValueError(f"{self.table.where(start + row)}, column {self.table.side_names[c]!r}: cluster id "
                                  f"{ids[row]}; ids must be finite")
+            if self._mark(j, ids):
+                continue
             ids = np.unique(ids.astype(np.float64) if ids.dtype.kind == "f" else ids)
             self._ids[j] = ids if self._ids[j] is None else np.union1d(self._ids[j], ids)
+
+    def _mark(self, j: int, ids: np.ndarray) -> bool:
+        """Ids that are whole numbers from 0 to a few million (0..G-1, the usual case) are marked in a boolean array
+        indexed by the id, not sorted per chunk (25M rows, 100,000 clusters: ~4 s of sorting); False for others
+        (the marks so far then become sorted ids for good)."""
+        marks = self._marks[j]
+        if (marks is not None or self._ids[j] is None) and ids.dtype.kind in "iuf" and len(ids):
+            whole = ids.astype(np.int64)
+            if whole.min() >= 0 and whole.max() < MARKS and np.array_equal(whole, ids):
+                top = int(whole.max()) + 1
+                if marks is None or len(marks) < top:
+                    grown = np.zeros(max(top, 2 * len(marks) if marks is not None else top), bool)
+                    if marks is not None:
+                        grown[:len(marks)] = marks
+                    marks = self._marks[j] = grown
+                marks[whole] = True
+                self._kinds[j] = np.float64 if ids.dtype.kind == "f" else whole.dtype
+                return True
+            if marks is not None:  # not whole numbers after all: the marked ids as sorted values from here on
+                self._ids[j], self._marks[j] = np.flatnonzero(marks).astype(self._kinds[j]), None
+        return False
 
     def finish(self) -> list[np.ndarray]:
         """After the pass: each cluster column's distinct ids, sorted."""
         if self.weight is not None and not self._total_weight > 0:
             raise ValueError(f"{getattr(self.table, 'path', 'data')}: column "
                              f"{self.table.side_names[self.weight]!r}: every weight is zero; nothing to fit")
+        for j, marks in enumerate(self._marks):
+            if marks is not None:
+                self._ids[j] = np.flatnonzero(marks).astype(self._kinds[j])
         return [ids if ids is not None else np.zeros(0) for ids in self._ids]
 
     @staticmethod
