@@ -152,3 +152,23 @@ def test_formula_with_weights_and_clusters_equals_statsmodels(tmp_path, suffix):
         np.testing.assert_allclose(np.asarray(stats["coef"])[order], reference.params.to_numpy(), rtol=1e-8)
         errors = stats[stderr]["CR1"] if stderr == "stderr_cluster" else stats[stderr]
         np.testing.assert_allclose(np.asarray(errors)[order], reference.bse.to_numpy(), rtol=1e-8)
+
+
+def test_a_category_of_decimals_takes_the_smallest_number_as_reference_as_statsmodels(tmp_path):
+    """A CSV column written 9.0, 12.0, 14.0 in C(): levels by value, as patsy sorts pandas' floats (lexicographic
+    order made 12.0 the reference and every dummy differ); at predict time 9 is the level 9.0."""
+    frame = _houses(tmp_path / "houses.csv")
+    frame["educ"] = np.random.default_rng(5).choice([9.0, 12.0, 14.0, 20.0], len(frame))
+    frame["price"] += frame["educ"].map({9.0: 0.0, 12.0: 4.0, 14.0: 9.0, 20.0: 1.0})
+    frame.to_csv(tmp_path / "houses.csv", index=False)
+    formula = "price ~ size + C(educ)"
+    dm = CSVDataModule(tmp_path / "houses.csv", val_fraction=0, dtype="float64", formula=formula)
+    module = LeastSquaresModule()
+    make_trainer(max_epochs=20).fit(module, datamodule=dm)
+    reference = smf.ols(formula, pd.read_csv(tmp_path / "houses.csv")).fit()
+    assert [n for n in reference.params.index if "educ" in n] == ["C(educ)[T.12.0]", "C(educ)[T.14.0]",
+                                                                   "C(educ)[T.20.0]"]
+    _assert_equal(module.statistics["price"], reference)
+    cats = dm.categories
+    encoded = cats.encode({"size": np.array([100.0, 100.0]), "educ": np.array(["9", "9.0"], dtype=object)})
+    np.testing.assert_array_equal(encoded[:, 1:], 0.0)  # both the reference level

@@ -21,6 +21,7 @@ numpy and pyarrow only, no torch: ``predict.py --onnx`` may import this module.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -140,12 +141,34 @@ def find_levels(values: np.ndarray, column: str, where: Callable[[int], str] = _
     if bad:
         raise ValueError(f"{where(bad[0])}, column {column!r}: empty (null) value in a category column; fill it or "
                          "drop the row")
-    return sorted({str(v) for v in text.tolist()})
+    return order_levels({str(v) for v in text.tolist()})
 
 
 def merge_levels(*found: Sequence[Level]) -> list[Level]:
     """The sorted union of levels found in several files or row groups (one pass over each)."""
-    return sorted(set().union(*map(set, found)))
+    return order_levels(set().union(*map(set, found)))
+
+
+def order_levels(levels: Any) -> list[Level]:
+    """Levels sorted as patsy and formulaic sort them: integers and text that is all numbers (a CSV's ``9.0``,
+    ``12.0``) by value, other text lexicographically. The first is the reference level.
+
+    >>> order_levels({"12.0", "9.0", "20.5"}), order_levels({"b", "a10", "a9"})
+    (['9.0', '12.0', '20.5'], ['a10', 'a9', 'b'])
+    """
+    numbers = _numbers(levels)
+    return sorted(levels, key=numbers.__getitem__) if numbers is not None else sorted(levels)
+
+
+def _numbers(levels: Any) -> dict[str, float] | None:
+    """Each text level's number, when every level is text that reads as a finite number; else None."""
+    if not levels or not all(isinstance(v, str) for v in levels):
+        return None
+    try:
+        numbers = {v: float(v) for v in levels}
+    except ValueError:
+        return None
+    return numbers if all(math.isfinite(x) for x in numbers.values()) else None
 
 
 def _as_levels(values: np.ndarray, levels: list[Level], column: str, where: Callable[[int], str]) -> np.ndarray:
@@ -158,8 +181,20 @@ def _as_levels(values: np.ndarray, levels: list[Level], column: str, where: Call
             raise ValueError(f"{where(row)}, column {column!r}: level {values[row]!r} was not seen in training "
                              f"(the levels are {', '.join(map(str, levels))})") from None
     if levels and isinstance(levels[0], str):
-        return np.array([str(v).strip() for v in values.tolist()], dtype=object)
+        text = [str(v).strip() for v in values.tolist()]
+        numbers = _numbers(levels)
+        if numbers is not None:  # levels of numbers: 9 is the level 9.0 (as patsy reads both as the number 9.0)
+            by_value = {x: v for v, x in numbers.items()}
+            text = [by_value.get(_number(v), v) for v in text]
+        return np.array(text, dtype=object)
     return values
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _is_int(v: Any) -> bool:
