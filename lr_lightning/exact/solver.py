@@ -271,9 +271,15 @@ class LeastSquaresSolver:
             basis = self._basis(x)
             if w is not None:
                 self._add_moments(CoMoments.of(basis, y, weights=w, shift=self._shift))
-                positive = w > 0
-                logs = torch.where(positive, w, torch.ones_like(w)).log()
-                counts = torch.stack([positive.sum().double(), logs.sum()])
+                if w.device.type == "cpu":  # one pass of numpy over the weights (torch's four ops took 4 % of pass 1)
+                    v = w.numpy().reshape(-1)
+                    positive = v > 0
+                    logs = np.log(v, out=np.zeros_like(v), where=positive)
+                    counts = torch.tensor([float(positive.sum()), float(logs.sum())], dtype=torch.float64)
+                else:
+                    positive = w > 0
+                    logs = torch.where(positive, w, torch.ones_like(w)).log()
+                    counts = torch.stack([positive.sum().double(), logs.sum()])
                 self._positive = counts if self._positive is None else self._positive + counts
                 return
             q = basis.shape[1] + y.shape[1]
