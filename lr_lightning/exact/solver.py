@@ -386,10 +386,7 @@ class LeastSquaresSolver:
         bias, m = self.design.bias, self.design.n_outputs
         z = self._basis(x)
         keys = cluster_keys(g.reshape(len(x), -1).to(torch.int64))
-        width = (bias + len(k)) * m
-        sums = self._sums.setdefault("clusters", [ClusterSums(width) for _ in keys])
-        if len(sums) != len(keys):
-            raise ValueError("cluster=True: batches disagree on the number of cluster columns")
+        sums = self._cluster_sums(keys, (bias + len(k)) * m)
         found = score_sums(
             z.numpy(), y.numpy(), None if w is None else w[:, 0].numpy(), [ids.numpy() for ids in keys],
             beta=beta[bias:].numpy(), intercept=beta[0].numpy() if bias else np.zeros(m),
@@ -411,12 +408,16 @@ class LeastSquaresSolver:
             positive = wt[:, 0] > 0
             if not bool(positive.all()):  # the pass syncs per batch anyway (the sums grow on the host)
                 design, r, g = design[positive], r[positive], g[positive]
-        width = design.shape[1] * r.shape[1]
-        sums = self._sums.setdefault("clusters", [ClusterSums(width) for _ in cluster_keys(g)])
-        if len(sums) != len(cluster_keys(g)):
-            raise ValueError("cluster=True: batches disagree on the number of cluster columns")
-        for acc, ids in zip(sums, cluster_keys(g), strict=True):
+        keys = cluster_keys(g)
+        for acc, ids in zip(self._cluster_sums(keys, design.shape[1] * r.shape[1]), keys, strict=True):
             acc.add_products(ids, design, r)
+
+    def _cluster_sums(self, keys: list[torch.Tensor], width: int) -> list[ClusterSums]:
+        """The pass's per-cluster score sums, one per clustering in ``keys``, made by the first batch."""
+        sums = self._sums.setdefault("clusters", [ClusterSums(width) for _ in keys])
+        if len(sums) != len(keys):
+            raise ValueError("cluster=True: batches disagree on the number of cluster columns")
+        return sums
 
     def _add_cluster_grams(self, design: torch.Tensor, g: torch.Tensor, wt: torch.Tensor | None) -> None:
         """CR3: add the rows' ``w_i x_i x_iᵀ`` to their clusters' Gram matrices, in the score sums' coordinates."""
