@@ -10,10 +10,11 @@ In memory (2M x 40 float64 by default), interleaved rounds of:
 - ours clustered (CR1 over 1,000 clusters, one more pass) and weighted, beside statsmodels' ``WLS`` and
   ``OLS(...).fit(cov_type="cluster")`` on the same weights and clusters.
 
-Each row: the median time over the rounds, its ratio to ours (the plain fit) and to numpy's, the process's peak
-resident memory while the call ran (sampled every millisecond; the data itself, held throughout, is in every
-figure), and the largest relative difference of the coefficients and standard errors from the fit of ours that
-answers the same question (named in the last column).
+Each timed call starts after :data:`PAUSE` seconds idle, so that threads a previous call left spinning don't run
+into its time. Each row: the median time over the rounds, its ratio to ours (the plain fit) and to numpy's, the
+process's peak resident memory while the call ran (sampled every millisecond; the data itself, held throughout, is
+in every figure), and the largest relative difference of the coefficients and standard errors from the fit of ours
+that answers the same question (named in the last column).
 
 With ``--exact_files DIR`` (``.npy`` shards from ``scripts/make_data.py``, e.g. 25M x 40 float32), ours alone,
 memory-mapped: each pass's time and the peak RSS of a fresh process running the whole fit, beside one SGD epoch of
@@ -175,6 +176,7 @@ SOLVERS: dict[str, tuple[Solver, str]] = {
     "statsmodels OLS cluster": (fit_statsmodels_cluster, f"ours clustered ({CLUSTERS:,} clusters)"),
 }
 NUMPY = "numpy XᵀX + solve (bare)"
+PAUSE = 0.3  # seconds idle before each timed call
 
 
 def _relative(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
@@ -196,6 +198,9 @@ def in_memory(n_samples: int, n_features: int, repeats: int) -> str:
     answers: dict[str, dict[str, np.ndarray]] = {}
     for round_ in range(1, repeats + 1):
         for name, (solve, _) in SOLVERS.items():
+            # A pause first: BLAS's and OpenMP's threads spin for a while after a call, and the previous solver's
+            # must not run into this one's time (numpy right after ours measured 0.31 s median, alone 0.28 s).
+            time.sleep(PAUSE)
             with PeakRSS() as rss:
                 start = time.perf_counter()
                 answers[name] = solve(x, y, extras)

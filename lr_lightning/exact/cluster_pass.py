@@ -4,16 +4,17 @@ CR1 needs, per cluster ``g``, the sum of the rows' scores ``d_i ⊗ r_i``. Here 
 row's centred, unit-scaled design and ``r_i`` its residual in units of the residual SD, times its weight. The
 solver's torch version builds ``d`` for the whole batch: a copy as large as the batch, written and read again.
 :func:`score_sums` computes the same sums a sub-block of :data:`~lr_lightning.exact.gram.ROWS` rows at a time, in a
-buffer that stays in cache. The sub-blocks are shared among threads (:mod:`~lr_lightning.exact.threads`). Each
-sub-block's sums are one sparse product per target: the clusters' indicator matrix, weighted by the residuals,
-times ``d``, over the clusters the sub-block holds when there are more clusters than its rows (a product over all
-100,000 would write a 100,000-row result per sub-block).
+buffer that stays in cache. The sub-blocks are shared among threads (:mod:`~lr_lightning.exact.threads`), in torch
+operations, which release the GIL. Each sub-block's scores are added to their clusters' rows by ``index_add_``, a
+scatter whose cost is the rows', however many clusters there are (scipy's sparse product held the GIL, and over
+100,000 clusters wrote a 100,000-row result per sub-block).
 
->>> import numpy as np
->>> z, y = np.array([[1.0], [2.0], [4.0]]), np.array([[1.0], [3.0], [2.0]])
+>>> import numpy as np, torch
+>>> t = lambda *v: torch.tensor(v, dtype=torch.float64)
+>>> z, y = t([1.0], [2.0], [4.0]), t([1.0], [3.0], [2.0])
 >>> [(ids.tolist(), sums.tolist()) for ids, sums in score_sums(
-...     z, y, None, [np.array([5, 7, 5])], beta=np.zeros((1, 1)), intercept=np.zeros(1), columns=None,
-...     mean=np.array([2.0]), unit=np.array([1.0]), scale=np.ones(1), bias=True)]
+...     z, y, None, [np.array([5, 7, 5])], beta=t([0.0]), intercept=t(0.0), columns=None,
+...     mean=t(2.0), unit=t(1.0), scale=t(1.0), bias=True)]
 [([5, 7], [[3.0, 3.0], [3.0, 0.0]])]
 """
 
@@ -23,67 +24,61 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy import sparse
 
 from lr_lightning.exact.gram import ROWS
-from lr_lightning.exact.threads import one_blas_thread, pool, shares
+from lr_lightning.exact.threads import each_share
 
 
-def score_sums(z: np.ndarray, y: np.ndarray, w: np.ndarray | None, ways: Sequence[np.ndarray], *,
-               beta: np.ndarray, intercept: np.ndarray, columns: np.ndarray | None, mean: np.ndarray,
-               unit: np.ndarray, scale: np.ndarray, bias: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: Sequence[np.ndarray], *,
+               beta: torch.Tensor, intercept: torch.Tensor, columns: torch.Tensor | None, mean: torch.Tensor,
+               unit: torch.Tensor, scale: torch.Tensor, bias: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per clustering in ``ways`` (each ``(rows,)`` int64 ids), ``(ids, sums)``: the sorted distinct ids of the rows
     of positive weight, and per id the sum of its rows' scores, ``(len(ids), q·m)`` (``j·m + t``).
 
-    ``z`` ``(rows, n_basis)`` and ``y`` ``(rows, m)`` are the batch (float32 or float64), ``w`` ``(rows,)`` its
-    weights or None. The residual is ``r = (y - z @ beta - intercept) / scale``, times ``w``. The design is
-    ``[1, (z[:, columns] - mean) / unit]``, without the 1 when ``bias`` is False and with every column when
-    ``columns`` is None.
+    ``z`` ``(rows, n_basis)`` and ``y`` ``(rows, m)`` are the batch (float32 or float64 CPU tensors), ``w``
+    ``(rows,)`` its weights or None; the rest are float64. The residual is ``r = (y - z @ beta - intercept) / scale``,
+    times ``w``. The design is ``[1, (z[:, columns] - mean) / unit]``, without the 1 when ``bias`` is False and with
+    every column when ``columns`` is None.
     """
     rows, m = len(z), y.shape[1]
-    keep = None if w is None or bool((w > 0).all()) else w > 0  # rows of weight 0 belong to no cluster
+    keep = None if w is None or bool((w > 0).all()) else (w > 0).numpy()  # rows of weight 0 belong to no cluster
     indexed = [_index(ids, keep) for ids in ways]
+    codes = [torch.from_numpy(code) for _, code, _ in indexed]
     q = bias + (z.shape[1] if columns is None else len(columns))
+    f64 = torch.float64
 
-    def run(lo: int, hi: int) -> list[np.ndarray]:
-        work = np.empty((min(ROWS, hi - lo), q))
+    def run(lo: int, hi: int) -> list[torch.Tensor]:
+        size = min(ROWS, hi - lo)
+        work, scores = torch.empty(size, q, dtype=f64), torch.empty(size, q, m, dtype=f64)
+        raw = None if z.dtype == f64 else torch.empty(size, z.shape[1], dtype=f64)  # float32 rows, in float64
         if bias:
             work[:, 0] = 1.0
-        parts = [np.zeros((size + 1, q, m)) for _, _, size in indexed]  # the last row: weight-0 rows, dropped
+        parts = [torch.zeros(n + 1, q * m, dtype=f64) for _, _, n in indexed]  # the last row: weight-0 rows
         for i in range(lo, hi, ROWS):
             j = min(i + ROWS, hi)
             zb, d = z[i:j], work[:j - i]
-            r = y[i:j] - zb @ beta - intercept
+            if raw is not None:
+                zb = raw[:j - i].copy_(zb)
+            r = y[i:j].to(f64) - zb @ beta - intercept
             r /= scale
             if w is not None:
                 r *= w[i:j, None]
-            np.subtract(zb if columns is None else zb[:, columns], mean, out=d[:, bias:])
+            torch.sub(zb if columns is None else zb[:, columns], mean, out=d[:, bias:])
             d[:, bias:] /= unit
-            at = np.arange(j - i)
-            for (_, code, size), part in zip(indexed, parts, strict=True):
-                rows_of, local = code[i:j], slice(None)
-                if size >= j - i:  # more clusters than rows (100,000): the product over the sub-block's own only
-                    local, rows_of = np.unique(rows_of, return_inverse=True)
-                    rows_of = rows_of.reshape(-1)
-                height = size + 1 if isinstance(local, slice) else len(local)
-                for t in range(m):
-                    part[local, :, t] += sparse.csr_matrix((r[:, t], (rows_of, at)), shape=(height, j - i)) @ d
+            score = torch.mul(d[:, :, None], r[:, None, :], out=scores[:j - i]).reshape(j - i, q * m)
+            for code, part in zip(codes, parts, strict=True):
+                part.index_add_(0, code[i:j], score)  # a scatter: its cost is the rows', whatever the clusters
         return parts
 
-    threads = max(1, min(torch.get_num_threads(), rows // ROWS))
-    if threads == 1:
-        parts = run(0, rows)
-    else:
-        with one_blas_thread():
-            partial = list(pool(threads).map(lambda b: run(*b), shares(rows, threads, ROWS)))
-        parts = partial[0]
-        for other in partial[1:]:  # in place: a part is (clusters, q, m), 34 MB at 100,000 clusters
-            for part, more in zip(parts, other, strict=True):
-                part += more
+    partial = each_share(run, rows, ROWS)
+    parts = partial[0]
+    for other in partial[1:]:  # in place: a part is (clusters, q·m), 34 MB at 100,000 clusters
+        for part, more in zip(parts, other, strict=True):
+            part += more
     out = []
     for (u, _, size), part in zip(indexed, parts, strict=True):
-        part = part[:size] if len(u) == size else part[u]  # dense codes: the ids are the rows
-        out.append((u, part.reshape(len(u), q * m)))
+        part = part[:size] if len(u) == size else part[torch.from_numpy(u)]  # dense codes: the ids are the rows
+        out.append((u, part.numpy()))
     return out
 
 

@@ -69,10 +69,8 @@ class CoMoments:
         if numpy_ready and len(columns[0]):
             from lr_lightning.exact.gram import gram_sums
 
-            n, hi, lo, comoment = gram_sums(
-                [c.detach().numpy() for c in columns],
-                None if weights is None else weights.detach().reshape(-1).to(torch.float64).numpy(),
-                None if shift is None else shift.detach().to(torch.float64).numpy())
+            n, hi, lo, comoment = gram_sums([c.detach() for c in columns], weights,
+                                            None if shift is None else shift.detach().to(torch.float64).numpy())
             return cls(torch.tensor(n, dtype=torch.float64), *map(torch.from_numpy, (hi, lo, comoment)))
         return cls.on_device(*columns, work=work, weights=weights)
 

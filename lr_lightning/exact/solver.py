@@ -388,10 +388,9 @@ class LeastSquaresSolver:
         keys = cluster_keys(g.reshape(len(x), -1).to(torch.int64))
         sums = self._cluster_sums(keys, (bias + len(k)) * m)
         found = score_sums(
-            z.numpy(), y.numpy(), None if w is None else w[:, 0].numpy(), [ids.numpy() for ids in keys],
-            beta=beta[bias:].numpy(), intercept=beta[0].numpy() if bias else np.zeros(m),
-            columns=None if len(k) == z.shape[1] else k.numpy(), mean=mean.numpy() if bias else np.zeros(len(k)),
-            unit=unit.numpy(), scale=rscale.numpy(), bias=bias)
+            z, y, None if w is None else w[:, 0], [ids.numpy() for ids in keys], beta=beta[bias:],
+            intercept=beta[0] if bias else beta.new_zeros(m), columns=None if len(k) == z.shape[1] else k,
+            mean=mean if bias else beta.new_zeros(len(k)), unit=unit, scale=rscale, bias=bias)
         for acc, (ids, part) in zip(sums, found, strict=True):
             acc.merge(ids, part)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from lr_lightning.benchmark import exact
 
 
-def test_table_has_every_row_and_ours_agrees_with_each_library(capsys) -> None:
+def test_table_has_every_row_and_ours_agrees_with_each_library(capsys, monkeypatch) -> None:
+    monkeypatch.setattr(exact, "PAUSE", 0.0)  # the pause before each timed call is for the real run's timings
     table = exact.in_memory(3000, 3, repeats=1)
     capsys.readouterr()  # the rounds' progress lines (stderr)
     lines = table.splitlines()

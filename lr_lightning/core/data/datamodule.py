@@ -625,7 +625,7 @@ def _take_clusters(table: Table, clusters: Any) -> tuple[Table, np.ndarray, list
     if ids.dtype.kind not in "biuf":  # text, or objects (a pandas column): no missing id, one kind of id per column
         ids = np.stack([_text_or_number_ids(ids[:, j], where, names[j]) for j in range(ids.shape[1])], axis=1)
     codes = np.stack([cluster_codes(ids[:, j]) for j in range(ids.shape[1])], axis=1)
-    return table, codes.astype(np.int64), names
+    return table, codes.astype(np.int64, copy=False), names
 
 
 def _missing(value: Any) -> bool:
@@ -673,9 +673,11 @@ def cluster_codes(ids: np.ndarray) -> np.ndarray:
     if ids.dtype.kind in "iu" and len(ids):
         low, high = int(ids.min()), int(ids.max())
         if high - low < 4 * len(ids):
-            at = ids - ids.dtype.type(low)
+            at = ids - ids.dtype.type(low) if low else ids
             seen = np.zeros(high - low + 1, bool)
             seen[at] = True
+            if not low and seen.all():  # ids 0..G-1 already: they are their codes
+                return ids.astype(np.int64, copy=False)
             return (np.cumsum(seen) - 1)[at]
     return np.unique(ids, return_inverse=True)[1].reshape(-1)
 

@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lr_lightning import (
     CSVDataModule,
@@ -320,3 +322,17 @@ def test_a_datamodule_of_strings_says_which_value_is_not_a_number():
     with pytest.raises(ValueError, match=r"^x: expected an array of real numbers; row 3 \(1-based\), column 'size': "
                                          r"'lots' is not a number$"):
         RegressionDataModule(x, [1.0, 2.0, 3.0], val_fraction=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-3, 40), min_size=1, max_size=60), st.sampled_from(["int64", "int32", "uint8"]))
+def test_cluster_codes_are_the_ranks_of_the_distinct_ids(ids, dtype) -> None:
+    """Dense ids 0..G-1 are their own codes, a range of few values is ranked by a table, the rest sorted: all give
+    np.unique's inverse, as int64."""
+    from lr_lightning.core.data.datamodule import cluster_codes
+
+    a = np.array([i % 41 for i in ids] if dtype == "uint8" else ids).astype(dtype)
+    for values in (a, a - a.min() if dtype != "uint8" else a, np.array(ids, dtype=np.int64) * 1_000_003):
+        codes = cluster_codes(values)
+        assert codes.dtype == np.int64
+        np.testing.assert_array_equal(codes, np.unique(values, return_inverse=True)[1].reshape(-1))
