@@ -624,7 +624,10 @@ def _take_clusters(table: Table, clusters: Any) -> tuple[Table, np.ndarray, list
                          "be finite")
     if ids.dtype.kind not in "biuf":  # text, or objects (a pandas column): no missing id, one kind of id per column
         ids = np.stack([_text_or_number_ids(ids[:, j], where, names[j]) for j in range(ids.shape[1])], axis=1)
-    codes = np.stack([cluster_codes(ids[:, j]) for j in range(ids.shape[1])], axis=1)
+    if ids.shape[1] == 1:  # one column: its codes as they come (a stack copied 2M ids in 25 ms)
+        codes = cluster_codes(np.ascontiguousarray(ids[:, 0]))[:, None]
+    else:
+        codes = np.stack([cluster_codes(ids[:, j]) for j in range(ids.shape[1])], axis=1)
     return table, codes.astype(np.int64, copy=False), names
 
 
