@@ -8,8 +8,9 @@ buffer that stays in cache, and reads each row from memory once: the centred row
 the buffer first, and the residual is computed from them (``z @ beta + intercept = (z - mean) @ beta + offset``).
 With one target the scores are ``d·r`` in place; the division by ``unit`` waits for the per-cluster sums (a scale
 per column: once per cluster, not once per row). Measured on the 2-core VM for 2M x 40 float64 and 1,000
-clusters: this pass from ~0.25 s to ~0.13 s, about what the plain fit's first pass takes. The sub-blocks are shared among threads (:mod:`~lr_lightning.exact.threads`), in torch
-operations, which release the GIL. Each sub-block's scores are added to their clusters' rows by ``index_add_``, a
+clusters: this pass from ~0.25 s to ~0.13 s, about what the plain fit's first pass takes.
+The sub-blocks are shared among threads (:mod:`~lr_lightning.exact.threads`), in torch operations, which release
+the GIL. Each sub-block's scores are added to their clusters' rows by ``index_add_``, a
 scatter whose cost is the rows', however many clusters there are (scipy's sparse product held the GIL, and over
 100,000 clusters wrote a 100,000-row result per sub-block).
 
