@@ -5,7 +5,9 @@ row's centred, unit-scaled design and ``r_i`` its residual in units of the resid
 solver's torch version builds ``d`` for the whole batch: a copy as large as the batch, written and read again.
 :func:`score_sums` computes the same sums a sub-block of :data:`~lr_lightning.exact.gram.ROWS` rows at a time, in a
 buffer that stays in cache, and reads each row from memory once: the centred rows ``z - mean`` are written into
-the buffer first, and the residual is computed from them (``z @ beta + intercept = (z - mean) @ beta + offset``).
+the buffer first, and the residual is computed from them, ``y - (z - mean) @ beta - offset`` with ``offset`` the
+intercept at the means (also the digits' choice: with columns at 1e6, ``z @ beta + intercept`` is a small
+difference of large terms).
 With one target the scores are ``d·r`` in place; the division by ``unit`` waits for the per-cluster sums (a scale
 per column: once per cluster, not once per row). Measured on the 2-core VM: a 4,096 x 40 float64 sub-block on one
 thread from 570-660 µs to 340-500 µs; over 2M x 40 and 1,000 clusters on two threads the pass takes 0.12-0.13 s,
@@ -19,7 +21,7 @@ scatter whose cost is the rows', however many clusters there are (scipy's sparse
 >>> t = lambda *v: torch.tensor(v, dtype=torch.float64)
 >>> z, y = t([1.0], [2.0], [4.0]), t([1.0], [3.0], [2.0])
 >>> [(ids.tolist(), sums.tolist()) for ids, sums in score_sums(
-...     z, y, None, [np.array([5, 7, 5])], beta=t([0.0]), intercept=t(0.0), columns=None,
+...     z, y, None, [np.array([5, 7, 5])], beta=t([0.0]), offset=t(0.0), columns=None,
 ...     mean=t(2.0), unit=t(1.0), scale=t(1.0), bias=True)]
 [([5, 7], [[3.0, 3.0], [3.0, 0.0]])]
 """
@@ -36,15 +38,17 @@ from lr_lightning.exact.threads import each_share
 
 
 def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: Sequence[np.ndarray], *,
-               beta: torch.Tensor, intercept: torch.Tensor, columns: torch.Tensor | None, mean: torch.Tensor,
-               unit: torch.Tensor, scale: torch.Tensor, bias: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+               beta: torch.Tensor, offset: torch.Tensor, columns: torch.Tensor | None, mean: torch.Tensor,
+               unit: torch.Tensor, scale: torch.Tensor, bias: bool,
+               mean_lo: torch.Tensor | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per clustering in ``ways`` (each ``(rows,)`` int64 ids), ``(ids, sums)``: the sorted distinct ids of the rows
     of positive weight, and per id the sum of its rows' scores, ``(len(ids), q·m)`` (``j·m + t``).
 
     ``z`` ``(rows, n_basis)`` and ``y`` ``(rows, m)`` are the batch (float32 or float64 CPU tensors), ``w``
-    ``(rows,)`` its weights or None; the rest are float64. The residual is ``r = (y - z @ beta - intercept) / scale``,
-    times ``w``. The design is ``[1, (z[:, columns] - mean) / unit]``, without the 1 when ``bias`` is False and with
-    every column when ``columns`` is None.
+    ``(rows,)`` its weights or None; the rest are float64. With ``c = z[:, columns] - mean`` (every column when
+    ``columns`` is None), the residual is ``r = (y - c @ beta - offset) / scale``, times ``w``, and the design is
+    ``[1, (c - mean_lo) / unit]``, without the 1 when ``bias`` is False (then ``mean`` and ``offset`` are zeros).
+    ``mean_lo`` (zeros when None) is the means' low part in double-double: the design is centred on them exactly.
     """
     rows, m = len(z), y.shape[1]
     keep = None if w is None or bool((w > 0).all()) else (w > 0).numpy()  # rows of weight 0 belong to no cluster
@@ -52,9 +56,6 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
     codes = [torch.from_numpy(code) for _, code, _ in indexed]
     q = bias + (z.shape[1] if columns is None else len(columns))
     f64 = torch.float64
-
-    fused = columns is None  # the residual from the centred rows, which are in cache: z read from memory once
-    offset = intercept + mean @ beta if fused else intercept  # z @ beta + intercept = (z - mean) @ beta + offset
 
     def run(lo: int, hi: int) -> list[torch.Tensor]:
         size = min(ROWS, hi - lo)
@@ -66,11 +67,12 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
         for i in range(lo, hi, ROWS):
             j = min(i + ROWS, hi)
             zb, d, rb = z[i:j], work[:j - i, bias:], r[:j - i]
+            zb = zb if columns is None else zb[:, columns]
             if zb.dtype == f64:
-                torch.sub(zb if fused else zb[:, columns], mean, out=d)
+                torch.sub(zb, mean, out=d)
             else:  # float32 rows: a copy to float64, then the subtract (twice as fast as a mixed-dtype subtract)
-                d.copy_(zb if fused else zb[:, columns]).sub_(mean)
-            torch.matmul(d if fused else zb.to(f64), beta, out=rb)
+                d.copy_(zb).sub_(mean)
+            torch.matmul(d, beta, out=rb)  # the residual from the centred rows, in cache: z read from memory once
             torch.sub(y[i:j], rb, out=rb).sub_(offset).div_(scale)
             if w is not None:
                 rb *= w[i:j, None]
@@ -92,7 +94,10 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
             part += more
     out = []
     for (u, _, size), part in zip(indexed, parts, strict=True):
-        part.view(len(part), q, m)[:, bias:] /= unit[:, None]  # the design's scaling, once per cluster, not per row
+        sums = part.view(len(part), q, m)
+        if bias and mean_lo is not None:  # Σ (c - mean_lo) r = Σ c r - mean_lo Σ r, once per cluster
+            sums[:, 1:] -= mean_lo[None, :, None] * sums[:, :1]
+        sums[:, bias:] /= unit[:, None]  # the design's scaling, once per cluster, not per row
         part = part[:size] if len(u) == size else part[torch.from_numpy(u)]  # dense codes: the ids are the rows
         out.append((u, part.numpy()))
     return out

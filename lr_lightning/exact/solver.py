@@ -153,7 +153,7 @@ class _Solution:
     """Everything after pass 1 that later passes and the statistics use (float64, on the host)."""
 
     n: int
-    mean: np.ndarray  # (q,) means of [basis columns, targets]
+    mean: np.ndarray  # (q,) means of [basis columns, targets]; their low parts in double-double are mean_lo
     comoment: np.ndarray  # (q, q)
     keep: np.ndarray  # (p_basis,) bool over basis coefficients (intercept first): estimated, not aliased
     chol: np.ndarray  # L of the unit-scaled kept system, A_kk = D L Lᵀ D
@@ -173,6 +173,7 @@ class _Solution:
     rows: int = 0
     log_weights: float = 0.0
     weighted: bool = False
+    mean_lo: np.ndarray | None = None  # (q,): the means are mean + mean_lo
 
 
 class LeastSquaresSolver:
@@ -241,10 +242,31 @@ class LeastSquaresSolver:
         elif self.stage == "robust":
             bias = self.design.bias
             k = np.flatnonzero(s.keep[bias:])
-            self._dev["robust"] = (torch.from_numpy(k).to(dev),
-                                   torch.from_numpy(s.mean[:len(s.keep) - bias][k].copy()).to(dev),
+            f = len(s.keep) - bias
+            mean = np.stack([s.mean[:f][k], s.mean_lo[:f][k]]) if bias else np.zeros((2, len(k)))
+            self._dev["robust"] = (torch.from_numpy(k).to(dev), torch.from_numpy(mean).to(dev),
                                    torch.from_numpy(s.chol).to(dev), torch.from_numpy(s.unit).to(dev),
-                                   s.beta[0].to(dev), torch.from_numpy(self._residual_scale()).to(dev))
+                                   s.beta[0][bias:][torch.from_numpy(k)].to(dev), self._centred_intercept(k).to(dev),
+                                   torch.from_numpy(self._residual_scale()).to(dev))
+
+    def _centred_intercept(self, k: np.ndarray) -> torch.Tensor:
+        """``(m,)``: the intercept at the kept columns' means, ``β₀ + meanᵀβ`` in double-double (0 without one).
+
+        The robust pass takes its residuals from the centred columns, ``y - c - (z - mean)ᵀβ``: with columns far from
+        zero (1e6, spread 0.01) ``y - β₀ - zᵀβ`` is a small difference of large terms, whose rounding (a unit in the
+        last place of 1e6·β) is 1e-8 of the residual, and CR1 and HC0-HC3 inherit it. For the same reason the pass's
+        design is centred on the mean in double-double, ``(z - mean) - mean_lo`` (the first subtraction is exact):
+        the bread ``diag(1/n, A⁻¹)`` holds in those coordinates only, and ``mean_lo`` (1e-10 at 1e6) is 1e-8 of a
+        spread of 0.01.
+        """
+        s = self.solution
+        if not self.design.bias:
+            return torch.zeros(self.design.n_outputs, dtype=torch.float64)
+        hi, lo = (part[1:][torch.from_numpy(k)] for part in s.beta)
+        mean = torch.from_numpy(s.mean[:len(s.keep) - 1][k].copy())[:, None]
+        explained = dd.total(dd.mul((mean, torch.zeros_like(mean)), (hi, lo)), dim=0)
+        c = dd.add((s.beta[0][0], s.beta[1][0]), explained)
+        return c[0] + c[1]
 
     def _begin(self) -> None:
         self._rows = 0
@@ -339,24 +361,23 @@ class LeastSquaresSolver:
     def _robust_update(self, x: torch.Tensor, y: torch.Tensor, wt: torch.Tensor | None = None,
                        g: torch.Tensor | None = None) -> None:
         s = self.solution
-        k, mean, chol, unit, beta, rscale = self._dev["robust"]
+        k, mean, chol, unit, beta, offset, rscale = self._dev["robust"]
         z = self._basis(x)
         bias = self.design.bias
-        pred = z @ beta[bias:] + (beta[0] if bias else 0.0)
-        r = y - pred  # (rows, m): float64 is plenty for the weights of a covariance
         if not self.robust:  # clusters only: CR1 needs no leverages (HC2/HC3 do), so no triangular solve
             # [1, D⁻¹(z - mean)] written once into one block (no column gather when every column is kept).
             design = z.new_empty(len(z), bias + len(k))
             if bias:
                 design[:, 0] = 1.0
             kept = design[:, bias:]
-            torch.sub(z if len(k) == z.shape[1] else z[:, k], mean if bias else 0.0, out=kept)
-            kept.div_(unit)
-            r = r / rscale
+            torch.sub(z if len(k) == z.shape[1] else z[:, k], mean[0], out=kept)
+            r = (y - kept @ beta - offset) / rscale  # from the centred columns (see _centred_intercept)
+            kept.sub_(mean[1]).div_(unit)  # centred on the mean in double-double (see _centred_intercept)
             self._cluster_update(design, r if wt is None else r * wt, g, wt)
             return
-        u = z[:, k] - mean if bias else z[:, k]
-        scaled = u / unit  # unit-sized columns (D⁻¹u): the meat's products neither overflow nor underflow
+        u = z[:, k] - mean[0]
+        r = y - u @ beta - offset  # (rows, m), from the centred columns (see _centred_intercept)
+        scaled = (u - mean[1]) / unit  # unit-sized columns (D⁻¹u): the meat's products neither overflow nor underflow
         w = torch.linalg.solve_triangular(chol, scaled.T, upper=False)  # L⁻¹ D⁻¹ uᵀ
         h = (w * w).sum(dim=0) + (1.0 / s.n if bias else 0.0)  # leverages
         if wt is not None:  # of the whitened design √w·x (statsmodels' WLS): w·x(XᵀWX)⁻¹xᵀ
@@ -382,15 +403,15 @@ class LeastSquaresSolver:
         (the same sums as :meth:`_cluster_update`'s, in cache-sized sub-blocks on every core)."""
         from lr_lightning.exact.cluster_pass import score_sums
 
-        k, mean, _, unit, beta, rscale = self._dev["robust"]
+        k, mean, _, unit, beta, offset, rscale = self._dev["robust"]
         bias, m = self.design.bias, self.design.n_outputs
         z = self._basis(x)
         keys = cluster_keys(g.reshape(len(x), -1).to(torch.int64))
         sums = self._cluster_sums(keys, (bias + len(k)) * m)
         found = score_sums(
-            z, y, None if w is None else w[:, 0], [ids.numpy() for ids in keys], beta=beta[bias:],
-            intercept=beta[0] if bias else beta.new_zeros(m), columns=None if len(k) == z.shape[1] else k,
-            mean=mean if bias else beta.new_zeros(len(k)), unit=unit, scale=rscale, bias=bias)
+            z, y, None if w is None else w[:, 0], [ids.numpy() for ids in keys], beta=beta, offset=offset,
+            columns=None if len(k) == z.shape[1] else k, mean=mean[0], mean_lo=mean[1], unit=unit, scale=rscale,
+            bias=bias)
         for acc, (ids, part) in zip(sums, found, strict=True):
             acc.merge(ids, part)
 
@@ -671,7 +692,8 @@ class LeastSquaresSolver:
         sse = np.diag(comoment)[f:] - np.einsum("km,km->m", b[k], coef) if design.bias else \
             (np.diag(comoment)[f:] + n * mean[f:] ** 2) - np.einsum("km,km->m", b[k], coef)
         self._announce_aliased(keep, n)
-        solution = _Solution(n, mean, comoment, keep, chol, unit, beta, np.maximum(sse, 0.0), condition)
+        solution = _Solution(n, mean, comoment, keep, chol, unit, beta, np.maximum(sse, 0.0), condition,
+                             mean_lo=mean_lo)
         self._observations(solution)
         return solution
 

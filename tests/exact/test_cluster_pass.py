@@ -11,14 +11,15 @@ from lr_lightning.exact.cluster_pass import score_sums
 from lr_lightning.exact.gram import ROWS
 
 
-def _by_hand(z, y, w, ids, beta, intercept, columns, mean, unit, scale, bias):
-    """The definition, in numpy float64: r = w (y - z β - b) / s, d = [1, (z[:, k] - mean) / unit], Σ_g d ⊗ r."""
+def _by_hand(z, y, w, ids, beta, offset, columns, mean, mean_lo, unit, scale, bias):
+    """The definition, in numpy float64: c = z[:, k] - mean, r = w (y - c β - offset) / s,
+    d = [1, (c - mean_lo) / unit], Σ_g d ⊗ r."""
     z, y = z.astype(np.float64), y.astype(np.float64)
-    r = (y - z @ beta - intercept) / scale
+    c = (z if columns is None else z[:, columns]) - mean
+    r = (y - c @ beta - offset) / scale
     if w is not None:
         r = r * w[:, None]
-    d = (z if columns is None else z[:, columns]) - mean
-    d = d / unit
+    d = (c - mean_lo) / unit
     if bias:
         d = np.hstack([np.ones((len(z), 1)), d])
     score = (d[:, :, None] * r[:, None, :]).reshape(len(z), -1)
@@ -42,12 +43,11 @@ def test_score_sums_equal_the_sums_by_hand(dtype, targets, bias, columns, weight
     z = (rng.normal(size=(rows, p)) * [1.0, 10.0, 0.1, 3.0] + [5.0, -40.0, 0.0, 1e3]).astype(dtype)
     y = rng.normal(size=(rows, targets)).astype(dtype) + 2.0
     k = None if columns == "all" else np.array([0, 2, 3])  # the solver's kept columns (one dropped as collinear)
-    beta = rng.normal(size=(p, targets))
-    if k is not None:
-        beta[1] = 0.0  # a dropped column has no coefficient
-    intercept = rng.normal(size=targets) if bias else np.zeros(targets)
     width = p if k is None else len(k)
+    beta = rng.normal(size=(width, targets))  # the kept columns' coefficients
+    offset = rng.normal(size=targets) if bias else np.zeros(targets)  # the intercept at the means
     mean = z.astype(np.float64).mean(0)[k if k is not None else slice(None)] if bias else np.zeros(width)
+    mean_lo = rng.normal(size=width) * 1e-3 if bias else np.zeros(width)  # the means' low parts (exaggerated)
     unit, scale = rng.uniform(0.5, 2.0, width), rng.uniform(0.5, 2.0, targets)
     w = None if weights == "none" else np.where(rng.random(rows) < 0.2, 0.0, rng.uniform(0.1, 3.0, rows))
     firm, year = rng.integers(0, 300, rows), rng.integers(0, 12, rows) * 7 + 1_000_000  # dense ids, sparse ids
@@ -57,12 +57,12 @@ def test_score_sums_equal_the_sums_by_hand(dtype, targets, bias, columns, weight
     try:
         torch.set_num_threads(2)
         found = score_sums(torch.from_numpy(z), torch.from_numpy(y), None if w is None else t(w), [firm, year],
-                           beta=t(beta), intercept=t(intercept), columns=None if k is None else torch.from_numpy(k),
-                           mean=t(mean), unit=t(unit), scale=t(scale), bias=bias)
+                           beta=t(beta), offset=t(offset), columns=None if k is None else torch.from_numpy(k),
+                           mean=t(mean), mean_lo=t(mean_lo) if bias else None, unit=t(unit), scale=t(scale), bias=bias)
     finally:
         torch.set_num_threads(before)
     for ids, (u, sums) in zip([firm, year], found, strict=True):
-        want_u, want = _by_hand(z, y, w, ids, beta, intercept, k, mean, unit, scale, bias)
+        want_u, want = _by_hand(z, y, w, ids, beta, offset, k, mean, mean_lo, unit, scale, bias)
         np.testing.assert_array_equal(u, want_u)
         assert sums.shape == want.shape == (len(want_u), (bias + width) * targets)
         # Sums of thousands of rows in another order: rounding of 1e-16 per row relative to the largest score.
