@@ -15,6 +15,7 @@ torch ``index_add_`` with its own two threads took 0.5 ms where one thread takes
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ import torch
 T = TypeVar("T")
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool): a forked child makes its own
 _blas: Any = None  # threadpoolctl's controller, found once per process
+_held_lock = threading.Lock()
+_held: dict[str, Any] = {"count": 0, "limiter": None}  # how many contexts hold BLAS at one thread, and the limit
 
 
 def each_share(work: Callable[[int, int], T], rows: int, block: int) -> list[T]:
@@ -54,19 +57,40 @@ def pool(threads: int) -> ThreadPoolExecutor:
 
 @contextmanager
 def one_thread_each() -> Iterator[None]:
-    """A context in which numpy's and scipy's BLAS use one thread each, and so does torch (restored after)."""
-    global _blas
-    if _blas is None:
-        from threadpoolctl import ThreadpoolController
+    """A context in which numpy's and scipy's BLAS use one thread each, and so does torch (restored after).
 
-        _blas = ThreadpoolController()
+    torch's count is the calling thread's own, saved and restored here. BLAS's is the process's: fits running at
+    once in several threads share one limit, set by the first to enter and restored by the last to leave (each
+    restoring what it saw on entry left BLAS at one thread when the two overlapped). Called from a Python thread,
+    OpenBLAS's pthreads build may not take the limit at all (threadpoolctl#205); the results are the same."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    _hold_blas()
     try:
-        with _blas.limit(limits=1, user_api="blas"):
-            yield
+        yield
     finally:
+        _release_blas()
         torch.set_num_threads(threads)
+
+
+def _hold_blas() -> None:
+    global _blas
+    with _held_lock:
+        if _held["count"] == 0:
+            if _blas is None:
+                from threadpoolctl import ThreadpoolController
+
+                _blas = ThreadpoolController()
+            _held["limiter"] = _blas.limit(limits=1, user_api="blas")
+        _held["count"] += 1
+
+
+def _release_blas() -> None:
+    with _held_lock:
+        _held["count"] -= 1
+        if _held["count"] == 0:
+            limiter, _held["limiter"] = _held["limiter"], None
+            limiter.restore_original_limits()
 
 
 def _alone(work: Callable[[int, int], T], start: int, stop: int) -> T:

@@ -61,3 +61,57 @@ def test_gram_sums_leaves_torch_threads_as_it_found_them() -> None:
     assert n == len(a)
     np.testing.assert_allclose(comoment, np.cov(a.numpy().T, bias=True) * len(a), rtol=1e-12)
     np.testing.assert_allclose(mean, a.numpy().mean(axis=0), rtol=0, atol=1e-15)
+
+
+class _FakeBLAS:
+    """threadpoolctl's controller for one process-wide BLAS setting. The real one can't be read reliably here: called
+    from a Python thread, OpenBLAS's pthreads build takes or ignores the limit by turns (threadpoolctl#205)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def limit(self, limits: int, user_api: str):
+        blas, saved = self, self.threads
+        blas.threads = limits
+
+        class Limiter:
+            def restore_original_limits(self) -> None:
+                blas.threads = saved
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc) -> None:
+                self.restore_original_limits()
+
+        return Limiter()
+
+
+def test_overlapping_calls_from_two_threads_restore_blas_once_both_are_done(monkeypatch) -> None:
+    """Two fits at once in two user threads: the second to enter saw BLAS already at one thread, and restoring that
+    on leaving (after the first had restored the caller's) left the process at one thread."""
+    import threading
+
+    import lr_lightning.exact.threads as threads
+
+    blas = _FakeBLAS(2)
+    monkeypatch.setattr(threads, "_blas", blas)
+    entered = [threading.Event(), threading.Event()]
+    leave = [threading.Event(), threading.Event()]
+
+    def fit(i: int) -> None:
+        with threads.one_thread_each():
+            entered[i].set()
+            leave[i].wait(10)
+
+    workers = [threading.Thread(target=fit, args=(i,)) for i in (0, 1)]
+    for t, event in zip(workers, entered, strict=True):
+        t.start()
+        event.wait(10)
+    assert blas.threads == 1
+    leave[0].set()
+    workers[0].join(10)
+    assert blas.threads == 1  # the first has left; the second still runs on one thread
+    leave[1].set()
+    workers[1].join(10)
+    assert blas.threads == 2
