@@ -10,8 +10,9 @@ intercept at the means (also the digits' choice: with columns at 1e6, ``z @ beta
 difference of large terms).
 With one target the scores are ``d·r`` in place; the division by ``unit`` waits for the per-cluster sums (a scale
 per column: once per cluster, not once per row). Measured on the 2-core VM: a 4,096 x 40 float64 sub-block on one
-thread from 570-660 µs to 340-500 µs; over 2M x 40 and 1,000 clusters on two threads the pass takes 0.12-0.13 s,
-what the plain fit's first pass takes.
+thread from 570-660 µs to 340-500 µs. Over 2M x 40 and 1,000 clusters, in the fit's 11 batches on two threads,
+the pass takes 0.08 s; it took 0.15 s while the end of each batch's call ran torch operations on this thread (see
+the note there).
 The sub-blocks are shared among threads (:mod:`~lr_lightning.exact.threads`), in torch operations, which release
 the GIL. Each sub-block's scores are added to their clusters' rows by ``index_add_``, a
 scatter whose cost is the rows', however many clusters there are (scipy's sparse product held the GIL, and over
@@ -51,7 +52,8 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
     ``mean_lo`` (zeros when None) is the means' low part in double-double: the design is centred on them exactly.
     """
     rows, m = len(z), y.shape[1]
-    keep = None if w is None or bool((w > 0).all()) else (w > 0).numpy()  # rows of weight 0 belong to no cluster
+    positive = None if w is None else w.numpy() > 0  # numpy: see the note on OpenMP below
+    keep = None if positive is None or positive.all() else positive  # rows of weight 0 belong to no cluster
     indexed = [_index(ids, keep) for ids in ways]
     codes = [torch.from_numpy(code) for _, code, _ in indexed]
     q = bias + (z.shape[1] if columns is None else len(columns))
@@ -88,18 +90,18 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
         return parts
 
     partial = each_share(run, rows, ROWS)
-    parts = partial[0]
-    for other in partial[1:]:  # in place: a part is (clusters, q·m), 34 MB at 100,000 clusters
-        for part, more in zip(parts, other, strict=True):
-            part += more
+    # In numpy from here on: a torch operation of this size on this thread runs on two OpenMP threads, and the
+    # second one's spinning afterwards took a core from the next batch's pass (0.15 s against 0.09 s at 2M x 40).
     out = []
-    for (u, _, size), part in zip(indexed, parts, strict=True):
-        sums = part.view(len(part), q, m)
+    for j, (u, _, size) in enumerate(indexed):
+        part = partial[0][j].numpy()
+        for other in partial[1:]:  # in place: a part is (clusters, q·m), 34 MB at 100,000 clusters
+            part += other[j].numpy()
+        sums = part.reshape(len(part), q, m)
         if bias and mean_lo is not None:  # Σ (c - mean_lo) r = Σ c r - mean_lo Σ r, once per cluster
-            sums[:, 1:] -= mean_lo[None, :, None] * sums[:, :1]
-        sums[:, bias:] /= unit[:, None]  # the design's scaling, once per cluster, not per row
-        part = part[:size] if len(u) == size else part[torch.from_numpy(u)]  # dense codes: the ids are the rows
-        out.append((u, part.numpy()))
+            sums[:, 1:] -= mean_lo.numpy()[None, :, None] * sums[:, :1]
+        sums[:, bias:] /= unit.numpy()[:, None]  # the design's scaling, once per cluster, not per row
+        out.append((u, part[:size] if len(u) == size else part[u]))  # dense codes: the ids are the rows
     return out
 
 
