@@ -29,6 +29,7 @@ scatter whose cost is the rows', however many clusters there are (scipy's sparse
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,11 +38,13 @@ import torch
 from lr_lightning.exact.gram import ROWS
 from lr_lightning.exact.threads import each_share
 
+TABLE_BYTES = 256 << 20  # per thread and clustering: 800,000 clusters at 40 columns; more ids take per-batch sums
+
 
 def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: Sequence[np.ndarray], *,
                beta: torch.Tensor, offset: torch.Tensor, columns: torch.Tensor | None, mean: torch.Tensor,
-               unit: torch.Tensor, scale: torch.Tensor, bias: bool,
-               mean_lo: torch.Tensor | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+               unit: torch.Tensor, scale: torch.Tensor, bias: bool, mean_lo: torch.Tensor | None = None,
+               into: ScoreTables | None = None) -> list[tuple[np.ndarray, np.ndarray] | None]:
     """Per clustering in ``ways`` (each ``(rows,)`` int64 ids), ``(ids, sums)``: the sorted distinct ids of the rows
     of positive weight, and per id the sum of its rows' scores, ``(len(ids), q·m)`` (``j·m + t``).
 
@@ -50,13 +53,18 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
     ``columns`` is None), the residual is ``r = (y - c @ beta - offset) / scale``, times ``w``, and the design is
     ``[1, (c - mean_lo) / unit]``, without the 1 when ``bias`` is False (then ``mean`` and ``offset`` are zeros).
     ``mean_lo`` (zeros when None) is the means' low part in double-double: the design is centred on them exactly.
+
+    ``into``: the pass's :class:`ScoreTables`. A clustering whose ids are codes it can hold is added there instead,
+    unscaled, and its entry is None: nothing of the clusters' size is touched per batch.
     """
     rows, m = len(z), y.shape[1]
     positive = None if w is None else w.numpy() > 0  # numpy: see the note on OpenMP below
     keep = None if positive is None or positive.all() else positive  # rows of weight 0 belong to no cluster
-    indexed = [_index(ids, keep) for ids in ways]
-    codes = [torch.from_numpy(code) for _, code, _ in indexed]
     q = bias + (z.shape[1] if columns is None else len(columns))
+    tabled = [into is not None and into.take(way, ids, keep) for way, ids in enumerate(ways)]
+    # A tabled clustering's rows go to their own ids' rows (a row of weight 0 adds exact zeros: its r is 0).
+    indexed = [None if t else _index(ids, keep) for t, ids in zip(tabled, ways, strict=True)]
+    codes = [torch.from_numpy(ids if t else i[1]) for t, i, ids in zip(tabled, indexed, ways, strict=True)]
     f64 = torch.float64
 
     def run(lo: int, hi: int) -> list[torch.Tensor]:
@@ -65,7 +73,9 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
         scores = None if m == 1 else torch.empty(size, q, m, dtype=f64)  # one target: the scores are d·r, in place
         if bias and m > 1:
             work[:, 0] = 1.0
-        parts = [torch.zeros(n + 1, q * m, dtype=f64) for _, _, n in indexed]  # the last row: weight-0 rows
+        # Per clustering: this thread's table of the pass, or this call's part (its last row: weight-0 rows).
+        parts = [into.table(way) if t else torch.zeros(i[2] + 1, q * m, dtype=f64)
+                 for way, (t, i) in enumerate(zip(tabled, indexed, strict=True))]
         for i in range(lo, hi, ROWS):
             j = min(i + ROWS, hi)
             zb, d, rb = z[i:j], work[:j - i, bias:], r[:j - i]
@@ -92,17 +102,92 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
     partial = each_share(run, rows, ROWS)
     # In numpy from here on: a torch operation of this size on this thread runs on two OpenMP threads, and the
     # second one's spinning afterwards took a core from the next batch's pass (0.15 s against 0.09 s at 2M x 40).
-    out = []
-    for j, (u, _, size) in enumerate(indexed):
+    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for j, found in enumerate(indexed):
+        if found is None:  # in the tables
+            out.append(None)
+            continue
+        u, _, size = found
         part = partial[0][j].numpy()
-        for other in partial[1:]:  # in place: a part is (clusters, q·m), 34 MB at 100,000 clusters
+        for other in partial[1:]:
             part += other[j].numpy()
-        sums = part.reshape(len(part), q, m)
-        if bias and mean_lo is not None:  # Σ (c - mean_lo) r = Σ c r - mean_lo Σ r, once per cluster
-            sums[:, 1:] -= mean_lo.numpy()[None, :, None] * sums[:, :1]
-        sums[:, bias:] /= unit.numpy()[:, None]  # the design's scaling, once per cluster, not per row
+        part = _scaled(part, q, m, bias, unit, mean_lo)
         out.append((u, part[:size] if len(u) == size else part[u]))  # dense codes: the ids are the rows
     return out
+
+
+def _scaled(part: np.ndarray, q: int, m: int, bias: bool, unit: torch.Tensor,
+            mean_lo: torch.Tensor | None) -> np.ndarray:
+    """Score sums ``(clusters, q·m)`` of the centred, unscaled design, in place to those of ``[1, (c - mean_lo) /
+    unit]``: ``Σ (c - mean_lo) r = Σ c r - mean_lo Σ r``, and the columns' scaling, once per cluster."""
+    sums = part.reshape(len(part), q, m)
+    if bias and mean_lo is not None:
+        sums[:, 1:] -= mean_lo.numpy()[None, :, None] * sums[:, :1]
+    sums[:, bias:] /= unit.numpy()[:, None]
+    return part
+
+
+class ScoreTables:
+    """A pass's per-cluster score sums, across its batches: per clustering, one table per thread, row ``id`` the
+    sums of cluster ``id``, for ids that are codes (from 0, as the data modules number clusters) of a table of at
+    most :data:`TABLE_BYTES`. A batch adds its rows to them and touches nothing of the clusters' size: at 100,000
+    clusters a per-batch result was 33 MB to zero, merge, scale and merge again, per batch (1.8 s of 14 over 25M
+    rows). :meth:`totals` merges the threads' tables and scales them, once.
+
+    >>> tables = ScoreTables(1, width=1)
+    >>> tables.take(0, np.array([0, 2]), None), tables.take(0, np.array([-1]), None)  # -1 is no code
+    (True, False)
+    >>> tables.table(0)[[0, 2]] += torch.tensor([[1.0], [2.0]], dtype=torch.float64)
+    >>> [(ids.tolist(), sums.tolist()) for ids, sums in tables.totals(1, 1, False, torch.ones(1), None)]
+    [([0, 2], [[1.0], [2.0]])]
+    """
+
+    def __init__(self, ways: int, width: int) -> None:
+        self.width = width
+        self.seen = [np.zeros(0, bool) for _ in range(ways)]  # per clustering: the ids of rows of positive weight
+        self._tables: dict[int, list[torch.Tensor | None]] = {}  # per thread, per clustering
+        self._lock = threading.Lock()
+
+    def take(self, way: int, ids: np.ndarray, keep: np.ndarray | None) -> bool:
+        """Whether clustering ``way``'s ``ids`` (one batch's) go to the tables; if so they are marked as seen (the
+        rows in ``keep``, all when None). Called on the batch's thread, before its pool threads run."""
+        if not len(ids):
+            return False
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or (max(high + 1, len(self.seen[way])) * self.width * 8 > TABLE_BYTES):
+            return False
+        seen = self.seen[way]
+        if high >= len(seen):
+            seen = self.seen[way] = np.concatenate([seen, np.zeros(max(high + 1, 2 * len(seen)) - len(seen), bool)])
+        seen[ids if keep is None else ids[keep]] = True
+        return True
+
+    def table(self, way: int) -> torch.Tensor:
+        """The calling thread's table of clustering ``way``, with a row for every id seen so far (grown by copy)."""
+        thread = threading.get_ident()
+        with self._lock:
+            mine = self._tables.setdefault(thread, [None] * len(self.seen))
+        size, table = len(self.seen[way]), mine[way]
+        if table is None or len(table) < size:
+            grown = torch.zeros(size, self.width, dtype=torch.float64)
+            if table is not None:
+                grown[:len(table)] = table
+            mine[way] = table = grown
+        return table
+
+    def totals(self, q: int, m: int, bias: bool, unit: torch.Tensor, mean_lo: torch.Tensor | None
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per clustering, ``(ids, sums)`` of the ids seen, the threads' tables summed and scaled as
+        :func:`score_sums` scales its results."""
+        out = []
+        for way, seen in enumerate(self.seen):
+            total = np.zeros((len(seen), self.width))
+            for mine in self._tables.values():
+                if mine[way] is not None:
+                    total[:len(mine[way])] += mine[way].numpy()
+            ids = np.flatnonzero(seen)
+            out.append((ids, _scaled(total[ids], q, m, bias, unit, mean_lo)))
+        return out
 
 
 def _index(ids: np.ndarray, keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:

@@ -401,19 +401,33 @@ class LeastSquaresSolver:
     def _cluster_pass(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, g: torch.Tensor) -> None:
         """The clustered pass without HC errors over a CPU batch: :func:`~lr_lightning.exact.cluster_pass.score_sums`
         (the same sums as :meth:`_cluster_update`'s, in cache-sized sub-blocks on every core)."""
-        from lr_lightning.exact.cluster_pass import score_sums
+        from lr_lightning.exact.cluster_pass import ScoreTables, score_sums
 
         k, mean, _, unit, beta, offset, rscale = self._dev["robust"]
         bias, m = self.design.bias, self.design.n_outputs
         z = self._basis(x)
         keys = cluster_keys(g.reshape(len(x), -1).to(torch.int64))
         sums = self._cluster_sums(keys, (bias + len(k)) * m)
+        tables = self._sums.setdefault("score_tables", ScoreTables(len(keys), (bias + len(k)) * m))
         found = score_sums(
             z, y, None if w is None else w[:, 0], [ids.numpy() for ids in keys], beta=beta, offset=offset,
             columns=None if len(k) == z.shape[1] else k, mean=mean[0], mean_lo=mean[1], unit=unit, scale=rscale,
-            bias=bias)
-        for acc, (ids, part) in zip(sums, found, strict=True):
-            acc.merge(ids, part)
+            bias=bias, into=tables)
+        for acc, part in zip(sums, found, strict=True):
+            if part is not None:  # else in the pass's tables, merged at its end (_end_score_tables)
+                acc.merge(*part)
+
+    def _end_score_tables(self) -> None:
+        """The clustered pass's tables (:class:`~lr_lightning.exact.cluster_pass.ScoreTables`) into its sums."""
+        tables = self._sums.pop("score_tables", None)
+        if tables is None:
+            return
+        k, mean, _, unit, *_ = self._dev["robust"]
+        bias = self.design.bias
+        q = bias + len(k)
+        for acc, part in zip(self._sums["clusters"], tables.totals(q, self.design.n_outputs, bias, unit, mean[1]),
+                             strict=True):
+            acc.merge(*part)
 
     def _cluster_update(self, design: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None,
                         wt: torch.Tensor | None = None) -> None:
@@ -498,6 +512,7 @@ class LeastSquaresSolver:
                 meats[1:][~np.isfinite(meats[1:])] = math.nan  # HC2, HC3 with a leverage-1 row: undefined
                 self.solution.meats = meats
             if self.cluster:
+                self._end_score_tables()
                 self._end_clusters(gather, device)
             self.stage = "done"
         self._begin()

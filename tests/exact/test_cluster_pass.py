@@ -68,3 +68,48 @@ def test_score_sums_equal_the_sums_by_hand(dtype, targets, bias, columns, weight
         # Sums of thousands of rows in another order: rounding of 1e-16 per row relative to the largest score.
         # Measured at most 2.3e-15 over the 8 cases (2-core AMD EPYC); the bound leaves ~400x for other CPUs.
         assert np.max(np.abs(sums - want)) <= 1e-12 * np.max(np.abs(want))
+
+
+@pytest.mark.parametrize("targets", [1, 2])
+def test_tables_over_batches_equal_the_sums_by_hand(targets) -> None:
+    """Clusterings of codes go to the pass's tables (per thread, across batches; scaled once at the end); others
+    (here negative ids) come back per batch. Both equal the sums over all the rows, and zero-weight rows' clusters
+    are not seen."""
+    from lr_lightning.exact.cluster_pass import ScoreTables
+
+    rng = np.random.default_rng(11)
+    rows, p = 3 * ROWS + 77, 3
+    z = rng.normal(size=(rows, p)) * [1.0, 5.0, 0.2] + [3.0, -7.0, 1e3]
+    y = rng.normal(size=(rows, targets))
+    beta, offset = rng.normal(size=(p, targets)), rng.normal(size=targets)
+    mean, mean_lo = z.mean(0), rng.normal(size=p) * 1e-3
+    unit, scale = rng.uniform(0.5, 2.0, p), rng.uniform(0.5, 2.0, targets)
+    w = np.where(rng.random(rows) < 0.2, 0.0, rng.uniform(0.1, 3.0, rows))
+    firm, year = rng.integers(0, 500, rows), rng.integers(-12, 0, rows)
+    w[firm == 499] = 0.0  # a cluster of zero-weight rows only: no cluster
+    t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))  # noqa: E731
+    tables, per_batch = ScoreTables(2, (1 + p) * targets), []
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for lo, hi in ((0, 2 * ROWS + 5), (2 * ROWS + 5, rows)):  # the first batch sees only some of the firms
+            found = score_sums(t(z[lo:hi]), t(y[lo:hi]), t(w[lo:hi]), [firm[lo:hi], year[lo:hi]], beta=t(beta),
+                               offset=t(offset), columns=None, mean=t(mean), mean_lo=t(mean_lo), unit=t(unit),
+                               scale=t(scale), bias=True, into=tables)
+            assert found[0] is None and found[1] is not None  # codes tabled; negative ids per batch
+            per_batch.append(found[1])
+    finally:
+        torch.set_num_threads(before)
+    (u, sums), _ = tables.totals(1 + p, targets, True, t(unit), t(mean_lo))
+    want_u, want = _by_hand(z, y, w, firm, beta, offset, None, mean, mean_lo, unit, scale, True)
+    np.testing.assert_array_equal(u, want_u)
+    assert 499 not in u
+    assert np.max(np.abs(sums - want)) <= 1e-12 * np.max(np.abs(want))
+    want_u, want = _by_hand(z, y, w, year, beta, offset, None, mean, mean_lo, unit, scale, True)
+    merged = {}
+    for ids, part in per_batch:
+        for i, row in zip(ids, part, strict=True):
+            merged[i] = merged.get(i, 0.0) + row
+    np.testing.assert_array_equal(sorted(merged), want_u)
+    got = np.array([merged[i] for i in want_u])
+    assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want))
