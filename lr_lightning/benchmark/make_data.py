@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -117,12 +117,12 @@ def parser() -> Parser:
     p.add_argument("out", type=str, help="a new directory for part-00000.npy (or .parquet), ... and truth.json")
     p.add_argument("--n_rows", type=int, default=1_000_000, help="samples in all")
     p.add_argument("--n_features", type=int, default=16, help="input columns (plus one target column)")
-    p.add_argument("--format", type=str, default="npy", choices=["npy", "parquet"], help="file format")
+    p.add_argument("--format", type=Literal["npy", "parquet"], default="npy", help="file format")
     p.add_argument("--shard_rows", type=int, default=1 << 20, help="rows per file")
     p.add_argument("--row_group_rows", type=int, default=1 << 20, help="rows per Parquet row group")
     p.add_argument("--noise", type=float, default=0.1, help="standard deviation of the noise")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the data")
-    p.add_argument("--dtype", type=str, default="float32", choices=["float32", "float64"], help="stored dtype")
+    p.add_argument("--dtype", type=Literal["float32", "float64"], default="float32", help="stored dtype")
     p.add_argument("--weights", type=bool, default=False, help="add a weight column (uniform in [0.5, 2])")
     p.add_argument("--clusters", type=int, default=0, help="add a cluster id column of this many clusters")
     return p
