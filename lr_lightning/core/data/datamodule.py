@@ -310,8 +310,8 @@ class RegressionDataModule(L.LightningDataModule):
 
     def raw_split(self, name: str, dtype: torch.dtype | None = None, ordered: bool = False) -> Batch:
         """``(x, y)`` (with weights: ``(x, y, w)``) of split ``name`` (``"train"``, ``"val"``, ``"test"``) before any
-        feature map, as tensors of ``dtype`` (default :attr:`dtype`; a wider one serves the table's own numbers); in
-        memory only (a streamed table is never wholly read).
+        feature map, as tensors of ``dtype`` (default :attr:`dtype`; a wider one serves the table's own numbers), the
+        weights in float64 as given; in memory only (a streamed table is never wholly read).
 
         ``ordered`` keeps each split's rows in memory order (for sums, which no order changes): with no validation
         or test split that is the data as given, with no copy at all."""
@@ -322,7 +322,10 @@ class RegressionDataModule(L.LightningDataModule):
             raise ValueError(f"no split {name!r}; the splits are train, val and test")
         key = (dtype or self.dtype, bool(ordered))
         if key not in self._unmapped:
-            self._unmapped[key] = self._split_rows(*self._read_all(key[0]), ordered=key[1])
+            rows = self._read_all(key[0])
+            if len(rows) > 2:  # the weights as given (float64): rounded to float32 they would weigh another fit
+                rows = (*rows[:2], torch.from_numpy(self.weights))
+            self._unmapped[key] = self._split_rows(*rows, ordered=key[1])
         return self._unmapped[key][name]
 
     @property
