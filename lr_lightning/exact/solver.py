@@ -65,9 +65,11 @@ EPS = float(np.finfo(np.float64).eps)
 # R's lm: a column whose part not explained by the columns before it is below 10⁻⁷ of its own size is aliased (here:
 # of its spread, since the columns are centred). Decided on a QR, where the co-moments put that in doubt.
 ALIAS_TOL = 1e-7
-# The co-moments decide alone when every column's unexplained part is above 10⁻⁴·⁵ of its spread (a Cholesky pivot
-# of the unit-scaled system above 10⁻⁹): far from ALIAS_TOL even with the digits the squared system loses.
-QR_BELOW = 1e-9
+# The co-moments decide alone when every column's unexplained part is above 10⁻²·⁵ of its spread (a Cholesky pivot
+# of the unit-scaled system above 10⁻⁵). Below, a QR pass over the rows gives the factor: the aliasing decision
+# (ALIAS_TOL) needs it, and so do the covariances, whose error from the squared system's factor is ~eps/pivot²
+# (nearly collinear columns at a pivot² of 1e-8: standard errors 3e-8 off; from the QR, 1e-11).
+QR_BELOW = 1e-5
 # Refine when pass 1's coefficients or residual sum of squares may have lost digits beyond this relative error.
 REFINE_BELOW = 1e-11
 # A leverage within this of 1 is 1: the row's residual is 0 up to rounding, and HC2/HC3 divide it by 1 - h.
@@ -161,7 +163,7 @@ class _Solution:
     beta: tuple[torch.Tensor, torch.Tensor]  # basis coefficients (p_basis, m) in double-double
     sse: np.ndarray  # (m,) residual sums of squares
     condition: float  # of the unit-scaled kept system
-    meats: np.ndarray | None = None  # (3, m, 1+k, 1+k): HC0, HC2, HC3 in centred coordinates
+    meats: np.ndarray | None = None  # (3, m, 1+k, 1+k): HC0, HC2, HC3 of the whitened rows K·d (covariances)
     # Clustered: per clustering (one-way: 1; two-way: a, b and their intersection) its number of clusters and its
     # meat Σ_g s_g s_gᵀ (m, 1+k, 1+k) of the per-cluster score sums, in the same coordinates and units.
     cluster_meats: list[tuple[int, np.ndarray]] | None = None
@@ -389,12 +391,15 @@ class LeastSquaresSolver:
         r = r / rscale  # residuals in units of the residual SD, for the same reason
         if self.cluster:
             self._cluster_update(design, r if wt is None else r * wt, g, wt)
+        # The meats of the rows K·d, K = diag(1/√n, L⁻¹) (the bread is KᵀK): a meat of d itself, sandwiched between
+        # (KᵀK), lost digits with the condition number squared on nearly collinear columns (as XᵀX does).
+        white = torch.cat([u.new_full((len(u), 1), 1.0 / math.sqrt(s.n)), w.T], dim=1) if bias else w.T
         meats = []
         for power in (0, 1, 2):  # HC0 (and HC1, a rescaling of it), HC2, HC3
             weight = r**2 / free[:, None] ** power  # (rows, m)
             if wt is not None:  # whitened residuals √w·r and rows √w·x: w² r² x xᵀ
                 weight = weight * wt**2
-            meats.append(torch.einsum("ri,rt,rj->tij", design, weight, design))
+            meats.append(torch.einsum("ri,rt,rj->tij", white, weight, white))
         meats = torch.stack(meats)
         self._sums["meats"] = self._sums["meats"] + meats if "meats" in self._sums else meats
 
@@ -481,10 +486,24 @@ class LeastSquaresSolver:
         local = local or [ClusterSums(q * m) for _ in range(ways)]
         s.cluster_meats = []
         for acc in local:
-            merged = acc.gathered(gather, device).sums.reshape(-1, q, m)
+            merged = self._whitened(acc.gathered(gather, device).sums.reshape(-1, q, m))
             s.cluster_meats.append((len(merged), np.einsum("git,gjt->tij", merged, merged)))
         if self.cr3:
             self._end_cr3(gather, device, q, m)
+
+    def _whitened(self, scores: np.ndarray) -> np.ndarray:
+        """Per-cluster scores ``(G, q, m)`` of the design ``d`` as those of ``K·d``, ``K = diag(1/√n, L⁻¹)`` (the
+        bread is ``KᵀK``): their meat needs no sandwich by the inverse that squares the condition number."""
+        s, bias = self.solution, self.design.bias
+        out = scores.copy()
+        if bias:
+            out[:, 0] /= math.sqrt(s.n)
+        k = scores.shape[1] - bias
+        if k and len(scores):
+            rhs = torch.from_numpy(np.ascontiguousarray(scores[:, bias:].transpose(1, 0, 2).reshape(k, -1)))
+            solved = torch.linalg.solve_triangular(torch.from_numpy(s.chol), rhs, upper=False).numpy()
+            out[:, bias:] = solved.reshape(k, len(scores), -1).transpose(1, 0, 2)
+        return out
 
     # ------------------------------------------------------------------------------------ per pass
     def end_pass(self, gather: Gather = no_gather, device: torch.device | None = None) -> bool:
@@ -786,12 +805,11 @@ class LeastSquaresSolver:
         # Kept in long double: a coefficient's variance can exceed float64's range while its standard error does not
         # (x in units of 1e-5 and y near 1e150: variances ~1e310); the table casts after the square root.
         out = {"unscaled": w @ w.T}
-        # The meats were summed in scaled units (unit-sized columns, residuals over their SD): back to the data's
-        # units here, in long double, whose range holds what float64's would not (data at 1e77 or 1e-100).
+        # The meats were summed in whitened units (rows K·d, K = diag(1/√n, L⁻¹), of unit-sized columns; residuals
+        # over their SD): the sandwich is w M wᵀ, in long double, whose range holds what float64's would not (data
+        # at 1e77 or 1e-100).
         d = np.concatenate([[1.0], s.unit]) if bias else s.unit
-        scale = np.outer(d, d).astype(ld)
         rs = self._residual_scale().astype(ld)
-        bread = to_raw @ (half @ half.T)
         dof = s.rows - int(keep.sum())
         if s.cluster_meats is not None:
             # CR1 with statsmodels' (and Stata's, fixest's default) factor G/(G-1)·(n-1)/(n-k) per clustering; two-way
@@ -804,7 +822,7 @@ class LeastSquaresSolver:
             cr1 = 0
             for (groups, meat), sign in zip(s.cluster_meats, (1, 1, -1), strict=False):
                 factor = ld(groups / (groups - 1) * (s.rows - 1) / dof) if groups > 1 and dof > 0 else ld(math.nan)
-                cr1 = cr1 + sign * factor * np.stack([bread @ (meat[t].astype(ld) * scale * rs[t] ** 2) @ bread.T
+                cr1 = cr1 + sign * factor * np.stack([w @ (meat[t].astype(ld) * rs[t] ** 2) @ w.T
                                                       for t in range(self.design.n_outputs)])
             out["CR1"] = cr1
             out["n_clusters"] = [groups for groups, _ in s.cluster_meats[:2]]
@@ -818,7 +836,7 @@ class LeastSquaresSolver:
         if s.meats is not None:
             for name, meat, factor in (("HC0", 0, 1.0), ("HC1", 0, s.rows / dof if dof > 0 else math.nan),
                                        ("HC2", 1, 1.0), ("HC3", 2, 1.0)):
-                out[name] = np.stack([(bread @ (s.meats[meat, t].astype(ld) * scale * rs[t] ** 2) @ bread.T)
+                out[name] = np.stack([(w @ (s.meats[meat, t].astype(ld) * rs[t] ** 2) @ w.T)
                                       * ld(factor) for t in range(self.design.n_outputs)])
         return out
 
