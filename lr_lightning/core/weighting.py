@@ -14,33 +14,49 @@ from typing import Any
 import numpy as np
 import torch
 
+WEIGHT_RANGE = 1e150  # positive weights in [1/WEIGHT_RANGE, WEIGHT_RANGE]: w² r² stays in float64's range
 
-def check_weights(weights: Any, n: int, what: str = "weights") -> np.ndarray:
-    """``weights`` as an ``(n, 1)`` float64 array, or a one-line ValueError naming ``what`` and the first bad row:
-    not ``n`` numbers, a negative or non-finite weight, or every weight zero.
+
+def check_weights(weights: Any, n: int, what: str = "weights", where: Any = None, some_positive: bool = True
+                  ) -> np.ndarray:
+    """``weights`` as an ``(n, 1)`` float64 array, or a one-line ValueError naming ``what`` and the first bad row
+    (``where(row)`` names it, e.g. a table's file and row; else ``row r (1-based)``): not ``n`` real numbers, a
+    negative or non-finite weight, a positive weight outside [1e-150, 1e150] (its square, in the robust errors,
+    would leave float64's range; WLS doesn't depend on the weights' scale), or (with ``some_positive``: not for
+    one block of a file) every weight zero.
 
     >>> check_weights([1, 0, 2], 3).ravel().tolist()
     [1.0, 0.0, 2.0]
     >>> check_weights([1, -1], 2)
     Traceback (most recent call last):
     ...
-    ValueError: weights: row 1 has weight -1.0; weights must be finite and >= 0
+    ValueError: weights: row 2 (1-based) has weight -1.0; weights must be finite and >= 0
     """
     if isinstance(weights, torch.Tensor):
         weights = weights.detach().cpu().double().numpy()
     try:
-        w = np.asarray(weights, dtype=np.float64)
+        w = np.asarray(weights)
+        if np.iscomplexobj(w):
+            raise TypeError
+        w = w.astype(np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{what}: not numbers") from None
+        raise ValueError(f"{what}: not real numbers") from None
     if w.ndim == 2 and w.shape[1] == 1:
         w = w[:, 0]
     if w.shape != (n,):
-        raise ValueError(f"{what}: {w.shape[0] if w.ndim else 1} values for {n} rows; give one weight per row")
+        raise ValueError(f"{what}: shape {w.shape} for {n} rows; give one weight per row")
+    at = (lambda row: f"{where(row)}, {what}:") if where is not None else \
+        (lambda row: f"{what}: row {row + 1} (1-based) has")
     bad = ~np.isfinite(w) | (w < 0)
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(f"{what}: row {row} has weight {w[row]}; weights must be finite and >= 0")
-    if not (w > 0).any():
+        raise ValueError(f"{at(row)} weight {w[row]}; weights must be finite and >= 0")
+    extreme = (w > WEIGHT_RANGE) | ((w > 0) & (w < 1 / WEIGHT_RANGE))
+    if extreme.any():
+        row = int(np.argmax(extreme))
+        raise ValueError(f"{at(row)} weight {w[row]:g}; positive weights must lie in [1e-150, 1e150] (their squares "
+                         "leave float64's range): rescale them, which changes no estimate")
+    if some_positive and not (w > 0).any():
         raise ValueError(f"{what}: every weight is zero; nothing to fit")
     return np.ascontiguousarray(w[:, None])
 

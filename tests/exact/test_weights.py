@@ -94,10 +94,14 @@ def test_chunks_do_not_change_the_weighted_fit() -> None:
 
 
 @pytest.mark.parametrize(("w", "message"), [
-    ([1.0, -1.0, 1.0, 1.0, 1.0], "row 1 has weight -1.0"),
-    ([1.0, 1.0, np.nan, 1.0, 1.0], "row 2 has weight nan"),
+    ([1.0, -1.0, 1.0, 1.0, 1.0], r"row 2 \(1-based\) has weight -1.0"),
+    ([1.0, 1.0, np.nan, 1.0, 1.0], r"row 3 \(1-based\) has weight nan"),
     ([0.0] * 5, "every weight is zero"),
-    ([1.0] * 4, "4 values for 5 rows"),
+    ([1.0] * 4, r"shape \(4,\) for 5 rows"),
+    ([[1.0, 2.0]] * 5, r"shape \(5, 2\) for 5 rows"),
+    ([1.0 + 1j] * 5, "not real numbers"),
+    ([1.0, 1e160, 1.0, 1.0, 1.0], r"row 2 \(1-based\) has weight 1e\+160; positive weights must lie in \[1e-150"),
+    ([1.0, 1.0, 1e-200, 1.0, 1.0], r"row 3 \(1-based\) has weight 1e-200"),
 ])
 def test_bad_weights_are_one_line(w, message) -> None:
     x = np.arange(5.0)

@@ -50,7 +50,7 @@ def test_csv_weight_column_is_not_a_feature(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"d.csv: no weights column 'v'; the feature columns are a, w, b"):
         CSVDataModule(path, weights="v")
     (tmp_path / "bad.csv").write_text("a,w,y\n1,1,1\n2,-2,3\n3,1,2\n")
-    with pytest.raises(ValueError, match="w: row 1 has weight -2.0"):
+    with pytest.raises(ValueError, match=r"bad.csv: data row 2 \(1-based, header excluded\), column 'w': weight -2.0"):
         CSVDataModule(tmp_path / "bad.csv", weights="w")
 
 

@@ -150,13 +150,14 @@ class RegressionDataModule(L.LightningDataModule):
         if clusters is not None:
             rest, self.clusters, self.cluster_names = _take_clusters(table, clusters)
             table, tensors = rest, tensors if rest is table else None  # named columns left the table
-        column = None
+        column, named = None, table
         if isinstance(weights, str):
             table, weights, column = *_take_column(table, weights), weights
             tensors = None
         # A streamed table's weight column stays in the files, read beside each block (checked in setup's pass).
         self.weights = None if weights is None or table.streamed and column else \
-            check_weights(weights, table.n_rows, column or "weights")
+            check_weights(weights, table.n_rows, f"column {column!r}" if column else "weights",
+                          where=getattr(named, "where", None) if column else None)
         self.weights_column = column
         if weights is not None and table.streamed and column is None:
             raise ValueError(f"{getattr(table, 'path', 'data')}: weights as an array need the data in memory; name "

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from lr_lightning.core.data.tables import Table
+from lr_lightning.core.weighting import check_weights
 
 MARKS = 1 << 26  # ids below this may be marked in a boolean array (64 MB at most) instead of sorted
 
@@ -59,11 +60,8 @@ class StreamedSides:
         """Check a chunk's side columns (its first row: ``start``) and add its cluster ids to the distinct ones."""
         if self.weight is not None:
             w = side[self.weight]
-            bad = ~(np.isfinite(w) & (w >= 0))
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{self.table.where(start + row)}, column {self.table.side_names[self.weight]!r}: "
-                                 f"weight {w[row]}; weights must be finite and >= 0")
+            check_weights(w, len(w), f"column {self.table.side_names[self.weight]!r}",
+                          where=lambda row: self.table.where(start + row), some_positive=False)
             self._total_weight += float(np.sum(w, dtype=np.float64))
         for j, c in enumerate(self.clusters):
             ids = side[c]
