@@ -254,3 +254,33 @@ def test_two_ddp_processes_over_shards_give_one_process_statistics(tmp_path, mon
     for name, one in _ddp_cases(str(tmp_path / "d")).items():
         _assert_close(one, two[name], 1e-10)
         np.testing.assert_allclose(two[name]["p_cluster"], one["p_cluster"], rtol=1e-8, atol=1e-300)
+
+
+@pytest.mark.parametrize("source", ["csv", "parquet streamed", "parquet in memory"])
+def test_integer_ids_beyond_2_53_stay_apart(tmp_path, source) -> None:
+    """19-digit ids 3 apart: float64 (spacing 128 at 1e18) made the CSV's 8 firms one cluster, and a Parquet int64
+    column was refused. Ids are kept as the integers they are."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import statsmodels.api as sm
+
+    from lr_lightning import CSVDataModule, ParquetDataModule
+
+    rng = np.random.default_rng(0)
+    n, firm = 400, rng.integers(0, 8, 400)
+    ids, x = 10**18 + 3 * firm + 6, rng.normal(size=400)
+    y = 2 * x + rng.normal(size=8)[firm] + rng.normal(size=n)
+    if source == "csv":
+        path = tmp_path / "b.csv"
+        path.write_text("x,firm,y\n" + "".join(f"{float(a)!r},{g},{float(b)!r}\n" for a, g, b in zip(x, ids, y,
+                                                                                                       strict=True)))
+        dm = CSVDataModule(path, clusters="firm", val_fraction=0, dtype="float64")
+    else:
+        path = tmp_path / "b.parquet"
+        pq.write_table(pa.table({"x": x, "firm": pa.array(ids, pa.int64()), "y": y}), path, row_group_size=150)
+        dm = ParquetDataModule(path, clusters="firm", val_fraction=0, dtype="float64",
+                               in_memory=source.endswith("memory"))
+    s = _fit(dm)
+    reference = sm.OLS(y, sm.add_constant(x)).fit(cov_type="cluster", cov_kwds={"groups": firm})
+    assert s["n_clusters"] == 8
+    assert np.max(np.abs(np.array(s["stderr_cluster"]["CR1"]) - reference.bse) / reference.bse) < 1e-12

@@ -472,12 +472,20 @@ def text_columns(path: str | Path) -> list[str]:
     return found
 
 
+_INTEGER = re.compile(r"\s*[-+]?\d+\s*")
+
+
 def _id_values(text: np.ndarray, column: str, where: Callable[[int], str]) -> np.ndarray:
-    """A cluster id column read as text: float64 where every value is a number, else the text (str). An empty id
-    is refused, naming its row."""
+    """A cluster id column read as text: integers where every value is one (int64, or Python ints beyond it: ids of
+    19 digits stay apart, which float64 would merge), else float64 where every value is a number, else the text
+    (str). An empty id is refused, naming its row."""
     empty = np.flatnonzero(text == "")
     if len(empty):
         raise ValueError(f"{where(int(empty[0]))}, column {column!r}: empty cluster id; fill it or drop the row")
+    values = text.tolist()
+    if all(_INTEGER.fullmatch(v) for v in values):
+        ints = [int(v) for v in values]
+        return np.array(ints, dtype=np.int64) if all(-2**63 <= i < 2**63 for i in ints) else np.array(ints, object)
     try:
         return np.array([parse_number(v) for v in text.tolist()], dtype=np.float64)
     except ValueError:

@@ -456,11 +456,13 @@ class ParquetTable(Table):
             self.dtype = np.dtype(np.float64)
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, list[np.ndarray]]] = OrderedDict()
         self.side_names: list[str] = []  # columns taken out of the features (weights, cluster ids): take_side
+        self.side_roles: dict[str, str] = {}  # their roles: "weights" or "clusters"
 
     def take_side(self, name: str, what: str) -> None:
         """Take input column ``name`` out of the features, as a side column (a weight or a cluster id column,
         which may hold text if the table was opened with ``ids=[name]``) that ``read(rows, sides=True)`` reads
-        beside ``x`` and ``y``. A category column cannot be one; the encoding leaves the column out."""
+        beside ``x`` and ``y``. A category column cannot be one; the encoding leaves the column out. Integer cluster
+        ids are read as the integers they are (no float64: ids beyond 2**53 stay apart)."""
         levels = self.categories.levels if self.categories is not None else {}
         numeric = [c for c in self.inputs if c not in levels]
         if name not in numeric:
@@ -471,6 +473,7 @@ class ParquetTable(Table):
                              "fit on")
         self._cache.clear()
         self.side_names.append(name)
+        self.side_roles[name] = what
         self.inputs.remove(name)
         if self.categories is not None:
             self.categories.inputs.remove(name)
@@ -525,6 +528,9 @@ class ParquetTable(Table):
                 sides.append(ids.astype(str))
             else:
                 values = values.to_numpy()
+                if values.dtype.kind in "iu" and self.side_roles.get(name) == "clusters":
+                    sides.append(values)  # ids as the integers they are: exact, whatever their size
+                    continue
                 if values.dtype.kind in "iu":
                     _check_exact_integers(values, self.where(int(self.starts[k])), name)
                 sides.append(values.astype(np.float64))
