@@ -210,9 +210,11 @@ def _WithStderr(module: RegressionModule, interval: dict[str, Any]) -> torch.nn.
             self.module = module
             dtype = next(module.parameters()).dtype
             self.register_buffer("covariance", interval["covariance"].to(dtype))
+            centre = interval.get("centre")
+            self.register_buffer("centre", None if centre is None else centre.to(dtype))
 
         def stderr(self, x: torch.Tensor) -> torch.Tensor:
-            return mean_stderr(x, self.covariance, interval["polynomial_degree"], interval["bias"])
+            return mean_stderr(x, self.covariance, interval["polynomial_degree"], interval["bias"], self.centre)
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return self.module(x), self.stderr(x)

@@ -47,10 +47,16 @@ def design_rows(x: Any, degree: int | None, bias: bool) -> Any:
     return torch.cat(cols, dim=1)
 
 
-def mean_stderr(x: Any, covariance: Any, degree: int | None, bias: bool) -> Any:
+def mean_stderr(x: Any, covariance: Any, degree: int | None, bias: bool, centre: Any = None) -> Any:
     """``sqrt(diag(D C_t Dᵀ))`` per target ``t``: (n, m) standard errors of the predicted means, for rows ``x`` (n, k)
-    and covariances ``covariance`` (m, p, p). numpy or torch (the exported ONNX graph is this function, traced)."""
+    and covariances ``covariance`` (m, p, p). numpy or torch (the exported ONNX graph is this function, traced).
+
+    ``centre`` (p,): the covariance is of the intercept at this point of the design row (the least-squares fit's
+    column means), and ``D`` is taken less it: with columns at 1e6 and a spread of 0.01, ``d C dᵀ`` in raw
+    coordinates cancels to nothing (half-widths 3.7x too narrow), ``(d - c) C (d - c)ᵀ`` does not."""
     rows = design_rows(x, degree, bias)  # (n, p)
+    if centre is not None:
+        rows = rows - centre
     if isinstance(rows, np.ndarray):
         var = np.einsum("np,mpq,nq->nm", rows, covariance, rows)
         return np.sqrt(np.maximum(var, 0.0))
@@ -126,4 +132,8 @@ def checkpoint_interval(path: Any, n_inputs: int, n_outputs: int, flag: str = "-
         shape = tuple(cov.shape) if isinstance(cov, torch.Tensor) else type(cov).__name__
         raise ValueError(f"{where}: its {CHECKPOINT_KEY} covariance must be finite numbers of shape "
                          f"({n_outputs}, {p}, {p}), got {shape}")
+    centre = spec.get("centre")
+    if centre is not None and not (isinstance(centre, torch.Tensor) and centre.is_floating_point()
+                                   and tuple(centre.shape) == (p,) and bool(torch.isfinite(centre).all())):
+        raise ValueError(f"{where}: its {CHECKPOINT_KEY} centre must be {p} finite numbers")
     return spec

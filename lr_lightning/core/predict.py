@@ -105,7 +105,9 @@ def predict_main(argv: list[str] | None = None) -> int:
             if spec is not None:
                 from lr_lightning.core.intervals import mean_stderr
 
-                se = mean_stderr(x, spec["covariance"].double().numpy(), spec["polynomial_degree"], spec["bias"])
+                centre = spec.get("centre")
+                se = mean_stderr(x, spec["covariance"].double().numpy(), spec["polynomial_degree"], spec["bias"],
+                                 None if centre is None else centre.double().numpy())
                 interval = _bounds(preds, se, spec, args)
         refuse_non_finite(preds)
     except (UsageError, ValueError, FileNotFoundError, PermissionError) as e:

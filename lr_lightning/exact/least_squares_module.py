@@ -320,12 +320,18 @@ class LeastSquaresModule(L.LightningModule):
 
         ``cov_type``: ``"nonrobust"`` (``s² (XᵀX)⁻¹``), with ``robust=True`` ``"HC0"`` … ``"HC3"``, with
         ``cluster=True`` ``"CR1"`` (one- or two-way, as the table), with ``cr3=True`` ``"CR3"``; default
-        :meth:`default_cov_type`. The one place intervals take a covariance from."""
+        :meth:`default_cov_type`. Intervals take the same covariance, of the intercept at the columns' means
+        (docs/intervals.md)."""
         if self.solver is None or not self.solver.done:
             raise ValueError("coefficient_covariance(): the module has not been fitted (Trainer.fit(module, "
                              "datamodule=dm))")
+        return self._covariance(cov_type, centred=False)
+
+    def _covariance(self, cov_type: str | None, centred: bool) -> np.ndarray:
+        """:meth:`coefficient_covariance`; ``centred``: of the intercept at the columns' means
+        (:meth:`_interval_centre`), for intervals."""
         cov_type = cov_type or self.default_cov_type()
-        cov = self.solver.covariances()
+        cov = self.solver.covariances(centred=centred)
         keep = self.solver.solution.keep
         p, m = len(keep), self.solver.design.n_outputs
         if cov_type == "nonrobust":
@@ -366,7 +372,10 @@ class LeastSquaresModule(L.LightningModule):
         [16.115, 14.566, 17.665]
         """
         check_level(level, kind)
-        cov = self.coefficient_covariance(cov_type)
+        if self.solver is None or not self.solver.done:
+            raise ValueError("predict_interval(): the module has not been fitted (Trainer.fit(module, datamodule=dm))")
+        centre = self._interval_centre()
+        cov = self._covariance(cov_type, centred=centre is not None)
         x64 = torch.as_tensor(np.asarray(x, dtype=np.float64))
         if x64.ndim != 2 or x64.shape[1] != self.solver.design.n_inputs:
             raise ValueError(f"predict_interval: x must be (rows, {self.solver.design.n_inputs}), got shape "
@@ -376,8 +385,14 @@ class LeastSquaresModule(L.LightningModule):
             raise ValueError(f"predict_interval: row {row} of x is not finite ({x64[row].tolist()})")
         with torch.no_grad():
             mean = self(x64).numpy()
-        se = mean_stderr(x64.numpy(), cov, self.solver.design.polynomial_degree, self.hparams.bias)
+        se = mean_stderr(x64.numpy(), cov, self.solver.design.polynomial_degree, self.hparams.bias, centre)
         return bounds(mean, se, self._residual_variances(), self._df_resid(), level, kind)
+
+    def _interval_centre(self) -> np.ndarray | None:
+        """The design-row point intervals centre on (the columns' means; None with a polynomial basis or without
+        an intercept, whose covariances stay raw)."""
+        design = self.solver.design
+        return self.solver.design_means() if design.bias and design.polynomial_degree is None else None
 
     def _residual_variances(self) -> list[float]:
         return [float(s["residual_sd"]) ** 2 for s in self.statistics.values()]
@@ -404,8 +419,10 @@ class LeastSquaresModule(L.LightningModule):
         if self.solver is not None and self.solver.done and self._df_resid() > 0:
             # What predict.py --interval and export.py --interval need, as plain data under a key of the core's
             # (lr_lightning.core.intervals), so that they compute intervals without importing this package.
+            centre = self._interval_centre()
             checkpoint[CHECKPOINT_KEY] = {
-                "covariance": torch.from_numpy(self.coefficient_covariance()), "cov_type": self.default_cov_type(),
+                "covariance": torch.from_numpy(self._covariance(None, centred=centre is not None)),
+                **({} if centre is None else {"centre": torch.from_numpy(centre)}), "cov_type": self.default_cov_type(),
                 "residual_variance": self._residual_variances(), "df_resid": self._df_resid(),
                 "polynomial_degree": self.solver.design.polynomial_degree, "bias": self.hparams.bias}
 

@@ -779,11 +779,15 @@ class LeastSquaresSolver:
         rms = np.sqrt(np.asarray(s.sse, dtype=np.float64) / max(s.n, 1))
         return np.where(rms > 0, rms, 1.0)
 
-    def covariances(self) -> dict[str, np.ndarray]:
+    def covariances(self, centred: bool = False) -> dict[str, np.ndarray]:
         """Unscaled and sandwich covariances of the raw coefficients, kept ones only, in long double (also as
         returned: a variance may lie beyond float64's range where its square root, the standard error, does not).
 
         ``{"unscaled": (p_k, p_k) (XᵀX)⁻¹, and with robust=True "HC0", "HC1", "HC2", "HC3": (m, p_k, p_k)}``.
+
+        ``centred`` (an intercept and no polynomial basis): of the intercept at the columns' means
+        (:meth:`design_means`) instead of the raw intercept, the slopes the same. A prediction's variance is then
+        ``(d - means) C (d - means)ᵀ``, which does not cancel for columns far from zero as ``d C dᵀ`` does.
         """
         s, bias = self.solution, self.design.bias
         keep = s.keep
@@ -792,9 +796,11 @@ class LeastSquaresSolver:
         ld = np.longdouble
         # Centred coordinates (intercept at the means, then the kept basis columns) -> raw coefficients.
         to_raw = self._t_ld[np.ix_(keep, keep)]
-        if bias:
+        if centred and not (bias and self.design.polynomial_degree is None):
+            raise ValueError("covariances(centred=True) needs an intercept and raw columns (no polynomial basis)")
+        if bias:  # to the raw intercept; centred: to the intercept at the float64 means (the lo part of the mean)
             shift = np.eye(1 + len(k), dtype=ld)
-            shift[0, 1:] = -s.mean[:f][k]
+            shift[0, 1:] = -(s.mean_lo if centred else s.mean)[:f][k]
             to_raw = to_raw @ shift
         # (Gram)⁻¹ in those coordinates: diag(1/n, A⁻¹) with an intercept, A⁻¹ without; A⁻¹ = D⁻¹L⁻ᵀL⁻¹D⁻¹.
         linv = np.linalg.solve(s.chol, np.eye(len(k))) if len(k) else np.zeros((0, 0))
@@ -839,6 +845,12 @@ class LeastSquaresSolver:
                 out[name] = np.stack([(w @ (s.meats[meat, t].astype(ld) * rs[t] ** 2) @ w.T)
                                       * ld(factor) for t in range(self.design.n_outputs)])
         return out
+
+    def design_means(self) -> np.ndarray:
+        """``(p,)``: the point :meth:`covariances` ``(centred=True)`` is centred on, over the raw design row
+        (intercept first: 0; then each column's mean, in float64: the same numbers the centred design subtracts)."""
+        f = len(self.solution.keep) - self.design.bias
+        return np.concatenate([[0.0], self.solution.mean[:f]])
 
     def statistics(self) -> dict[str, dict[str, Any]]:
         """The regression table per target (:func:`lr_lightning.exact.statistics.regression_statistics`)."""
