@@ -44,13 +44,15 @@ TABLE_BYTES = 256 << 20  # per thread and clustering: 800,000 clusters at 40 col
 def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: Sequence[np.ndarray], *,
                beta: torch.Tensor, offset: torch.Tensor, columns: torch.Tensor | None, mean: torch.Tensor,
                unit: torch.Tensor, scale: torch.Tensor, bias: bool, mean_lo: torch.Tensor | None = None,
-               into: ScoreTables | None = None) -> list[tuple[np.ndarray, np.ndarray] | None]:
+               offset_lo: torch.Tensor | None = None, into: ScoreTables | None = None
+               ) -> list[tuple[np.ndarray, np.ndarray] | None]:
     """Per clustering in ``ways`` (each ``(rows,)`` int64 ids), ``(ids, sums)``: the sorted distinct ids of the rows
     of positive weight, and per id the sum of its rows' scores, ``(len(ids), q·m)`` (``j·m + t``).
 
     ``z`` ``(rows, n_basis)`` and ``y`` ``(rows, m)`` are the batch (float32 or float64 CPU tensors), ``w``
     ``(rows,)`` its weights or None; the rest are float64. With ``c = z[:, columns] - mean`` (every column when
-    ``columns`` is None), the residual is ``r = (y - c @ beta - offset) / scale``, times ``w``, and the design is
+    ``columns`` is None), the residual is ``r = ((y - offset) - offset_lo - c @ beta) / scale``, times ``w`` (``y``
+    less the intercept first: near it, exactly; ``offset_lo`` its low part, zeros when None), and the design is
     ``[1, (c - mean_lo) / unit]``, without the 1 when ``bias`` is False (then ``mean`` and ``offset`` are zeros).
     ``mean_lo`` (zeros when None) is the means' low part in double-double: the design is centred on them exactly.
 
@@ -69,7 +71,7 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
 
     def run(lo: int, hi: int) -> list[torch.Tensor]:
         size = min(ROWS, hi - lo)
-        work, r = torch.empty(size, q, dtype=f64), torch.empty(size, m, dtype=f64)
+        work, r, less = (torch.empty(size, width, dtype=f64) for width in (q, m, m))
         scores = None if m == 1 else torch.empty(size, q, m, dtype=f64)  # one target: the scores are d·r, in place
         if bias and m > 1:
             work[:, 0] = 1.0
@@ -85,7 +87,10 @@ def score_sums(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, ways: S
             else:  # float32 rows: a copy to float64, then the subtract (twice as fast as a mixed-dtype subtract)
                 d.copy_(zb).sub_(mean)
             torch.matmul(d, beta, out=rb)  # the residual from the centred rows, in cache: z read from memory once
-            torch.sub(y[i:j], rb, out=rb).sub_(offset).div_(scale)
+            yb = torch.sub(y[i:j], offset, out=less[:j - i])
+            if offset_lo is not None:
+                yb.sub_(offset_lo)
+            torch.sub(yb, rb, out=rb).div_(scale)
             if w is not None:
                 rb *= w[i:j, None]
             if m == 1:

@@ -252,7 +252,9 @@ class LeastSquaresSolver:
                                    torch.from_numpy(self._residual_scale()).to(dev))
 
     def _centred_intercept(self, k: np.ndarray) -> torch.Tensor:
-        """``(m,)``: the intercept at the kept columns' means, ``β₀ + meanᵀβ`` in double-double (0 without one).
+        """``(2, m)``: the intercept at the kept columns' means, ``β₀ + meanᵀβ``, in double-double (hi, lo; 0
+        without one). The residual subtracts both from ``y`` first, ``(y - hi) - lo``: with ``y`` at 1e10 the
+        intercept's float64 rounding alone was 1e-6 of a unit residual, and the robust errors lost those digits.
 
         The robust pass takes its residuals from the centred columns, ``y - c - (z - mean)ᵀβ``: with columns far from
         zero (1e6, spread 0.01) ``y - β₀ - zᵀβ`` is a small difference of large terms, whose rounding (a unit in the
@@ -263,12 +265,12 @@ class LeastSquaresSolver:
         """
         s = self.solution
         if not self.design.bias:
-            return torch.zeros(self.design.n_outputs, dtype=torch.float64)
+            return torch.zeros(2, self.design.n_outputs, dtype=torch.float64)
         hi, lo = (part[1:][torch.from_numpy(k)] for part in s.beta)
         mean = torch.from_numpy(s.mean[:len(s.keep) - 1][k].copy())[:, None]
         explained = dd.total(dd.mul((mean, torch.zeros_like(mean)), (hi, lo)), dim=0)
         c = dd.add((s.beta[0][0], s.beta[1][0]), explained)
-        return c[0] + c[1]
+        return torch.stack(dd.normalize(c[0], c[1]))
 
     def _begin(self) -> None:
         self._rows = 0
@@ -373,12 +375,12 @@ class LeastSquaresSolver:
                 design[:, 0] = 1.0
             kept = design[:, bias:]
             torch.sub(z if len(k) == z.shape[1] else z[:, k], mean[0], out=kept)
-            r = (y - kept @ beta - offset) / rscale  # from the centred columns (see _centred_intercept)
+            r = ((y - offset[0]) - offset[1] - kept @ beta) / rscale  # centred (see _centred_intercept)
             kept.sub_(mean[1]).div_(unit)  # centred on the mean in double-double (see _centred_intercept)
             self._cluster_update(design, r if wt is None else r * wt, g, wt)
             return
         u = z[:, k] - mean[0]
-        r = y - u @ beta - offset  # (rows, m), from the centred columns (see _centred_intercept)
+        r = (y - offset[0]) - offset[1] - u @ beta  # (rows, m), centred (see _centred_intercept)
         scaled = (u - mean[1]) / unit  # unit-sized columns (D⁻¹u): the meat's products neither overflow nor underflow
         w = torch.linalg.solve_triangular(chol, scaled.T, upper=False)  # L⁻¹ D⁻¹ uᵀ
         h = (w * w).sum(dim=0) + (1.0 / s.n if bias else 0.0)  # leverages
@@ -415,7 +417,8 @@ class LeastSquaresSolver:
         sums = self._cluster_sums(keys, (bias + len(k)) * m)
         tables = self._sums.setdefault("score_tables", ScoreTables(len(keys), (bias + len(k)) * m))
         found = score_sums(
-            z, y, None if w is None else w[:, 0], [ids.numpy() for ids in keys], beta=beta, offset=offset,
+            z, y, None if w is None else w[:, 0], [ids.numpy() for ids in keys], beta=beta, offset=offset[0],
+            offset_lo=offset[1],
             columns=None if len(k) == z.shape[1] else k, mean=mean[0], mean_lo=mean[1], unit=unit, scale=rscale,
             bias=bias, into=tables)
         for acc, part in zip(sums, found, strict=True):
