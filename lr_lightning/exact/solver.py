@@ -275,6 +275,7 @@ class LeastSquaresSolver:
     def _begin(self) -> None:
         self._rows = 0
         self._positive: torch.Tensor | None = None  # with weights: rows of positive weight, Σ log w (pass 1)
+        self._low: torch.Tensor | None = None  # with weights: the least positive weight (pass 1)
         self._weighted = False
         self._moments = PairwiseSum()
         self._sums: dict[str, Any] = {}
@@ -302,11 +303,14 @@ class LeastSquaresSolver:
                     positive = v > 0
                     logs = np.log(v, out=np.zeros_like(v), where=positive)
                     counts = torch.tensor([float(positive.sum()), float(logs.sum())], dtype=torch.float64)
+                    low = torch.tensor(float(np.min(v, where=positive, initial=np.inf)), dtype=torch.float64)
                 else:
                     positive = w > 0
                     logs = torch.where(positive, w, torch.ones_like(w)).log()
                     counts = torch.stack([positive.sum().double(), logs.sum()])
+                    low = torch.where(positive, w, torch.full_like(w, math.inf)).min()
                 self._positive = counts if self._positive is None else self._positive + counts
+                self._low = low if self._low is None else torch.minimum(self._low, low)  # the least positive weight
                 return
             q = basis.shape[1] + y.shape[1]
             if x.device.type != "cpu" and (self._work is None or self._work.shape[0] < len(x)
@@ -560,13 +564,15 @@ class LeastSquaresSolver:
         total = merge_in_order([CoMoments.unstack(row, q) for row in flat])
         self._check_rows(rows)
         self._pass1_rows = rows
-        self._nobs, self._log_weights = rows, 0.0
+        self._nobs, self._log_weights, self._least_weight = rows, 0.0, 1.0
         weighted = bool(gather(torch.tensor([float(self._weighted)], dtype=torch.float64, device=device)).max())
         if weighted:  # the total weight is the co-moments' count; the rows of positive weight are the observations
             counts = self._positive if self._positive is not None else \
                 torch.zeros(2, dtype=torch.float64, device=device)
             counts = gather(counts).sum(dim=0).cpu().numpy()
             self._nobs, self._log_weights = int(counts[0]), float(counts[1])
+            low = self._low if self._low is not None else torch.tensor(math.inf, dtype=torch.float64)
+            self._least_weight = float(gather(low.reshape(1).to(device=device, dtype=torch.float64)).min())
             n = float(total.n.item())
             if not n > 0:
                 raise ValueError("least squares: every weight is zero; nothing to fit")
@@ -683,8 +689,11 @@ class LeastSquaresSolver:
         a, _ = self._system(n, mean, comoment)
         diag = np.diag(a).copy()
         # Constant columns: spread at the rounding level of their values (with an intercept they are aliased with
-        # it; without one only an all-zero column is).
-        constant = diag <= n * (1e3 * EPS * np.abs(mean[:f])) ** 2 if design.bias else diag == 0
+        # it; without one only an all-zero column is). Weighted, the rows count at the least positive weight: a
+        # column is constant if even rows of that weight could not spread it more. At the total weight, one row
+        # weighted 1e30 made every other row's spread look like rounding ("every column is constant").
+        floor = min(n, self._nobs * self._least_weight)
+        constant = diag <= floor * (1e3 * EPS * np.abs(mean[:f])) ** 2 if design.bias else diag == 0
         if f and constant.all():
             names = design.names[design.bias:]
             raise ValueError(f"least squares: every column ({', '.join(names[:8])}{', …' if len(names) > 8 else ''}) "

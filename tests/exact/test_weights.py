@@ -154,6 +154,44 @@ def test_float32_data_keeps_float64_weights(cluster) -> None:
     assert np.max(np.abs(np.array(errors) - fit.bse) / fit.bse) < 1e-12
 
 
+def _exact_wls(x, y, w):
+    """Coefficients and classic standard errors of WLS in rational arithmetic (the floats' exact values)."""
+    from fractions import Fraction
+
+    rows = [[Fraction(1)] + [Fraction(float(v)) for v in r] for r in x]
+    ys, ws = [Fraction(float(v)) for v in y], [Fraction(float(v)) for v in w]
+    p = len(rows[0])
+    a = [[sum(wi * r[i] * r[j] for wi, r in zip(ws, rows, strict=True)) for j in range(p)] for i in range(p)]
+    m = [a[i] + [Fraction(int(i == j)) for j in range(p)] for i in range(p)]
+    for c in range(p):  # Gauss-Jordan: the inverse of XᵀWX
+        m[c] = [v / m[c][c] for v in m[c]]
+        for r in range(p):
+            if r != c:
+                m[r] = [u - m[r][c] * v for u, v in zip(m[r], m[c], strict=True)]
+    inv = [row[p:] for row in m]
+    b = [sum(wi * r[i] * yi for wi, r, yi in zip(ws, rows, ys, strict=True)) for i in range(p)]
+    beta = [sum(inv[i][j] * b[j] for j in range(p)) for i in range(p)]
+    sse = sum(wi * (yi - sum(r[j] * beta[j] for j in range(p))) ** 2 for wi, r, yi in zip(ws, rows, ys, strict=True))
+    s2 = sse / (sum(1 for v in ws if v > 0) - p)
+    return np.array([float(v) for v in beta]), np.sqrt([float(s2 * inv[i][i]) for i in range(p)])
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-30], ids=["one_heavy_row", "the_rest_light"])
+def test_one_row_far_heavier_than_the_rest(scale) -> None:
+    """One weight 1e30 times the others: the constant-column check counted the rows at the total weight, and every
+    column looked constant (a false refusal). The fit equals rational arithmetic to float64's precision."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(50, 2))
+    y = 2 + x @ [0.3, -0.1] + rng.normal(size=50)
+    w = np.ones(50) * scale
+    w[7] = 1e30 * scale
+    s = least_squares(x, y, weights=w).statistics["y"]
+    coef, stderr = _exact_wls(x, y, w)
+    assert _rel(s["coef"], coef) < 1e-13 and _rel(s["stderr"], stderr) < 1e-13  # measured 4e-16
+    with pytest.raises(ValueError, match="every column .* is constant"):  # truly constant columns still are
+        least_squares(np.ones((50, 2)) * [3.0, -1.5], y, weights=w)
+
+
 def _csv(path, n: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x, y, w = _data(n, seed=6)
     rows = [",".join(repr(float(c)) for c in (*r, v, t)) for r, v, t in zip(x, w, y, strict=True)]
