@@ -284,3 +284,14 @@ def test_integer_ids_beyond_2_53_stay_apart(tmp_path, source) -> None:
     reference = sm.OLS(y, sm.add_constant(x)).fit(cov_type="cluster", cov_kwds={"groups": firm})
     assert s["n_clusters"] == 8
     assert np.max(np.abs(np.array(s["stderr_cluster"]["CR1"]) - reference.bse) / reference.bse) < 1e-12
+
+
+@pytest.mark.parametrize("marker", ["NA", "null", "N/A"])
+def test_a_csv_id_that_reads_as_missing_is_refused(tmp_path, marker) -> None:
+    """'NA' made a cluster of its own (pandas and R read it as missing): refused in one line naming the row."""
+    from lr_lightning import CSVDataModule
+
+    path = tmp_path / "na.csv"
+    path.write_text(f"x,firm,y\n1,a,2\n2,{marker},3\n3,b,4\n4,a,5\n")
+    with pytest.raises(ValueError, match=rf"na.csv: data row 2 .*'firm': cluster id '{marker}' reads as missing"):
+        CSVDataModule(path, clusters="firm")

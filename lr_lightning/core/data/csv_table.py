@@ -472,6 +472,7 @@ def text_columns(path: str | Path) -> list[str]:
     return found
 
 
+MISSING_MARKERS = {"na", "n/a", "#n/a", "null", "none", "nan"}  # as ids, refused: a missing value, not a cluster
 _INTEGER = re.compile(r"\s*[-+]?\d+\s*")
 
 
@@ -483,6 +484,10 @@ def _id_values(text: np.ndarray, column: str, where: Callable[[int], str]) -> np
     if len(empty):
         raise ValueError(f"{where(int(empty[0]))}, column {column!r}: empty cluster id; fill it or drop the row")
     values = text.tolist()
+    missing = next((row for row, v in enumerate(values) if v.strip().lower() in MISSING_MARKERS), None)
+    if missing is not None:  # else one more cluster, of the rows pandas and R would call missing
+        raise ValueError(f"{where(missing)}, column {column!r}: cluster id {values[missing]!r} reads as missing "
+                         "(pandas and R read it so); fill it, drop the row, or give the cluster another name")
     if all(_INTEGER.fullmatch(v) for v in values):
         ints = [int(v) for v in values]
         return np.array(ints, dtype=np.int64) if all(-2**63 <= i < 2**63 for i in ints) else np.array(ints, object)
