@@ -132,7 +132,11 @@ def checkpoint_interval(path: Any, n_inputs: int, n_outputs: int, flag: str = "-
         shape = tuple(cov.shape) if isinstance(cov, torch.Tensor) else type(cov).__name__
         raise ValueError(f"{where}: its {CHECKPOINT_KEY} covariance must be finite numbers of shape "
                          f"({n_outputs}, {p}, {p}), got {shape}")
-    centre = spec.get("centre")
+    centre, coordinates = spec.get("centre"), spec.get("coordinates", "raw")  # no key: a raw covariance
+    if coordinates not in ("raw", "centred") or (coordinates == "centred") != (centre is not None):
+        raise ValueError(f"{where}: its {CHECKPOINT_KEY} covariance is {coordinates!r:.20} with "
+                         f"{'no' if centre is None else 'a'} centre; a centred covariance needs its centre, a raw one "
+                         "none")
     if centre is not None and not (isinstance(centre, torch.Tensor) and centre.is_floating_point()
                                    and tuple(centre.shape) == (p,) and bool(torch.isfinite(centre).all())):
         raise ValueError(f"{where}: its {CHECKPOINT_KEY} centre must be {p} finite numbers")

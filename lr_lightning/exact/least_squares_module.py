@@ -389,10 +389,9 @@ class LeastSquaresModule(L.LightningModule):
         return bounds(mean, se, self._residual_variances(), self._df_resid(), level, kind)
 
     def _interval_centre(self) -> np.ndarray | None:
-        """The design-row point intervals centre on (the columns' means; None with a polynomial basis or without
-        an intercept, whose covariances stay raw)."""
-        design = self.solver.design
-        return self.solver.design_means() if design.bias and design.polynomial_degree is None else None
+        """The design-row point intervals centre on (the columns' means, or the powers of the inputs' centres;
+        None without an intercept, whose covariance stays raw)."""
+        return self.solver.interval_centre() if self.solver.design.bias else None
 
     def _residual_variances(self) -> list[float]:
         return [float(s["residual_sd"]) ** 2 for s in self.statistics.values()]
@@ -422,7 +421,8 @@ class LeastSquaresModule(L.LightningModule):
             centre = self._interval_centre()
             checkpoint[CHECKPOINT_KEY] = {
                 "covariance": torch.from_numpy(self._covariance(None, centred=centre is not None)),
-                **({} if centre is None else {"centre": torch.from_numpy(centre)}), "cov_type": self.default_cov_type(),
+                **({"coordinates": "raw"} if centre is None else
+                   {"coordinates": "centred", "centre": torch.from_numpy(centre)}), "cov_type": self.default_cov_type(),
                 "residual_variance": self._residual_variances(), "df_resid": self._df_resid(),
                 "polynomial_degree": self.solver.design.polynomial_degree, "bias": self.hparams.bias}
 

@@ -797,9 +797,9 @@ class LeastSquaresSolver:
 
         ``{"unscaled": (p_k, p_k) (XᵀX)⁻¹, and with robust=True "HC0", "HC1", "HC2", "HC3": (m, p_k, p_k)}``.
 
-        ``centred`` (an intercept and no polynomial basis): of the intercept at the columns' means
-        (:meth:`design_means`) instead of the raw intercept, the slopes the same. A prediction's variance is then
-        ``(d - means) C (d - means)ᵀ``, which does not cancel for columns far from zero as ``d C dᵀ`` does.
+        ``centred`` (with an intercept): of the intercept at :meth:`interval_centre` instead of the raw one, the
+        other coefficients the same. A prediction's variance is then ``(d - c) C (d - c)ᵀ``, which does not cancel
+        for columns far from zero as ``d C dᵀ`` does.
         """
         s, bias = self.solution, self.design.bias
         keep = s.keep
@@ -808,12 +808,17 @@ class LeastSquaresSolver:
         ld = np.longdouble
         # Centred coordinates (intercept at the means, then the kept basis columns) -> raw coefficients.
         to_raw = self._t_ld[np.ix_(keep, keep)]
-        if centred and not (bias and self.design.polynomial_degree is None):
-            raise ValueError("covariances(centred=True) needs an intercept and raw columns (no polynomial basis)")
-        if bias:  # to the raw intercept; centred: to the intercept at the float64 means (the lo part of the mean)
+        if centred and not bias:
+            raise ValueError("covariances(centred=True) needs an intercept")
+        raw_columns = self.design.polynomial_degree is None
+        if bias:  # to the raw intercept; centred raw columns: to the intercept at the float64 means (their lo part)
             shift = np.eye(1 + len(k), dtype=ld)
-            shift[0, 1:] = -(s.mean_lo if centred else s.mean)[:f][k]
+            shift[0, 1:] = -(s.mean_lo if centred and raw_columns else s.mean)[:f][k]
             to_raw = to_raw @ shift
+        if centred and not raw_columns:  # raw powers: from the raw intercept to the one at interval_centre()
+            to_centre = np.eye(len(to_raw), dtype=ld)
+            to_centre[0, 1:] = self.interval_centre()[keep][1:]
+            to_raw = to_centre @ to_raw
         # (Gram)⁻¹ in those coordinates: diag(1/n, A⁻¹) with an intercept, A⁻¹ without; A⁻¹ = D⁻¹L⁻ᵀL⁻¹D⁻¹.
         linv = np.linalg.solve(s.chol, np.eye(len(k))) if len(k) else np.zeros((0, 0))
         half = (linv / s.unit[None, :]).T.astype(ld)  # D⁻¹ L⁻ᵀ
@@ -858,11 +863,16 @@ class LeastSquaresSolver:
                                       * ld(factor) for t in range(self.design.n_outputs)])
         return out
 
-    def design_means(self) -> np.ndarray:
-        """``(p,)``: the point :meth:`covariances` ``(centred=True)`` is centred on, over the raw design row
-        (intercept first: 0; then each column's mean, in float64: the same numbers the centred design subtracts)."""
-        f = len(self.solution.keep) - self.design.bias
-        return np.concatenate([[0.0], self.solution.mean[:f]])
+    def interval_centre(self) -> np.ndarray:
+        """``(p,)``: the raw design-row point :meth:`covariances` ``(centred=True)`` is centred on (intercept first:
+        0). Raw columns: their means, in float64 (the numbers the centred design subtracts); a polynomial basis: the
+        powers ``c, c², …`` of each input's centre (the middle of its range)."""
+        design, f = self.design, len(self.solution.keep) - self.design.bias
+        if design.polynomial_degree is None:
+            return np.concatenate([[0.0], self.solution.mean[:f]])
+        centre = np.asarray(design.centre or [0.0] * design.n_inputs, dtype=np.float64)
+        powers = [centre[j] ** m for j in range(design.n_inputs) for m in range(1, design.degree + 1)]
+        return np.concatenate([[0.0], powers])
 
     def statistics(self) -> dict[str, dict[str, Any]]:
         """The regression table per target (:func:`lr_lightning.exact.statistics.regression_statistics`)."""

@@ -286,7 +286,7 @@ def test_integer_ids_beyond_2_53_stay_apart(tmp_path, source) -> None:
     assert np.max(np.abs(np.array(s["stderr_cluster"]["CR1"]) - reference.bse) / reference.bse) < 1e-12
 
 
-@pytest.mark.parametrize("marker", ["NA", "null", "N/A"])
+@pytest.mark.parametrize("marker", ["NA", "null", "N/A", "<NA>", "-nan", "1.#IND"])
 def test_a_csv_id_that_reads_as_missing_is_refused(tmp_path, marker) -> None:
     """'NA' made a cluster of its own (pandas and R read it as missing): refused in one line naming the row."""
     from lr_lightning import CSVDataModule

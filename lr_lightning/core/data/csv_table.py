@@ -472,7 +472,10 @@ def text_columns(path: str | Path) -> list[str]:
     return found
 
 
-MISSING_MARKERS = {"na", "n/a", "#n/a", "null", "none", "nan"}  # as ids, refused: a missing value, not a cluster
+# As ids, refused: a missing value, not a cluster. pandas' default na_values (compared lower-cased), which include
+# R's NA; a CSV has no nulls of its own. A Parquet string column has real nulls, so its "NA" is text like any other.
+MISSING_MARKERS = {"#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>", "n/a", "na",
+                   "null", "nan", "none"}
 _INTEGER = re.compile(r"\s*[-+]?\d+\s*")
 
 
@@ -487,7 +490,7 @@ def _id_values(text: np.ndarray, column: str, where: Callable[[int], str]) -> np
     missing = next((row for row, v in enumerate(values) if v.strip().lower() in MISSING_MARKERS), None)
     if missing is not None:  # else one more cluster, of the rows pandas and R would call missing
         raise ValueError(f"{where(missing)}, column {column!r}: cluster id {values[missing]!r} reads as missing "
-                         "(pandas and R read it so); fill it, drop the row, or give the cluster another name")
+                         "(pandas reads it so; R reads NA); fill it, drop the row, or name the cluster otherwise")
     if all(_INTEGER.fullmatch(v) for v in values):
         ints = [int(v) for v in values]
         return np.array(ints, dtype=np.int64) if all(-2**63 <= i < 2**63 for i in ints) else np.array(ints, object)
