@@ -376,7 +376,12 @@ class LeastSquaresModule(L.LightningModule):
             raise ValueError("predict_interval(): the module has not been fitted (Trainer.fit(module, datamodule=dm))")
         centre = self._interval_centre()
         cov = self._covariance(cov_type, centred=centre is not None)
-        x64 = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        try:
+            x64 = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise ValueError(f"predict_interval: x must be numbers, the {self.solver.design.n_inputs} fitted input "
+                             "columns (a categorical column as its dummies, as the data module encodes it: "
+                             "dm.feature_names); predict.py --ckpt takes the raw text") from None
         if x64.ndim != 2 or x64.shape[1] != self.solver.design.n_inputs:
             raise ValueError(f"predict_interval: x must be (rows, {self.solver.design.n_inputs}), got shape "
                              f"{tuple(x64.shape)}")

@@ -101,6 +101,13 @@ def test_polynomial_intervals_away_from_zero(offset, spread, bound):
     assert np.max(np.abs(half - want) / want) < bound
 
 
+def test_text_in_x_is_one_line():
+    x, y, _ = _data()
+    module, _ = _fit(x, y)
+    with pytest.raises(ValueError, match="predict_interval: x must be numbers, the 2 fitted input columns"):
+        module.predict_interval([[1.0, "north"]])
+
+
 def test_a_centred_spec_without_its_centre_is_refused(tmp_path):
     """A checkpoint whose centred covariance lost its centre read it as raw: intervals 3e7 times too wide."""
     import torch
