@@ -52,8 +52,9 @@ def mean_stderr(x: Any, covariance: Any, degree: int | None, bias: bool, centre:
     and covariances ``covariance`` (m, p, p). numpy or torch (the exported ONNX graph is this function, traced).
 
     ``centre`` (p,): the covariance is of the intercept at this point of the design row (the least-squares fit's
-    column means), and ``D`` is taken less it: with columns at 1e6 and a spread of 0.01, ``d C dᵀ`` in raw
-    coordinates cancels to nothing (half-widths 3.7x too narrow), ``(d - c) C (d - c)ᵀ`` does not."""
+    column means, or the powers of its inputs' centres), and ``D`` is taken less it: with columns at 1e6 and a
+    spread of 0.01, ``d C dᵀ`` in raw coordinates cancels to nothing (half-widths 3.7x too narrow), ``(d - c) C
+    (d - c)ᵀ`` does not."""
     rows = design_rows(x, degree, bias)  # (n, p)
     if centre is not None:
         rows = rows - centre

@@ -328,8 +328,7 @@ class LeastSquaresModule(L.LightningModule):
         return self._covariance(cov_type, centred=False)
 
     def _covariance(self, cov_type: str | None, centred: bool) -> np.ndarray:
-        """:meth:`coefficient_covariance`; ``centred``: of the intercept at the columns' means
-        (:meth:`_interval_centre`), for intervals."""
+        """:meth:`coefficient_covariance`; ``centred``: of the intercept at the solver's ``interval_centre()``."""
         cov_type = cov_type or self.default_cov_type()
         cov = self.solver.covariances(centred=centred)
         keep = self.solver.solution.keep
@@ -374,8 +373,7 @@ class LeastSquaresModule(L.LightningModule):
         check_level(level, kind)
         if self.solver is None or not self.solver.done:
             raise ValueError("predict_interval(): the module has not been fitted (Trainer.fit(module, datamodule=dm))")
-        centre = self._interval_centre()
-        cov = self._covariance(cov_type, centred=centre is not None)
+        cov, centre = self._interval_covariance(cov_type)
         try:
             x64 = torch.as_tensor(np.asarray(x, dtype=np.float64))
         except (TypeError, ValueError):
@@ -393,10 +391,12 @@ class LeastSquaresModule(L.LightningModule):
         se = mean_stderr(x64.numpy(), cov, self.solver.design.polynomial_degree, self.hparams.bias, centre)
         return bounds(mean, se, self._residual_variances(), self._df_resid(), level, kind)
 
-    def _interval_centre(self) -> np.ndarray | None:
-        """The design-row point intervals centre on (the columns' means, or the powers of the inputs' centres;
-        None without an intercept, whose covariance stays raw)."""
-        return self.solver.interval_centre() if self.solver.design.bias else None
+    def _interval_covariance(self, cov_type: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(covariance, centre)`` for intervals: of the intercept at the solver's ``interval_centre()`` (the
+        columns' means, or the powers of the inputs' centres), or without an intercept raw, with centre None."""
+        if not self.solver.design.bias:
+            return self._covariance(cov_type, centred=False), None
+        return self._covariance(cov_type, centred=True), self.solver.interval_centre()
 
     def _residual_variances(self) -> list[float]:
         return [float(s["residual_sd"]) ** 2 for s in self.statistics.values()]
@@ -423,9 +423,9 @@ class LeastSquaresModule(L.LightningModule):
         if self.solver is not None and self.solver.done and self._df_resid() > 0:
             # What predict.py --interval and export.py --interval need, as plain data under a key of the core's
             # (lr_lightning.core.intervals), so that they compute intervals without importing this package.
-            centre = self._interval_centre()
+            covariance, centre = self._interval_covariance(None)
             checkpoint[CHECKPOINT_KEY] = {
-                "covariance": torch.from_numpy(self._covariance(None, centred=centre is not None)),
+                "covariance": torch.from_numpy(covariance),
                 **({"coordinates": "raw"} if centre is None else
                    {"coordinates": "centred", "centre": torch.from_numpy(centre)}), "cov_type": self.default_cov_type(),
                 "residual_variance": self._residual_variances(), "df_resid": self._df_resid(),

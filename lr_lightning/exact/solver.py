@@ -422,9 +422,8 @@ class LeastSquaresSolver:
         tables = self._sums.setdefault("score_tables", ScoreTables(len(keys), (bias + len(k)) * m))
         found = score_sums(
             z, y, None if w is None else w[:, 0], [ids.numpy() for ids in keys], beta=beta, offset=offset[0],
-            offset_lo=offset[1],
-            columns=None if len(k) == z.shape[1] else k, mean=mean[0], mean_lo=mean[1], unit=unit, scale=rscale,
-            bias=bias, into=tables)
+            offset_lo=offset[1], columns=None if len(k) == z.shape[1] else k, mean=mean[0], mean_lo=mean[1],
+            unit=unit, scale=rscale, bias=bias, into=tables)
         for acc, part in zip(sums, found, strict=True):
             if part is not None:  # else in the pass's tables, merged at its end (_end_score_tables)
                 acc.merge(*part)
@@ -867,12 +866,13 @@ class LeastSquaresSolver:
         """``(p,)``: the raw design-row point :meth:`covariances` ``(centred=True)`` is centred on (intercept first:
         0). Raw columns: their means, in float64 (the numbers the centred design subtracts); a polynomial basis: the
         powers ``c, c², …`` of each input's centre (the middle of its range)."""
+        from lr_lightning.core.intervals import design_rows
+
         design, f = self.design, len(self.solution.keep) - self.design.bias
         if design.polynomial_degree is None:
             return np.concatenate([[0.0], self.solution.mean[:f]])
-        centre = np.asarray(design.centre or [0.0] * design.n_inputs, dtype=np.float64)
-        powers = [centre[j] ** m for j in range(design.n_inputs) for m in range(1, design.degree + 1)]
-        return np.concatenate([[0.0], powers])
+        centre = np.asarray([design.centre or [0.0] * design.n_inputs], dtype=np.float64)
+        return np.concatenate([[0.0], design_rows(centre, design.polynomial_degree, False)[0]])  # the rows' order
 
     def statistics(self) -> dict[str, dict[str, Any]]:
         """The regression table per target (:func:`lr_lightning.exact.statistics.regression_statistics`)."""
