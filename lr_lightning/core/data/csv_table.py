@@ -495,7 +495,7 @@ def _id_values(text: np.ndarray, column: str, where: Callable[[int], str]) -> np
         ints = [int(v) for v in values]
         return np.array(ints, dtype=np.int64) if all(-2**63 <= i < 2**63 for i in ints) else np.array(ints, object)
     try:
-        return np.array([parse_number(v) for v in text.tolist()], dtype=np.float64)
+        return np.array([parse_number(v) for v in values], dtype=np.float64)
     except ValueError:
         return text.astype(str)
 
